@@ -1,0 +1,10 @@
+/**
+ * aos-unit: one executable, many subcommands. Dispatch only: parse argv,
+ * narrow permissions, run one command, exit with its code.
+ */
+
+import { main } from "./src/cli.ts";
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

@@ -1,0 +1,250 @@
+/**
+ * The command line: commander parses, dispatch narrows permissions, then one
+ * subcommand runs. `main()` returns the exit code instead of exiting, so it
+ * can be tested.
+ */
+
+import { Command, CommanderError, Option } from "commander";
+import type { CommandContext } from "./commands/context.ts";
+import { planCommand, SAMPLE_CONFIG_DIR } from "./commands/plan.ts";
+import { validateCommand } from "./commands/validate.ts";
+import { ConfigError, exitCodeOf, EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME, formatDiagnostic, RuntimeError } from "./errors.ts";
+import { resolvePaths } from "./host/paths.ts";
+import { setupLogging } from "./log.ts";
+import {
+  denoFlags,
+  DISPATCH_ENV,
+  hasBlanketGrant,
+  narrowTo,
+  NOTIFY_SOCKET_DEFAULT,
+  type PermissionContext,
+  permissionsFor,
+  type PermissionSet,
+  type Subcommand,
+  unionPermissions,
+} from "./permissions.ts";
+import { FHS_PATHS } from "./host/paths.ts";
+import { VERSION } from "./version.ts";
+
+export interface Io {
+  out(text: string): void;
+  err(text: string): void;
+}
+
+const encoder = new TextEncoder();
+export const STDIO: Io = {
+  out: (t) => void Deno.stdout.writeSync(encoder.encode(t.endsWith("\n") ? t : t + "\n")),
+  err: (t) => void Deno.stderr.writeSync(encoder.encode(t.endsWith("\n") ? t : t + "\n")),
+};
+
+/** A parsed invocation: which subcommand, and the function that runs it. */
+interface Selected {
+  command: Subcommand;
+  configDir?: string | undefined;
+  /** Long-running subcommands also log to a file in the logs directory. */
+  logFile?: boolean;
+  run(ctx: CommandContext): Promise<number> | number;
+}
+
+const EXAMPLES = `
+Examples:
+  aos-unit validate                      check /etc/aos-unit, list every problem
+  aos-unit plan                          show the network, each node's QEMU command line and units
+  aos-unit plan --json | jq .network     the same as JSON
+  aos-unit plan --config-dir ${SAMPLE_CONFIG_DIR}
+                                         plan the shipped sample configuration
+
+The unit itself is started by systemd: systemctl start aos-unit
+Exit codes: 0 success, 1 runtime failure, 2 configuration error.
+See aos-unit(8) and aos-unit.conf(5).`;
+
+function buildProgram(select: (s: Selected) => void, io: Io): Command {
+  const program = new Command("aos-unit")
+    .description("Run an AosEdge unit (main + secondary nodes as QEMU VMs) under systemd")
+    .version(VERSION, "-V, --version", "print the version")
+    .helpOption("-h, --help", "show help")
+    .showSuggestionAfterError(true)
+    .exitOverride()
+    .configureOutput({ writeOut: (t) => io.out(t.trimEnd()), writeErr: (t) => io.err(t.trimEnd()) })
+    .addHelpText("after", EXAMPLES);
+  program.configureHelp({ sortSubcommands: false });
+
+  const configDir = new Option("-c, --config-dir <dir>", "read the configuration from DIR instead of /etc/aos-unit");
+
+  program.command("validate")
+    .description("check unit_config.yaml and runtime.conf; list every problem as FILE:LINE:COLUMN")
+    .addOption(configDir)
+    .addHelpText("after", `
+Examples:
+  aos-unit validate
+  aos-unit validate --config-dir ./my-unit
+
+Exit status: 0 when valid (warnings may be printed), 2 when any error was found.`)
+    .action((opts: { configDir?: string }) =>
+      select({ command: "validate", configDir: opts.configDir, run: (ctx) => validateCommand(ctx) })
+    );
+
+  program.command("plan")
+    .description("show what aos-unit would create: network, MACs, taps, QEMU argv, units, ruleset, dnsmasq config")
+    .addOption(configDir)
+    .option("--json", "print the plan as JSON")
+    .addHelpText("after", `
+Examples:
+  aos-unit plan
+  aos-unit plan --json | jq '.nodes[] | {name, mac, ip}'
+  aos-unit plan --config-dir ${SAMPLE_CONFIG_DIR}
+
+Needs no root and changes nothing.`)
+    .action((opts: { configDir?: string; json?: boolean }) =>
+      select({
+        command: "plan",
+        configDir: opts.configDir,
+        run: (ctx) => planCommand(ctx, { json: opts.json === true }),
+      })
+    );
+  return program;
+}
+
+function readEnv(): Record<string, string | undefined> {
+  const env: Record<string, string | undefined> = {};
+  for (const name of DISPATCH_ENV) {
+    try {
+      env[name] = Deno.env.get(name);
+    } catch {
+      env[name] = undefined;
+    }
+  }
+  return env;
+}
+
+/** Permissions the launch could have granted: the union for FHS paths and for these paths. */
+function grantedUnion(ctx: PermissionContext): PermissionSet {
+  const fhs = unionPermissions({ paths: FHS_PATHS, notifySocket: NOTIFY_SOCKET_DEFAULT });
+  const here = unionPermissions(ctx);
+  const out = { ...fhs };
+  for (const key of Object.keys(out) as (keyof PermissionSet)[]) {
+    out[key] = [...new Set([...fhs[key], ...here[key]])];
+  }
+  return out;
+}
+
+/** Entries of `needed` this process does not hold (e.g. --config-dir outside the build's paths). */
+function missingGrants(needed: PermissionSet): string[] {
+  const missing: string[] = [];
+  for (const path of needed.read) {
+    if (Deno.permissions.querySync({ name: "read", path }).state !== "granted") missing.push(`read ${path}`);
+  }
+  for (const path of needed.write) {
+    if (Deno.permissions.querySync({ name: "write", path }).state !== "granted") missing.push(`write ${path}`);
+  }
+  return missing;
+}
+
+/**
+ * Started with a blanket grant (`deno run -A main.ts`, development and tests):
+ * run again with exactly the union, so narrowing works as in the package.
+ */
+async function reexecNarrowed(ctx: PermissionContext, args: string[]): Promise<number> {
+  const main = new URL(Deno.mainModule);
+  const config = new URL("../deno.json", import.meta.url);
+  const flags = [
+    "run",
+    "--quiet",
+    "--unstable-net",
+    ...(main.protocol === "file:" && config.protocol === "file:" ? ["--config", config.pathname] : []),
+    ...denoFlags(unionPermissions(ctx)),
+    Deno.mainModule,
+    ...args,
+  ];
+  const child = new Deno.Command(Deno.execPath(), {
+    args: flags,
+    stdin: "inherit",
+    stdout: "inherit",
+    stderr: "inherit",
+  }).spawn();
+  const forward = (signal: Deno.Signal) => () => {
+    try {
+      child.kill(signal);
+    } catch { /* gone */ }
+  };
+  const handlers = (["SIGTERM", "SIGINT", "SIGHUP"] as const).map((s) => [s, forward(s)] as const);
+  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
+  const status = await child.status;
+  for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
+  return status.code;
+}
+
+/** Turns any error into one message and an exit code. */
+export function report(error: unknown, command: string, io: Io): number {
+  if (error instanceof ConfigError) {
+    for (const d of error.diagnostics) io.err(formatDiagnostic(d));
+    return EXIT_CONFIG;
+  }
+  if (error instanceof Deno.errors.NotCapable) {
+    io.err(
+      `aos-unit ${command}: internal error: this subcommand stepped outside its permissions: ${error.message}`,
+    );
+    return EXIT_RUNTIME;
+  }
+  if (error instanceof RuntimeError) {
+    io.err(`aos-unit ${command}: ${error.message}${error.hint ? `\n  hint: ${error.hint}` : ""}`);
+    return error.exitCode;
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  io.err(`aos-unit ${command}: ${message}`);
+  return exitCodeOf(error);
+}
+
+/**
+ * Parses argv, narrows permissions to the chosen subcommand and runs it.
+ * @returns the process exit code
+ */
+export async function main(args: string[], io: Io = STDIO): Promise<number> {
+  let selected: Selected | undefined;
+  const program = buildProgram((s) => (selected = s), io);
+  try {
+    await program.parseAsync(args, { from: "user" });
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      if (error.code === "commander.helpDisplayed" || error.code === "commander.version") return EXIT_OK;
+      if (error.code === "commander.help") return EXIT_CONFIG;
+      io.err("Run 'aos-unit --help' for the commands and their options.");
+      return EXIT_CONFIG;
+    }
+    throw error;
+  }
+  if (!selected) {
+    io.err(program.helpInformation().trimEnd());
+    return EXIT_CONFIG;
+  }
+  const chosen: Selected = selected;
+  const env = readEnv();
+  const paths = resolvePaths((name) => env[name], chosen.configDir);
+  const ctx: PermissionContext = { paths, notifySocket: env.NOTIFY_SOCKET ?? NOTIFY_SOCKET_DEFAULT };
+
+  if (hasBlanketGrant()) return await reexecNarrowed(ctx, args);
+  const needed = permissionsFor(chosen.command, ctx);
+  const missing = missingGrants(needed);
+  if (missing.length > 0) {
+    io.err(
+      `aos-unit ${chosen.command}: this build of aos-unit may not ${missing.join(", ")}; ` +
+        `use the configuration directory ${FHS_PATHS.configDir} or ${SAMPLE_CONFIG_DIR}`,
+    );
+    return EXIT_CONFIG;
+  }
+  narrowTo(grantedUnion(ctx), needed);
+
+  const closeLog = await setupLogging({
+    command: chosen.command,
+    journal: env.JOURNAL_STREAM !== undefined,
+    file: chosen.logFile ? `${paths.logsDir}/aos-unit.log` : undefined,
+    debug: env.AOS_UNIT_DEBUG === "1",
+  });
+  try {
+    return await chosen.run({ paths, env, out: io.out, err: io.err });
+  } catch (error) {
+    return report(error, chosen.command, io);
+  } finally {
+    await closeLog();
+  }
+}

@@ -1,0 +1,56 @@
+/** The validated configuration: what an operator wrote, with defaults applied. */
+
+import type { Subnet } from "../plan/ipv4.ts";
+
+export type Arch = "x86_64" | "aarch64";
+
+/** Where a value came from, for messages that point at it. */
+export interface SourceLocation {
+  file: string;
+  line: number;
+  column: number;
+}
+
+export interface NodeConfig {
+  name: string;
+  cpu: number;
+  /** Guest RAM in MiB. */
+  memMiB: number;
+  ip: string | undefined;
+  arch: Arch | undefined;
+  image: string | undefined;
+  machineType: string | undefined;
+  cpuType: string | undefined;
+  uefi: boolean | undefined;
+  /** Location of the node's `name` (or the entry itself). */
+  at: SourceLocation;
+  /** Location of the node's `image` key, when given. */
+  imageAt: SourceLocation | undefined;
+}
+
+export interface UnitConfig {
+  file: string;
+  nodes: NodeConfig[];
+}
+
+export interface RuntimeConfig {
+  /** The file read, or where it would be (all keys are optional). */
+  file: string;
+  subnet: Subnet;
+  dnsPort: number;
+  upstreamDns: string;
+  /** Pinned uplink; undefined = follow the default route(s). */
+  internetInterface: string | undefined;
+  enableKvm: boolean;
+  /** Quiet time the route monitor waits for before it acts. */
+  routeDebounceMs: number;
+  /** How long `run` waits for every node to be leased before it gives up. */
+  readyTimeoutSec: number;
+  /** How long a guest gets to power down after ACPI powerdown. */
+  stopTimeoutSec: number;
+}
+
+export interface Config {
+  runtime: RuntimeConfig;
+  unit: UnitConfig;
+}

@@ -1,0 +1,69 @@
+/**
+ * Error types that know their exit code. One handler at the top of each
+ * command turns any error into a message and an exit code.
+ *
+ * Exit codes (aos-unit(8)): 0 clean, 1 runtime failure (systemd restarts),
+ * 2 configuration error (systemd does not restart: RestartPreventExitStatus=2).
+ */
+
+export const EXIT_OK = 0;
+export const EXIT_RUNTIME = 1;
+export const EXIT_CONFIG = 2;
+
+/** A problem found in a file, located at a line and column (1-based). */
+export interface Diagnostic {
+  severity: "error" | "warning";
+  file: string;
+  line: number;
+  column: number;
+  message: string;
+}
+
+/** Formats a diagnostic as `FILE:LINE:COLUMN: message` (warnings say so). */
+export function formatDiagnostic(d: Diagnostic): string {
+  const where = `${d.file}:${d.line}:${d.column}`;
+  return d.severity === "warning" ? `${where}: warning: ${d.message}` : `${where}: ${d.message}`;
+}
+
+/** The configuration is wrong: permanent, exit code 2. Carries every problem found. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+  readonly exitCode = EXIT_CONFIG;
+  readonly diagnostics: readonly Diagnostic[];
+
+  constructor(diagnostics: readonly Diagnostic[], summary?: string) {
+    const errors = diagnostics.filter((d) => d.severity === "error");
+    super(
+      summary ??
+        (errors.length === 1 && errors[0]
+          ? formatDiagnostic(errors[0])
+          : `${errors.length} configuration errors`),
+    );
+    this.diagnostics = diagnostics;
+  }
+}
+
+/** A configuration problem with no file position (a missing image, a bad flag). */
+export class UsageError extends Error {
+  override name = "UsageError";
+  readonly exitCode = EXIT_CONFIG;
+}
+
+/** Something on the host failed: transient, exit code 1. */
+export class RuntimeError extends Error {
+  override name = "RuntimeError";
+  readonly exitCode = EXIT_RUNTIME;
+  /** What the operator can do about it, shown after the message. */
+  readonly hint: string | undefined;
+
+  constructor(message: string, options?: { hint?: string; cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.hint = options?.hint;
+  }
+}
+
+/** Exit code for any thrown value: its own, or 1 for anything unexpected. */
+export function exitCodeOf(error: unknown): number {
+  if (error instanceof ConfigError || error instanceof UsageError) return EXIT_CONFIG;
+  return EXIT_RUNTIME;
+}

@@ -1,0 +1,139 @@
+/** Gathers HostFacts: the only place the planner's inputs touch the machine. */
+
+import type { Arch } from "../config/types.ts";
+import { RuntimeError } from "../errors.ts";
+import { isMachineId } from "../plan/identity.ts";
+import type { Firmware, HostFacts, ImageFile, Paths } from "../plan/types.ts";
+import { KVM_DEVICE, MACHINE_ID_FILE, ROUTE_FILE } from "../permissions.ts";
+
+export const SERVICE_USER = "aos-unit";
+export const DEFAULT_EXECUTABLE = "/usr/bin/aos-unit";
+export const DEFAULT_LEASE_HOOK = "/usr/libexec/aos-unit/lease-hook";
+
+const FIRMWARE_CANDIDATES: Record<Arch, Firmware[]> = {
+  x86_64: [
+    { code: "/usr/share/OVMF/OVMF_CODE_4M.fd", vars: "/usr/share/OVMF/OVMF_VARS_4M.fd" },
+    { code: "/usr/share/OVMF/OVMF_CODE.fd", vars: "/usr/share/OVMF/OVMF_VARS.fd" },
+  ],
+  aarch64: [
+    { code: "/usr/share/AAVMF/AAVMF_CODE.fd", vars: "/usr/share/AAVMF/AAVMF_VARS.fd" },
+  ],
+};
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function hostArch(): Arch {
+  return Deno.build.arch === "aarch64" ? "aarch64" : "x86_64";
+}
+
+/** Reads /etc/machine-id; the bridge name is derived from it, so it must be sane. */
+export function readMachineId(file = MACHINE_ID_FILE): string {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(file).trim();
+  } catch (error) {
+    throw new RuntimeError(`Cannot read ${file}: ${(error as Error).message}`, {
+      hint: "aos-unit derives the bridge name from the machine-id; run systemd-machine-id-setup",
+    });
+  }
+  if (!isMachineId(text)) {
+    throw new RuntimeError(`Cannot derive the bridge name: ${file} does not hold a machine-id`, {
+      hint: "run systemd-machine-id-setup",
+    });
+  }
+  return text;
+}
+
+export function findFirmware(): Partial<Record<Arch, Firmware>> {
+  const out: Partial<Record<Arch, Firmware>> = {};
+  for (const arch of ["x86_64", "aarch64"] as const) {
+    const found = FIRMWARE_CANDIDATES[arch].find((f) => exists(f.code) && exists(f.vars));
+    if (found) out[arch] = found;
+  }
+  return out;
+}
+
+/** The .qcow2 files in the images directory, and whether each can be opened. */
+export function listImages(dir: string): ImageFile[] {
+  const out: ImageFile[] = [];
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(dir)];
+  } catch {
+    return out;
+  }
+  for (const entry of entries) {
+    if (!entry.name.endsWith(".qcow2") || entry.isDirectory) continue;
+    let readable = false;
+    try {
+      Deno.openSync(`${dir}/${entry.name}`, { read: true }).close();
+      readable = true;
+    } catch { /* reported by the planner */ }
+    out.push({ name: entry.name, readable });
+  }
+  return out.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** Interfaces with an IPv4 default route, lowest metric first (from /proc/net/route). */
+export function parseDefaultRoutes(text: string): string[] {
+  const rows = text.split("\n").slice(1).map((l) => l.trim().split(/\s+/)).filter((r) =>
+    r.length >= 8 && r[1] === "00000000" && r[7] === "00000000"
+  );
+  rows.sort((a, b) => Number(a[6]) - Number(b[6]));
+  return [...new Set(rows.map((r) => r[0]!))];
+}
+
+export function defaultRouteInterfaces(): string[] {
+  try {
+    return parseDefaultRoutes(Deno.readTextFileSync(ROUTE_FILE));
+  } catch {
+    return [];
+  }
+}
+
+export function kvmDevicePresent(): boolean {
+  return exists(KVM_DEVICE);
+}
+
+export interface FactOverrides {
+  serviceUser?: string | undefined;
+  executable?: string | undefined;
+  leaseHook?: string | undefined;
+  /** Result of a real KVM probe; when absent, a cached probe or presence of /dev/kvm decides. */
+  kvmUsable?: boolean | undefined;
+}
+
+/** Cached result of the last KVM probe by `run` (so `plan` agrees with what runs). */
+export function kvmProbeFile(paths: Paths): string {
+  return `${paths.runtimeDir}/kvm-probe`;
+}
+
+export function cachedKvmProbe(paths: Paths): boolean | undefined {
+  try {
+    const text = Deno.readTextFileSync(kvmProbeFile(paths)).trim();
+    return text === "usable" ? true : text.startsWith("broken") || text === "absent" ? false : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function gatherFacts(paths: Paths, overrides: FactOverrides = {}): HostFacts {
+  return {
+    machineId: readMachineId(),
+    hostArch: hostArch(),
+    kvmUsable: overrides.kvmUsable ?? cachedKvmProbe(paths) ?? kvmDevicePresent(),
+    firmware: findFirmware(),
+    images: listImages(paths.stateDir),
+    serviceUser: overrides.serviceUser ?? SERVICE_USER,
+    executable: overrides.executable ?? DEFAULT_EXECUTABLE,
+    leaseHook: overrides.leaseHook ?? DEFAULT_LEASE_HOOK,
+    uplinks: defaultRouteInterfaces(),
+  };
+}

@@ -1,0 +1,255 @@
+/**
+ * Which Deno permissions each subcommand needs. The executable is started
+ * with the union of all sets (explicit lists, never blanket grants); dispatch
+ * then revokes everything the chosen subcommand does not need, so a bug in one
+ * subcommand cannot reach what only another one may touch.
+ */
+
+import type { Paths } from "./plan/types.ts";
+import { DNSMASQ_BINARY } from "./plan/dnsmasq.ts";
+import { NFT_BINARY } from "./plan/nft.ts";
+import { QEMU_BINARY } from "./plan/qemu.ts";
+
+export const TOOLS = {
+  ip: "/usr/sbin/ip",
+  nft: NFT_BINARY,
+  dnsmasq: DNSMASQ_BINARY,
+  conntrack: "/usr/sbin/conntrack",
+  qemuImg: "/usr/bin/qemu-img",
+  qemuX86: QEMU_BINARY.x86_64,
+  qemuArm: QEMU_BINARY.aarch64,
+  journalctl: "/usr/bin/journalctl",
+} as const;
+
+export const SYSTEM_BUS_SOCKET = "/run/dbus/system_bus_socket";
+export const NOTIFY_SOCKET_DEFAULT = "/run/systemd/notify";
+export const MACHINE_ID_FILE = "/etc/machine-id";
+export const ROUTE_FILE = "/proc/net/route";
+export const IP_FORWARD_FILE = "/proc/sys/net/ipv4/ip_forward";
+export const FIRMWARE_DIRS = ["/usr/share/OVMF", "/usr/share/AAVMF"] as const;
+export const KVM_DEVICE = "/dev/kvm";
+export const SYS_NET = "/sys/class/net";
+
+export interface PermissionSet {
+  read: string[];
+  write: string[];
+  run: string[];
+  net: string[];
+  env: string[];
+  sys: string[];
+}
+
+export type PermissionName = keyof PermissionSet;
+const NAMES: PermissionName[] = ["read", "write", "run", "net", "env", "sys"];
+
+/** Everything dispatch reads from the environment before it narrows permissions. */
+export const DISPATCH_ENV = [
+  "CONFIGURATION_DIRECTORY",
+  "STATE_DIRECTORY",
+  "LOGS_DIRECTORY",
+  "RUNTIME_DIRECTORY",
+  "JOURNAL_STREAM",
+  "NOTIFY_SOCKET",
+  "NO_COLOR",
+  "AOS_UNIT_SERVICE_USER",
+  "AOS_UNIT_EXECUTABLE",
+  "AOS_UNIT_LEASE_HOOK",
+  "AOS_UNIT_DEBUG",
+] as const;
+
+/** npm:yaml reads these on every parse. */
+const YAML_ENV = ["LOG_TOKENS", "LOG_STREAM"];
+/** dnsmasq passes lease details to dhcp-script in these. */
+export const DNSMASQ_ENV = [
+  "DNSMASQ_INTERFACE",
+  "DNSMASQ_LEASE_EXPIRES",
+  "DNSMASQ_TIME_REMAINING",
+  "DNSMASQ_SUPPLIED_HOSTNAME",
+  "DNSMASQ_OLD_HOSTNAME",
+  "DNSMASQ_CLIENT_ID",
+  "DNSMASQ_TAGS",
+];
+/** systemd passes these to ExecStopPost=. */
+export const STOP_POST_ENV = ["SERVICE_RESULT", "EXIT_CODE", "EXIT_STATUS"];
+const DBUS_ENV = ["DBUS_SYSTEM_BUS_ADDRESS"];
+
+export interface PermissionContext {
+  paths: Paths;
+  notifySocket: string;
+}
+
+function set(partial: Partial<PermissionSet>): PermissionSet {
+  return {
+    read: partial.read ?? [],
+    write: partial.write ?? [],
+    run: partial.run ?? [],
+    net: partial.net ?? [],
+    env: partial.env ?? [],
+    sys: partial.sys ?? [],
+  };
+}
+
+/** Talking to systemd / resolved over the system bus. dbus-next needs the uid. */
+function dbus(): Partial<PermissionSet> {
+  return {
+    read: [SYSTEM_BUS_SOCKET],
+    write: [SYSTEM_BUS_SOCKET],
+    net: [`unix:${SYSTEM_BUS_SOCKET}`],
+    env: DBUS_ENV,
+    sys: ["uid"],
+  };
+}
+
+function merge(...parts: Partial<PermissionSet>[]): PermissionSet {
+  const out = set({});
+  for (const part of parts) {
+    for (const name of NAMES) {
+      for (const entry of part[name] ?? []) if (!out[name].includes(entry)) out[name].push(entry);
+    }
+  }
+  for (const name of NAMES) out[name].sort();
+  return out;
+}
+
+export const SUBCOMMANDS = [
+  "validate",
+  "plan",
+  "status",
+  "console",
+  "reset",
+  "startup",
+  "run",
+  "monitor",
+  "lease-hook",
+  "failed",
+  "cleanup",
+] as const;
+export type Subcommand = typeof SUBCOMMANDS[number];
+
+/** What a planning subcommand reads: config, images listing, host facts. */
+function planning(p: Paths): Partial<PermissionSet> {
+  return {
+    read: [
+      p.configDir,
+      p.stateDir,
+      p.runtimeDir,
+      MACHINE_ID_FILE,
+      ROUTE_FILE,
+      KVM_DEVICE,
+      ...FIRMWARE_DIRS,
+    ],
+    env: YAML_ENV,
+  };
+}
+
+/** The permission table: subcommand -> what it may touch. */
+export function permissionsFor(command: Subcommand, ctx: PermissionContext): PermissionSet {
+  const p = ctx.paths;
+  switch (command) {
+    case "validate":
+      return merge({ read: [p.configDir, p.stateDir, ...FIRMWARE_DIRS], env: YAML_ENV });
+    case "plan":
+      return merge(planning(p));
+    case "status":
+      return merge(planning(p), dbus(), { read: [p.logsDir, SYS_NET] });
+    case "console":
+      return merge({ read: [p.runtimeDir], write: [p.runtimeDir], net: [`unix:${p.runtimeDir}`] });
+    case "reset":
+      return merge(planning(p), dbus(), { write: [p.stateDir] });
+    case "startup":
+      return merge(planning(p), dbus(), {
+        read: [SYS_NET, IP_FORWARD_FILE],
+        write: [p.runtimeDir, IP_FORWARD_FILE],
+        run: [TOOLS.ip, TOOLS.nft],
+      });
+    case "cleanup":
+      return merge(dbus(), {
+        read: [p.runtimeDir, MACHINE_ID_FILE, SYS_NET],
+        write: [p.runtimeDir],
+        run: [TOOLS.ip, TOOLS.nft],
+      });
+    case "run":
+      return merge(planning(p), dbus(), {
+        read: [p.logsDir, SYS_NET],
+        write: [p.stateDir, p.runtimeDir, p.logsDir, ctx.notifySocket],
+        net: [`unix:${p.runtimeDir}`, `unix:${ctx.notifySocket}`],
+        run: [TOOLS.ip, TOOLS.nft, TOOLS.dnsmasq, TOOLS.qemuImg, TOOLS.qemuX86, TOOLS.qemuArm],
+      });
+    case "monitor":
+      return merge(planning(p), {
+        read: [p.logsDir, SYS_NET],
+        write: [p.runtimeDir, p.logsDir],
+        run: [TOOLS.ip, TOOLS.nft, TOOLS.conntrack],
+      });
+    case "lease-hook":
+      return merge({
+        read: [p.stateDir, p.logsDir],
+        write: [p.stateDir, p.logsDir],
+        env: DNSMASQ_ENV,
+      });
+    case "failed":
+      return merge(dbus(), {
+        read: [p.logsDir, p.runtimeDir, p.stateDir],
+        write: [p.logsDir],
+        run: [TOOLS.journalctl],
+        env: STOP_POST_ENV,
+      });
+  }
+}
+
+/** The union over every subcommand: what the executable is started with. */
+export function unionPermissions(ctx: PermissionContext): PermissionSet {
+  return merge(
+    ...SUBCOMMANDS.map((c) => permissionsFor(c, ctx)),
+    { env: [...DISPATCH_ENV] },
+  );
+}
+
+/** `deno run` / `deno compile` flags granting exactly this set. */
+export function denoFlags(p: PermissionSet): string[] {
+  const flags = ["--no-prompt"];
+  for (const name of NAMES) {
+    if (p[name].length > 0) flags.push(`--allow-${name}=${p[name].join(",")}`);
+  }
+  return flags;
+}
+
+function descriptor(name: PermissionName, entry: string): Deno.PermissionDescriptor {
+  switch (name) {
+    case "read":
+    case "write":
+      return { name, path: entry };
+    case "run":
+      return { name, command: entry };
+    case "net":
+      return { name, host: entry };
+    case "env":
+      return { name, variable: entry };
+    case "sys":
+      return { name, kind: entry as NonNullable<Deno.SysPermissionDescriptor["kind"]> };
+  }
+}
+
+/** True when the process holds a blanket grant (`-A`), which revoke cannot narrow. */
+export function hasBlanketGrant(): boolean {
+  return Deno.permissions.querySync({ name: "run" }).state === "granted" ||
+    Deno.permissions.querySync({ name: "read" }).state === "granted";
+}
+
+/**
+ * Revokes every entry of `granted` that `needed` does not contain, and every
+ * kind of permission neither mentions (ffi, import of new code stays as is).
+ * @returns the entries revoked, for a debug log
+ */
+export function narrowTo(granted: PermissionSet, needed: PermissionSet): string[] {
+  const revoked: string[] = [];
+  for (const name of NAMES) {
+    for (const entry of granted[name]) {
+      if (needed[name].includes(entry)) continue;
+      Deno.permissions.revokeSync(descriptor(name, entry));
+      revoked.push(`${name}:${entry}`);
+    }
+  }
+  Deno.permissions.revokeSync({ name: "ffi" });
+  return revoked;
+}

@@ -1,0 +1,110 @@
+/** The plan: everything aos-unit will create, as plain data. */
+
+import type { Arch } from "../config/types.ts";
+import type { Diagnostic } from "../errors.ts";
+import type { NetworkPlan } from "./network.ts";
+
+/** The directories systemd hands us (or their FHS defaults). */
+export interface Paths {
+  configDir: string;
+  stateDir: string;
+  logsDir: string;
+  runtimeDir: string;
+}
+
+export interface Firmware {
+  /** Read-only firmware code (OVMF_CODE / AAVMF_CODE). */
+  code: string;
+  /** Template for a node's persistent variable store. */
+  vars: string;
+}
+
+export interface ImageFile {
+  name: string;
+  readable: boolean;
+}
+
+/** What the planner needs to know about the host, gathered by src/host. */
+export interface HostFacts {
+  machineId: string;
+  hostArch: Arch;
+  /** /dev/kvm exists AND a probe showed it works (presence alone is not enough). */
+  kvmUsable: boolean;
+  firmware: Partial<Record<Arch, Firmware>>;
+  /** The .qcow2 files in the images directory (= the state directory). */
+  images: ImageFile[];
+  /** The user VMs and the sidecar run as. */
+  serviceUser: string;
+  /** The aos-unit executable, for ExecStart/ExecStopPost of helper units. */
+  executable: string;
+  /** The program dnsmasq runs as its dhcp-script (it takes no arguments). */
+  leaseHook: string;
+  /** Interfaces that currently carry a default route. */
+  uplinks: string[];
+}
+
+/** A D-Bus property of a transient unit: name, D-Bus signature, value (numbers for t/u). */
+export type UnitProperty = [name: string, signature: string, value: unknown];
+
+export interface TransientUnit {
+  name: string;
+  properties: UnitProperty[];
+}
+
+export type Accel = "kvm" | "tcg";
+
+export interface NodePlan {
+  name: string;
+  arch: Arch;
+  accel: Accel;
+  cpu: number;
+  memMiB: number;
+  /** MemoryMax: guest RAM plus QEMU's own overhead (see memoryMaxMiB). */
+  memoryMaxMiB: number;
+  mac: string;
+  tap: string;
+  /** Reserved address, or undefined for a dynamic lease. */
+  ip: string | undefined;
+  uefi: boolean;
+  machineType: string;
+  cpuType: string;
+  image: {
+    file: string;
+    path: string;
+    /** explicit: from `image:`; discovered: matched the naming rule; expected: nothing found. */
+    source: "explicit" | "discovered" | "expected";
+    found: boolean;
+  };
+  /** This node's directory under the state directory. */
+  dir: string;
+  /** Copy-on-write overlay on the base image: the only disk QEMU writes. */
+  overlay: string;
+  /** Persistent UEFI variables (A/B boot state lives here). */
+  efiVars: { template: string; path: string } | undefined;
+  firmwareCode: string | undefined;
+  serialSocket: string;
+  serialLog: string;
+  qmpSocket: string;
+  qemu: string[];
+  unit: TransientUnit;
+}
+
+export interface Plan {
+  paths: Paths;
+  network: NetworkPlan;
+  nodes: NodePlan[];
+  dnsmasq: {
+    confPath: string;
+    conf: string;
+    leaseFile: string;
+    /** The documented /run path that points at the persistent lease file. */
+    leaseLink: string;
+    unit: TransientUnit;
+  };
+  monitor: { unit: TransientUnit };
+  nft: { table: string; ruleset: string };
+  networkConf: { path: string; content: string };
+  /** Lease events recorded by lease-hook. */
+  leaseState: string;
+  warnings: Diagnostic[];
+}

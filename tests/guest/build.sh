@@ -1,0 +1,629 @@
+#!/usr/bin/env bash
+# Build tiny qcow2 guest disks that boot like the real AosCore images
+# (UEFI: GPT + ESP + standalone GRUB; BIOS: MBR + GRUB i386-pc), from Debian
+# packages only, without loop devices or mounts. See README.md beside this file.
+set -euo pipefail
+
+PROG=${0##*/}
+
+usage() {
+	cat <<'EOF'
+Usage: tests/guest/build.sh --out DIR --name NAME [--name NAME...] [--arch amd64]
+
+Builds, for each NAME, into DIR:
+  aos-vm-NAME-amd64-uefi.qcow2  GPT disk, p1 = EFI system partition (standalone
+                                GRUB as /EFI/BOOT/BOOTX64.EFI), p2 and p3 empty
+  aos-vm-NAME-amd64.qcow2       MBR disk for SeaBIOS (GRUB i386-pc), same layout
+
+Both boot Debian's linux-image-6.1.0-*-amd64 with a busybox initramfs whose
+/init prints "AOSTEST ..." marker lines on ttyS0 (see tests/guest/README.md).
+The node name is passed to the kernel as aos.name=NAME by the GRUB config.
+
+Options:
+  --out DIR     output directory (created if missing)
+  --name NAME   node name (letters, digits, '-'; max 63); repeatable
+  --arch ARCH   guest architecture; only amd64 is supported (default amd64)
+  -h, --help    show this help
+
+Environment:
+  AOS_TEST_CACHE       cache root (default /var/cache/aos-unit-tests); results
+                       go to $AOS_TEST_CACHE/guest/<key>/, kernel .debs to
+                       $AOS_TEST_CACHE/guest/debs/
+  AOS_TEST_KERNEL_PKG  use this kernel package instead of the newest
+                       linux-image-6.1.0-N-amd64 that apt knows about
+  TMPDIR               scratch space if /dev/shm is not usable
+EOF
+}
+
+log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
+die() {
+	log "error: $*"
+	exit 1
+}
+
+# ---------------------------------------------------------------- arguments
+OUT=""
+ARCH=amd64
+NAMES=()
+while [[ $# -gt 0 ]]; do
+	case $1 in
+	-h | --help)
+		usage
+		exit 0
+		;;
+	--out)
+		[[ $# -ge 2 ]] || die "--out needs a value"
+		OUT=$2
+		shift 2
+		;;
+	--out=*)
+		OUT=${1#--out=}
+		shift
+		;;
+	--name)
+		[[ $# -ge 2 ]] || die "--name needs a value"
+		NAMES+=("$2")
+		shift 2
+		;;
+	--name=*)
+		NAMES+=("${1#--name=}")
+		shift
+		;;
+	--arch)
+		[[ $# -ge 2 ]] || die "--arch needs a value"
+		ARCH=$2
+		shift 2
+		;;
+	--arch=*)
+		ARCH=${1#--arch=}
+		shift
+		;;
+	*)
+		usage >&2
+		die "unknown argument: $1"
+		;;
+	esac
+done
+[[ -n $OUT ]] || {
+	usage >&2
+	die "--out is required"
+}
+[[ ${#NAMES[@]} -gt 0 ]] || {
+	usage >&2
+	die "at least one --name is required"
+}
+[[ $ARCH == amd64 ]] || die "unsupported --arch '$ARCH' (only amd64)"
+for n in "${NAMES[@]}"; do
+	[[ $n =~ ^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$ ]] ||
+		die "invalid name '$n' (letters, digits and '-', 1-63 chars, no leading/trailing '-')"
+done
+
+# ---------------------------------------------------------------- host tools
+# command-or-file => Debian package
+REQUIRED=(
+	"apt-get=apt"
+	"dpkg-deb=dpkg"
+	"qemu-img=qemu-utils"
+	"mcopy=mtools"
+	"mmd=mtools"
+	"mkfs.vfat=dosfstools"
+	"sfdisk=fdisk"
+	"cpio=cpio"
+	"gzip=gzip"
+	"modinfo=kmod"
+	"grub-mkstandalone=grub-common"
+	"grub-mkimage=grub-common"
+	"flock=util-linux"
+	"sha256sum=coreutils"
+	"/usr/lib/grub/x86_64-efi/linux.mod=grub-efi-amd64-bin"
+	"/usr/lib/grub/i386-pc/boot.img=grub-pc-bin"
+)
+ensure_tools() {
+	local item what pkg missing=()
+	for item in "${REQUIRED[@]}"; do
+		what=${item%%=*}
+		pkg=${item#*=}
+		if [[ $what == /* ]]; then
+			[[ -e $what ]] && continue
+		else
+			command -v "$what" >/dev/null 2>&1 && continue
+		fi
+		missing+=("$pkg")
+	done
+	# The guest userland is the host's static busybox.
+	if [[ $(dpkg-query -W -f='${Status}' busybox-static 2>/dev/null) != "install ok installed" ]]; then
+		missing+=(busybox-static)
+	fi
+	[[ ${#missing[@]} -eq 0 ]] && return 0
+	mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+	log "installing missing packages: ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2; then
+		apt-get update -qq >&2
+		apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+	fi
+}
+ensure_tools
+BUSYBOX=/bin/busybox
+[[ -x $BUSYBOX ]] || die "$BUSYBOX missing (package busybox-static)"
+
+# ---------------------------------------------------------------- cache key
+apt_candidate() { # PKG -> candidate version or nothing
+	apt-cache policy "$1" 2>/dev/null | sed -n 's/^ *Candidate: //p' | grep -v '^(none)$' || true
+}
+pick_kernel() { # prints "PKG VERSION"
+	local pkg ver
+	if [[ -n ${AOS_TEST_KERNEL_PKG:-} ]]; then
+		ver=$(apt_candidate "$AOS_TEST_KERNEL_PKG")
+		[[ -n $ver ]] && echo "$AOS_TEST_KERNEL_PKG $ver"
+		return 0
+	fi
+	while read -r pkg; do
+		ver=$(apt_candidate "$pkg")
+		if [[ -n $ver ]]; then
+			echo "$pkg $ver"
+			return 0
+		fi
+	done < <(apt-cache pkgnames linux-image-6.1.0- 2>/dev/null |
+		grep -E '^linux-image-6\.1\.0-[0-9]+-amd64$' | sort -rV)
+}
+KSEL=$(pick_kernel)
+if [[ -z $KSEL ]]; then
+	log "no linux-image-6.1.0-*-amd64 known to apt; running apt-get update"
+	apt-get update -qq >&2
+	KSEL=$(pick_kernel)
+fi
+[[ -n $KSEL ]] || die "no linux-image-6.1.0-*-amd64 package available"
+KPKG=${KSEL% *}
+KVER=${KSEL#* }
+pkgver() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo none; }
+BBVER=$(pkgver busybox-static)
+
+SELF=$(readlink -f "${BASH_SOURCE[0]}")
+KEY=$({
+	sha256sum <"$SELF"
+	echo "kernel=$KPKG=$KVER"
+	echo "busybox-static=$BBVER"
+	echo "grub-efi-amd64-bin=$(pkgver grub-efi-amd64-bin)"
+	echo "grub-pc-bin=$(pkgver grub-pc-bin)"
+} | sha256sum | cut -c1-16)
+
+CACHE_ROOT=${AOS_TEST_CACHE:-/var/cache/aos-unit-tests}/guest
+KEYDIR=$CACHE_ROOT/$KEY
+DEBDIR=$CACHE_ROOT/debs
+mkdir -p "$CACHE_ROOT" "$DEBDIR" "$OUT"
+
+# One builder at a time per cache (parallel test jobs share it).
+exec 9>"$CACHE_ROOT/.lock"
+flock 9
+
+# ---------------------------------------------------------------- scratch
+pick_tmp() {
+	local d
+	for d in /dev/shm "${TMPDIR:-/tmp}"; do
+		if [[ -d $d && -w $d ]] && mktemp -d "$d/aos-guest.XXXXXX" 2>/dev/null; then
+			return 0
+		fi
+	done
+	return 1
+}
+WORK=$(pick_tmp) || die "cannot create a scratch directory"
+cleanup() { rm -rf -- "$WORK"; }
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+export MTOOLS_SKIP_CHECK=1
+
+# Disk geometry (MiB). Partition 1 starts at 1 MiB; GRUB i386-pc core.img is
+# embedded in the gap before it.
+ESP_MIB=64
+P2_MIB=8
+P3_MIB=16
+DISK_MIB=$((1 + ESP_MIB + P2_MIB + P3_MIB + 1))
+ESP_OFFSET=$((1024 * 1024))
+ESP_TYPE_GPT=C12A7328-F81F-11D2-BA4B-00A0C93EC93B
+LINUX_TYPE_GPT=0FC63DAF-8483-4772-8E79-3D69D8477DE4
+
+# ---------------------------------------------------------------- guest files
+write_init() {
+	cat >"$1" <<'EOF'
+#!/bin/sh
+# aos-unit test guest /init (generated by tests/guest/build.sh)
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+umask 022
+mount -t proc -o nosuid,nodev,noexec proc /proc
+mount -t sysfs -o nosuid,nodev,noexec sysfs /sys
+mount -t devtmpfs -o mode=0755,nosuid devtmpfs /dev
+mkdir -p /dev/pts /dev/shm
+mount -t devpts -o gid=5,mode=620 devpts /dev/pts
+mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp
+exec </dev/console >/dev/console 2>&1
+# Keep kernel messages from splitting marker lines (dmesg still has them).
+echo 1 >/proc/sys/kernel/printk
+
+NAME=unnamed
+for arg in $(cat /proc/cmdline); do
+	case $arg in aos.name=*) NAME=${arg#aos.name=} ;; esac
+done
+echo "$NAME" >/etc/aos-name
+
+while read -r mod; do
+	[ -n "$mod" ] || continue
+	insmod "/lib/modules/$mod.ko" || echo "aos-init: insmod $mod failed"
+done </etc/modules.order
+
+hostname "$NAME"
+echo "AOSTEST boot name=$NAME"
+
+# ACPI power button (QMP system_powerdown) -> /etc/acpi/PWRF/00000080
+acpid -c /etc/acpi -l /run/acpid.log -p /run/acpid.pid
+
+ip link set lo up
+i=0
+while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 50 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+if [ -e /sys/class/net/eth0 ]; then
+	ip link set eth0 up
+	(
+		while :; do
+			udhcpc -f -i eth0 -x "hostname:$NAME" -F "$NAME" \
+				-s /etc/udhcpc.script -t 5 -T 2 -A 3
+			sleep 1
+		done
+	) >/run/udhcpc.log 2>&1 &
+else
+	echo "aos-init: no eth0"
+fi
+
+echo "AOSTEST ready name=$NAME"
+# Interactive shell for the test harness, forever.
+while :; do
+	setsid cttyhack sh -l </dev/ttyS0 >/dev/ttyS0 2>&1
+	sleep 1
+done
+EOF
+}
+
+write_udhcpc_script() {
+	cat >"$1" <<'EOF'
+#!/bin/sh
+# udhcpc event script (aos-unit test guest). Markers go to the console.
+say() {
+	echo "AOSTEST $*" >/dev/console
+	case $* in "lease "*) echo "AOSTEST $*" >/run/aos-lease ;; esac
+}
+case $1 in
+deconfig)
+	ip -4 addr flush dev "$interface" 2>/dev/null
+	ip link set "$interface" up
+	say "lease event=deconfig"
+	;;
+bound | renew)
+	if [ "$1" = bound ] || ! ip -4 addr show dev "$interface" | grep -q "inet $ip/"; then
+		ip -4 addr flush dev "$interface"
+		ip addr add "$ip/${mask:-24}" ${broadcast:+broadcast "$broadcast"} dev "$interface"
+	fi
+	gw=${router%% *}
+	while ip route del default dev "$interface" 2>/dev/null; do :; done
+	[ -n "$gw" ] && ip route add default via "$gw" dev "$interface"
+	{
+		s="$domain $search"
+		s=$(echo $s)
+		[ -n "$s" ] && echo "search $s"
+		for ns in $dns; do echo "nameserver $ns"; done
+	} >/etc/resolv.conf.new
+	mv -f /etc/resolv.conf.new /etc/resolv.conf
+	dnslist=$(echo $dns | tr ' ' ',')
+	say "lease ip=$ip mask=$subnet router=$gw dns=$dnslist domain=$domain hostname=$hostname event=$1"
+	;;
+*)
+	say "lease event=$1"
+	;;
+esac
+exit 0
+EOF
+}
+
+write_probe() {
+	cat >"$1" <<'EOF'
+#!/bin/sh
+# aos-probe: one "AOSTEST ..." line per call, for the aos-unit test harness.
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+usage() {
+	echo "usage: aos-probe dns NAME [SERVER] | http URL | ping IP | lease" >&2
+	exit 2
+}
+[ $# -ge 1 ] || usage
+case $1 in
+dns)
+	[ $# -ge 2 ] || usage
+	# busybox nslookup: nameserver/search from /etc/resolv.conf, port 53
+	ip=$(timeout 5 nslookup -type=a "$2" ${3:+"$3"} 2>/dev/null |
+		awk '/^Name:/ { n = 1; next } n && /^Address:/ { sub(/^Address:[ \t]*/, ""); print; exit }')
+	if [ -n "$ip" ]; then
+		echo "AOSTEST dns name=$2 ip=$ip"
+	else
+		echo "AOSTEST dns name=$2 fail"
+	fi
+	;;
+http)
+	[ $# -ge 2 ] || usage
+	# busybox 1.35 "wget -T" segfaults: bound the time with timeout instead
+	if body=$(timeout 5 wget -q -O - "$2" 2>/dev/null); then
+		first=$(printf '%s\n' "$body" | head -n 1 | tr -d '\r')
+		echo "AOSTEST http url=$2 body=$first"
+	else
+		echo "AOSTEST http url=$2 fail"
+	fi
+	;;
+ping)
+	[ $# -ge 2 ] || usage
+	if ping -c 1 -W 2 "$2" >/dev/null 2>&1; then
+		echo "AOSTEST ping ip=$2 ok"
+	else
+		echo "AOSTEST ping ip=$2 fail"
+	fi
+	;;
+lease)
+	cat /run/aos-lease 2>/dev/null || echo "AOSTEST lease event=none"
+	;;
+*) usage ;;
+esac
+EOF
+}
+
+write_poweroff() {
+	cat >"$1" <<'EOF'
+#!/bin/sh
+echo "AOSTEST poweroff" >/dev/console
+exec poweroff -f
+EOF
+}
+
+# ---------------------------------------------------------------- kernel
+fetch_kernel_deb() { # -> path of the cached .deb
+	local deb=$DEBDIR/${KPKG}_${KVER//:/%3a}_amd64.deb dl
+	if [[ ! -s $deb ]]; then
+		log "downloading $KPKG $KVER"
+		dl=$WORK/dl
+		mkdir -p "$dl"
+		(cd "$dl" && apt-get download -qq -o APT::Sandbox::User=root "$KPKG=$KVER" >&2)
+		local got=("$dl"/*.deb)
+		[[ -s ${got[0]} ]] || die "apt-get download $KPKG=$KVER produced nothing"
+		mv -f "${got[0]}" "$deb.tmp"
+		mv -f "$deb.tmp" "$deb"
+	fi
+	echo "$deb"
+}
+
+# Modules wanted in the initramfs, in preferred order; dependencies from
+# modinfo are loaded first. Built-in ones are skipped.
+WANT_MODULES=(virtio_ring virtio_pci_modern_dev virtio_pci_legacy_dev virtio virtio_pci
+	failover net_failover virtio_net virtio_rng scsi_mod sd_mod virtio_scsi button evdev)
+REQUIRED_MODULES=(virtio_pci virtio_net button evdev)
+
+declare -A MODFILE=() BUILTIN=() SEEN=()
+MODORDER=()
+norm() { local s=${1//-/_}; echo "${s%%.ko*}"; }
+decompress_ko() { # SRC DST
+	case $1 in
+	*.ko) cp "$1" "$2" ;;
+	*.ko.xz) xz -dc "$1" >"$2" ;;
+	*.ko.zst) zstd -qdc "$1" >"$2" ;;
+	*.ko.gz) gzip -dc "$1" >"$2" ;;
+	*) die "unknown module format: $1" ;;
+	esac
+}
+add_module() { # NAME DESTDIR
+	local m dep deps
+	m=$(norm "$1")
+	[[ -n ${SEEN[$m]:-} ]] && return 0
+	SEEN[$m]=1
+	if [[ -z ${MODFILE[$m]:-} ]]; then
+		[[ -n ${BUILTIN[$m]:-} ]] && return 0
+		log "warning: module $m is neither a module nor built in"
+		return 0
+	fi
+	decompress_ko "${MODFILE[$m]}" "$2/$m.ko"
+	deps=$(modinfo -F depends "$2/$m.ko")
+	for dep in ${deps//,/ }; do
+		add_module "$dep" "$2"
+	done
+	MODORDER+=("$m")
+}
+
+# ---------------------------------------------------------------- base build
+build_base() { # DEST (a fresh directory)
+	local dest=$1 deb kroot moddir kdir vmlinuz f m root fat efi bios
+	deb=$(fetch_kernel_deb)
+	kroot=$WORK/kernel
+	mkdir -p "$kroot"
+	log "extracting $KPKG"
+	dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$kroot" --wildcards \
+		'./boot/vmlinuz-*' '*/lib/modules/*'
+	vmlinuz=$(find "$kroot/boot" -name 'vmlinuz-*' -type f | head -n 1)
+	[[ -n $vmlinuz ]] || die "no vmlinuz in $deb"
+	kdir=$(find "$kroot" -mindepth 3 -maxdepth 4 -type d -path '*/lib/modules/*' -name '6.1*' | head -n 1)
+	[[ -n $kdir ]] || die "no lib/modules/<version> in $deb"
+
+	while IFS= read -r f; do
+		MODFILE[$(norm "${f##*/}")]=$f
+	done < <(find "$kdir/kernel" -name '*.ko*' -type f)
+	if [[ -f $kdir/modules.builtin ]]; then
+		while IFS= read -r f; do
+			BUILTIN[$(norm "${f##*/}")]=1
+		done <"$kdir/modules.builtin"
+	fi
+	for m in "${REQUIRED_MODULES[@]}"; do
+		[[ -n ${MODFILE[$m]:-}${BUILTIN[$m]:-} ]] || die "kernel lacks $m"
+	done
+
+	# initramfs tree
+	root=$WORK/root
+	moddir=$root/lib/modules
+	mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc/acpi/PWRF,etc/acpi/PWRB,proc,sys,dev,run,tmp,root,var/log} "$moddir"
+	ln -s /run "$root/var/run"
+	for m in "${WANT_MODULES[@]}"; do
+		add_module "$m" "$moddir"
+	done
+	printf '%s\n' "${MODORDER[@]}" >"$root/etc/modules.order"
+	log "modules: ${MODORDER[*]}"
+
+	cp "$BUSYBOX" "$root/bin/busybox"
+	while IFS= read -r f; do
+		f=${f#/}
+		[[ $f == bin/busybox || $f == linuxrc || -e $root/$f ]] && continue
+		mkdir -p "$root/${f%/*}"
+		ln -s /bin/busybox "$root/$f"
+	done < <("$BUSYBOX" --list-full)
+	mknod -m 600 "$root/dev/console" c 5 1 2>/dev/null || true
+	mknod -m 666 "$root/dev/null" c 1 3 2>/dev/null || true
+
+	write_init "$root/init"
+	write_udhcpc_script "$root/etc/udhcpc.script"
+	write_probe "$root/usr/bin/aos-probe"
+	write_poweroff "$root/etc/acpi/PWRF/00000080"
+	write_poweroff "$root/etc/acpi/PWRB/00000080"
+	chmod 755 "$root/init" "$root/etc/udhcpc.script" "$root/usr/bin/aos-probe" \
+		"$root"/etc/acpi/*/00000080
+	printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
+	printf 'root:x:0:\ntty:x:5:\n' >"$root/etc/group"
+	printf '127.0.0.1\tlocalhost\n' >"$root/etc/hosts"
+	printf 'hosts: files dns\n' >"$root/etc/nsswitch.conf"
+	: >"$root/etc/resolv.conf"
+	cat >"$root/etc/profile" <<'EOF'
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root PS1='# '
+cd /root
+stty cols 250 rows 50 2>/dev/null
+EOF
+	(cd "$root" && find . -mindepth 1 | LC_ALL=C sort |
+		cpio -o -H newc -R 0:0 --quiet) | gzip -6 >"$WORK/initrd.img"
+
+	# GRUB configs. The per-image name lives in /aos/name.cfg on the FAT.
+	local menu
+	menu=$(
+		cat <<'EOF'
+set timeout=0
+set timeout_style=hidden
+set default=0
+set aos_name=unnamed
+if [ -f /aos/name.cfg ]; then source /aos/name.cfg; fi
+menuentry "aos-unit test guest" {
+	linux /vmlinuz console=ttyS0,115200 aos.name=${aos_name}
+	initrd /initrd.img
+}
+EOF
+	)
+	printf 'insmod part_gpt\ninsmod fat\nset root=(hd0,gpt1)\n%s\n' "$menu" >"$WORK/grub-efi.cfg"
+	printf 'insmod part_msdos\ninsmod fat\nset root=(hd0,msdos1)\n%s\n' "$menu" >"$WORK/grub-bios.cfg"
+	printf 'set root=(hd0,msdos1)\nset prefix=(hd0,msdos1)/boot/grub\nserial --unit=0 --speed=115200\nterminal_output serial\n' \
+		>"$WORK/grub-bios-early.cfg"
+
+	local grub_mods="part_gpt part_msdos fat normal linux configfile test echo boot"
+	efi=$WORK/BOOTX64.EFI
+	# shellcheck disable=SC2086 # word splitting of module lists is intended
+	grub-mkstandalone -O x86_64-efi -o "$efi" \
+		--modules="$grub_mods" --install-modules="$grub_mods" \
+		--locales= --fonts= --themes= \
+		"boot/grub/grub.cfg=$WORK/grub-efi.cfg"
+	bios=$WORK/core.img
+	# shellcheck disable=SC2086
+	grub-mkimage -O i386-pc -o "$bios" -c "$WORK/grub-bios-early.cfg" \
+		-p '(hd0,msdos1)/boot/grub' biosdisk serial terminal $grub_mods
+	local core_sectors=$((($(stat -c %s "$bios") + 511) / 512))
+	[[ $core_sectors -lt 2047 ]] || die "core.img too big ($core_sectors sectors)"
+
+	# FAT filesystem shared by both variants
+	fat=$WORK/fat.img
+	truncate -s "${ESP_MIB}M" "$fat"
+	mkfs.vfat -F 32 -n AOSBOOT "$fat" >/dev/null
+	mmd -i "$fat" ::/EFI ::/EFI/BOOT ::/boot ::/boot/grub ::/aos
+	mcopy -i "$fat" "$efi" ::/EFI/BOOT/BOOTX64.EFI
+	mcopy -i "$fat" "$WORK/grub-bios.cfg" ::/boot/grub/grub.cfg
+	mcopy -i "$fat" "$vmlinuz" ::/vmlinuz
+	mcopy -i "$fat" "$WORK/initrd.img" ::/initrd.img
+
+	# UEFI: GPT
+	local raw=$WORK/uefi.raw
+	truncate -s "${DISK_MIB}M" "$raw"
+	sfdisk --quiet --no-reread --no-tell-kernel "$raw" >/dev/null <<EOF
+label: gpt
+start=2048, size=${ESP_MIB}MiB, type=$ESP_TYPE_GPT, name="EFI"
+size=${P2_MIB}MiB, type=$LINUX_TYPE_GPT, name="aos-p2"
+size=${P3_MIB}MiB, type=$LINUX_TYPE_GPT, name="aos-root"
+EOF
+	dd if="$fat" of="$raw" bs=1M seek=1 conv=notrunc,sparse status=none
+	cp --sparse=always "$raw" "$dest/uefi.raw"
+
+	# BIOS: MBR + boot.img (first 440 bytes, keeps the partition table) +
+	# core.img in the gap (sector 1; boot.img/diskboot defaults expect that).
+	raw=$WORK/bios.raw
+	truncate -s "${DISK_MIB}M" "$raw"
+	sfdisk --quiet --no-reread --no-tell-kernel "$raw" >/dev/null <<EOF
+label: dos
+start=2048, size=${ESP_MIB}MiB, type=c, bootable
+size=${P2_MIB}MiB, type=83
+size=${P3_MIB}MiB, type=83
+EOF
+	dd if=/usr/lib/grub/i386-pc/boot.img of="$raw" bs=440 count=1 conv=notrunc status=none
+	dd if="$bios" of="$raw" bs=512 seek=1 conv=notrunc status=none
+	dd if="$fat" of="$raw" bs=1M seek=1 conv=notrunc,sparse status=none
+	cp --sparse=always "$raw" "$dest/bios.raw"
+
+	{
+		echo "key=$KEY"
+		echo "kernel=$KPKG $KVER (${vmlinuz##*/})"
+		echo "busybox-static=$BBVER"
+		echo "modules=${MODORDER[*]}"
+		echo "initrd_bytes=$(stat -c %s "$WORK/initrd.img")"
+		echo "grub_efi_bytes=$(stat -c %s "$efi")"
+		echo "grub_core_sectors=$core_sectors"
+	} >"$dest/manifest.txt"
+	rm -rf "$kroot" "$root"
+}
+
+# ---------------------------------------------------------------- per name
+name_image() { # NAME VARIANT(uefi|bios) -> cached qcow2 path
+	local name=$1 variant=$2 file raw
+	if [[ $variant == uefi ]]; then
+		file=aos-vm-$name-amd64-uefi.qcow2
+	else
+		file=aos-vm-$name-amd64.qcow2
+	fi
+	if [[ ! -s $KEYDIR/images/$file ]]; then
+		raw=$WORK/$name-$variant.raw
+		cp --sparse=always "$KEYDIR/base/$variant.raw" "$raw"
+		printf 'set aos_name=%s\n' "$name" >"$WORK/name.cfg"
+		mcopy -o -i "$raw@@$ESP_OFFSET" "$WORK/name.cfg" ::/aos/name.cfg
+		mkdir -p "$KEYDIR/images"
+		qemu-img convert -f raw -O qcow2 "$raw" "$KEYDIR/images/$file.tmp"
+		mv -f "$KEYDIR/images/$file.tmp" "$KEYDIR/images/$file"
+		rm -f "$raw"
+	fi
+	echo "$KEYDIR/images/$file"
+}
+
+START=$SECONDS
+if [[ ! -f $KEYDIR/base/.complete ]]; then
+	log "building base images (key $KEY, $KPKG $KVER, busybox $BBVER)"
+	rm -rf "$KEYDIR/base" "$KEYDIR/base.tmp" "$KEYDIR/images"
+	mkdir -p "$KEYDIR/base.tmp"
+	build_base "$KEYDIR/base.tmp"
+	touch "$KEYDIR/base.tmp/.complete"
+	mv "$KEYDIR/base.tmp" "$KEYDIR/base"
+fi
+
+for name in "${NAMES[@]}"; do
+	for variant in uefi bios; do
+		src=$(name_image "$name" "$variant")
+		dst=$OUT/${src##*/}
+		cp --reflink=auto "$src" "$dst.tmp.$$"
+		mv -f "$dst.tmp.$$" "$dst"
+		echo "$dst"
+	done
+done
+log "done in $((SECONDS - START)) s (cache $KEYDIR)"
