@@ -8,7 +8,15 @@ import { Command, CommanderError, Option } from "commander";
 import type { CommandContext } from "./commands/context.ts";
 import { planCommand, SAMPLE_CONFIG_DIR } from "./commands/plan.ts";
 import { validateCommand } from "./commands/validate.ts";
-import { ConfigError, exitCodeOf, EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME, formatDiagnostic, RuntimeError } from "./errors.ts";
+import {
+  ConfigError,
+  EXIT_CONFIG,
+  EXIT_OK,
+  EXIT_RUNTIME,
+  exitCodeOf,
+  formatDiagnostic,
+  RuntimeError,
+} from "./errors.ts";
 import { resolvePaths } from "./host/paths.ts";
 import { setupLogging } from "./log.ts";
 import {
@@ -18,8 +26,8 @@ import {
   narrowTo,
   NOTIFY_SOCKET_DEFAULT,
   type PermissionContext,
-  permissionsFor,
   type PermissionSet,
+  permissionsFor,
   type Subcommand,
   unionPermissions,
 } from "./permissions.ts";
@@ -69,32 +77,43 @@ function buildProgram(select: (s: Selected) => void, io: Io): Command {
     .addHelpText("after", EXAMPLES);
   program.configureHelp({ sortSubcommands: false });
 
-  const configDir = new Option("-c, --config-dir <dir>", "read the configuration from DIR instead of /etc/aos-unit");
+  const configDir = new Option(
+    "-c, --config-dir <dir>",
+    "read the configuration from DIR instead of /etc/aos-unit",
+  );
 
   program.command("validate")
     .description("check unit_config.yaml and runtime.conf; list every problem as FILE:LINE:COLUMN")
     .addOption(configDir)
-    .addHelpText("after", `
+    .addHelpText(
+      "after",
+      `
 Examples:
   aos-unit validate
   aos-unit validate --config-dir ./my-unit
 
-Exit status: 0 when valid (warnings may be printed), 2 when any error was found.`)
+Exit status: 0 when valid (warnings may be printed), 2 when any error was found.`,
+    )
     .action((opts: { configDir?: string }) =>
       select({ command: "validate", configDir: opts.configDir, run: (ctx) => validateCommand(ctx) })
     );
 
   program.command("plan")
-    .description("show what aos-unit would create: network, MACs, taps, QEMU argv, units, ruleset, dnsmasq config")
+    .description(
+      "show what aos-unit would create: network, MACs, taps, QEMU argv, units, ruleset, dnsmasq config",
+    )
     .addOption(configDir)
     .option("--json", "print the plan as JSON")
-    .addHelpText("after", `
+    .addHelpText(
+      "after",
+      `
 Examples:
   aos-unit plan
   aos-unit plan --json | jq '.nodes[] | {name, mac, ip}'
   aos-unit plan --config-dir ${SAMPLE_CONFIG_DIR}
 
-Needs no root and changes nothing.`)
+Needs no root and changes nothing.`,
+    )
     .action((opts: { configDir?: string; json?: boolean }) =>
       select({
         command: "plan",
@@ -132,10 +151,14 @@ function grantedUnion(ctx: PermissionContext): PermissionSet {
 function missingGrants(needed: PermissionSet): string[] {
   const missing: string[] = [];
   for (const path of needed.read) {
-    if (Deno.permissions.querySync({ name: "read", path }).state !== "granted") missing.push(`read ${path}`);
+    if (Deno.permissions.querySync({ name: "read", path }).state !== "granted") {
+      missing.push(`read ${path}`);
+    }
   }
   for (const path of needed.write) {
-    if (Deno.permissions.querySync({ name: "write", path }).state !== "granted") missing.push(`write ${path}`);
+    if (Deno.permissions.querySync({ name: "write", path }).state !== "granted") {
+      missing.push(`write ${path}`);
+    }
   }
   return missing;
 }
@@ -151,7 +174,9 @@ async function reexecNarrowed(ctx: PermissionContext, args: string[]): Promise<n
     "run",
     "--quiet",
     "--unstable-net",
-    ...(main.protocol === "file:" && config.protocol === "file:" ? ["--config", config.pathname] : []),
+    ...(main.protocol === "file:" && config.protocol === "file:"
+      ? ["--config", config.pathname]
+      : []),
     ...denoFlags(unionPermissions(ctx)),
     Deno.mainModule,
     ...args,
@@ -206,7 +231,9 @@ export async function main(args: string[], io: Io = STDIO): Promise<number> {
     await program.parseAsync(args, { from: "user" });
   } catch (error) {
     if (error instanceof CommanderError) {
-      if (error.code === "commander.helpDisplayed" || error.code === "commander.version") return EXIT_OK;
+      if (error.code === "commander.helpDisplayed" || error.code === "commander.version") {
+        return EXIT_OK;
+      }
       if (error.code === "commander.help") return EXIT_CONFIG;
       io.err("Run 'aos-unit --help' for the commands and their options.");
       return EXIT_CONFIG;
@@ -220,7 +247,10 @@ export async function main(args: string[], io: Io = STDIO): Promise<number> {
   const chosen: Selected = selected;
   const env = readEnv();
   const paths = resolvePaths((name) => env[name], chosen.configDir);
-  const ctx: PermissionContext = { paths, notifySocket: env.NOTIFY_SOCKET ?? NOTIFY_SOCKET_DEFAULT };
+  const ctx: PermissionContext = {
+    paths,
+    notifySocket: env.NOTIFY_SOCKET ?? NOTIFY_SOCKET_DEFAULT,
+  };
 
   if (hasBlanketGrant()) return await reexecNarrowed(ctx, args);
   const needed = permissionsFor(chosen.command, ctx);

@@ -5,7 +5,14 @@
  * subcommands also append to a file in the logs directory.
  */
 
-import { configure, getLogger, type Logger, type LogLevel, type LogRecord, reset } from "@logtape/logtape";
+import {
+  configure,
+  getLogger,
+  type Logger,
+  type LogLevel,
+  type LogRecord,
+  reset,
+} from "@logtape/logtape";
 
 export type { Logger };
 
@@ -65,7 +72,9 @@ export async function setupLogging(options: LogOptions): Promise<() => Promise<v
   if (file) {
     const f = file;
     sinks.file = (record) => {
-      const line = `${new Date(record.timestamp).toISOString()} ${record.level.toUpperCase()} [${options.command}] ${render(record)}\n`;
+      const line = `${
+        new Date(record.timestamp).toISOString()
+      } ${record.level.toUpperCase()} [${options.command}] ${render(record)}\n`;
       f.writeSync(encoder.encode(line));
     };
   }

@@ -21,7 +21,10 @@ export function summary(diagnostics: readonly Diagnostic[]): string {
 export function validateCommand(ctx: CommandContext): number {
   const files = configFiles(ctx.paths);
   try {
-    const { config, warnings } = loadConfig(readConfigFile(files.runtime), readConfigFile(files.unit));
+    const { config, warnings } = loadConfig(
+      readConfigFile(files.runtime),
+      readConfigFile(files.unit),
+    );
     const plan = makePlan(config, {
       machineId: PLACEHOLDER_MACHINE_ID,
       hostArch: hostArch(),

@@ -6,7 +6,14 @@ import type { Config } from "./types.ts";
 import { parseUnitConfig } from "./unit_config.ts";
 import { crossCheck } from "./validate.ts";
 
-export type { Arch, Config, NodeConfig, RuntimeConfig, SourceLocation, UnitConfig } from "./types.ts";
+export type {
+  Arch,
+  Config,
+  NodeConfig,
+  RuntimeConfig,
+  SourceLocation,
+  UnitConfig,
+} from "./types.ts";
 export { RUNTIME_DEFAULTS, RUNTIME_KEYS } from "./runtime_conf.ts";
 export { NODE_KEYS } from "./unit_config.ts";
 
@@ -50,7 +57,9 @@ export function loadConfig(
   unitFile: FileText,
 ): { config: Config; warnings: Diagnostic[] } {
   const diagnostics: Diagnostic[] = [];
-  const runtimeProblem = "missing" in runtimeFile ? undefined : fileProblem(runtimeFile, "runtime.conf");
+  const runtimeProblem = "missing" in runtimeFile
+    ? undefined
+    : fileProblem(runtimeFile, "runtime.conf");
   if (runtimeProblem) diagnostics.push(runtimeProblem);
   const runtime = parseRuntimeConf(
     runtimeFile.path,

@@ -76,9 +76,10 @@ function lex(file: string, text: string, diagnostics: Diagnostic[]): Map<string,
   return entries;
 }
 
-/** `"x"`, `'x'` or `x`, optionally followed by a `# comment`. No expansion, as in the old tool. */
+/** `"x"`, `'x'`, `x` or nothing, optionally followed by ` # comment`. No expansion, as in the old tool. */
 function unquote(rest: string): string | undefined {
-  const m = /^(?:"([^"]*)"|'([^']*)'|([^\s"'#]*))\s*(?:#.*)?$/.exec(rest.trimEnd());
+  // As in sh, "#" starts a comment only at the start of a word.
+  const m = /^(?:"([^"]*)"|'([^']*)'|([^\s"'#][^\s"']*)|)(?:\s+#.*)?$/.exec(rest.trimEnd());
   if (!m) return undefined;
   return m[1] ?? m[2] ?? m[3] ?? "";
 }
@@ -212,14 +213,17 @@ export function parseRuntimeConf(
 function isUpstream(text: string): boolean {
   const [address, port, extra] = text.split("#");
   if (extra !== undefined || address === undefined) return false;
-  if (port !== undefined && !(/^[0-9]{1,5}$/.test(port) && Number(port) >= 1 && Number(port) <= 65535)) {
+  if (
+    port !== undefined && !(/^[0-9]{1,5}$/.test(port) && Number(port) >= 1 && Number(port) <= 65535)
+  ) {
     return false;
   }
   return parseIpv4(address) !== undefined || isIpv6(address);
 }
 
 function isIpv6(text: string): boolean {
-  return /^[0-9A-Fa-f:]+$/.test(text) && text.includes(":") && (text.match(/::/g)?.length ?? 0) <= 1;
+  return /^[0-9A-Fa-f:]+$/.test(text) && text.includes(":") &&
+    (text.match(/::/g)?.length ?? 0) <= 1;
 }
 
 /** The effective runtime.conf as KEY="value" lines (for `plan`). */

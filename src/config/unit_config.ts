@@ -3,7 +3,18 @@
  * every problem reported at the line and column of the offending value.
  */
 
-import { type Document, isAlias, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument, type Pair, type YAMLMap } from "yaml";
+import {
+  type Document,
+  isAlias,
+  isMap,
+  isScalar,
+  isSeq,
+  LineCounter,
+  type Node,
+  type Pair,
+  parseDocument,
+  type YAMLMap,
+} from "yaml";
 import { z } from "zod";
 import type { Diagnostic } from "../errors.ts";
 import { closest } from "./suggest.ts";
@@ -47,7 +58,9 @@ const DNS_LABEL = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
 
 /** Parses `8G`, `512M`, `8` (GiB) or a YAML number (GiB) into MiB; undefined if malformed. */
 export function parseMem(value: unknown): number | undefined {
-  if (typeof value === "number") return Number.isInteger(value) && value >= 0 ? value * 1024 : undefined;
+  if (typeof value === "number") {
+    return Number.isInteger(value) && value >= 0 ? value * 1024 : undefined;
+  }
   if (typeof value !== "string") return undefined;
   const m = /^([0-9]+)\s*(M|MB|MiB|G|GB|GiB)?$/i.exec(value.trim());
   if (!m?.[1]) return undefined;
@@ -109,8 +122,14 @@ const FIELDS: { [K in NodeKey]: Field<unknown> } = {
     return mib;
   }),
   ip: z.unknown().transform((v, ctx) => {
-    if (typeof v !== "string" || !/^[0-9]+(\.[0-9]+){3}$/.test(v) || v.split(".").some((o) => Number(o) > 255 || (o.length > 1 && o.startsWith("0")))) {
-      ctx.addIssue({ code: "custom", message: `ip must be an IPv4 address like 10.200.1.10, got ${show(v)}` });
+    if (
+      typeof v !== "string" || !/^[0-9]+(\.[0-9]+){3}$/.test(v) ||
+      v.split(".").some((o) => Number(o) > 255 || (o.length > 1 && o.startsWith("0")))
+    ) {
+      ctx.addIssue({
+        code: "custom",
+        message: `ip must be an IPv4 address like 10.200.1.10, got ${show(v)}`,
+      });
       return z.NEVER;
     }
     return v;
@@ -181,7 +200,7 @@ function pairsOf(doc: Document, map: YAMLMap): Pair[] {
   const own: Pair[] = [];
   const merged: Pair[] = [];
   for (const pair of map.items as Pair[]) {
-    if (isScalar(pair.key) && pair.key.value === "<<") {
+    if (isScalar(pair.key) && (pair.key.value === "<<" || typeof pair.key.value === "symbol")) {
       const sources = isSeq(pair.value) ? pair.value.items : [pair.value];
       for (const source of sources) {
         const target = resolve(doc, source as Node);
@@ -226,11 +245,19 @@ export function parseUnitConfig(
   const config: UnitConfig = { file, nodes: [] };
 
   if (text.trim() === "") {
-    error({ file, line: 1, column: 1 }, "File is empty; expected a \"unit:\" mapping with \"node_configs\"");
+    error(
+      { file, line: 1, column: 1 },
+      'File is empty; expected a "unit:" mapping with "node_configs"',
+    );
     return { config, diagnostics, ipAt };
   }
 
-  const doc = parseDocument(text, { lineCounter, merge: true, prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, {
+    lineCounter,
+    merge: true,
+    prettyErrors: false,
+    uniqueKeys: true,
+  });
   for (const e of doc.errors) {
     const pos = e.linePos?.[0];
     error(
@@ -242,8 +269,15 @@ export function parseUnitConfig(
 
   const top = resolve(doc, doc.contents as Node | null);
   const start = { file, line: 1, column: 1 };
+  if (top === null || top === undefined || (isScalar(top) && top.value === null)) {
+    error(
+      start,
+      'File has no content (only comments?); expected a "unit:" mapping with "node_configs"',
+    );
+    return { config, diagnostics, ipAt };
+  }
   if (!isMap(top)) {
-    error(nodeAt(top, start), "Expected a mapping with a \"unit\" key at the top level");
+    error(nodeAt(top, start), 'Expected a mapping with a "unit" key at the top level');
     return { config, diagnostics, ipAt };
   }
   let unit: Node | null | undefined;
@@ -251,14 +285,26 @@ export function parseUnitConfig(
     const key = keyOf(pair);
     if (key === "unit") {
       unit = resolve(doc, pair.value as Node);
-      if (!isMap(unit)) error(nodeAt(unit ?? (pair.key as Node), start), `"unit" must be a mapping with "node_configs", got ${show((unit as Node | null)?.toJSON?.() ?? null)}`);
+      if (!isMap(unit)) {
+        error(
+          nodeAt(unit ?? (pair.key as Node), start),
+          `"unit" must be a mapping with "node_configs", got ${
+            show((unit as Node | null)?.toJSON?.() ?? null)
+          }`,
+        );
+      }
     } else {
       const hint = closest(String(key), ["unit"]);
-      error(nodeAt(pair.key as Node, start), `Unknown key ${show(key)} at the top level${hint ? `; did you mean "${hint}"?` : ""} (expected "unit")`);
+      error(
+        nodeAt(pair.key as Node, start),
+        `Unknown key ${show(key)} at the top level${
+          hint ? `; did you mean "${hint}"?` : ""
+        } (expected "unit")`,
+      );
     }
   }
   if (unit === undefined) {
-    error(nodeAt(top, start), "Missing \"unit\": expected unit.node_configs, a list of nodes");
+    error(nodeAt(top, start), 'Missing "unit": expected unit.node_configs, a list of nodes');
     return { config, diagnostics, ipAt };
   }
   if (!isMap(unit)) return { config, diagnostics, ipAt };
@@ -272,19 +318,30 @@ export function parseUnitConfig(
       listKey = pair.key as Node;
     } else {
       const hint = closest(String(key), ["node_configs"]);
-      error(nodeAt(pair.key as Node, start), `Unknown key ${show(key)} in "unit"${hint ? `; did you mean "${hint}"?` : ""} (expected "node_configs")`);
+      error(
+        nodeAt(pair.key as Node, start),
+        `Unknown key ${show(key)} in "unit"${
+          hint ? `; did you mean "${hint}"?` : ""
+        } (expected "node_configs")`,
+      );
     }
   }
   if (list === undefined) {
-    error(nodeAt(unit, start), "Missing \"node_configs\" in \"unit\": expected a list of nodes");
+    error(nodeAt(unit, start), 'Missing "node_configs" in "unit": expected a list of nodes');
     return { config, diagnostics, ipAt };
   }
   if (!isSeq(list)) {
-    error(nodeAt(list ?? listKey, start), `"node_configs" must be a list of nodes, got ${show(list?.toJSON() ?? null)}`);
+    error(
+      nodeAt(list ?? listKey, start),
+      `"node_configs" must be a list of nodes, got ${show(list?.toJSON() ?? null)}`,
+    );
     return { config, diagnostics, ipAt };
   }
   if (list.items.length === 0) {
-    error(nodeAt(list, nodeAt(listKey, start)), "\"node_configs\" is empty: define at least one node");
+    error(
+      nodeAt(list, nodeAt(listKey, start)),
+      '"node_configs" is empty: define at least one node',
+    );
     return { config, diagnostics, ipAt };
   }
 
@@ -293,7 +350,12 @@ export function parseUnitConfig(
     const entry = resolve(doc, item as Node);
     const entryAt = nodeAt(entry, nodeAt(list, start));
     if (!isMap(entry)) {
-      error(entryAt, `Node ${index + 1} must be a mapping with name, cpu and mem, got ${show(entry?.toJSON() ?? null)}`);
+      error(
+        entryAt,
+        `Node ${index + 1} must be a mapping with name, cpu and mem, got ${
+          show(entry?.toJSON() ?? null)
+        }`,
+      );
       return;
     }
     const values: Partial<Record<NodeKey, unknown>> = {};
@@ -303,7 +365,12 @@ export function parseUnitConfig(
       const key = String(keyOf(pair));
       if (!(NODE_KEYS as readonly string[]).includes(key)) {
         const hint = closest(key, NODE_KEYS);
-        error(nodeAt(pair.key as Node, entryAt), `Unknown key ${show(key)} in node ${index + 1}${hint ? `; did you mean "${hint}"?` : ""} (known keys: ${NODE_KEYS.join(", ")})`);
+        error(
+          nodeAt(pair.key as Node, entryAt),
+          `Unknown key ${show(key)} in node ${index + 1}${
+            hint ? `; did you mean "${hint}"?` : ""
+          } (known keys: ${NODE_KEYS.join(", ")})`,
+        );
         ok = false;
         continue;
       }
@@ -318,15 +385,22 @@ export function parseUnitConfig(
         for (const issue of result.error.issues) error(where, issue.message);
       }
     }
-    const missing = REQUIRED_KEYS.filter((k) => !(k in values) && !pairsOf(doc, entry).some((p) => keyOf(p) === k));
+    const missing = REQUIRED_KEYS.filter((k) =>
+      !(k in values) && !pairsOf(doc, entry).some((p) => keyOf(p) === k)
+    );
     if (missing.length > 0) {
       const label = typeof values.name === "string" ? `Node "${values.name}"` : `Node ${index + 1}`;
-      error(entryAt, `${label} is missing ${missing.map((k) => `"${k}"`).join(", ")} (required: name, cpu, mem)`);
+      error(
+        entryAt,
+        `${label} is missing ${missing.map((k) => `"${k}"`).join(", ")} (required: name, cpu, mem)`,
+      );
       ok = false;
     }
     if (!ok) {
       // Keep a well-formed name in play so later checks (collisions) still see it.
-      if (typeof values.name === "string") nameOnly.push({ name: values.name, at: locations.name ?? entryAt });
+      if (typeof values.name === "string") {
+        nameOnly.push({ name: values.name, at: locations.name ?? entryAt });
+      }
       return;
     }
     const node: NodeConfig = {
@@ -348,12 +422,20 @@ export function parseUnitConfig(
 
   // Names of nodes with other errors still take part in the collision check.
   const seen = new Map<string, SourceLocation>();
-  for (const { name, at: where } of [...config.nodes.map((n) => ({ name: n.name, at: n.at })), ...nameOnly]
-    .sort((a, b) => a.at.line - b.at.line || a.at.column - b.at.column)) {
+  for (
+    const { name, at: where } of [
+      ...config.nodes.map((n) => ({ name: n.name, at: n.at })),
+      ...nameOnly,
+    ]
+      .sort((a, b) => a.at.line - b.at.line || a.at.column - b.at.column)
+  ) {
     const key = name.toLowerCase();
     const first = seen.get(key);
     if (first) {
-      error(where, `Node name "${name}" is already used on line ${first.line} (names are compared case-insensitively)`);
+      error(
+        where,
+        `Node name "${name}" is already used on line ${first.line} (names are compared case-insensitively)`,
+      );
     } else {
       seen.set(key, where);
     }

@@ -24,13 +24,17 @@ export function crossCheck(
     if (node.ip !== undefined && subnetValid) {
       const ip = parseIpv4(node.ip)!;
       if (!contains(subnet, ip)) {
-        err(`ip ${node.ip} of node "${node.name}" is outside DHCP_CIDR ${cidr} (set in ${runtime.file})`);
+        err(
+          `ip ${node.ip} of node "${node.name}" is outside the unit's subnet ${cidr}; change the ip or DHCP_CIDR in ${runtime.file}`,
+        );
       } else if (ip === subnet.network) {
         err(`ip ${node.ip} of node "${node.name}" is the network address of ${cidr}`);
       } else if (ip === broadcastOf(subnet)) {
         err(`ip ${node.ip} of node "${node.name}" is the broadcast address of ${cidr}`);
       } else if (ip === bridgeAddress(subnet)) {
-        err(`ip ${node.ip} of node "${node.name}" is the bridge's own address (the guests' gateway)`);
+        err(
+          `ip ${node.ip} of node "${node.name}" is the bridge's own address (the guests' gateway)`,
+        );
       } else if (reserved.has(ip)) {
         err(`ip ${node.ip} is reserved twice: for "${reserved.get(ip)!.name}" and "${node.name}"`);
       } else {
@@ -41,7 +45,9 @@ export function crossCheck(
             ...where,
             message: `ip ${node.ip} of node "${node.name}" is inside the dynamic pool ${
               formatIpv4(pool.start)
-            }-${formatIpv4(pool.end)}; addresses below ${formatIpv4(pool.start)} never collide with dynamic leases`,
+            }-${formatIpv4(pool.end)}; addresses below ${
+              formatIpv4(pool.start)
+            } never collide with dynamic leases`,
           });
         }
       }
@@ -50,7 +56,8 @@ export function crossCheck(
       out.push({
         severity: "error",
         ...node.at,
-        message: `Node "${node.name}" is aarch64 with uefi: false; aarch64 "virt" guests boot only through UEFI (AAVMF)`,
+        message:
+          `Node "${node.name}" is aarch64 with uefi: false; aarch64 "virt" guests boot only through UEFI (AAVMF)`,
       });
     }
   }
@@ -63,7 +70,8 @@ export function crossCheck(
       out.push({
         severity: "error",
         ...node.at,
-        message: `Nodes "${other.name}" and "${node.name}" hash to the same MAC ${mac}; rename one of them`,
+        message:
+          `Nodes "${other.name}" and "${node.name}" hash to the same MAC ${mac}; rename one of them`,
       });
     }
     macs.set(mac, node);
@@ -76,7 +84,8 @@ export function crossCheck(
     out.push({
       severity: "error",
       ...first.at,
-      message: `${dynamic.length} nodes need a dynamic address but the pool of ${cidr} holds only ${poolSize}; use a larger DHCP_CIDR or give nodes an ip`,
+      message:
+        `${dynamic.length} nodes need a dynamic address but the pool of ${cidr} holds only ${poolSize}; use a larger DHCP_CIDR or give nodes an ip`,
     });
   }
   return out;

@@ -118,7 +118,11 @@ export function kvmProbeFile(paths: Paths): string {
 export function cachedKvmProbe(paths: Paths): boolean | undefined {
   try {
     const text = Deno.readTextFileSync(kvmProbeFile(paths)).trim();
-    return text === "usable" ? true : text.startsWith("broken") || text === "absent" ? false : undefined;
+    return text === "usable"
+      ? true
+      : text.startsWith("broken") || text === "absent"
+      ? false
+      : undefined;
   } catch {
     return undefined;
   }

@@ -43,7 +43,10 @@ export class CommandError extends RuntimeError {
       ? `was killed by ${result.signal}`
       : `exited with code ${result.code}`;
     const tail = result.stderr.trim().split("\n").slice(-5).join("\n").trim();
-    super(`Command failed: ${quoteArgv(result.argv)} ${how}${tail ? `: ${tail}` : ""}`, hint === undefined ? undefined : { hint });
+    super(
+      `Command failed: ${quoteArgv(result.argv)} ${how}${tail ? `: ${tail}` : ""}`,
+      hint === undefined ? undefined : { hint },
+    );
     this.result = result;
   }
 }
@@ -94,7 +97,9 @@ export function createRunner(limit = 200): Runner {
           const tool = program.split("/").pop() ?? program;
           const pkg = PACKAGES[tool];
           throw new MissingToolError(
-            `Cannot run ${program}: not installed${pkg ? ` (install the Debian package "${pkg}")` : ""}`,
+            `Cannot run ${program}: not installed${
+              pkg ? ` (install the Debian package "${pkg}")` : ""
+            }`,
           );
         }
         throw error;

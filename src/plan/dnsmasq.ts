@@ -65,7 +65,10 @@ export function dnsmasqConf(i: DnsmasqInput): string {
   }
   const statics = i.nodes.filter((node) => node.ip !== undefined);
   if (statics.length > 0) {
-    lines.push("", "# Reserved nodes resolve even before (or without) a lease: AosCore's main is static.");
+    lines.push(
+      "",
+      "# Reserved nodes resolve even before (or without) a lease: AosCore's main is static.",
+    );
     for (const node of statics) {
       lines.push(`host-record=${node.name}.${n.domain},${node.name},${node.ip}`);
     }

@@ -55,7 +55,9 @@ export function chooseImage(
     };
   }
   const pattern = imagePattern(name, arch);
-  const matches = files.filter((f) => pattern.test(f.name)).sort((a, b) => a.name.localeCompare(b.name));
+  const matches = files.filter((f) => pattern.test(f.name)).sort((a, b) =>
+    a.name.localeCompare(b.name)
+  );
   const plain = ARCH_ALIASES[arch].map((a) => `aos-vm-${name}-${a}.qcow2`);
   const best = matches.find((f) => plain.includes(f.name)) ?? matches[0];
   if (!best) {

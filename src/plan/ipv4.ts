@@ -44,7 +44,9 @@ export function parseCidr(text: string): Subnet | CidrProblem {
   const prefix = Number(match[2]);
   if (prefix < MIN_PREFIX || prefix > MAX_PREFIX) return { kind: "prefix", prefix };
   const network = address - (address % subnetSize(prefix));
-  if (network !== address) return { kind: "host-bits", network: `${formatIpv4(network)}/${prefix}` };
+  if (network !== address) {
+    return { kind: "host-bits", network: `${formatIpv4(network)}/${prefix}` };
+  }
   return { network, prefix };
 }
 

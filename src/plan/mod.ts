@@ -9,7 +9,7 @@ import { dnsmasqArgv, dnsmasqConf } from "./dnsmasq.ts";
 import { nodeMac, tapName } from "./identity.ts";
 import { chooseImage, imagePattern } from "./images.ts";
 import { planNetwork } from "./network.ts";
-import { nftRuleset, NFT_TABLE } from "./nft.ts";
+import { NFT_TABLE, nftRuleset } from "./nft.ts";
 import { defaultCpuType, defaultMachineType, memoryMaxMiB, qemuArgv } from "./qemu.ts";
 import type { Accel, HostFacts, NodePlan, Paths, Plan } from "./types.ts";
 import { dnsmasqUnit, monitorUnit, nodeUnit } from "./units.ts";
@@ -26,7 +26,6 @@ function join(dir: string, name: string): string {
 export function nodeDir(paths: Paths, name: string): string {
   return join(join(paths.stateDir, "nodes"), name);
 }
-
 
 /**
  * Makes the plan.
@@ -119,7 +118,9 @@ function planOneNode(
   // AosCore x86 images are EFI-only: UEFI is the default everywhere.
   const uefi = node.uefi ?? true;
   if (node.uefi === false && /uefi/i.test(image.file)) {
-    warn(`Node "${node.name}" has uefi: false but its image "${image.file}" looks like a UEFI image`);
+    warn(
+      `Node "${node.name}" has uefi: false but its image "${image.file}" looks like a UEFI image`,
+    );
   }
   const firmware = uefi ? facts.firmware[arch] : undefined;
   if (uefi && !firmware) {

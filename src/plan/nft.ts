@@ -45,7 +45,7 @@ table ${NFT_FAMILY} ${NFT_TABLE} {
 	}
 
 	chain output {
-		type nat hook output priority dstnat; policy accept;
+		type nat hook output priority -100; policy accept;
 		# The host's own queries to the bridge address on port 53.
 		ip daddr ${n.bridgeIp} udp dport 53 counter dnat ip to ${dns}
 		ip daddr ${n.bridgeIp} tcp dport 53 counter dnat ip to ${dns}

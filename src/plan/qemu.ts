@@ -106,7 +106,9 @@ export function qemuArgv(n: QemuInput): string[] {
     "-device",
     "virtio-rng-pci",
     "-chardev",
-    `socket,id=serial0,path=${opt(n.serialSocket)},server=on,wait=off,logfile=${opt(n.serialLog)},logappend=on`,
+    `socket,id=serial0,path=${opt(n.serialSocket)},server=on,wait=off,logfile=${
+      opt(n.serialLog)
+    },logappend=on`,
     "-serial",
     "chardev:serial0",
     "-chardev",

@@ -7,7 +7,9 @@ import type { NodePlan, Plan, TransientUnit, UnitProperty } from "./types.ts";
 export function formatProperty([name, signature, value]: UnitProperty): string {
   if (signature === "a(sasb)") {
     const cmds = value as [string, string[], boolean][];
-    return `${name}=${cmds.map(([, argv, ignore]) => `${ignore ? "-" : ""}${quoteArgv(argv)}`).join(" ; ")}`;
+    return `${name}=${
+      cmds.map(([, argv, ignore]) => `${ignore ? "-" : ""}${quoteArgv(argv)}`).join(" ; ")
+    }`;
   }
   if (signature === "a(ss)") {
     return `${name}=${(value as [string, string][]).map(([a, b]) => `${a} ${b}`).join(", ")}`;
@@ -34,7 +36,10 @@ function capabilityNames(mask: number): string[] {
 }
 
 function unitLines(unit: TransientUnit, indent: string): string[] {
-  return [`${indent}${unit.name}`, ...unit.properties.map((p) => `${indent}  ${formatProperty(p)}`)];
+  return [
+    `${indent}${unit.name}`,
+    ...unit.properties.map((p) => `${indent}  ${formatProperty(p)}`),
+  ];
 }
 
 /** The QEMU argv as a copy-pasteable, one-option-per-line command. */
@@ -84,7 +89,9 @@ export function renderPlanText(plan: Plan): string {
     `  DHCP pool   ${net.poolStart} - ${net.poolEnd}`,
     `  DNS         ${net.bridgeIp}:${net.dnsPort} (port 53 redirected), domain ${net.domain}, upstream ${net.upstreamDns}`,
     `  NAT         ${
-      net.internetInterface ? `out of ${net.internetInterface} only` : "by source subnet, follows the default route"
+      net.internetInterface
+        ? `out of ${net.internetInterface} only`
+        : "by source subnet, follows the default route"
     }`,
     `  leases      ${plan.dnsmasq.leaseFile} (also ${plan.dnsmasq.leaseLink})`,
     "",

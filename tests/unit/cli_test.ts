@@ -1,0 +1,106 @@
+/** End-to-end CLI cases: exit code, stdout and stderr, through main.ts as users run it. */
+
+import assert from "node:assert/strict";
+
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+const CASES = new URL("../golden/cases", import.meta.url).pathname;
+const BAD = new URL("../config/bad", import.meta.url).pathname;
+
+export async function aosUnit(args: string[], env: Record<string, string> = {}) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", "-A", MAIN, ...args],
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1", ...env },
+  }).output();
+  return {
+    code: out.code,
+    stdout: new TextDecoder().decode(out.stdout),
+    stderr: new TextDecoder().decode(out.stderr),
+  };
+}
+
+Deno.test("aos-unit validate accepts a good config (exit 0)", async () => {
+  const r = await aosUnit(["validate", "--config-dir", `${CASES}/default`]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /valid: 2 nodes \(main, secondary\), network 10\.200\.1\.0\/24/);
+});
+
+Deno.test("aos-unit validate lists every problem and exits 2", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.copyFile(`${BAD}/many-errors.yaml`, `${dir}/unit_config.yaml`);
+    const r = await aosUnit(["validate", "-c", dir]);
+    assert.equal(r.code, 2);
+    const lines = r.stderr.trimEnd().split("\n");
+    assert.equal(lines.filter((l) => /unit_config\.yaml:\d+:\d+: /.test(l)).length, 6, r.stderr);
+    assert.match(lines.at(-1)!, /invalid configuration: 6 errors/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("aos-unit validate reports a missing file with its path (exit 2)", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const r = await aosUnit(["validate", "-c", dir]);
+    assert.equal(r.code, 2);
+    assert.match(
+      r.stderr,
+      new RegExp(`${dir}/unit_config.yaml:1:1: Cannot read unit_config.yaml: no such file`),
+    );
+  } finally {
+    await Deno.remove(dir);
+  }
+});
+
+Deno.test("aos-unit plan with no config says where it looked and how to plan the sample", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const r = await aosUnit(["plan", "-c", dir]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, new RegExp(`looked in ${dir}`));
+    assert.match(r.stderr, /aos-unit plan --config-dir \/usr\/share\/aos-unit\/examples/);
+  } finally {
+    await Deno.remove(dir);
+  }
+});
+
+Deno.test("aos-unit plan --json shows bridge, pool and both nodes", async () => {
+  const r = await aosUnit(["plan", "--json", "-c", `${CASES}/default`]);
+  assert.equal(r.code, 0, r.stderr);
+  const plan = JSON.parse(r.stdout);
+  assert.match(plan.network.bridge, /^aosbr[0-9a-f]{6}$/);
+  assert.equal(plan.network.bridgeIp, "10.200.1.1");
+  assert.equal(plan.network.poolStart, "10.200.1.128");
+  assert.deepEqual(plan.nodes.map((n: { name: string }) => n.name), ["main", "secondary"]);
+  assert.equal(plan.nodes[0].unit.name, "aos-node-main.service");
+  assert.match(plan.nodes[0].mac, /^52:54:00:/);
+});
+
+Deno.test("unknown subcommands and flags get a one-line error and a hint (exit 2)", async (t) => {
+  for (const args of [["vaildate"], ["plan", "--jsno"], ["--frobnicate"]]) {
+    await t.step(args.join(" "), async () => {
+      const r = await aosUnit(args);
+      assert.equal(r.code, 2);
+      assert.equal(r.stdout, "");
+      assert.match(r.stderr, /^error: unknown (command|option)/);
+      assert.match(r.stderr, /Run 'aos-unit --help'/);
+    });
+  }
+  await t.step("a close typo gets a suggestion", async () => {
+    const r = await aosUnit(["vaildate"]);
+    assert.match(r.stderr, /Did you mean validate\?/);
+  });
+});
+
+Deno.test("aos-unit --version and --help exit 0", async () => {
+  const v = await aosUnit(["--version"]);
+  assert.equal(v.code, 0);
+  assert.match(v.stdout, /^\d+\.\d+\.\d+/);
+  const h = await aosUnit(["--help"]);
+  assert.equal(h.code, 0);
+  assert.match(h.stdout, /Examples:/);
+  const ph = await aosUnit(["plan", "--help"]);
+  assert.match(ph.stdout, /Examples:/);
+});

@@ -1,0 +1,80 @@
+import assert from "node:assert/strict";
+import { FHS_PATHS } from "../../src/host/paths.ts";
+import {
+  denoFlags,
+  type PermissionSet,
+  permissionsFor,
+  SUBCOMMANDS,
+  TOOLS,
+  unionPermissions,
+} from "../../src/permissions.ts";
+
+const FIXTURE = new URL("./fixtures/escape.ts", import.meta.url).pathname;
+const CONFIG = new URL("../golden/cases/default", import.meta.url).pathname;
+const DENO_CONFIG = new URL("../../deno.json", import.meta.url).pathname;
+
+async function escape(command: string, action: string) {
+  const ctx = { paths: { ...FHS_PATHS, configDir: CONFIG }, notifySocket: "/run/systemd/notify" };
+  const union = unionPermissions(ctx);
+  // The fixture itself must be importable: allow reading the source tree.
+  const flags = denoFlags({
+    ...union,
+    read: [...union.read, new URL("../..", import.meta.url).pathname],
+  });
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", "--config", DENO_CONFIG, ...flags, FIXTURE, command, CONFIG, action],
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+  const out = await child.output();
+  clearTimeout(timer);
+  return {
+    code: out.code,
+    stdout: new TextDecoder().decode(out.stdout),
+    stderr: new TextDecoder().decode(out.stderr),
+  };
+}
+
+Deno.test("permission table: every subcommand has a set, the union lists no blanket grant", () => {
+  const ctx = { paths: FHS_PATHS, notifySocket: "/run/systemd/notify" };
+  for (const c of SUBCOMMANDS) assert.ok(permissionsFor(c, ctx), c);
+  const union: PermissionSet = unionPermissions(ctx);
+  for (const flag of denoFlags(union)) assert.match(flag, /^--no-prompt$|^--allow-[a-z]+=./, flag);
+  for (const tool of union.run) {
+    assert.ok(tool.startsWith("/"), `run entries are absolute: ${tool}`);
+  }
+  assert.deepEqual(permissionsFor("validate", ctx).run, [], "validate runs nothing");
+  assert.deepEqual(permissionsFor("lease-hook", ctx).net, [], "lease-hook needs no network");
+  assert.ok(permissionsFor("startup", ctx).run.includes(TOOLS.nft));
+  assert.ok(!permissionsFor("startup", ctx).run.includes(TOOLS.qemuX86), "startup runs no QEMU");
+});
+
+Deno.test("narrowTo() keeps what the subcommand needs", async () => {
+  const r = await escape("validate", "none");
+  assert.equal(r.stdout.trim(), "allowed", r.stderr);
+  assert.equal(r.code, 0);
+});
+
+Deno.test("a subcommand that steps outside its set fails with a clear error, not a prompt", async (t) => {
+  const cases: [string, string, RegExp][] = [
+    ["validate", "run-ip", /Requires run access to "\/usr\/sbin\/ip"/],
+    ["validate", "read-runtime", /Requires read access to "\/run\/aos-unit"/],
+    ["plan", "write-config", /Requires write access/],
+    ["validate", "env", /Requires env access to "DBUS_SYSTEM_BUS_ADDRESS"/],
+  ];
+  for (const [command, action, message] of cases) {
+    await t.step(`${command} ${action}`, async () => {
+      const r = await escape(command, action);
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(
+        r.stderr,
+        new RegExp(
+          `^aos-unit ${command}: internal error: this subcommand stepped outside its permissions`,
+        ),
+      );
+      assert.match(r.stderr, message);
+    });
+  }
+});
