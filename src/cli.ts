@@ -6,7 +6,11 @@
 
 import { Command, CommanderError, Option } from "commander";
 import type { CommandContext } from "./commands/context.ts";
+import { cleanupCommand } from "./commands/cleanup.ts";
+import { leaseHookCommand } from "./commands/lease_hook.ts";
+import { monitorCommand } from "./commands/monitor.ts";
 import { planCommand, SAMPLE_CONFIG_DIR } from "./commands/plan.ts";
+import { startupCommand } from "./commands/startup.ts";
 import { validateCommand } from "./commands/validate.ts";
 import {
   ConfigError,
@@ -121,6 +125,44 @@ Needs no root and changes nothing.`,
         run: (ctx) => planCommand(ctx, { json: opts.json === true }),
       })
     );
+  program.commandsGroup("Internal commands (run by the systemd units; see aos-unit(8)):");
+
+  program.command("startup")
+    .description("ExecStartPre: create the bridge, taps, nft table, resolved routing, network.conf")
+    .addHelpText(
+      "after",
+      "\nExample (as systemd runs it):\n  ExecStartPre=/usr/bin/aos-unit startup",
+    )
+    .action(() => select({ command: "startup", run: (ctx) => startupCommand(ctx) }));
+
+  program.command("monitor")
+    .description(
+      "aos-unit-route-monitor.service: follow default-route changes, keep NAT and the table current",
+    )
+    .addHelpText("after", "\nExample:\n  systemctl status aos-unit-route-monitor")
+    .action(() => select({ command: "monitor", logFile: true, run: (ctx) => monitorCommand(ctx) }));
+
+  program.command("lease-hook")
+    .description("dnsmasq dhcp-script: record a lease event (add|old|del MAC IP [HOSTNAME])")
+    .argument("[event...]", "what dnsmasq passes: add|old|del MAC IP [HOSTNAME]")
+    .allowUnknownOption(true)
+    .addHelpText(
+      "after",
+      "\nExample:\n  aos-unit lease-hook add 52:54:00:fa:d5:8d 10.200.1.10 main",
+    )
+    .action((event: string[]) =>
+      select({ command: "lease-hook", logFile: true, run: (ctx) => leaseHookCommand(ctx, event) })
+    );
+
+  program.command("cleanup")
+    .description(
+      "ExecStopPost: remove the bridge, taps, nft table and runtime files aos-unit created",
+    )
+    .addHelpText(
+      "after",
+      "\nSafe to run twice; touches nothing aos-unit did not create.\nExample:\n  aos-unit cleanup",
+    )
+    .action(() => select({ command: "cleanup", run: (ctx) => cleanupCommand(ctx) }));
   return program;
 }
 
@@ -202,6 +244,7 @@ async function reexecNarrowed(ctx: PermissionContext, args: string[]): Promise<n
 /** Turns any error into one message and an exit code. */
 export function report(error: unknown, command: string, io: Io): number {
   if (error instanceof ConfigError) {
+    if (error.diagnostics.length === 0) io.err(`aos-unit ${command}: ${error.message}`);
     for (const d of error.diagnostics) io.err(formatDiagnostic(d));
     return EXIT_CONFIG;
   }

@@ -25,6 +25,11 @@ export function formatDiagnostic(d: Diagnostic): string {
   return d.severity === "warning" ? `${where}: warning: ${d.message}` : `${where}: ${d.message}`;
 }
 
+/** `FILE:LINE:COLUMN: message` without the severity (for log lines that carry their own level). */
+export function formatLocated(d: Diagnostic): string {
+  return `${d.file}:${d.line}:${d.column}: ${d.message}`;
+}
+
 /** The configuration is wrong: permanent, exit code 2. Carries every problem found. */
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -52,18 +57,21 @@ export class UsageError extends Error {
 /** Something on the host failed: transient, exit code 1. */
 export class RuntimeError extends Error {
   override name = "RuntimeError";
-  readonly exitCode = EXIT_RUNTIME;
+  /** 1 by default; 2 for host problems a restart cannot fix (a missing tool, a name clash). */
+  readonly exitCode: number;
   /** What the operator can do about it, shown after the message. */
   readonly hint: string | undefined;
 
-  constructor(message: string, options?: { hint?: string; cause?: unknown }) {
+  constructor(message: string, options?: { hint?: string; cause?: unknown; permanent?: boolean }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.hint = options?.hint;
+    this.exitCode = options?.permanent ? EXIT_CONFIG : EXIT_RUNTIME;
   }
 }
 
 /** Exit code for any thrown value: its own, or 1 for anything unexpected. */
 export function exitCodeOf(error: unknown): number {
   if (error instanceof ConfigError || error instanceof UsageError) return EXIT_CONFIG;
+  if (error instanceof RuntimeError) return error.exitCode;
   return EXIT_RUNTIME;
 }

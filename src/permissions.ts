@@ -19,13 +19,13 @@ export const TOOLS = {
   qemuX86: QEMU_BINARY.x86_64,
   qemuArm: QEMU_BINARY.aarch64,
   journalctl: "/usr/bin/journalctl",
+  sysctl: "/usr/sbin/sysctl",
+  ss: "/usr/bin/ss",
 } as const;
 
 export const SYSTEM_BUS_SOCKET = "/run/dbus/system_bus_socket";
 export const NOTIFY_SOCKET_DEFAULT = "/run/systemd/notify";
 export const MACHINE_ID_FILE = "/etc/machine-id";
-export const ROUTE_FILE = "/proc/net/route";
-export const IP_FORWARD_FILE = "/proc/sys/net/ipv4/ip_forward";
 export const FIRMWARE_DIRS = ["/usr/share/OVMF", "/usr/share/AAVMF"] as const;
 export const KVM_DEVICE = "/dev/kvm";
 export const SYS_NET = "/sys/class/net";
@@ -134,7 +134,6 @@ function planning(p: Paths): Partial<PermissionSet> {
       p.stateDir,
       p.runtimeDir,
       MACHINE_ID_FILE,
-      ROUTE_FILE,
       KVM_DEVICE,
       ...FIRMWARE_DIRS,
     ],
@@ -158,9 +157,9 @@ export function permissionsFor(command: Subcommand, ctx: PermissionContext): Per
       return merge(planning(p), dbus(), { write: [p.stateDir] });
     case "startup":
       return merge(planning(p), dbus(), {
-        read: [SYS_NET, IP_FORWARD_FILE],
-        write: [p.runtimeDir, IP_FORWARD_FILE],
-        run: [TOOLS.ip, TOOLS.nft],
+        read: [SYS_NET],
+        write: [p.runtimeDir],
+        run: [TOOLS.ip, TOOLS.nft, TOOLS.sysctl, TOOLS.ss],
       });
     case "cleanup":
       return merge(dbus(), {

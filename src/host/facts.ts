@@ -4,7 +4,7 @@ import type { Arch } from "../config/types.ts";
 import { RuntimeError } from "../errors.ts";
 import { isMachineId } from "../plan/identity.ts";
 import type { Firmware, HostFacts, ImageFile, Paths } from "../plan/types.ts";
-import { KVM_DEVICE, MACHINE_ID_FILE, ROUTE_FILE } from "../permissions.ts";
+import { KVM_DEVICE, MACHINE_ID_FILE } from "../permissions.ts";
 
 export const SERVICE_USER = "aos-unit";
 export const DEFAULT_EXECUTABLE = "/usr/bin/aos-unit";
@@ -81,23 +81,6 @@ export function listImages(dir: string): ImageFile[] {
   return out.sort((a, b) => a.name.localeCompare(b.name));
 }
 
-/** Interfaces with an IPv4 default route, lowest metric first (from /proc/net/route). */
-export function parseDefaultRoutes(text: string): string[] {
-  const rows = text.split("\n").slice(1).map((l) => l.trim().split(/\s+/)).filter((r) =>
-    r.length >= 8 && r[1] === "00000000" && r[7] === "00000000"
-  );
-  rows.sort((a, b) => Number(a[6]) - Number(b[6]));
-  return [...new Set(rows.map((r) => r[0]!))];
-}
-
-export function defaultRouteInterfaces(): string[] {
-  try {
-    return parseDefaultRoutes(Deno.readTextFileSync(ROUTE_FILE));
-  } catch {
-    return [];
-  }
-}
-
 export function kvmDevicePresent(): boolean {
   return exists(KVM_DEVICE);
 }
@@ -108,6 +91,8 @@ export interface FactOverrides {
   leaseHook?: string | undefined;
   /** Result of a real KVM probe; when absent, a cached probe or presence of /dev/kvm decides. */
   kvmUsable?: boolean | undefined;
+  /** Interfaces with a default route (from `ip route`, by the subcommands that may run ip). */
+  uplinks?: string[] | undefined;
 }
 
 /** Cached result of the last KVM probe by `run` (so `plan` agrees with what runs). */
@@ -138,6 +123,6 @@ export function gatherFacts(paths: Paths, overrides: FactOverrides = {}): HostFa
     serviceUser: overrides.serviceUser ?? SERVICE_USER,
     executable: overrides.executable ?? DEFAULT_EXECUTABLE,
     leaseHook: overrides.leaseHook ?? DEFAULT_LEASE_HOOK,
-    uplinks: defaultRouteInterfaces(),
+    uplinks: overrides.uplinks ?? [],
   };
 }

@@ -1,0 +1,39 @@
+/**
+ * `aos-unit lease-hook add|old|del MAC IP [HOSTNAME]`: dnsmasq's dhcp-script.
+ * Records who has which address since when in leases.json (atomically, by
+ * rename) for `run` and `status`, and logs the event. Must start fast and
+ * needs no network and no writable cache.
+ */
+
+import { EXIT_OK } from "../errors.ts";
+import { type LeaseEvent, recordLease } from "../net/leases.ts";
+import { logger } from "../log.ts";
+import type { CommandContext } from "./context.ts";
+
+export function leaseHookCommand(ctx: CommandContext, args: string[]): number {
+  const started = performance.now();
+  const [action, mac, ip, hostname] = args;
+  const log = logger("lease-hook");
+  if (action !== "add" && action !== "old" && action !== "del") {
+    // dnsmasq also calls with init/tftp/arp events we do not use.
+    return EXIT_OK;
+  }
+  if (!mac || !ip) {
+    log.warning(`Ignoring "${args.join(" ")}": expected add|old|del MAC IP [HOSTNAME]`);
+    return EXIT_OK;
+  }
+  const event: LeaseEvent = {
+    action,
+    mac: mac.toLowerCase(),
+    ip,
+    hostname,
+    at: new Date().toISOString(),
+  };
+  recordLease(`${ctx.paths.stateDir}/leases.json`, event);
+  log.info(
+    `DHCP ${action} ${event.mac} ${ip}${event.hostname ? ` ${event.hostname}` : ""} (recorded in ${
+      (performance.now() - started).toFixed(1)
+    } ms)`,
+  );
+  return EXIT_OK;
+}

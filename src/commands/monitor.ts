@@ -1,0 +1,33 @@
+/** `aos-unit monitor` (aos-unit-route-monitor.service): the smart-NAT route monitor. */
+
+import { EXIT_OK } from "../errors.ts";
+import { envOverrides, loadAndPlan } from "../host/load.ts";
+import { createRunner } from "../host/runner.ts";
+import { logger } from "../log.ts";
+import { rulesetFile } from "../net/apply.ts";
+import { defaultRouteDevices, listRoutes } from "../net/links.ts";
+import { RouteMonitor } from "../net/monitor.ts";
+import type { CommandContext } from "./context.ts";
+
+export async function monitorCommand(ctx: CommandContext): Promise<number> {
+  const log = logger("monitor");
+  const { plan, config } = loadAndPlan(ctx.paths, envOverrides(ctx.env));
+  const runner = createRunner();
+  const monitor = new RouteMonitor({
+    runner,
+    network: plan.network,
+    rulesetFile: rulesetFile(plan),
+    log,
+    debounceMs: config.runtime.routeDebounceMs,
+    readUplinks: async () => defaultRouteDevices(await listRoutes(runner)),
+  });
+  await monitor.start();
+  const { promise, resolve } = Promise.withResolvers<void>();
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    Deno.addSignalListener(signal, () => resolve());
+  }
+  await promise;
+  await monitor.stop();
+  log.info("Route monitor stopped");
+  return EXIT_OK;
+}

@@ -1,0 +1,263 @@
+/**
+ * Applies the network half of a plan (startup) and takes it down (cleanup).
+ * Both converge from whatever state they find: running startup twice, or after
+ * a crash, gives the same result; cleanup removes only what aos-unit made.
+ */
+
+import { RuntimeError } from "../errors.ts";
+import type { Runner } from "../host/runner.ts";
+import type { Logger } from "../log.ts";
+import { SYS_NET, TOOLS } from "../permissions.ts";
+import type { Plan } from "../plan/types.ts";
+import { connectSystemBus, type MessageBus } from "../systemd/bus.ts";
+import { revertLink, setLinkDns } from "../systemd/resolved.ts";
+import { isOurs, type LinkInfo, listLinks, ownerAlias } from "./links.ts";
+import { applyRuleset, deleteTable } from "./nft.ts";
+
+export const TAP_PREFIX = "aostap";
+
+export function rulesetFile(plan: Plan): string {
+  return `${plan.paths.runtimeDir}/aos-unit.nft`;
+}
+
+export function ifindexOf(name: string): number | undefined {
+  try {
+    return Number(Deno.readTextFileSync(`${SYS_NET}/${name}/ifindex`).trim());
+  } catch {
+    return undefined;
+  }
+}
+
+async function ensureBridge(
+  runner: Runner,
+  plan: Plan,
+  existing: LinkInfo | undefined,
+  log: Logger,
+) {
+  const net = plan.network;
+  if (!existing) {
+    await runner.run([
+      TOOLS.ip,
+      "link",
+      "add",
+      net.bridge,
+      "type",
+      "bridge",
+      "stp_state",
+      "0",
+      "forward_delay",
+      "0",
+    ]);
+    log.info(`Created bridge ${net.bridge}`);
+  } else {
+    await runner.run([
+      TOOLS.ip,
+      "link",
+      "set",
+      net.bridge,
+      "type",
+      "bridge",
+      "stp_state",
+      "0",
+      "forward_delay",
+      "0",
+    ]);
+  }
+  // A fixed MAC: otherwise the bridge takes a port's MAC and changes as taps come and go.
+  await runner.run([TOOLS.ip, "link", "set", net.bridge, "address", net.bridgeMac]);
+  await runner.run([TOOLS.ip, "link", "set", net.bridge, "alias", ownerAlias(net.cidr)]);
+  const want = `${net.bridgeIp}/${net.prefix}`;
+  const r = await runner.run([TOOLS.ip, "-j", "-4", "addr", "show", "dev", net.bridge]);
+  const have =
+    (JSON.parse(r.stdout || "[]") as { addr_info: { local: string; prefixlen: number }[] }[])
+      .flatMap((l) => l.addr_info.map((a) => `${a.local}/${a.prefixlen}`));
+  if (have.length !== 1 || have[0] !== want) {
+    // Converge: a previous configuration may have left another subnet here.
+    await runner.run([TOOLS.ip, "-4", "addr", "flush", "dev", net.bridge]);
+    await runner.run([
+      TOOLS.ip,
+      "addr",
+      "add",
+      want,
+      "broadcast",
+      net.broadcast,
+      "dev",
+      net.bridge,
+    ]);
+  }
+  await runner.run([TOOLS.ip, "link", "set", net.bridge, "up"]);
+}
+
+/** One persistent tap per node, owned by the service user, enslaved to the bridge. */
+export async function ensureTaps(
+  runner: Runner,
+  plan: Plan,
+  user: string,
+  links: LinkInfo[],
+): Promise<void> {
+  for (const node of plan.nodes) {
+    const tap = links.find((l) => l.ifname === node.tap);
+    if (!tap) {
+      await runner.run([TOOLS.ip, "tuntap", "add", "dev", node.tap, "mode", "tap", "user", user]);
+    }
+    if (tap?.master !== plan.network.bridge) {
+      await runner.run([TOOLS.ip, "link", "set", node.tap, "master", plan.network.bridge]);
+    }
+    await runner.run([TOOLS.ip, "link", "set", node.tap, "up"]);
+  }
+  // Taps of nodes no longer in the config.
+  const wanted = new Set(plan.nodes.map((n) => n.tap));
+  for (const link of links) {
+    if (
+      link.ifname.startsWith(TAP_PREFIX) && link.master === plan.network.bridge &&
+      !wanted.has(link.ifname)
+    ) {
+      await runner.run([TOOLS.ip, "link", "delete", link.ifname], { okCodes: [0, 1] });
+    }
+  }
+}
+
+/** Forwarding is normally on through the package's sysctl.d drop-in; try to turn it on if not. */
+async function ensureForwarding(runner: Runner, log: Logger): Promise<void> {
+  // Deno treats /proc/sys as privileged: ask sysctl(8) instead of reading it.
+  const current = await runner.run([TOOLS.sysctl, "-n", "net.ipv4.ip_forward"]);
+  if (current.stdout.trim() === "1") return;
+  try {
+    await runner.run([TOOLS.sysctl, "-q", "-w", "net.ipv4.ip_forward=1"]);
+    log.info("Enabled IPv4 forwarding (net.ipv4.ip_forward=1)");
+  } catch (error) {
+    throw new RuntimeError(
+      `IPv4 forwarding is off and cannot be turned on: ${(error as Error).message}`,
+      {
+        hint:
+          "the package's /usr/lib/sysctl.d/50-aos-unit.conf sets net.ipv4.ip_forward=1; run: sysctl --system",
+      },
+    );
+  }
+}
+
+/** Routes ~aos-unit to the bridge in resolved; a missing resolved is a warning, not a failure. */
+export async function routeDomain(plan: Plan, log: Logger, bus?: MessageBus): Promise<boolean> {
+  const ifindex = ifindexOf(plan.network.bridge);
+  if (ifindex === undefined) return false;
+  let own: MessageBus | undefined;
+  try {
+    own = bus ?? await connectSystemBus();
+    await setLinkDns(own, {
+      ifindex,
+      server: plan.network.bridgeIp,
+      port: plan.network.dnsPort,
+      domain: plan.network.domain,
+    });
+    log.info(
+      `systemd-resolved routes ~${plan.network.domain} to ${plan.network.bridgeIp}:${plan.network.dnsPort} on ${plan.network.bridge}`,
+    );
+    return true;
+  } catch (error) {
+    log.warning(
+      `Host-side resolution of *.${plan.network.domain} is off: ${(error as Error).message} ` +
+        "(guests still resolve each other; install and start systemd-resolved for the host)",
+    );
+    return false;
+  } finally {
+    if (!bus) own?.disconnect();
+  }
+}
+
+/** startup: bridge, taps, forwarding, nft table, resolved routing, network.conf. */
+export async function applyNetwork(
+  runner: Runner,
+  plan: Plan,
+  user: string,
+  existingBridge: LinkInfo | undefined,
+  log: Logger,
+): Promise<void> {
+  await Deno.mkdir(plan.paths.runtimeDir, { recursive: true });
+  await ensureBridge(runner, plan, existingBridge, log);
+  await ensureTaps(runner, plan, user, await listLinks(runner));
+  await ensureForwarding(runner, log);
+  const ms = await applyRuleset(runner, rulesetFile(plan), plan.nft.ruleset);
+  log.info(`Applied table inet ${plan.nft.table} in ${ms} ms`);
+  await routeDomain(plan, log);
+  const tmp = `${plan.networkConf.path}.tmp`;
+  await Deno.writeTextFile(tmp, plan.networkConf.content);
+  await Deno.rename(tmp, plan.networkConf.path);
+}
+
+/** The bridge name recorded by startup, if any. */
+export function recordedBridge(runtimeDir: string): string | undefined {
+  try {
+    const text = Deno.readTextFileSync(`${runtimeDir}/network.conf`);
+    return /^BRIDGE_NAME=(\S+)$/m.exec(text)?.[1];
+  } catch {
+    return undefined;
+  }
+}
+
+/** Files startup and run leave in the runtime directory. */
+const RUNTIME_FILES = [
+  /^network\.conf(\.tmp)?$/,
+  /^aos-unit\.nft$/,
+  /^dnsmasq\.(conf|leases)$/,
+  /\.(serial|qmp)$/,
+  /^kvm-probe$/,
+  /^nodes\.json$/,
+];
+
+/** cleanup: everything aos-unit created, and nothing else, whatever state it finds. */
+export async function teardownNetwork(
+  runner: Runner,
+  runtimeDir: string,
+  bridges: string[],
+  log: Logger,
+): Promise<string[]> {
+  const removed: string[] = [];
+  const links = await listLinks(runner);
+  for (const name of new Set(bridges)) {
+    const bridge = links.find((l) => l.ifname === name);
+    if (!bridge) continue;
+    if (!isOurs(bridge)) {
+      log.warning(`Leaving ${name} alone: it was not created by aos-unit`);
+      continue;
+    }
+    const ifindex = bridge.ifindex;
+    await revertResolved(ifindex, log);
+    for (const tap of links.filter((l) => l.master === name && l.ifname.startsWith(TAP_PREFIX))) {
+      await runner.run([TOOLS.ip, "link", "delete", tap.ifname], { okCodes: [0, 1] });
+      removed.push(`tap ${tap.ifname}`);
+    }
+    await runner.run([TOOLS.ip, "link", "delete", name], { okCodes: [0, 1] });
+    removed.push(`bridge ${name}`);
+  }
+  // Taps whose bridge is already gone (a crash between steps).
+  for (
+    const tap of links.filter((l) =>
+      l.ifname.startsWith(TAP_PREFIX) && !l.master && l.linkinfo?.info_kind === "tun"
+    )
+  ) {
+    await runner.run([TOOLS.ip, "link", "delete", tap.ifname], { okCodes: [0, 1] });
+    removed.push(`tap ${tap.ifname}`);
+  }
+  if (await deleteTable(runner)) removed.push("table inet aos_unit");
+  try {
+    for (const entry of Deno.readDirSync(runtimeDir)) {
+      if (RUNTIME_FILES.some((re) => re.test(entry.name))) {
+        await Deno.remove(`${runtimeDir}/${entry.name}`).catch(() => {});
+        removed.push(`${runtimeDir}/${entry.name}`);
+      }
+    }
+  } catch { /* no runtime directory: nothing to remove */ }
+  return removed;
+}
+
+async function revertResolved(ifindex: number, log: Logger): Promise<void> {
+  let bus: MessageBus | undefined;
+  try {
+    bus = await connectSystemBus(undefined, 1500);
+    await revertLink(bus, ifindex);
+  } catch (error) {
+    log.debug(`Not reverting resolved settings: ${(error as Error).message}`);
+  } finally {
+    bus?.disconnect();
+  }
+}

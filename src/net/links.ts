@@ -1,0 +1,63 @@
+/** Links, addresses and routes as `ip -j` reports them. */
+
+import type { Runner } from "../host/runner.ts";
+import { TOOLS } from "../permissions.ts";
+
+export interface LinkInfo {
+  ifname: string;
+  ifindex: number;
+  address?: string;
+  master?: string;
+  ifalias?: string;
+  operstate?: string;
+  linkinfo?: { info_kind?: string };
+  flags?: string[];
+}
+
+export interface AddrInfo {
+  ifname: string;
+  addr_info: { family: string; local: string; prefixlen: number }[];
+}
+
+export interface RouteInfo {
+  dst: string;
+  dev?: string;
+  gateway?: string;
+  metric?: number;
+}
+
+export async function listLinks(runner: Runner): Promise<LinkInfo[]> {
+  const r = await runner.run([TOOLS.ip, "-j", "-d", "link", "show"]);
+  return JSON.parse(r.stdout || "[]") as LinkInfo[];
+}
+
+export async function listAddresses(runner: Runner): Promise<AddrInfo[]> {
+  const r = await runner.run([TOOLS.ip, "-j", "-4", "addr", "show"]);
+  return JSON.parse(r.stdout || "[]") as AddrInfo[];
+}
+
+export async function listRoutes(runner: Runner): Promise<RouteInfo[]> {
+  const r = await runner.run([TOOLS.ip, "-j", "-4", "route", "show", "table", "main"]);
+  return JSON.parse(r.stdout || "[]") as RouteInfo[];
+}
+
+/** The marker written to a bridge's ifalias: how cleanup knows a link is ours. */
+export function ownerAlias(cidr: string): string {
+  return `aos-unit ${cidr}`;
+}
+
+export function isOurs(link: LinkInfo): boolean {
+  return link.linkinfo?.info_kind === "bridge" && (link.ifalias ?? "").startsWith("aos-unit");
+}
+
+/** Interfaces with a default route, lowest metric first. */
+export function defaultRouteDevices(routes: readonly RouteInfo[]): string[] {
+  return [
+    ...new Set(
+      routes.filter((r) => r.dst === "default" && r.dev).sort((a, b) =>
+        (a.metric ?? 0) - (b.metric ?? 0)
+      )
+        .map((r) => r.dev!),
+    ),
+  ];
+}

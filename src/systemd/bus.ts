@@ -1,0 +1,142 @@
+/**
+ * The system bus through npm:dbus-next, with explicit signatures (no
+ * introspection on the hot path) and D-Bus errors turned into readable ones.
+ */
+
+import dbus from "dbus-next";
+import { RuntimeError } from "../errors.ts";
+import { SYSTEM_BUS_SOCKET } from "../permissions.ts";
+
+export type MessageBus = dbus.MessageBus;
+
+/** A D-Bus call failed; `type` is the D-Bus error name. */
+export class BusError extends RuntimeError {
+  override name = "BusError";
+  readonly type: string;
+
+  constructor(message: string, type: string, hint?: string) {
+    super(message, hint === undefined ? undefined : { hint });
+    this.type = type;
+  }
+}
+
+export const POLKIT_DENIED = [
+  "org.freedesktop.DBus.Error.AccessDenied",
+  "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired",
+];
+
+/** Describes a failed call: polkit denial, service absent, or the service's own error. */
+export function busError(what: string, error: unknown): BusError {
+  const type = (error as { type?: string }).type ?? "unknown";
+  const text = (error as { text?: string; message?: string }).text ??
+    (error as Error).message ?? String(error);
+  if (POLKIT_DENIED.includes(type)) {
+    return new BusError(
+      `Cannot ${what}: not authorized (${text})`,
+      type,
+      "the polkit rules of the aos-unit package allow this only for the aos-unit user and aos-unit's own units",
+    );
+  }
+  if (
+    type === "org.freedesktop.DBus.Error.ServiceUnknown" ||
+    type === "org.freedesktop.DBus.Error.NameHasNoOwner"
+  ) {
+    return new BusError(`Cannot ${what}: the service is not running (${text})`, type);
+  }
+  return new BusError(`Cannot ${what}: ${text}`, type);
+}
+
+/** Connects to the system bus; fails within `timeoutMs` when no bus answers. */
+export async function connectSystemBus(
+  socket = SYSTEM_BUS_SOCKET,
+  timeoutMs = 3000,
+): Promise<MessageBus> {
+  let bus: MessageBus;
+  try {
+    Deno.statSync(socket);
+  } catch {
+    throw new BusError(`Cannot connect to the system bus: ${socket} does not exist`, "no-bus");
+  }
+  try {
+    bus = dbus.sessionBus({ busAddress: `unix:path=${socket}`, authMethods: ["EXTERNAL"] });
+  } catch (error) {
+    throw new BusError(`Cannot connect to the system bus: ${(error as Error).message}`, "no-bus");
+  }
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await Promise.race([
+      call(bus, {
+        destination: "org.freedesktop.DBus",
+        path: "/org/freedesktop/DBus",
+        interface: "org.freedesktop.DBus",
+        member: "GetId",
+      }),
+      new Promise((_, reject) => {
+        bus.on(
+          "error",
+          (e: Error) =>
+            reject(new BusError(`Cannot connect to the system bus: ${e.message}`, "no-bus")),
+        );
+        timer = setTimeout(
+          () =>
+            reject(
+              new BusError(
+                `Cannot connect to the system bus: no answer in ${timeoutMs} ms`,
+                "no-bus",
+              ),
+            ),
+          timeoutMs,
+        );
+      }),
+    ]);
+  } catch (error) {
+    bus.disconnect();
+    throw error instanceof BusError ? error : busError("connect to the system bus", error);
+  } finally {
+    clearTimeout(timer);
+  }
+  return bus;
+}
+
+export interface CallSpec {
+  destination: string;
+  path: string;
+  interface: string;
+  member: string;
+  signature?: string;
+  body?: unknown[];
+}
+
+/** One method call; resolves to the reply body. */
+export async function call(bus: MessageBus, spec: CallSpec): Promise<unknown[]> {
+  const message = new dbus.Message({
+    type: dbus.MessageType.METHOD_CALL,
+    destination: spec.destination,
+    path: spec.path,
+    interface: spec.interface,
+    member: spec.member,
+    signature: spec.signature ?? "",
+    body: spec.body ?? [],
+  });
+  const reply = await bus.call(message);
+  return reply?.body ?? [];
+}
+
+/** Reads one property through org.freedesktop.DBus.Properties.Get. */
+export async function getProperty(
+  bus: MessageBus,
+  destination: string,
+  path: string,
+  iface: string,
+  name: string,
+): Promise<unknown> {
+  const [variant] = await call(bus, {
+    destination,
+    path,
+    interface: "org.freedesktop.DBus.Properties",
+    member: "Get",
+    signature: "ss",
+    body: [iface, name],
+  });
+  return (variant as { value: unknown }).value;
+}
