@@ -6,7 +6,8 @@
 # network namespace. See tests/bed/README.md for the design notes.
 set -euo pipefail
 
-readonly BED_SELF=$(readlink -f "${BASH_SOURCE[0]}")
+BED_SELF=$(readlink -f "${BASH_SOURCE[0]}")
+readonly BED_SELF
 readonly BED_SUITE=bookworm
 readonly BED_CACHE=${AOS_TEST_CACHE:-/var/cache/aos-unit-tests}/bed
 readonly BED_RUN=/run/aos-bed
@@ -135,8 +136,22 @@ cache_key() {
     echo "suite=$BED_SUITE"
     echo "base=${BASE_PACKAGES[*]}"
     echo "extra=${EXTRA_PACKAGES[*]}"
-    declare -f customize_rootfs
+    declare -f customize_rootfs write_repo_index hook_customize run_mmdebstrap
   } | sha256sum | cut -c1-16
+}
+
+# Remove cache entries of other keys, unless a bed still uses them.
+prune_cache() {
+  local keep=$1 dir key
+  for dir in "$BED_CACHE"/*/; do
+    key=$(basename "$dir")
+    [[ $key =~ ^[0-9a-f]{16}$ && $key != "$keep" ]] || continue
+    grep -qsx "$key" "$BED_RUN"/*/key && continue
+    log "pruning stale cache $dir"
+    rm -rf "$dir"
+  done
+  # Repos hard-link their .debs: a .deb with one link is in no repo.
+  find "$BED_CACHE/debs" -name '*.deb' -links 1 -delete
 }
 
 # Mount a scratch tmpfs for a build and print its path.
@@ -149,7 +164,7 @@ build_scratch() {
 
 drop_scratch() {
   local dir=$1
-  umount "$dir" 2>/dev/null || umount -l "$dir"
+  umount -R "$dir" 2>/dev/null || umount -Rl "$dir"
   rmdir "$dir"
 }
 
@@ -158,16 +173,20 @@ run_mmdebstrap() {
   local flavour=$1 out=$2 log=$3 keydir=$4
   local -a args=(
     --variant=minbase --mode=root --format=tar
-    --skip=essential/unlink --skip=download/empty --skip=cleanup/apt/lists
-    --setup-hook='mkdir -p "$1/var/cache/apt/archives"'
-    --setup-hook="cp -a '$BED_CACHE/debs/.' \"\$1/var/cache/apt/archives/\""
+    --skip=cleanup/apt/lists --aptopt='Acquire::Check-Valid-Until "false"'
     --customize-hook="'$BED_SELF' __customize $flavour \"\$1\""
   )
   local include
   if [[ $flavour == full ]]; then
+    # Seed apt's archive with every .deb downloaded before.
     include=$(printf '%s\n' "${BASE_PACKAGES[@]}" "${EXTRA_PACKAGES[@]}" |
       sort -u | paste -sd,)
-    args+=(--include="$include" "$BED_SUITE" "$out" "$BED_SOURCES")
+    args+=(
+      --skip=essential/unlink --skip=download/empty
+      --setup-hook='mkdir -p "$1/var/cache/apt/archives"'
+      --setup-hook="cp -a '$BED_CACHE/debs/.' \"\$1/var/cache/apt/archives/\""
+      --include="$include" "$BED_SUITE" "$out" "$BED_SOURCES"
+    )
   else
     include=$(printf '%s\n' "${BASE_PACKAGES[@]}" | sort -u | paste -sd,)
     args+=(
@@ -177,6 +196,27 @@ run_mmdebstrap() {
     )
   fi
   BED_BUILD_KEYDIR=$keydir mmdebstrap "${args[@]}" >"$log" 2>&1
+}
+
+# Packages plus a Release naming the suite: mmdebstrap picks the essential
+# and required packages by suite, and a flat repo has none without it.
+write_repo_index() {
+  local repo=$1 override=$2
+  (
+    cd "$repo"
+    dpkg-scanpackages -m . "$override" >Packages 2>/dev/null
+    cat <<EOF
+Origin: aos-bed
+Label: aos-bed
+Suite: $BED_SUITE
+Codename: $BED_SUITE
+Architectures: $(dpkg --print-architecture) all
+Date: $(LC_ALL=C date -Ru)
+SHA256:
+ $(sha256sum Packages | cut -d' ' -f1) $(stat -c %s Packages) Packages
+EOF
+  ) >"$repo/Release.new"
+  mv "$repo/Release.new" "$repo/Release"
 }
 
 # mmdebstrap --customize-hook entry point (runs on the host, root mode).
@@ -199,7 +239,13 @@ hook_customize() {
         cp "$BED_CACHE/debs/$deb" "$repo/$deb"
     done < <(dpkg-query --admindir="$root/var/lib/dpkg" \
       -W -f '${Package}_${Version}_${Architecture}\n')
-    (cd "$repo" && dpkg-scanpackages -m . /dev/null >Packages 2>/dev/null)
+    # Priorities as the archive overrides them (apt is "required" there but
+    # "important" in its control file); mmdebstrap picks minbase by them.
+    /usr/lib/apt/apt-helper cat-file "$root"/var/lib/apt/lists/*_Packages* |
+      awk '/^Package:/ { p = $2 } /^Priority:/ { pr = $2 } /^Section:/ { s = $2 }
+           /^$/ { if (p != "") print p, pr, s; p = pr = s = "" }' \
+        >"$keydir/override"
+    write_repo_index "$repo" "$keydir/override"
     rm -rf "$keydir/repo"
     mv "$repo" "$keydir/repo"
   fi
@@ -211,13 +257,18 @@ rootfs() {
   local flavour=$1
   [[ $flavour == base || $flavour == full ]] ||
     die "unknown flavour '$flavour' (base or full)"
-  local keydir=$BED_CACHE/$(cache_key)
-  local tar=$keydir/$flavour.tar
+  local key keydir tar
+  key=$(cache_key)
+  keydir=$BED_CACHE/$key
+  tar=$keydir/$flavour.tar
   if [[ ! -f $tar ]]; then
     mkdir -p "$BED_CACHE/debs" "$keydir"
     exec {lock}>"$BED_CACHE/.lock"
     flock "$lock"
-    [[ -f $tar ]] || build_rootfs "$flavour" "$keydir"
+    if [[ ! -f $tar ]]; then
+      build_rootfs "$flavour" "$keydir"
+      prune_cache "$key"
+    fi
     exec {lock}>&-
   fi
   echo "$tar"
@@ -364,6 +415,7 @@ up() {
   BED_UP_NAME=$name
   trap up_failed EXIT
   echo "$flavour" >"$dir/flavour"
+  basename "$keydir" >"$dir/key"
 
   mount -t tmpfs -o "size=$BED_TMPFS_SIZE,mode=0755" "aos-bed-$name" "$dir/root"
   tar --numeric-owner --xattrs --xattrs-include='*' -xpf "$tar" -C "$dir/root"
@@ -385,6 +437,7 @@ up() {
 
   cgroups_create "$name" "$dir/cgroups"
 
+  # shellcheck disable=SC2054 # --capability takes a comma-separated list
   local -a nspawn=(
     systemd-nspawn -D "$dir/root" --machine="$name"
     --register=no --keep-unit --resolv-conf=off --timezone=off
@@ -405,12 +458,14 @@ up() {
       ((fd > 2)) && eval "exec $fd>&-"
     done
     # setsid: a Ctrl-C aimed at the caller must not reach the bed.
-    setsid nsenter --net="/run/netns/$netns" "${nspawn[@]}" &
+    TERM=dumb setsid nsenter --net="/run/netns/$netns" "${nspawn[@]}" &
     echo "$!" >"$dir/nspawn-pid.new"
     proc_start "$!" >"$dir/nspawn-start"
     mv "$dir/nspawn-pid.new" "$dir/nspawn-pid"
     wait "$!" || true
   ) </dev/null >"$dir/console.log" 2>&1 &
+  echo "$!" >"$dir/launcher-pid"
+  proc_start "$!" >"$dir/launcher-start"
   local npid deadline=$((SECONDS + 10))
   until [[ -s $dir/nspawn-pid ]]; do
     ((SECONDS < deadline)) || die "systemd-nspawn did not start"
@@ -421,6 +476,7 @@ up() {
   local leader
   leader=$(wait_leader "$name" "$npid")
   echo "$leader" >"$dir/leader"
+  proc_start "$leader" >"$dir/leader-start"
   wait_booted "$name" "$leader"
 
   trap - EXIT
@@ -548,7 +604,7 @@ down() {
   check_name "$name"
   local dir
   dir=$(bed_dir "$name")
-  local npid nstart leader start took=""
+  local npid nstart leader start deadline took=""
   npid=$(state_get "$name" nspawn-pid)
   nstart=$(state_get "$name" nspawn-start)
   leader=$(state_get "$name" leader)
@@ -556,23 +612,40 @@ down() {
   if proc_alive "$npid" "$nstart"; then
     start=$(now)
     if [[ -n $leader ]]; then
-      timeout 10 nsenter -t "$leader" -a env -i PATH="$BED_PATH" \
+      timeout 5 nsenter -t "$leader" -a env -i PATH="$BED_PATH" \
         systemctl poweroff --no-block >/dev/null 2>&1 || kill -TERM "$npid"
     else
       kill -TERM "$npid"
     fi
-    local deadline=$((SECONDS + BED_DOWN_TIMEOUT))
+    deadline=$((SECONDS + BED_DOWN_TIMEOUT))
     while proc_alive "$npid" "$nstart" && ((SECONDS < deadline)); do
       sleep 0.1
     done
     if proc_alive "$npid" "$nstart"; then
       log "bed '$name' did not power off in ${BED_DOWN_TIMEOUT}s; killing it"
+      # Killing the container's PID 1 kills its PID namespace; nspawn then
+      # exits by itself and reaps it (no zombie left for the lazy PID 1).
+      if proc_alive "$leader" "$(state_get "$name" leader-start)"; then
+        kill -KILL "$leader" 2>/dev/null || true
+        deadline=$((SECONDS + 3))
+        while proc_alive "$npid" "$nstart" && ((SECONDS < deadline)); do
+          sleep 0.1
+        done
+      fi
       kill -KILL "$npid" 2>/dev/null || true
       took="killed after $(elapsed "$start")s"
     else
       took="poweroff took $(elapsed "$start")s"
     fi
   fi
+  # Let the launcher reap nspawn and exit by itself rather than kill it.
+  local lpid lstart
+  lpid=$(state_get "$name" launcher-pid)
+  lstart=$(state_get "$name" launcher-start)
+  deadline=$((SECONDS + 3))
+  while proc_alive "$lpid" "$lstart" && ((SECONDS < deadline)); do
+    sleep 0.05
+  done
   kill_cgroups "$name"
 
   if [[ -d $dir/root ]]; then
@@ -582,10 +655,14 @@ down() {
     mountpoint -q "$dir/root" && die "could not unmount $dir/root"
   fi
 
-  local netns
+  local netns owned
   netns=$(state_get "$name" netns)
-  if [[ $(state_get "$name" netns-owned) == yes && -n $netns ]] &&
-    [[ -e /run/netns/$netns ]]; then
+  owned=$(state_get "$name" netns-owned)
+  if [[ ! -d $dir ]]; then
+    # No state left: the default name is ours by convention.
+    netns=aosbed-$name owned=yes
+  fi
+  if [[ $owned == yes && -n $netns && -e /run/netns/$netns ]]; then
     ip netns del "$netns"
   fi
 
@@ -600,8 +677,8 @@ down() {
 
 # Kill whatever is left in the bed's cgroups, then remove them depth-first.
 kill_cgroups() {
-  local name=$1 cg pids try
-  for try in 1 2 3 4 5 6 7 8 9 10; do
+  local name=$1 cg pids
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
     pids=$(for cg in $(cgroup_dirs "$name"); do
       [[ -d $cg ]] && find "$cg" -name cgroup.procs -exec cat {} +
     done | sort -u)
@@ -612,7 +689,7 @@ kill_cgroups() {
   done
   for cg in $(cgroup_dirs "$name"); do
     [[ -d $cg ]] || continue
-    for try in 1 2 3 4 5; do
+    for _ in 1 2 3 4 5; do
       find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || true
       [[ -d $cg ]] || break
       sleep 0.2
