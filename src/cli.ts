@@ -7,6 +7,11 @@
 import { Command, CommanderError, Option } from "commander";
 import type { CommandContext } from "./commands/context.ts";
 import { cleanupCommand } from "./commands/cleanup.ts";
+import { consoleCommand } from "./commands/console.ts";
+import { failedCommand } from "./commands/failed.ts";
+import { resetCommand } from "./commands/reset.ts";
+import { runCommand } from "./commands/run.ts";
+import { statusCommand } from "./commands/status.ts";
 import { leaseHookCommand } from "./commands/lease_hook.ts";
 import { monitorCommand } from "./commands/monitor.ts";
 import { planCommand, SAMPLE_CONFIG_DIR } from "./commands/plan.ts";
@@ -125,6 +130,53 @@ Needs no root and changes nothing.`,
         run: (ctx) => planCommand(ctx, { json: opts.json === true }),
       })
     );
+  program.command("status")
+    .description(
+      "show every node: unit state, address, MAC, uptime, restarts, last failure; exit 1 if unhealthy",
+    )
+    .option("--json", "print the status as JSON")
+    .addHelpText(
+      "after",
+      `
+Examples:
+  aos-unit status
+  aos-unit status --json | jq '.nodes[] | {name, address}'
+
+Exit status: 0 when the unit and every node are running with an address, 1 otherwise.`,
+    )
+    .action((opts: { json?: boolean }) =>
+      select({ command: "status", run: (ctx) => statusCommand(ctx, opts.json === true) })
+    );
+
+  program.command("console")
+    .description("attach to a node's live serial console (Ctrl-] detaches; the VM keeps running)")
+    .argument("<node>", "node name from unit_config.yaml")
+    .addHelpText(
+      "after",
+      `
+Examples:
+  sudo aos-unit console main
+  (press Ctrl-] to detach; the serial log in /var/log/aos-unit/main-serial.log keeps growing)`,
+    )
+    .action((node: string) =>
+      select({ command: "console", run: (ctx) => consoleCommand(ctx, node) })
+    );
+
+  program.command("reset")
+    .description("discard a stopped node's overlay so it boots from its base image again")
+    .argument("<node>", "node name from unit_config.yaml")
+    .option("--efivars", "also discard the node's UEFI variables (boot order, A/B state)")
+    .addHelpText(
+      "after",
+      `
+Examples:
+  sudo systemctl stop aos-unit && sudo aos-unit reset secondary
+  sudo aos-unit reset main --efivars`,
+    )
+    .action((node: string, opts: { efivars?: boolean }) =>
+      select({ command: "reset", run: (ctx) => resetCommand(ctx, node, opts.efivars === true) })
+    );
+
   program.commandsGroup("Internal commands (run by the systemd units; see aos-unit(8)):");
 
   program.command("startup")
@@ -134,6 +186,13 @@ Needs no root and changes nothing.`,
       "\nExample (as systemd runs it):\n  ExecStartPre=/usr/bin/aos-unit startup",
     )
     .action(() => select({ command: "startup", run: (ctx) => startupCommand(ctx) }));
+
+  program.command("run")
+    .description(
+      "ExecStart: prepare disks, start the sidecar, monitor and node units; READY when all nodes have addresses",
+    )
+    .addHelpText("after", "\nExample (as systemd runs it):\n  ExecStart=/usr/bin/aos-unit run")
+    .action(() => select({ command: "run", logFile: true, run: (ctx) => runCommand(ctx) }));
 
   program.command("monitor")
     .description(
@@ -152,6 +211,22 @@ Needs no root and changes nothing.`,
     )
     .action((event: string[]) =>
       select({ command: "lease-hook", logFile: true, run: (ctx) => leaseHookCommand(ctx, event) })
+    );
+
+  program.command("failed")
+    .description("forensic handler: append a record of a node failure to vm-failures.log")
+    .argument("<node>", "node name")
+    .option("--final", "systemd gave up restarting the node (run by aos-unit-vm-failed@.service)")
+    .addHelpText(
+      "after",
+      "\nExamples:\n  ExecStopPost=-/usr/bin/aos-unit failed main\n  jq . /var/log/aos-unit/vm-failures.log",
+    )
+    .action((node: string, opts: { final?: boolean }) =>
+      select({
+        command: "failed",
+        logFile: true,
+        run: (ctx) => failedCommand(ctx, node, { final: opts.final === true }),
+      })
     );
 
   program.command("cleanup")

@@ -20,6 +20,8 @@ export async function monitorCommand(ctx: CommandContext): Promise<number> {
     log,
     debounceMs: config.runtime.routeDebounceMs,
     readUplinks: async () => defaultRouteDevices(await listRoutes(runner)),
+    onUplinks: (uplinks) =>
+      Deno.writeTextFileSync(`${ctx.paths.runtimeDir}/uplinks`, uplinks.join(" ") + "\n"),
   });
   await monitor.start();
   const { promise, resolve } = Promise.withResolvers<void>();

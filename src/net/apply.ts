@@ -201,7 +201,8 @@ const RUNTIME_FILES = [
   /^dnsmasq\.(conf|leases)$/,
   /\.(serial|qmp)$/,
   /^kvm-probe$/,
-  /^nodes\.json$/,
+  /^uplinks$/,
+  /^notify\.sock$/,
 ];
 
 /** cleanup: everything aos-unit created, and nothing else, whatever state it finds. */

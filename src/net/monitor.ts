@@ -37,6 +37,8 @@ export interface MonitorOptions {
   readUplinks: () => Promise<string[]>;
   /** How often to verify the table even without events. */
   verifyEveryMs?: number;
+  /** Told the uplinks at start and after each handover (for `status`). */
+  onUplinks?: (uplinks: readonly string[]) => void;
 }
 
 export interface Handover {
@@ -83,6 +85,7 @@ export class RouteMonitor {
   /** Applies the ruleset for the current uplinks once, at start. */
   async start(): Promise<void> {
     this.#uplinks = await this.#currentUplinks();
+    this.o.onUplinks?.(this.#uplinks);
     await this.#enqueue(async () => {
       const ms = await applyRuleset(this.o.runner, this.o.rulesetFile, this.#ruleset());
       this.o.log.info(
@@ -124,6 +127,7 @@ export class RouteMonitor {
     );
     const dropped = /(\d+) flow entries have been deleted/.exec(r.stderr + r.stdout)?.[1] ?? "0";
     this.handovers.push({ from, to: next, ms, flowsDropped: dropped !== "0" });
+    this.o.onUplinks?.(next);
     this.o.log.info(
       `Uplink handover: ${from.join(", ") || "none"} -> ${next.join(", ") || "none"} in ${ms} ms ` +
         `(ruleset re-applied, ${dropped} NAT flow(s) dropped)`,

@@ -1,0 +1,55 @@
+/** `aos-unit reset NODE [--efivars]`: start a stopped node from its base image again. */
+
+import { EXIT_OK, RuntimeError, UsageError } from "../errors.ts";
+import { envOverrides, loadAndPlan } from "../host/load.ts";
+import { connectSystemBus } from "../systemd/bus.ts";
+import { Systemd } from "../systemd/systemd1.ts";
+import { resetDisks } from "../vm/disk.ts";
+import type { CommandContext } from "./context.ts";
+
+export async function resetCommand(
+  ctx: CommandContext,
+  name: string,
+  efiVars: boolean,
+): Promise<number> {
+  const { plan } = loadAndPlan(ctx.paths, envOverrides(ctx.env));
+  const node = plan.nodes.find((n) => n.name === name);
+  if (!node) {
+    throw new UsageError(
+      `No node "${name}" in the configuration (nodes: ${plan.nodes.map((n) => n.name).join(", ")})`,
+    );
+  }
+  try {
+    const bus = await connectSystemBus(undefined, 1500);
+    try {
+      const state = await (await Systemd.open(bus)).unitState(node.unit.name);
+      if (state && (state.activeState === "active" || state.activeState === "activating")) {
+        throw new RuntimeError(
+          `Node ${name} is running; stop the unit first: systemctl stop aos-unit`,
+        );
+      }
+    } finally {
+      bus.disconnect();
+    }
+  } catch (error) {
+    if (error instanceof RuntimeError && error.name === "RuntimeError") throw error;
+    // No systemd: the QMP socket tells whether QEMU runs.
+    try {
+      Deno.statSync(node.qmpSocket);
+      throw new RuntimeError(
+        `Node ${name} seems to be running (${node.qmpSocket} exists); stop it first`,
+      );
+    } catch (e) {
+      if (e instanceof RuntimeError) throw e;
+    }
+  }
+  const removed = await resetDisks(node, efiVars);
+  ctx.out(
+    removed.length === 0
+      ? `Node ${name} has no overlay yet; nothing to reset`
+      : `Node ${name} reset: removed ${
+        removed.join(", ")
+      }; it boots from ${node.image.path} next time`,
+  );
+  return EXIT_OK;
+}

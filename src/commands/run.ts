@@ -1,0 +1,255 @@
+/**
+ * `aos-unit run` (ExecStart of aos-unit.service, Type=notify): validate,
+ * prepare disks, start the sidecar, the route monitor and one transient unit
+ * per node, report READY=1 only when every node is up and has an address,
+ * then supervise until SIGTERM, when guests are powered down gracefully.
+ */
+
+import { ConfigError, EXIT_OK, formatLocated, RuntimeError } from "../errors.ts";
+import { kvmProbeFile } from "../host/facts.ts";
+import { probeKvm } from "../host/kvm.ts";
+import { envOverrides, loadAndPlan } from "../host/load.ts";
+import { createRunner, type Runner } from "../host/runner.ts";
+import { logger } from "../log.ts";
+import { routeDomain } from "../net/apply.ts";
+import { readLeaseState } from "../net/leases.ts";
+import { TOOLS } from "../permissions.ts";
+import { DNSMASQ_UNIT, MONITOR_UNIT } from "../plan/units.ts";
+import type { NodePlan, Plan } from "../plan/types.ts";
+import { call, connectSystemBus } from "../systemd/bus.ts";
+import { createNotifier } from "../systemd/notify.ts";
+import { Systemd } from "../systemd/systemd1.ts";
+import { prepareDisks } from "../vm/disk.ts";
+import { systemPowerdown } from "../vm/qmp.ts";
+import { writeSidecarFiles } from "../vm/runtime_files.ts";
+import type { CommandContext } from "./context.ts";
+
+/** Nodes that have an address: a DHCP lease, or (static guests) seen on the bridge. */
+export async function leasedNodes(runner: Runner, plan: Plan): Promise<Map<string, string>> {
+  const leases = readLeaseState(plan.leaseState).leases;
+  const out = new Map<string, string>();
+  for (const node of plan.nodes) {
+    const lease = leases[node.mac];
+    if (lease) out.set(node.name, lease.ip);
+  }
+  if (out.size < plan.nodes.length && plan.nodes.some((n) => n.ip && !out.has(n.name))) {
+    // AosCore's main configures itself statically and never asks for a lease.
+    const r = await runner.run([TOOLS.ip, "-j", "neigh", "show", "dev", plan.network.bridge], {
+      okCodes: [0, 1],
+    });
+    const neighbours = JSON.parse(r.stdout || "[]") as {
+      dst: string;
+      lladdr?: string;
+      state?: string[];
+    }[];
+    for (const node of plan.nodes) {
+      if (!node.ip || out.has(node.name)) continue;
+      const seen = neighbours.find((n) =>
+        n.lladdr?.toLowerCase() === node.mac && n.dst === node.ip && !n.state?.includes("FAILED")
+      );
+      if (seen) out.set(node.name, node.ip);
+    }
+  }
+  return out;
+}
+
+async function startAll(
+  systemd: Systemd,
+  plan: Plan,
+  log: ReturnType<typeof logger>,
+): Promise<void> {
+  const units = [plan.dnsmasq.unit, plan.monitor.unit, ...plan.nodes.map((n) => n.unit)];
+  // An old instance of the same name (a crash, a fast restart) must be gone first.
+  await Promise.all(units.map((u) => systemd.clearOld(u.name)));
+  const started = performance.now();
+  const results = await Promise.all(
+    units.map(async (u) => [u.name, await systemd.startTransient(u)] as const),
+  );
+  const failed = results.filter(([, result]) => result !== "done");
+  if (failed.length > 0) {
+    throw new RuntimeError(
+      `Cannot start ${failed.map(([name, result]) => `${name} (${result})`).join(", ")}`,
+      { hint: `journalctl -u ${failed[0]![0]} -n 50` },
+    );
+  }
+  log.info(`Started ${units.length} units in ${Math.round(performance.now() - started)} ms`);
+}
+
+/** Asks one guest to power down, resending until its unit is inactive or time runs out. */
+async function powerDown(
+  systemd: Systemd,
+  node: NodePlan,
+  timeoutSec: number,
+  log: ReturnType<typeof logger>,
+): Promise<void> {
+  const deadline = performance.now() + timeoutSec * 1000;
+  const started = performance.now();
+  let lastSend = -Infinity;
+  while (performance.now() < deadline) {
+    const state = await systemd.unitState(node.unit.name);
+    if (!state || state.activeState === "inactive" || state.activeState === "failed") {
+      log.info(`Node ${node.name} powered down in ${Math.round(performance.now() - started)} ms`);
+      return;
+    }
+    // A guest that is still booting ignores the ACPI event: send it again every 2 s.
+    if (performance.now() - lastSend > 2000) {
+      lastSend = performance.now();
+      await systemPowerdown(node.qmpSocket).catch((e) =>
+        log.debug(`QMP ${node.name}: ${(e as Error).message}`)
+      );
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  log.warning(`Node ${node.name} did not power down within ${timeoutSec} s; systemd will stop it`);
+}
+
+export async function runCommand(ctx: CommandContext): Promise<number> {
+  const log = logger("run");
+  const runner = createRunner();
+  const notifier = createNotifier(ctx.env.NOTIFY_SOCKET, `${ctx.paths.runtimeDir}/notify.sock`);
+  const stop = Promise.withResolvers<"stop">();
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    Deno.addSignalListener(signal, () => stop.resolve("stop"));
+  }
+
+  // 1. Everything that can be wrong with the configuration, before touching anything.
+  let { plan, config, warnings } = loadAndPlan(ctx.paths, envOverrides(ctx.env));
+  const missing = plan.nodes.filter((n) => !n.image.found);
+  if (missing.length > 0) {
+    throw new ConfigError(
+      warnings.filter((w) => /image/i.test(w.message)).map((w) => ({
+        ...w,
+        severity: "error" as const,
+      })),
+    );
+  }
+  for (const w of warnings) log.warning(formatLocated(w));
+
+  // 2. KVM only where it really works.
+  const wantsKvm = config.runtime.enableKvm &&
+    plan.nodes.some((n) => n.arch === (Deno.build.arch === "aarch64" ? "aarch64" : "x86_64"));
+  if (wantsKvm) {
+    const probe = await probeKvm(runner, Deno.build.arch === "aarch64" ? "aarch64" : "x86_64");
+    Deno.writeTextFileSync(
+      kvmProbeFile(ctx.paths),
+      probe.usable ? "usable\n" : `broken: ${probe.reason}\n`,
+    );
+    if (!probe.usable) {
+      log.warning(`KVM is not usable here (${probe.reason}); nodes run under TCG emulation`);
+    }
+    ({ plan, config, warnings } = loadAndPlan(ctx.paths, {
+      ...envOverrides(ctx.env),
+      kvmUsable: probe.usable,
+    }));
+  }
+
+  // 3. Disks and sidecar files.
+  for (const node of plan.nodes) {
+    const created = await prepareDisks(runner, node);
+    if (created.length > 0) log.info(`Node ${node.name}: created ${created.join(", ")}`);
+  }
+  writeSidecarFiles(plan);
+  await runner.run([TOOLS.dnsmasq, "--test", `--conf-file=${plan.dnsmasq.confPath}`]);
+
+  // 4. Units.
+  const bus = await connectSystemBus();
+  const systemd = await Systemd.open(bus);
+  const sidecarFailed = Promise.withResolvers<string>();
+  systemd.onUnitChange((unit, props) => {
+    if ((unit === DNSMASQ_UNIT || unit === MONITOR_UNIT) && props.ActiveState === "failed") {
+      sidecarFailed.resolve(unit);
+    }
+    if (unit.startsWith("aos-node-") && props.ActiveState === "failed") {
+      log.warning(`${unit} failed; systemd restarts it per its policy`);
+    }
+  });
+  bus.on("message", (msg: { member?: string; body?: unknown[] }) => {
+    // systemd-resolved forgets per-link DNS when it restarts: set it again.
+    if (
+      msg.member === "NameOwnerChanged" && msg.body?.[0] === "org.freedesktop.resolve1" &&
+      msg.body?.[2]
+    ) {
+      void routeDomain(plan, log, bus);
+    }
+  });
+  await call(bus, {
+    destination: "org.freedesktop.DBus",
+    path: "/org/freedesktop/DBus",
+    interface: "org.freedesktop.DBus",
+    member: "AddMatch",
+    signature: "s",
+    body: [
+      "type='signal',sender='org.freedesktop.DBus',member='NameOwnerChanged',arg0='org.freedesktop.resolve1'",
+    ],
+  });
+
+  try {
+    await startAll(systemd, plan, log);
+
+    // 5. Ready means usable: every node up and with an address.
+    const started = performance.now();
+    const deadline = started + config.runtime.readyTimeoutSec * 1000;
+    let lastStatus = "";
+    let stopEarly = false;
+    while (true) {
+      const leased = await leasedNodes(runner, plan);
+      const waiting = plan.nodes.filter((n) => !leased.has(n.name)).map((n) => n.name);
+      const status = `${leased.size}/${plan.nodes.length} nodes leased${
+        waiting.length ? ` (waiting for ${waiting.join(", ")})` : ""
+      }`;
+      if (status !== lastStatus) {
+        await notifier.send(`STATUS=${status}`);
+        lastStatus = status;
+      }
+      if (waiting.length === 0) break;
+      if (performance.now() > deadline) {
+        throw new RuntimeError(
+          `Nodes without an address after ${config.runtime.readyTimeoutSec} s: ${
+            waiting.join(", ")
+          }`,
+          {
+            hint: `look at ${plan.paths.logsDir}/${
+              waiting[0]
+            }-serial.log and journalctl -u aos-node-${waiting[0]}`,
+          },
+        );
+      }
+      const outcome = await Promise.race([
+        stop.promise,
+        sidecarFailed.promise,
+        new Promise((r) => setTimeout(() => r("tick"), 250)),
+      ]);
+      if (outcome === "stop") {
+        stopEarly = true;
+        break;
+      }
+      if (typeof outcome === "string" && outcome !== "tick") {
+        throw new RuntimeError(`${outcome} failed`);
+      }
+    }
+    if (!stopEarly) {
+      const leased = await leasedNodes(runner, plan);
+      const summary = plan.nodes.map((n) => `${n.name}=${leased.get(n.name) ?? "?"}`).join(" ");
+      await notifier.send(`READY=1\nSTATUS=Running: ${summary}`);
+      log.info(`Ready in ${Math.round(performance.now() - started)} ms: ${summary}`);
+    }
+
+    // 6. Supervise.
+    const outcome = stopEarly ? "stop" : await Promise.race([stop.promise, sidecarFailed.promise]);
+    if (outcome !== "stop") {
+      throw new RuntimeError(`${outcome} failed and systemd gave up restarting it`, {
+        hint: `journalctl -u ${outcome}`,
+      });
+    }
+    await notifier.send("STOPPING=1\nSTATUS=Powering down guests");
+    const stopping = performance.now();
+    await Promise.all(
+      plan.nodes.map((n) => powerDown(systemd, n, config.runtime.stopTimeoutSec, log)),
+    );
+    log.info(`All nodes down in ${Math.round(performance.now() - stopping)} ms`);
+    return EXIT_OK;
+  } finally {
+    notifier.close();
+    bus.disconnect();
+  }
+}

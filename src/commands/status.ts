@@ -1,0 +1,157 @@
+/** `aos-unit status [--json]`: every node's state, address, MAC, uptime, restarts and last failure. */
+
+import { EXIT_OK, EXIT_RUNTIME } from "../errors.ts";
+import { envOverrides, loadAndPlan } from "../host/load.ts";
+import { readLeaseState } from "../net/leases.ts";
+import { SYS_NET } from "../permissions.ts";
+import { DNSMASQ_UNIT, MANAGER_UNIT, MONITOR_UNIT } from "../plan/units.ts";
+import { connectSystemBus } from "../systemd/bus.ts";
+import { Systemd, type UnitState } from "../systemd/systemd1.ts";
+import { lastFailures } from "../vm/failures.ts";
+import type { CommandContext } from "./context.ts";
+
+export interface NodeStatus {
+  name: string;
+  unit: string;
+  state: string;
+  address: string | null;
+  addressSince: string | null;
+  reserved: string | null;
+  mac: string;
+  uptimeSec: number | null;
+  restarts: number | null;
+  lastFailure: { time: string; result: string; final: boolean } | null;
+}
+
+export interface Status {
+  healthy: boolean;
+  service: string;
+  sidecars: Record<string, string>;
+  bridge: { name: string; address: string; present: boolean; operstate: string | null };
+  uplinks: string[];
+  dnsPort: number;
+  nodes: NodeStatus[];
+}
+
+function stateText(s: UnitState | undefined): string {
+  return s ? `${s.activeState}/${s.subState}` : "not loaded";
+}
+
+function duration(sec: number): string {
+  const d = Math.floor(sec / 86400);
+  const h = Math.floor((sec % 86400) / 3600);
+  const m = Math.floor((sec % 3600) / 60);
+  const s = Math.floor(sec % 60);
+  return d > 0 ? `${d}d${h}h` : h > 0 ? `${h}h${m}m` : m > 0 ? `${m}m${s}s` : `${s}s`;
+}
+
+export async function statusCommand(ctx: CommandContext, json: boolean): Promise<number> {
+  const { plan } = loadAndPlan(ctx.paths, envOverrides(ctx.env));
+  const units = new Map<string, UnitState | undefined>();
+  let busProblem: string | undefined;
+  try {
+    const bus = await connectSystemBus(undefined, 2000);
+    try {
+      const systemd = await Systemd.open(bus);
+      for (
+        const name of [
+          MANAGER_UNIT,
+          DNSMASQ_UNIT,
+          MONITOR_UNIT,
+          ...plan.nodes.map((n) => n.unit.name),
+        ]
+      ) {
+        units.set(name, await systemd.unitState(name));
+      }
+    } finally {
+      bus.disconnect();
+    }
+  } catch (error) {
+    busProblem = (error as Error).message;
+  }
+  const leases = readLeaseState(plan.leaseState).leases;
+  const failures = lastFailures(ctx.paths.logsDir);
+  const nowUsec = Date.now() * 1000;
+  const nodes: NodeStatus[] = plan.nodes.map((n) => {
+    const u = units.get(n.unit.name);
+    const lease = leases[n.mac];
+    const failure = failures.get(n.name);
+    return {
+      name: n.name,
+      unit: n.unit.name,
+      state: stateText(u),
+      address: lease?.ip ?? null,
+      addressSince: lease?.since ?? null,
+      reserved: n.ip ?? null,
+      mac: n.mac,
+      uptimeSec: u?.activeState === "active" && u.activeEnterUsec > 0
+        ? Math.round((nowUsec - u.activeEnterUsec) / 1e6)
+        : null,
+      restarts: u?.nRestarts ?? null,
+      lastFailure: failure
+        ? { time: failure.time, result: failure.result, final: failure.final }
+        : null,
+    };
+  });
+  let operstate: string | null = null;
+  try {
+    operstate = Deno.readTextFileSync(`${SYS_NET}/${plan.network.bridge}/operstate`).trim();
+  } catch { /* no bridge */ }
+  let uplinks: string[] = [];
+  try {
+    uplinks = Deno.readTextFileSync(`${ctx.paths.runtimeDir}/uplinks`).trim().split(/\s+/).filter(
+      Boolean,
+    );
+  } catch { /* monitor not running */ }
+  const status: Status = {
+    healthy: units.get(MANAGER_UNIT)?.activeState === "active" &&
+      nodes.every((n) =>
+        n.state === "active/running" && (n.address !== null || n.reserved !== null)
+      ),
+    service: busProblem ? `unknown (${busProblem})` : stateText(units.get(MANAGER_UNIT)),
+    sidecars: Object.fromEntries(
+      [DNSMASQ_UNIT, MONITOR_UNIT].map((u) => [u, stateText(units.get(u))]),
+    ),
+    bridge: {
+      name: plan.network.bridge,
+      address: `${plan.network.bridgeIp}/${plan.network.prefix}`,
+      present: operstate !== null,
+      operstate,
+    },
+    uplinks,
+    dnsPort: plan.network.dnsPort,
+    nodes,
+  };
+  if (json) {
+    ctx.out(JSON.stringify(status, null, 2));
+  } else {
+    const lines = [
+      `aos-unit.service: ${status.service}${status.healthy ? "" : "  (NOT HEALTHY)"}`,
+      `sidecars: ${Object.entries(status.sidecars).map(([k, v]) => `${k} ${v}`).join(", ")}`,
+      `bridge: ${status.bridge.name} ${status.bridge.address} (${
+        status.bridge.operstate ?? "absent"
+      }), uplink(s): ${uplinks.join(", ") || "unknown"}, DNS port ${status.dnsPort}`,
+      "",
+    ];
+    const rows = [["NODE", "STATE", "ADDRESS", "MAC", "UPTIME", "RESTARTS", "LAST FAILURE"]];
+    for (const n of nodes) {
+      rows.push([
+        n.name,
+        n.state,
+        n.address ?? (n.reserved ? `${n.reserved} (reserved)` : "-"),
+        n.mac,
+        n.uptimeSec === null ? "-" : duration(n.uptimeSec),
+        n.restarts === null ? "-" : String(n.restarts),
+        n.lastFailure
+          ? `${n.lastFailure.time} ${n.lastFailure.result}${
+            n.lastFailure.final ? " (gave up)" : ""
+          }`
+          : "-",
+      ]);
+    }
+    const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+    for (const r of rows) lines.push(r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd());
+    ctx.out(lines.join("\n"));
+  }
+  return status.healthy ? EXIT_OK : EXIT_RUNTIME;
+}

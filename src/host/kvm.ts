@@ -1,0 +1,49 @@
+/**
+ * Whether KVM really works. /dev/kvm existing is not enough: on nested or
+ * paravirtualised hosts QEMU aborts ("failed to set MSR ...") or crawls. A
+ * stopped VM (-S) with the real machine type is created and torn down over
+ * QMP; only a clean exit counts.
+ */
+
+import type { Arch } from "../config/types.ts";
+import type { Runner } from "./runner.ts";
+import { KVM_DEVICE } from "../permissions.ts";
+import { QEMU_BINARY } from "../plan/qemu.ts";
+
+export type KvmProbe = { usable: true } | { usable: false; reason: string };
+
+export async function probeKvm(runner: Runner, arch: Arch): Promise<KvmProbe> {
+  try {
+    Deno.statSync(KVM_DEVICE);
+  } catch {
+    return { usable: false, reason: `${KVM_DEVICE} does not exist` };
+  }
+  const argv = [
+    QEMU_BINARY[arch],
+    "-machine",
+    arch === "x86_64" ? "q35" : "virt",
+    "-accel",
+    "kvm",
+    "-cpu",
+    arch === "x86_64" ? "max" : "host",
+    "-nodefaults",
+    "-no-user-config",
+    "-display",
+    "none",
+    "-S",
+    "-qmp",
+    "stdio",
+  ];
+  try {
+    const r = await runner.run(argv, {
+      okCodes: [0],
+      timeoutMs: 5000,
+      stdin: '{"execute":"qmp_capabilities"}\n{"execute":"cont"}\n{"execute":"quit"}\n',
+    });
+    return r.code === 0 ? { usable: true } : { usable: false, reason: `exit ${r.code}` };
+  } catch (error) {
+    const text = (error as Error).message;
+    const line = /qemu-system-[^:]+: (.*)/.exec(text)?.[1] ?? text;
+    return { usable: false, reason: line.slice(0, 200) };
+  }
+}

@@ -1,0 +1,254 @@
+/**
+ * org.freedesktop.systemd1: transient units, jobs and unit state. Subscribes
+ * and listens for JobRemoved BEFORE any job is started, and keeps results that
+ * arrive before anyone waits for them.
+ */
+
+import dbus from "dbus-next";
+import { RuntimeError } from "../errors.ts";
+import type { TransientUnit, UnitProperty } from "../plan/types.ts";
+import { busError, call, type MessageBus } from "./bus.ts";
+
+const SYSTEMD = {
+  destination: "org.freedesktop.systemd1",
+  path: "/org/freedesktop/systemd1",
+  interface: "org.freedesktop.systemd1.Manager",
+};
+
+export interface UnitState {
+  name: string;
+  loadState: string;
+  activeState: string;
+  subState: string;
+  result: string | undefined;
+  nRestarts: number | undefined;
+  /** Microseconds since the epoch when the unit last became active (0 = never). */
+  activeEnterUsec: number;
+  mainPid: number | undefined;
+}
+
+/** Converts a planned property to what dbus-next sends: t/x as BigInt, wrapped in a Variant. */
+export function toVariant([name, signature, value]: UnitProperty): [string, dbus.Variant] {
+  const convert = (v: unknown): unknown =>
+    signature === "t" || signature === "x" ? BigInt(v as number) : v;
+  return [name, new dbus.Variant(signature, convert(value))];
+}
+
+type Job = { result: string; unit: string };
+
+export class Systemd {
+  #jobs = new Map<string, Job>();
+  #waiters = new Map<string, (job: Job) => void>();
+  #listeners = new Set<(unit: string, props: Record<string, unknown>) => void>();
+
+  private constructor(readonly bus: MessageBus) {}
+
+  /** Subscribes to job and unit signals; call once per connection. */
+  static async open(bus: MessageBus): Promise<Systemd> {
+    const s = new Systemd(bus);
+    bus.on("message", (msg: dbus.Message) => s.#onMessage(msg));
+    for (
+      const rule of [
+        "type='signal',interface='org.freedesktop.systemd1.Manager',member='JobRemoved'",
+        "type='signal',interface='org.freedesktop.DBus.Properties',member='PropertiesChanged',path_namespace='/org/freedesktop/systemd1/unit'",
+      ]
+    ) {
+      await call(bus, {
+        destination: "org.freedesktop.DBus",
+        path: "/org/freedesktop/DBus",
+        interface: "org.freedesktop.DBus",
+        member: "AddMatch",
+        signature: "s",
+        body: [rule],
+      });
+    }
+    try {
+      await call(bus, { ...SYSTEMD, member: "Subscribe" });
+    } catch (error) {
+      throw busError("subscribe to systemd's signals", error);
+    }
+    return s;
+  }
+
+  #onMessage(msg: dbus.Message): void {
+    if (msg.type !== dbus.MessageType.SIGNAL) return;
+    if (msg.interface === SYSTEMD.interface && msg.member === "JobRemoved") {
+      const [, job, unit, result] = msg.body as [number, string, string, string];
+      const waiter = this.#waiters.get(job);
+      if (waiter) {
+        this.#waiters.delete(job);
+        waiter({ result, unit });
+      } else {
+        this.#jobs.set(job, { result, unit });
+      }
+    } else if (
+      msg.interface === "org.freedesktop.DBus.Properties" && msg.member === "PropertiesChanged"
+    ) {
+      const [iface, changed] = msg.body as [string, Record<string, { value: unknown }>];
+      if (iface !== "org.freedesktop.systemd1.Unit") return;
+      const unit = unitNameFromPath(msg.path ?? "");
+      const props = Object.fromEntries(Object.entries(changed).map(([k, v]) => [k, v.value]));
+      for (const listener of this.#listeners) listener(unit, props);
+    }
+  }
+
+  /** Calls `fn(unit, changedProperties)` for every unit property change systemd announces. */
+  onUnitChange(fn: (unit: string, props: Record<string, unknown>) => void): () => void {
+    this.#listeners.add(fn);
+    return () => this.#listeners.delete(fn);
+  }
+
+  async #manager(
+    member: string,
+    signature: string,
+    body: unknown[],
+    what: string,
+  ): Promise<unknown[]> {
+    try {
+      return await call(this.bus, { ...SYSTEMD, member, signature, body });
+    } catch (error) {
+      throw busError(what, error);
+    }
+  }
+
+  /** Waits for a job's JobRemoved; resolves to its result ("done", "failed", ...). */
+  async #waitJob(job: string, unit: string, timeoutMs: number): Promise<string> {
+    const early = this.#jobs.get(job);
+    if (early) {
+      this.#jobs.delete(job);
+      return early.result;
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      return await new Promise<string>((resolve, reject) => {
+        this.#waiters.set(job, (j) => resolve(j.result));
+        timer = setTimeout(() => {
+          this.#waiters.delete(job);
+          reject(new RuntimeError(`Job for ${unit} did not finish within ${timeoutMs} ms`));
+        }, timeoutMs);
+      });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** StartTransientUnit + wait for the job. @returns the job result */
+  async startTransient(unit: TransientUnit, timeoutMs = 30_000): Promise<string> {
+    const [job] = await this.#manager(
+      "StartTransientUnit",
+      "ssa(sv)a(sa(sv))",
+      [unit.name, "fail", unit.properties.map(toVariant), []],
+      `start ${unit.name}`,
+    );
+    return await this.#waitJob(job as string, unit.name, timeoutMs);
+  }
+
+  async stopUnit(name: string, timeoutMs = 120_000): Promise<string> {
+    const [job] = await this.#manager("StopUnit", "ss", [name, "replace"], `stop ${name}`);
+    return await this.#waitJob(job as string, name, timeoutMs);
+  }
+
+  async startUnit(name: string, timeoutMs = 120_000): Promise<string> {
+    const [job] = await this.#manager("StartUnit", "ss", [name, "replace"], `start ${name}`);
+    return await this.#waitJob(job as string, name, timeoutMs);
+  }
+
+  async resetFailed(name: string): Promise<void> {
+    await this.#manager("ResetFailedUnit", "s", [name], `reset the failed state of ${name}`).catch(
+      (e) => {
+        if ((e as { type?: string }).type !== "org.freedesktop.systemd1.NoSuchUnit") throw e;
+      },
+    );
+  }
+
+  /** The unit's state, or undefined when systemd has no such unit loaded. */
+  async unitState(name: string): Promise<UnitState | undefined> {
+    let path: string;
+    try {
+      [path] = await call(this.bus, {
+        ...SYSTEMD,
+        member: "GetUnit",
+        signature: "s",
+        body: [name],
+      }) as [string];
+    } catch (error) {
+      if ((error as { type?: string }).type === "org.freedesktop.systemd1.NoSuchUnit") {
+        return undefined;
+      }
+      throw busError(`look up ${name}`, error);
+    }
+    const props = async (iface: string) => {
+      try {
+        const [all] = await call(this.bus, {
+          destination: SYSTEMD.destination,
+          path,
+          interface: "org.freedesktop.DBus.Properties",
+          member: "GetAll",
+          signature: "s",
+          body: [iface],
+        }) as [Record<string, { value: unknown }>];
+        return Object.fromEntries(Object.entries(all).map(([k, v]) => [k, v.value]));
+      } catch (error) {
+        if ((error as { type?: string }).type === "org.freedesktop.DBus.Error.UnknownObject") {
+          return {};
+        }
+        throw busError(`read the state of ${name}`, error);
+      }
+    };
+    const unit = await props("org.freedesktop.systemd1.Unit");
+    const service = name.endsWith(".service")
+      ? await props("org.freedesktop.systemd1.Service")
+      : {};
+    return {
+      name,
+      loadState: String(unit.LoadState ?? "not-found"),
+      activeState: String(unit.ActiveState ?? "inactive"),
+      subState: String(unit.SubState ?? ""),
+      result: service.Result === undefined ? undefined : String(service.Result),
+      nRestarts: service.NRestarts === undefined ? undefined : Number(service.NRestarts),
+      activeEnterUsec: Number(unit.ActiveEnterTimestamp ?? 0),
+      mainPid: service.MainPID === undefined ? undefined : Number(service.MainPID),
+    };
+  }
+
+  /**
+   * Waits until systemd has forgotten the unit (transient units are garbage
+   * collected asynchronously; re-creating one too early fails with UnitExists).
+   */
+  async waitGone(name: string, timeoutMs = 10_000): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
+    while (true) {
+      const state = await this.unitState(name);
+      if (!state || state.loadState === "not-found") return;
+      if (performance.now() > deadline) {
+        throw new RuntimeError(
+          `${name} is still loaded (${state.activeState}) after ${timeoutMs} ms`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /** Makes sure no old instance of a transient unit is in the way of a new one. */
+  async clearOld(name: string): Promise<void> {
+    const state = await this.unitState(name);
+    if (!state) return;
+    if (
+      state.activeState === "active" || state.activeState === "activating" ||
+      state.activeState === "reloading"
+    ) {
+      await this.stopUnit(name);
+    }
+    await this.resetFailed(name);
+    await this.waitGone(name);
+  }
+}
+
+/** /org/freedesktop/systemd1/unit/aos_2dnode_2dmain_2eservice -> aos-node-main.service */
+export function unitNameFromPath(path: string): string {
+  const last = path.split("/").pop() ?? "";
+  return last.replace(
+    /_([0-9a-f]{2})/g,
+    (_, hex: string) => String.fromCharCode(parseInt(hex, 16)),
+  );
+}

@@ -1,0 +1,161 @@
+/**
+ * A node's disks: the base image is never written. QEMU boots a
+ * copy-on-write overlay under the node's state directory; UEFI variables
+ * persist next to it (AosCore keeps A/B boot state there).
+ */
+
+import { ConfigError, RuntimeError } from "../errors.ts";
+import type { Runner } from "../host/runner.ts";
+import { TOOLS } from "../permissions.ts";
+import type { NodePlan } from "../plan/types.ts";
+
+/** What identifies the base image an overlay was made from. */
+export interface BaseIdentity {
+  path: string;
+  size: number;
+  mtime: string | null;
+  ino: number | null;
+}
+
+export function baseRecordPath(node: NodePlan): string {
+  return `${node.dir}/base.json`;
+}
+
+function identityOf(path: string): BaseIdentity {
+  const st = Deno.statSync(path);
+  return { path, size: st.size, mtime: st.mtime?.toISOString() ?? null, ino: st.ino };
+}
+
+function sameBase(a: BaseIdentity, b: BaseIdentity): boolean {
+  return a.path === b.path && a.size === b.size && a.mtime === b.mtime && a.ino === b.ino;
+}
+
+function problem(node: NodePlan, message: string): ConfigError {
+  return new ConfigError([], `Node "${node.name}": ${message}`);
+}
+
+/** Refuses base images QEMU would write through or that depend on other files. */
+export async function checkBaseImage(runner: Runner, node: NodePlan): Promise<void> {
+  const base = node.image.path;
+  try {
+    Deno.statSync(base);
+  } catch {
+    throw problem(
+      node,
+      `image ${base} does not exist; copy the node's .qcow2 there (see aos-unit(8))`,
+    );
+  }
+  // -U: the image may be open by a running QEMU of a previous instance.
+  const r = await runner.run([TOOLS.qemuImg, "info", "-U", "--output=json", base]);
+  const info = JSON.parse(r.stdout) as {
+    format?: string;
+    "backing-filename"?: string;
+    "format-specific"?: { data?: { "data-file"?: string } };
+  };
+  if (info.format !== "qcow2") {
+    throw problem(
+      node,
+      `image ${base} is ${info.format ?? "not a disk image"}, not qcow2 (only qcow2 is supported)`,
+    );
+  }
+  if (info["backing-filename"]) {
+    throw problem(
+      node,
+      `image ${base} has a backing file (${
+        info["backing-filename"]
+      }); flatten it first: qemu-img convert -O qcow2 ${base} NEW.qcow2`,
+    );
+  }
+  if (info["format-specific"]?.data?.["data-file"]) {
+    throw problem(
+      node,
+      `image ${base} keeps its data in an external file; aos-unit needs a self-contained qcow2`,
+    );
+  }
+}
+
+/**
+ * Creates the overlay (once) and the UEFI variable store (once). Detects a
+ * base image replaced since the overlay was made.
+ * @returns what was created, for the log
+ */
+export async function prepareDisks(runner: Runner, node: NodePlan): Promise<string[]> {
+  const created: string[] = [];
+  await Deno.mkdir(node.dir, { recursive: true });
+  await checkBaseImage(runner, node);
+  const current = identityOf(node.image.path);
+  let overlayExists = true;
+  try {
+    Deno.statSync(node.overlay);
+  } catch {
+    overlayExists = false;
+  }
+  if (overlayExists) {
+    let recorded: BaseIdentity | undefined;
+    try {
+      recorded = JSON.parse(Deno.readTextFileSync(baseRecordPath(node))) as BaseIdentity;
+    } catch {
+      recorded = undefined;
+    }
+    if (recorded && !sameBase(recorded, current)) {
+      throw problem(
+        node,
+        `base image ${node.image.path} changed since its overlay was created (${recorded.mtime} -> ${current.mtime}); ` +
+          `the overlay would be corrupt. Run "aos-unit reset ${node.name}" to start from the new image, or put the old image back`,
+      );
+    }
+  } else {
+    await runner.run([
+      TOOLS.qemuImg,
+      "create",
+      "-q",
+      "-f",
+      "qcow2",
+      "-F",
+      "qcow2",
+      "-b",
+      node.image.path,
+      node.overlay,
+    ]);
+    created.push(node.overlay);
+  }
+  Deno.writeTextFileSync(baseRecordPath(node), JSON.stringify(current, null, 2) + "\n");
+  if (node.efiVars) {
+    try {
+      Deno.statSync(node.efiVars.path);
+    } catch {
+      try {
+        await Deno.copyFile(node.efiVars.template, node.efiVars.path);
+      } catch (error) {
+        throw new RuntimeError(
+          `Cannot create UEFI variables for node "${node.name}" from ${node.efiVars.template}: ${
+            (error as Error).message
+          }`,
+          { hint: "install the ovmf (x86_64) or qemu-efi-aarch64 (aarch64) package" },
+        );
+      }
+      created.push(node.efiVars.path);
+    }
+  }
+  return created;
+}
+
+/** Discards a stopped node's overlay (and optionally its UEFI variables). */
+export async function resetDisks(node: NodePlan, efiVars: boolean): Promise<string[]> {
+  const removed: string[] = [];
+  for (
+    const path of [
+      node.overlay,
+      baseRecordPath(node),
+      ...(efiVars && node.efiVars ? [node.efiVars.path] : []),
+    ]
+  ) {
+    try {
+      await Deno.remove(path);
+      removed.push(path);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+  }
+  return removed;
+}

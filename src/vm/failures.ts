@@ -1,0 +1,78 @@
+/**
+ * vm-failures.log: one JSON object per line per incident (JSON Lines), so
+ * `jq` reads it and `aos-unit status` shows the latest per node.
+ */
+
+export interface FailureRecord {
+  time: string;
+  node: string;
+  unit: string;
+  /** systemd's $SERVICE_RESULT (exit-code, signal, core-dump, timeout, ...). */
+  result: string;
+  exit_code: string | null;
+  exit_status: string | null;
+  restarts: number | null;
+  /** True when systemd gave up (start limit hit) and the node stays failed. */
+  final: boolean;
+  journal: string[];
+  serial_tail: string[];
+}
+
+export function failureLogPath(logsDir: string): string {
+  return `${logsDir}/vm-failures.log`;
+}
+
+export function appendFailure(logsDir: string, record: FailureRecord): void {
+  Deno.writeTextFileSync(failureLogPath(logsDir), JSON.stringify(record) + "\n", {
+    append: true,
+    create: true,
+  });
+}
+
+/** The last record of each node. */
+export function lastFailures(logsDir: string): Map<string, FailureRecord> {
+  const out = new Map<string, FailureRecord>();
+  let text = "";
+  try {
+    text = Deno.readTextFileSync(failureLogPath(logsDir));
+  } catch {
+    return out;
+  }
+  for (const line of text.split("\n")) {
+    if (!line.trim()) continue;
+    try {
+      const r = JSON.parse(line) as FailureRecord;
+      out.set(r.node, r);
+    } catch { /* a torn line */ }
+  }
+  return out;
+}
+
+/** The last `n` lines of a text file (reads only its end). */
+export function tailLines(path: string, n: number, maxBytes = 64 * 1024): string[] {
+  try {
+    const file = Deno.openSync(path, { read: true });
+    try {
+      const size = file.statSync().size;
+      const start = Math.max(0, size - maxBytes);
+      file.seekSync(start, Deno.SeekMode.Start);
+      const buf = new Uint8Array(size - start);
+      let read = 0;
+      while (read < buf.length) {
+        const k = file.readSync(buf.subarray(read));
+        if (k === null) break;
+        read += k;
+      }
+      const lines = new TextDecoder().decode(buf.subarray(0, read)).replaceAll("\r", "").split(
+        "\n",
+      );
+      if (start > 0) lines.shift();
+      while (lines.length > 0 && lines.at(-1) === "") lines.pop();
+      return lines.slice(-n);
+    } finally {
+      file.close();
+    }
+  } catch {
+    return [];
+  }
+}
