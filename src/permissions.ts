@@ -29,6 +29,8 @@ export const MACHINE_ID_FILE = "/etc/machine-id";
 export const FIRMWARE_DIRS = ["/usr/share/OVMF", "/usr/share/AAVMF"] as const;
 export const KVM_DEVICE = "/dev/kvm";
 export const SYS_NET = "/sys/class/net";
+/** The shipped sample configuration (`aos-unit plan --config-dir` it). */
+export const EXAMPLES_DIR = "/usr/share/aos-unit/examples";
 
 export interface PermissionSet {
   read: string[];
@@ -146,9 +148,12 @@ export function permissionsFor(command: Subcommand, ctx: PermissionContext): Per
   const p = ctx.paths;
   switch (command) {
     case "validate":
-      return merge({ read: [p.configDir, p.stateDir, ...FIRMWARE_DIRS], env: YAML_ENV });
+      return merge({
+        read: [p.configDir, EXAMPLES_DIR, p.stateDir, ...FIRMWARE_DIRS],
+        env: YAML_ENV,
+      });
     case "plan":
-      return merge(planning(p));
+      return merge(planning(p), { read: [EXAMPLES_DIR] });
     case "status":
       return merge(planning(p), dbus(), { read: [p.logsDir, SYS_NET] });
     case "console":

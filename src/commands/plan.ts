@@ -10,7 +10,8 @@ import { renderPlanText } from "../plan/render.ts";
 import type { CommandContext } from "./context.ts";
 import { summary } from "./validate.ts";
 
-export const SAMPLE_CONFIG_DIR = "/usr/share/aos-unit/examples";
+export { EXAMPLES_DIR as SAMPLE_CONFIG_DIR } from "../permissions.ts";
+import { EXAMPLES_DIR as SAMPLE_CONFIG_DIR } from "../permissions.ts";
 
 export interface PlanOptions {
   json: boolean;

@@ -99,6 +99,12 @@ export function nodeUnit(n: NodeUnitInput): TransientUnit {
         "a(ss)",
         [["/dev/net/tun", "rw"], ...(n.accel === "kvm" ? [["/dev/kvm", "rw"]] : [])],
       ],
+      // /dev/kvm for KVM; the journal for the forensic handler in ExecStopPost=.
+      [
+        "SupplementaryGroups",
+        "as",
+        n.accel === "kvm" ? ["kvm", "systemd-journal"] : ["systemd-journal"],
+      ],
       ["NoNewPrivileges", "b", true],
       ["ProtectSystem", "s", "strict"],
       ["ProtectHome", "s", "yes"],
