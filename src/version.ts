@@ -1,2 +1,2 @@
 /** Replaced at package build time (packaging/build_package.sh). */
-export const VERSION = "0.1.0-dev";
+export const VERSION = "0.0.0-dev";

@@ -59,7 +59,10 @@ export interface Result {
 }
 
 /** Runs a command to completion. */
-export async function run(argv: string[], options: { env?: Record<string, string>; stdin?: string } = {}): Promise<Result> {
+export async function run(
+  argv: string[],
+  options: { env?: Record<string, string>; stdin?: string } = {},
+): Promise<Result> {
   const started = performance.now();
   const child = new Deno.Command(argv[0]!, {
     args: argv.slice(1),
@@ -83,19 +86,29 @@ export async function run(argv: string[], options: { env?: Record<string, string
 }
 
 /** Runs and throws with the output when the exit code is not 0. */
-export async function must(argv: string[], options: { env?: Record<string, string> } = {}): Promise<Result> {
+export async function must(
+  argv: string[],
+  options: { env?: Record<string, string> } = {},
+): Promise<Result> {
   const r = await run(argv, options);
   if (r.code !== 0) throw new Error(`${argv.join(" ")} exited ${r.code}: ${r.stderr.trim()}`);
   return r;
 }
 
 /** Polls `check` until it returns a value (not undefined) or the timeout passes. */
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs: number, everyMs = 100): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined> | T | undefined,
+  timeoutMs: number,
+  everyMs = 100,
+): Promise<T> {
   const deadline = performance.now() + timeoutMs;
   while (true) {
     const value = await check();
     if (value !== undefined) return value;
-    if (performance.now() > deadline) throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (performance.now() > deadline) {
+      throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
+    }
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }

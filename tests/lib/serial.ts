@@ -23,7 +23,9 @@ export class SerialConsole {
         const conn = await Deno.connect({ transport: "unix", path });
         return new SerialConsole(conn, path);
       } catch (error) {
-        if (performance.now() > deadline) throw new Error(`Cannot connect to serial ${path}: ${error}`);
+        if (performance.now() > deadline) {
+          throw new Error(`Cannot connect to serial ${path}: ${error}`);
+        }
         await new Promise((r) => setTimeout(r, 100));
       }
     }
@@ -48,7 +50,11 @@ export class SerialConsole {
   }
 
   /** Waits for a line matching `pattern` after the cursor; moves the cursor past it. */
-  async expect(pattern: RegExp, timeoutMs: number, what = String(pattern)): Promise<RegExpMatchArray> {
+  async expect(
+    pattern: RegExp,
+    timeoutMs: number,
+    what = String(pattern),
+  ): Promise<RegExpMatchArray> {
     const deadline = performance.now() + timeoutMs;
     while (true) {
       const rest = this.#text.slice(this.#cursor);
@@ -65,7 +71,11 @@ export class SerialConsole {
       }
       if (this.#closed) throw new Error(`Serial ${this.path} closed while waiting for ${what}`);
       if (performance.now() > deadline) {
-        throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what} on ${this.path}; last output:\n${this.#text.slice(-1500)}`);
+        throw new Error(
+          `Timed out after ${timeoutMs} ms waiting for ${what} on ${this.path}; last output:\n${
+            this.#text.slice(-1500)
+          }`,
+        );
       }
       await new Promise((r) => setTimeout(r, 50));
     }

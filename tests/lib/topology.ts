@@ -44,7 +44,21 @@ export class Topology {
     for (const [i, up] of this.uplinks.entries()) {
       await must(["ip", "netns", "add", up.ns]);
       await must(["ip", "-n", up.ns, "link", "set", "lo", "up"]);
-      await must(["ip", "link", "add", up.ifname, "netns", this.host, "type", "veth", "peer", "name", "wan", "netns", up.ns]);
+      await must([
+        "ip",
+        "link",
+        "add",
+        up.ifname,
+        "netns",
+        this.host,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "wan",
+        "netns",
+        up.ns,
+      ]);
       await must(["ip", "-n", this.host, "addr", "add", `${up.hostIp}/24`, "dev", up.ifname]);
       await must(["ip", "-n", this.host, "link", "set", up.ifname, "up"]);
       await must(["ip", "-n", up.ns, "addr", "add", `${up.gateway}/24`, "dev", "wan"]);
@@ -64,12 +78,27 @@ export class Topology {
   /** Makes uplink `index` the default route (replacing any other). */
   async setDefault(index: 0 | 1, metric = 100): Promise<void> {
     const up = this.uplinks[index];
-    await must(["ip", "-n", this.host, "route", "replace", "default", "via", up.gateway, "dev", up.ifname, "metric", String(metric)]);
+    await must([
+      "ip",
+      "-n",
+      this.host,
+      "route",
+      "replace",
+      "default",
+      "via",
+      up.gateway,
+      "dev",
+      up.ifname,
+      "metric",
+      String(metric),
+    ]);
   }
 
   async namespaces(): Promise<string[]> {
     const r = await run(["ip", "netns", "list"]);
-    return r.stdout.split("\n").map((l) => l.split(" ")[0] ?? "").filter((n) => n.startsWith(`${this.prefix}-`));
+    return r.stdout.split("\n").map((l) => l.split(" ")[0] ?? "").filter((n) =>
+      n.startsWith(`${this.prefix}-`)
+    );
   }
 
   /** Kills everything left in our namespaces, then deletes them. Idempotent. */

@@ -1,0 +1,481 @@
+/**
+ * Tier 2: the network half of aos-unit with real components, in namespaces
+ * this test creates - bridge, nftables, dnsmasq, the route monitor and two
+ * QEMU guests (TCG) booted from AosCore-like test disks with the planner's
+ * own command line. Two uplink namespaces hold the same "internet" address,
+ * so a guest's HTTP reply shows which path its traffic took.
+ */
+
+import assert from "node:assert/strict";
+import { createRunner } from "../../src/host/runner.ts";
+import { readLeaseState } from "../../src/net/leases.ts";
+import type { NodePlan, Plan } from "../../src/plan/types.ts";
+import { prepareDisks } from "../../src/vm/disk.ts";
+import { systemPowerdown } from "../../src/vm/qmp.ts";
+import { writeSidecarFiles } from "../../src/vm/runtime_files.ts";
+import { buildGuests, DevUnit } from "../lib/aos.ts";
+import { type Background, run, waitFor } from "../lib/proc.ts";
+import { SerialConsole } from "../lib/serial.ts";
+import { INTERNET_IP, Topology } from "../lib/topology.ts";
+
+const UNIT_CONFIG = `unit:
+  node_configs:
+    - name: main
+      cpu: 1
+      mem: 256M
+      ip: 10.200.1.100
+    - name: secondary
+      cpu: 1
+      mem: 256M
+      uefi: false
+      image: aos-vm-secondary-amd64.qcow2
+`;
+const RUNTIME_CONF = `ENABLE_KVM="false"\nROUTE_DEBOUNCE_MS="150"\n`;
+const URL_ = `http://${INTERNET_IP}/`;
+
+async function links(ns: string): Promise<string[]> {
+  const r = await run(["ip", "-n", ns, "-j", "link", "show"]);
+  return (JSON.parse(r.stdout) as { ifname: string }[]).map((l) => l.ifname);
+}
+
+async function tableExists(ns: string): Promise<boolean> {
+  return (await run(["ip", "netns", "exec", ns, "nft", "list", "table", "inet", "aos_unit"]))
+    .code === 0;
+}
+
+async function ruleCount(ns: string): Promise<number> {
+  const r = await run([
+    "ip",
+    "netns",
+    "exec",
+    ns,
+    "nft",
+    "-j",
+    "list",
+    "table",
+    "inet",
+    "aos_unit",
+  ]);
+  if (r.code !== 0) return -1;
+  return (JSON.parse(r.stdout).nftables as Record<string, unknown>[]).filter((o) => "rule" in o)
+    .length;
+}
+
+Deno.test({
+  name: "aos-unit networking with real guests, dnsmasq, nftables and the route monitor",
+  sanitizeResources: false,
+  sanitizeOps: false,
+}, async (t) => {
+  const work = await Deno.makeTempDir({ prefix: "aosu-net-" });
+  const topo = new Topology(`aosu${Deno.pid % 100000}`, work);
+  const unit = new DevUnit(`${work}/unit`, topo.host);
+  const consoles: SerialConsole[] = [];
+  let plan: Plan | undefined;
+  let dnsmasq: Background | undefined;
+  let monitor: Background | undefined;
+  const qemu = new Map<string, Background>();
+  const serial = new Map<string, SerialConsole>();
+  const ipOf = new Map<string, string>();
+
+  const startDnsmasq = () => {
+    const argv = (plan!.dnsmasq.unit.properties.find(([n]) =>
+      n === "ExecStart"
+    )![2] as [string, string[], boolean][])[0]![1];
+    return topo.procs.start(topo.inNs(topo.host, argv), `${work}/dnsmasq.log`);
+  };
+  const probe = async (node: string, cmd: string, re: RegExp) =>
+    await serial.get(node)!.probe(cmd, re);
+  const http = async (node: string) =>
+    (await probe(node, `aos-probe http ${URL_}`, /AOSTEST http url=\S+ (body=(\S+)|fail)/))[2];
+  const monitorLog = () =>
+    Deno.readTextFileSync(`${work}/monitor.log`);
+
+  try {
+    await topo.create();
+    await unit.init(UNIT_CONFIG, RUNTIME_CONF);
+
+    await t.step("test guests are built (or reused from the cache)", async () => {
+      const images = `${work}/images`;
+      await buildGuests(images, ["main", "secondary"]);
+      await Deno.copyFile(
+        `${images}/aos-vm-main-amd64-uefi.qcow2`,
+        `${unit.stateDir}/aos-vm-main-amd64-uefi.qcow2`,
+      );
+      await Deno.copyFile(
+        `${images}/aos-vm-secondary-amd64.qcow2`,
+        `${unit.stateDir}/aos-vm-secondary-amd64.qcow2`,
+      );
+    });
+
+    await t.step(
+      "startup on a clean namespace creates bridge, taps, table and network.conf",
+      async () => {
+        const r = await unit.cli("startup");
+        assert.equal(r.code, 0, r.stderr);
+        plan = await unit.plan();
+        const names = await links(topo.host);
+        assert.ok(names.includes(plan.network.bridge), `bridge in ${names}`);
+        for (const n of plan.nodes) {
+          assert.ok(names.includes(n.tap), `tap ${n.tap}`);
+        }
+        assert.ok(await tableExists(topo.host));
+        assert.match(
+          Deno.readTextFileSync(`${unit.runtimeDir}/network.conf`),
+          new RegExp(`BRIDGE_NAME=${plan.network.bridge}`),
+        );
+        const addr = await run(["ip", "-n", topo.host, "-br", "addr", "show", plan.network.bridge]);
+        assert.match(addr.stdout, /10\.200\.1\.1\/24/);
+        const mac = await run(["ip", "-n", topo.host, "-br", "link", "show", plan.network.bridge]);
+        assert.match(mac.stdout, new RegExp(plan.network.bridgeMac));
+      },
+    );
+
+    await t.step("startup again, and after a crash left half the state, converges", async () => {
+      const again = await unit.cli("startup");
+      assert.equal(again.code, 0, again.stderr);
+      await run(["ip", "netns", "exec", topo.host, "nft", "delete", "table", "inet", "aos_unit"]);
+      await run(["ip", "-n", topo.host, "link", "delete", plan!.nodes[1]!.tap]);
+      await run(["ip", "-n", topo.host, "addr", "flush", "dev", plan!.network.bridge]);
+      await run([
+        "ip",
+        "-n",
+        topo.host,
+        "addr",
+        "add",
+        "10.99.0.1/24",
+        "dev",
+        plan!.network.bridge,
+      ]);
+      const r = await unit.cli("startup");
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(await tableExists(topo.host));
+      assert.ok((await links(topo.host)).includes(plan!.nodes[1]!.tap));
+      const addr = await run(["ip", "-n", topo.host, "-br", "addr", "show", plan!.network.bridge]);
+      assert.match(addr.stdout, /10\.200\.1\.1\/24/);
+      assert.doesNotMatch(addr.stdout, /10\.99\.0\.1/);
+    });
+
+    await t.step(
+      "the sidecar config passes dnsmasq --test; disks are overlays on untouched bases",
+      async () => {
+        writeSidecarFiles(plan!);
+        const test = await run(["dnsmasq", "--test", `--conf-file=${plan!.dnsmasq.confPath}`]);
+        assert.equal(test.code, 0, test.stderr);
+        const runner = createRunner();
+        for (const node of plan!.nodes) {
+          const before = Deno.statSync(node.image.path).mtime?.getTime();
+          await prepareDisks(runner, node);
+          const info = JSON.parse(
+            (await run(["qemu-img", "info", "--output=json", node.overlay])).stdout,
+          );
+          assert.equal(info["backing-filename"], node.image.path);
+          assert.equal(Deno.statSync(node.image.path).mtime?.getTime(), before);
+        }
+        assert.equal(Deno.readLinkSync(plan!.dnsmasq.leaseLink), plan!.dnsmasq.leaseFile);
+      },
+    );
+
+    await t.step(
+      "dnsmasq, the monitor and two guests start concurrently; both get their addresses",
+      async () => {
+        dnsmasq = startDnsmasq();
+        monitor = topo.procs.start(unit.argv(["monitor"]), `${work}/monitor.log`);
+        await Promise.all(plan!.nodes.map(async (node: NodePlan) => {
+          qemu.set(
+            node.name,
+            topo.procs.start(topo.inNs(topo.host, node.qemu), `${work}/qemu-${node.name}.log`),
+          );
+          const c = await SerialConsole.connect(node.serialSocket);
+          consoles.push(c);
+          serial.set(node.name, c);
+        }));
+        await Promise.all(plan!.nodes.map(async (node) => {
+          const m = await serial.get(node.name)!.expect(
+            /AOSTEST lease ip=(\S+) .* hostname=(\S*) event=bound/,
+            60_000,
+            `${node.name} lease`,
+          );
+          ipOf.set(node.name, m[1]!);
+        }));
+        assert.equal(ipOf.get("main"), "10.200.1.100", "the static node gets its reservation");
+        const dyn = ipOf.get("secondary")!;
+        const last = Number(dyn.split(".")[3]);
+        assert.ok(
+          dyn.startsWith("10.200.1.") && last >= 128 && last <= 254,
+          `dynamic address ${dyn} is in the pool`,
+        );
+        const leases = await waitFor("lease-hook records", () => {
+          const s = readLeaseState(plan!.leaseState).leases;
+          return Object.keys(s).length === 2 ? s : undefined;
+        }, 10_000);
+        assert.equal(leases[plan!.nodes[0]!.mac]?.ip, "10.200.1.100");
+        assert.equal(leases[plan!.nodes[1]!.mac]?.ip, dyn);
+        assert.equal(leases[plan!.nodes[1]!.mac]?.hostname, "secondary");
+      },
+    );
+
+    await t.step(
+      "guests resolve each other by name.aos-unit and by bare name through port 53",
+      async () => {
+        const sec = ipOf.get("secondary")!;
+        assert.equal(
+          (await probe(
+            "main",
+            "aos-probe dns secondary.aos-unit",
+            /AOSTEST dns name=\S+ (ip=(\S+)|fail)/,
+          ))[2],
+          sec,
+        );
+        assert.equal(
+          (await probe("main", "aos-probe dns secondary", /AOSTEST dns name=\S+ (ip=(\S+)|fail)/))[
+            2
+          ],
+          sec,
+        );
+        assert.equal(
+          (await probe(
+            "secondary",
+            "aos-probe dns main.aos-unit",
+            /AOSTEST dns name=\S+ (ip=(\S+)|fail)/,
+          ))[2],
+          "10.200.1.100",
+        );
+        assert.equal(
+          (await probe("secondary", "aos-probe dns main", /AOSTEST dns name=\S+ (ip=(\S+)|fail)/))[
+            2
+          ],
+          "10.200.1.100",
+        );
+        // The queries went to port 53 and were redirected: the prerouting counters moved.
+        const chain = await run([
+          "ip",
+          "netns",
+          "exec",
+          topo.host,
+          "nft",
+          "list",
+          "chain",
+          "inet",
+          "aos_unit",
+          "prerouting",
+        ]);
+        assert.match(chain.stdout, /udp dport 53 counter packets [1-9]/);
+      },
+    );
+
+    await t.step(
+      "the host resolves main.aos-unit through the sidecar (port 53 on the bridge address)",
+      async () => {
+        const r = await run([
+          "ip",
+          "netns",
+          "exec",
+          topo.host,
+          "busybox",
+          "nslookup",
+          "main.aos-unit",
+          plan!.network.bridgeIp,
+        ]);
+        assert.match(r.stdout, /Address:\s*10\.200\.1\.100/, r.stdout + r.stderr);
+      },
+    );
+
+    await t.step("both guests reach the internet address through uplink 1", async () => {
+      assert.equal(await http("main"), "uplink1");
+      assert.equal(await http("secondary"), "uplink1");
+    });
+
+    await t.step(
+      "the default route moves to uplink 2 and new flows go through uplink 2",
+      async () => {
+        const moved = performance.now();
+        await topo.setDefault(1);
+        const ms = await waitFor(
+          "traffic through uplink2",
+          async () =>
+            (await http("main")) === "uplink2" ? Math.round(performance.now() - moved) : undefined,
+          10_000,
+          50,
+        );
+        console.log(`route change -> first reply through uplink2: ${ms} ms`);
+        assert.equal(await http("secondary"), "uplink2");
+        // Masquerading by source subnet needs no rule change: new flows move at once. The
+        // monitor still records the handover (set of uplinks, stale NAT flows dropped).
+        const logged = await waitFor(
+          "the monitor's handover record",
+          () =>
+            /Uplink handover: uplink1 -> uplink2 in (\d+) ms/.exec(monitorLog())?.[1],
+          5000,
+        );
+        console.log(`monitor handover record: ${logged} ms after the first route event`);
+      },
+    );
+
+    await t.step(
+      "uplink 1's link goes down (no route event) and traffic continues over the backup",
+      async () => {
+        await topo.setDefault(0, 100);
+        await run([
+          "ip",
+          "-n",
+          topo.host,
+          "route",
+          "del",
+          "default",
+          "via",
+          topo.uplinks[1].gateway,
+        ]);
+        await run([
+          "ip",
+          "-n",
+          topo.host,
+          "route",
+          "add",
+          "default",
+          "via",
+          topo.uplinks[1].gateway,
+          "dev",
+          "uplink2",
+          "metric",
+          "200",
+        ]);
+        await waitFor(
+          "traffic back on uplink1",
+          async () =>
+            (await http("main")) === "uplink1" ? true : undefined,
+          10_000,
+          100,
+        );
+        await run(["ip", "-n", topo.host, "link", "set", "uplink1", "down"]);
+        await waitFor(
+          "traffic on uplink2 after uplink1 went down",
+          async () => (await http("main")) === "uplink2" ? true : undefined,
+          10_000,
+          100,
+        );
+        assert.equal(await http("secondary"), "uplink2");
+        assert.match(monitorLog(), /-> uplink2 in \d+ ms/);
+      },
+    );
+
+    await t.step(
+      "the table deleted by someone else is restored, and DNS through port 53 works again",
+      async () => {
+        const want = await ruleCount(topo.host);
+        const deleted = performance.now();
+        await run(["ip", "netns", "exec", topo.host, "nft", "delete", "table", "inet", "aos_unit"]);
+        const ms = await waitFor(
+          "table restored",
+          async () =>
+            (await ruleCount(topo.host)) === want
+              ? Math.round(performance.now() - deleted)
+              : undefined,
+          10_000,
+          20,
+        );
+        console.log(`table deleted -> restored: ${ms} ms`);
+        assert.match(monitorLog(), /was deleted by another program; restored/);
+        assert.equal(
+          (await probe(
+            "main",
+            "aos-probe dns secondary.aos-unit",
+            /AOSTEST dns name=\S+ (ip=(\S+)|fail)/,
+          ))[2],
+          ipOf.get("secondary"),
+        );
+      },
+    );
+
+    await t.step("a restart of dnsmasq keeps every address", async () => {
+      await topo.procs.stop(dnsmasq!);
+      dnsmasq = startDnsmasq();
+      await waitFor("dnsmasq listening", async () =>
+        (await run([
+          "ip",
+          "netns",
+          "exec",
+          topo.host,
+          "ss",
+          "-Hlun",
+          "sport",
+          "=",
+          `:${plan!.network.dnsPort}`,
+        ])).stdout.trim() || undefined, 5000);
+      for (const node of ["main", "secondary"]) {
+        const c = serial.get(node)!;
+        c.skip();
+        await c.send("kill -USR1 $(pidof udhcpc)");
+        const m = await c.expect(
+          /AOSTEST lease ip=(\S+) .* event=(renew|bound)/,
+          20_000,
+          `${node} renewal`,
+        );
+        assert.equal(m[1], ipOf.get(node), `${node} keeps its address`);
+      }
+      const leases = readLeaseState(plan!.leaseState).leases;
+      assert.equal(leases[plan!.nodes[1]!.mac]?.ip, ipOf.get("secondary"));
+      assert.equal(
+        (await probe("main", "aos-probe dns secondary", /AOSTEST dns name=\S+ (ip=(\S+)|fail)/))[2],
+        ipOf.get("secondary"),
+      );
+    });
+
+    await t.step("guests power down on QMP system_powerdown", async () => {
+      await Promise.all(plan!.nodes.map(async (node) => {
+        const started = performance.now();
+        await systemPowerdown(node.qmpSocket);
+        const status = await Promise.race([
+          qemu.get(node.name)!.child.status,
+          new Promise<undefined>((r) => setTimeout(() => r(undefined), 15_000)),
+        ]);
+        assert.ok(status, `${node.name} did not power off`);
+        assert.equal(status.code, 0);
+        console.log(
+          `${node.name}: powerdown -> QEMU exit ${Math.round(performance.now() - started)} ms`,
+        );
+      }));
+    });
+
+    await t.step(
+      "cleanup leaves no link, table, file or process; a second cleanup succeeds",
+      async () => {
+        const status = await topo.procs.stop(monitor!);
+        assert.equal(status.code, 0, "the monitor exits 0 on SIGTERM");
+        await topo.procs.stop(dnsmasq!);
+        const r = await unit.cli("cleanup");
+        assert.equal(r.code, 0, r.stderr);
+        const left = (await links(topo.host)).filter((l) =>
+          l.startsWith("aosbr") || l.startsWith("aostap")
+        );
+        assert.deepEqual(left, []);
+        assert.equal(await tableExists(topo.host), false);
+        const files = [...Deno.readDirSync(unit.runtimeDir)].map((e) => e.name);
+        assert.deepEqual(files, []);
+        // Zombies waiting for this machine's PID 1 to reap them hold nothing: skip them.
+        const pids = (await run(["ip", "netns", "pids", topo.host])).stdout.split("\n").filter(
+          (pid) => {
+            try {
+              return pid !== "" &&
+                !/^\d+ \(.*\) Z/.test(Deno.readTextFileSync(`/proc/${pid}/stat`));
+            } catch {
+              return false;
+            }
+          },
+        );
+        assert.deepEqual(pids, [], "no process left in the host namespace");
+
+        const again = await unit.cli("cleanup");
+        assert.equal(again.code, 0, again.stderr);
+        assert.match(again.stderr, /Nothing to clean up/);
+        // Persistent state stays: leases and overlays survive a stop.
+        assert.ok(Deno.statSync(plan!.dnsmasq.leaseFile).isFile);
+      },
+    );
+  } finally {
+    for (const c of consoles) {
+      c.close();
+    }
+    await topo.destroy();
+    await Deno.remove(work, { recursive: true }).catch(() => {});
+  }
+});
