@@ -100,6 +100,7 @@ export function createRunner(limit = 200): Runner {
             `Cannot run ${program}: not installed${
               pkg ? ` (install the Debian package "${pkg}")` : ""
             }`,
+            { permanent: true },
           );
         }
         throw error;
