@@ -110,6 +110,7 @@ REQUIRED=(
 	"sfdisk=fdisk"
 	"cpio=cpio"
 	"gzip=gzip"
+	"xz=xz-utils"
 	"modinfo=kmod"
 	"grub-mkstandalone=grub-common"
 	"grub-mkimage=grub-common"
@@ -148,24 +149,20 @@ BUSYBOX=/bin/busybox
 [[ -x $BUSYBOX ]] || die "$BUSYBOX missing (package busybox-static)"
 
 # ---------------------------------------------------------------- cache key
-apt_candidate() { # PKG -> candidate version or nothing
-	apt-cache policy "$1" 2>/dev/null | sed -n 's/^ *Candidate: //p' | grep -v '^(none)$' || true
+# With Debian's container apt config (no pkgcache.bin) every apt-cache call
+# costs ~0.5 s, so ask once: "PKG VERSION" for each package with a candidate.
+apt_candidates() { # PATTERN (package name or apt regex)
+	apt-cache policy "$1" 2>/dev/null | awk '
+		/^[^ ].*:$/ { pkg = substr($0, 1, length($0) - 1) }
+		/^  Candidate:/ && $2 != "(none)" { print pkg, $2 }'
 }
-pick_kernel() { # prints "PKG VERSION"
-	local pkg ver
+pick_kernel() { # prints "PKG VERSION" of the newest linux-image-6.1.0-N-amd64
 	if [[ -n ${AOS_TEST_KERNEL_PKG:-} ]]; then
-		ver=$(apt_candidate "$AOS_TEST_KERNEL_PKG")
-		[[ -n $ver ]] && echo "$AOS_TEST_KERNEL_PKG $ver"
+		apt_candidates "$AOS_TEST_KERNEL_PKG" | awk 'NR == 1'
 		return 0
 	fi
-	while read -r pkg; do
-		ver=$(apt_candidate "$pkg")
-		if [[ -n $ver ]]; then
-			echo "$pkg $ver"
-			return 0
-		fi
-	done < <(apt-cache pkgnames linux-image-6.1.0- 2>/dev/null |
-		grep -E '^linux-image-6\.1\.0-[0-9]+-amd64$' | sort -rV)
+	apt_candidates '^linux-image-6\.1\.0-[0-9]+-amd64$' |
+		grep -E '^linux-image-6\.1\.0-[0-9]+-amd64 ' | sort -rV | awk 'NR == 1'
 }
 KSEL=$(pick_kernel)
 if [[ -z $KSEL ]]; then
@@ -208,7 +205,8 @@ pick_tmp() {
 	return 1
 }
 WORK=$(pick_tmp) || die "cannot create a scratch directory"
-cleanup() { rm -rf -- "$WORK"; }
+PARTIAL=""
+cleanup() { rm -rf -- "$WORK" ${PARTIAL:+"$PARTIAL"}; }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
@@ -385,8 +383,10 @@ EOF
 }
 
 # ---------------------------------------------------------------- kernel
-fetch_kernel_deb() { # -> path of the cached .deb
-	local deb=$DEBDIR/${KPKG}_${KVER//:/%3a}_amd64.deb dl
+fetch_kernel_deb_path() { echo "$DEBDIR/${KPKG}_${KVER//:/%3a}_amd64.deb"; }
+fetch_kernel_deb() { # -> path of the cached .deb (downloaded if missing)
+	local deb dl
+	deb=$(fetch_kernel_deb_path)
 	if [[ ! -s $deb ]]; then
 		log "downloading $KPKG $KVER"
 		dl=$WORK/dl
@@ -445,9 +445,9 @@ build_base() { # DEST (a fresh directory)
 	log "extracting $KPKG"
 	dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$kroot" --wildcards \
 		'./boot/vmlinuz-*' '*/lib/modules/*'
-	vmlinuz=$(find "$kroot/boot" -name 'vmlinuz-*' -type f | head -n 1)
+	vmlinuz=$(find "$kroot/boot" -name 'vmlinuz-*' -type f -print -quit)
 	[[ -n $vmlinuz ]] || die "no vmlinuz in $deb"
-	kdir=$(find "$kroot" -mindepth 3 -maxdepth 4 -type d -path '*/lib/modules/*' -name '6.1*' | head -n 1)
+	kdir=$(find "$kroot" -mindepth 3 -maxdepth 4 -type d -path '*/lib/modules/*' -name '6.1*' -print -quit)
 	[[ -n $kdir ]] || die "no lib/modules/<version> in $deb"
 
 	while IFS= read -r f; do
@@ -496,44 +496,65 @@ build_base() { # DEST (a fresh directory)
 	printf 'hosts: files dns\n' >"$root/etc/nsswitch.conf"
 	: >"$root/etc/resolv.conf"
 	cat >"$root/etc/profile" <<'EOF'
-export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root PS1='# '
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
+# No echo and no prompt: everything on ttyS0 is program output, so marker
+# lines always start a line, and busybox line editing (with its "ESC [ 6 n"
+# cursor queries) stays off. For a human: stty echo; PS1='# '
+PS1=''
+stty -echo 2>/dev/null
 cd /root
-stty cols 250 rows 50 2>/dev/null
 EOF
 	(cd "$root" && find . -mindepth 1 | LC_ALL=C sort |
 		cpio -o -H newc -R 0:0 --quiet) | gzip -6 >"$WORK/initrd.img"
 
 	# GRUB configs. The per-image name lives in /aos/name.cfg on the FAT.
-	local menu
-	menu=$(
+	# UEFI boots the kernel's EFI stub with "chainloader" (the stub loads
+	# initrd= itself): GRUB 2.06's "linux" command fails with "out of memory"
+	# under OVMF with -m 256M (the 6.1 kernel asks for a 67 MB init_size).
+	# shellcheck disable=SC2016 # ${aos_name} is a GRUB variable
+	local head cmdline='console=ttyS0,115200 aos.name=${aos_name}'
+	head=$(
 		cat <<'EOF'
 set timeout=0
 set timeout_style=hidden
 set default=0
 set aos_name=unnamed
 if [ -f /aos/name.cfg ]; then source /aos/name.cfg; fi
+EOF
+	)
+	cat >"$WORK/grub-efi.cfg" <<EOF
+insmod part_gpt
+insmod fat
+set root=(hd0,gpt1)
+$head
 menuentry "aos-unit test guest" {
-	linux /vmlinuz console=ttyS0,115200 aos.name=${aos_name}
+	chainloader /vmlinuz $cmdline initrd=\\initrd.img
+}
+EOF
+	cat >"$WORK/grub-bios.cfg" <<EOF
+insmod part_msdos
+insmod fat
+set root=(hd0,msdos1)
+$head
+menuentry "aos-unit test guest" {
+	linux /vmlinuz $cmdline
 	initrd /initrd.img
 }
 EOF
-	)
-	printf 'insmod part_gpt\ninsmod fat\nset root=(hd0,gpt1)\n%s\n' "$menu" >"$WORK/grub-efi.cfg"
-	printf 'insmod part_msdos\ninsmod fat\nset root=(hd0,msdos1)\n%s\n' "$menu" >"$WORK/grub-bios.cfg"
-	printf 'set root=(hd0,msdos1)\nset prefix=(hd0,msdos1)/boot/grub\nserial --unit=0 --speed=115200\nterminal_output serial\n' \
-		>"$WORK/grub-bios-early.cfg"
+	printf '%s\n' 'set root=(hd0,msdos1)' 'set prefix=(hd0,msdos1)/boot/grub' \
+		'serial --unit=0 --speed=115200' 'terminal_output serial' >"$WORK/grub-bios-early.cfg"
 
-	local grub_mods="part_gpt part_msdos fat normal linux configfile test echo boot"
+	local efi_mods="part_gpt fat normal chain configfile test echo boot"
 	efi=$WORK/BOOTX64.EFI
-	# shellcheck disable=SC2086 # word splitting of module lists is intended
 	grub-mkstandalone -O x86_64-efi -o "$efi" \
-		--modules="$grub_mods" --install-modules="$grub_mods" \
+		--modules="$efi_mods" --install-modules="$efi_mods" \
 		--locales= --fonts= --themes= \
 		"boot/grub/grub.cfg=$WORK/grub-efi.cfg"
 	bios=$WORK/core.img
-	# shellcheck disable=SC2086
+	local bios_mods="biosdisk part_msdos fat normal linux configfile test echo boot serial terminal"
+	# shellcheck disable=SC2086 # word splitting of the module list is intended
 	grub-mkimage -O i386-pc -o "$bios" -c "$WORK/grub-bios-early.cfg" \
-		-p '(hd0,msdos1)/boot/grub' biosdisk serial terminal $grub_mods
+		-p '(hd0,msdos1)/boot/grub' $bios_mods
 	local core_sectors=$((($(stat -c %s "$bios") + 511) / 512))
 	[[ $core_sectors -lt 2047 ]] || die "core.img too big ($core_sectors sectors)"
 
@@ -608,6 +629,10 @@ name_image() { # NAME VARIANT(uefi|bios) -> cached qcow2 path
 }
 
 START=$SECONDS
+# Drop cache entries (other keys, other kernel .debs) unused for 7 days.
+find "$CACHE_ROOT" -mindepth 1 -maxdepth 1 -type d -regextype posix-extended \
+	-regex '.*/[0-9a-f]{16}' ! -name "$KEY" -mtime +7 -exec rm -rf {} + 2>/dev/null || true
+find "$DEBDIR" -maxdepth 1 -type f -name '*.deb' -mtime +7 -exec rm -f {} + 2>/dev/null || true
 if [[ ! -f $KEYDIR/base/.complete ]]; then
 	log "building base images (key $KEY, $KPKG $KVER, busybox $BBVER)"
 	rm -rf "$KEYDIR/base" "$KEYDIR/base.tmp" "$KEYDIR/images"
@@ -617,12 +642,15 @@ if [[ ! -f $KEYDIR/base/.complete ]]; then
 	mv "$KEYDIR/base.tmp" "$KEYDIR/base"
 fi
 
+touch -c "$KEYDIR" "$(fetch_kernel_deb_path)" 2>/dev/null || true
 for name in "${NAMES[@]}"; do
 	for variant in uefi bios; do
 		src=$(name_image "$name" "$variant")
 		dst=$OUT/${src##*/}
-		cp --reflink=auto "$src" "$dst.tmp.$$"
-		mv -f "$dst.tmp.$$" "$dst"
+		PARTIAL=$dst.tmp.$$
+		cp --reflink=auto "$src" "$PARTIAL"
+		mv -f "$PARTIAL" "$dst"
+		PARTIAL=""
 		echo "$dst"
 	done
 done

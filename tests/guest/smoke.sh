@@ -1,23 +1,32 @@
 #!/usr/bin/env bash
-# Boot one image built by build.sh with the planner's QEMU command line
-# (network: QEMU user/slirp, or an existing tap) and check the AOSTEST
-# protocol: boot, lease, dns/http/ping probes, ACPI powerdown. Prints timings.
+# Boot one image built by build.sh with the planner's QEMU command line and
+# check the AOSTEST protocol: boot, lease, probes, ACPI powerdown.
+# shellcheck disable=SC2054 # commas inside QEMU option values are intended
 set -euo pipefail
 
 PROG=${0##*/}
 usage() {
 	cat <<'EOF'
-Usage: tests/guest/smoke.sh --disk FILE.qcow2 [--name NAME] [--tap IFNAME]
-                            [--dns NAME] [--http URL] [--ping IP] [--keep-log]
+Usage: tests/guest/smoke.sh --disk FILE.qcow2 [--name NAME] [--net user|netns]
+                            [--log FILE] [--timeout SECS]
 
-Boots FILE (UEFI if the file name ends in -uefi.qcow2, else BIOS) exactly as
-the aos-unit planner does, except that the netdev is QEMU "user" (slirp)
-unless --tap is given. Checks, in order:
-  AOSTEST boot name=NAME, AOSTEST lease ... event=bound, the probes given
-  (default: "aos-probe dns <slirp gateway name>" is skipped; with slirp the
-  lease and a ping to 10.0.2.2 are checked), then QMP system_powerdown ->
-  "AOSTEST poweroff" and QEMU exit.
+Boots FILE (UEFI if its name ends in -uefi.qcow2, else BIOS) with the
+planner's QEMU command line, then checks:
+  AOSTEST boot name=NAME, AOSTEST lease ... event=bound, some probes typed on
+  the serial socket, and QMP system_powerdown -> AOSTEST poweroff + QEMU exit.
+
+--net user   (default) QEMU slirp instead of the tap netdev: DHCP from slirp,
+             probes: ping 10.0.2.2, http to a busybox httpd on the host's
+             loopback (reached as 10.0.2.2); no dns probe (slirp would
+             forward it to the host's resolver).
+--net netns  the real shape: a network namespace of its own with a bridge,
+             a tap (-netdev tap,ifname=...,script=no,downscript=no), dnsmasq
+             (DHCP + DNS, domain aos-unit) and a busybox httpd on the bridge;
+             probes: dns by FQDN, by short name (search domain), of the guest's
+             own DHCP-registered name, http by name and by IP, ping.
+
 Prints "smoke: <what> <seconds>" timing lines and "N passed, N failed".
+--log FILE keeps the serial log.
 EOF
 }
 die() {
@@ -25,8 +34,7 @@ die() {
 	exit 1
 }
 
-DISK="" NAME="" TAP="" KEEP=0
-PROBES=()
+DISK="" NAME="" NET=user KEEP="" TMO=90
 while [[ $# -gt 0 ]]; do
 	case $1 in
 	-h | --help)
@@ -35,15 +43,14 @@ while [[ $# -gt 0 ]]; do
 		;;
 	--disk) DISK=$2 && shift 2 ;;
 	--name) NAME=$2 && shift 2 ;;
-	--tap) TAP=$2 && shift 2 ;;
-	--dns) PROBES+=("dns $2") && shift 2 ;;
-	--http) PROBES+=("http $2") && shift 2 ;;
-	--ping) PROBES+=("ping $2") && shift 2 ;;
-	--keep-log) KEEP=1 && shift ;;
+	--net) NET=$2 && shift 2 ;;
+	--log) KEEP=$2 && shift 2 ;;
+	--timeout) TMO=$2 && shift 2 ;;
 	*) die "unknown argument $1" ;;
 	esac
 done
 [[ -f $DISK ]] || die "--disk FILE required"
+[[ $NET == user || $NET == netns ]] || die "--net user|netns"
 base=${DISK##*/}
 if [[ -z $NAME ]]; then
 	NAME=${base#aos-vm-}
@@ -51,24 +58,71 @@ if [[ -z $NAME ]]; then
 fi
 UEFI=0
 [[ $base == *-uefi.qcow2 ]] && UEFI=1
-command -v socat >/dev/null || apt-get install -y -qq --no-install-recommends socat >&2
-[[ ${#PROBES[@]} -gt 0 || -n $TAP ]] || PROBES=("ping 10.0.2.2" "dns localhost")
+for c in socat:socat dnsmasq:dnsmasq; do
+	[[ $NET == user && ${c%%:*} == dnsmasq ]] && continue
+	command -v "${c%%:*}" >/dev/null || apt-get install -y -qq --no-install-recommends "${c#*:}" >&2
+done
 
 RUN=$(mktemp -d /dev/shm/aos-smoke.XXXXXX)
-QPID=""
+LOG=$RUN/serial.log
+NS="" QPID="" SERFD="" PIDS=()
 cleanup() {
+	set +e
+	[[ -n $SERFD ]] && exec {SERFD}>&-
 	if [[ -n $QPID ]] && kill -0 "$QPID" 2>/dev/null; then
-		kill "$QPID" 2>/dev/null || true
-		wait "$QPID" 2>/dev/null || true
+		kill "$QPID"
+		wait "$QPID"
 	fi
-	if [[ $KEEP == 1 ]]; then
-		cp "$RUN/serial.log" "./smoke-$NAME-$UEFI.log" 2>/dev/null || true
-	fi
+	for p in "${PIDS[@]}"; do
+		kill "$p" 2>/dev/null && wait "$p" 2>/dev/null
+	done
+	[[ -n $NS ]] && ip netns del "$NS" 2>/dev/null
+	[[ -n $KEEP ]] && cp "$LOG" "$KEEP" 2>/dev/null
 	rm -rf -- "$RUN"
 }
 trap cleanup EXIT
 
-LOG=$RUN/serial.log
+# ---------------------------------------------------------------- network
+mkdir -p "$RUN/www"
+echo "hello-from-aos-smoke" >"$RUN/www/index.html"
+NSEXEC=()
+if [[ $NET == netns ]]; then
+	NS=aosg-smoke-$$
+	SUB=10.213.77
+	ip netns add "$NS"
+	NSEXEC=(ip netns exec "$NS")
+	ip -n "$NS" link set lo up
+	ip -n "$NS" link add br0 type bridge
+	ip -n "$NS" addr add "$SUB.1/24" dev br0
+	ip -n "$NS" link set br0 up
+	ip -n "$NS" tuntap add dev tap0 mode tap
+	ip -n "$NS" link set tap0 master br0 up
+	"${NSEXEC[@]}" dnsmasq --keep-in-foreground --conf-file=/dev/null --user=root \
+		--no-resolv --no-hosts --bind-interfaces --interface=br0 --except-interface=lo \
+		--dhcp-range="$SUB.100,$SUB.200,255.255.255.0,1h" --dhcp-leasefile="$RUN/leases" \
+		--domain=aos-unit --local=/aos-unit/ --expand-hosts \
+		--host-record="peer.aos-unit,$SUB.50" --host-record="gw.aos-unit,$SUB.1" \
+		--pid-file="$RUN/dnsmasq.pid" --log-facility="$RUN/dnsmasq.log" --log-dhcp &
+	PIDS+=($!)
+	"${NSEXEC[@]}" busybox httpd -f -p "$SUB.1:8080" -h "$RUN/www" &
+	PIDS+=($!)
+	# "probe args|expected tail of the AOSTEST line"
+	PROBES=("dns peer.aos-unit|ip=$SUB.50" "dns peer|ip=$SUB.50"
+		"dns $NAME.aos-unit|ip=$SUB.*" "dns nosuch.aos-unit|fail"
+		"http http://gw.aos-unit:8080/|body=hello-from-aos-smoke"
+		"http http://$SUB.1:8080/|body=hello-from-aos-smoke"
+		"http http://$SUB.1:8081/|fail" "ping $SUB.1|ok" "ping $SUB.99|fail")
+	NETDEV=(-netdev tap,id=net0,ifname=tap0,script=no,downscript=no)
+else
+	port=$((20000 + $$ % 20000))
+	busybox httpd -f -p "127.0.0.1:$port" -h "$RUN/www" &
+	PIDS+=($!)
+	PROBES=("ping 10.0.2.2|ok" "http http://10.0.2.2:$port/|body=hello-from-aos-smoke"
+		"http http://10.0.2.2:1/|fail")
+	NETDEV=(-netdev user,id=net0)
+fi
+
+# ---------------------------------------------------------------- qemu
 args=(-name "guest=$NAME" -no-user-config -nodefaults -machine q35 -accel tcg -cpu max -smp 1 -m 256M
 	-display none -vga none)
 if [[ $UEFI == 1 ]]; then
@@ -78,13 +132,8 @@ if [[ $UEFI == 1 ]]; then
 fi
 cp "$DISK" "$RUN/disk.qcow2"
 args+=(-device virtio-scsi-pci,id=scsi0
-	-drive "file=$RUN/disk.qcow2,if=none,id=disk0,format=qcow2" -device scsi-hd,drive=disk0,bus=scsi0.0)
-if [[ -n $TAP ]]; then
-	args+=(-netdev "tap,id=net0,ifname=$TAP,script=no,downscript=no")
-else
-	args+=(-netdev user,id=net0)
-fi
-args+=(-device virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56
+	-drive "file=$RUN/disk.qcow2,if=none,id=disk0,format=qcow2" -device scsi-hd,drive=disk0,bus=scsi0.0
+	"${NETDEV[@]}" -device virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56
 	-chardev "socket,id=serial0,path=$RUN/serial.sock,server=on,wait=off,logfile=$LOG,logappend=on" -serial chardev:serial0
 	-chardev "socket,id=qmp0,path=$RUN/qmp.sock,server=on,wait=off" -mon chardev=qmp0,mode=control
 	-device virtio-rng-pci)
@@ -118,13 +167,16 @@ wait_marker() { # REGEX TIMEOUT [FROM_BYTE] -> prints the line
 
 : >"$LOG"
 T0=$(now)
-qemu-system-x86_64 "${args[@]}" >"$RUN/qemu.out" 2>&1 &
+"${NSEXEC[@]}" qemu-system-x86_64 "${args[@]}" >"$RUN/qemu.out" 2>&1 &
 QPID=$!
 
-if line=$(wait_marker "^AOSTEST boot name=" 60); then
-	tb=$(since "$T0")
-	[[ $line == "AOSTEST boot name=$NAME" ]] && ok "boot marker '$line'" || bad "boot marker '$line' (want name=$NAME)"
-	echo "smoke: boot-to-AOSTEST-boot $tb"
+if line=$(wait_marker "^AOSTEST boot name=" "$TMO"); then
+	echo "smoke: boot-to-AOSTEST-boot $(since "$T0")"
+	if [[ $line == "AOSTEST boot name=$NAME" ]]; then
+		ok "boot marker '$line'"
+	else
+		bad "boot marker '$line' (want name=$NAME)"
+	fi
 else
 	bad "no boot marker"
 	cat "$RUN/qemu.out" >&2
@@ -138,18 +190,26 @@ else
 fi
 wait_marker "^AOSTEST ready" 10 >/dev/null || bad "no ready marker"
 
-for p in "${PROBES[@]}"; do
+# One persistent connection that is always drained: QEMU may drop the input
+# of a client that disconnects at once, and an undrained socket stalls the
+# guest's serial output.
+exec {SERFD}> >(exec socat - "UNIX-CONNECT:$RUN/serial.sock" >/dev/null 2>&1)
+for spec in "${PROBES[@]}"; do
+	p=${spec%%|*}
+	want=${spec#*|}
 	kind=${p%% *}
 	off=$(stat -c %s "$LOG")
 	t=$(now)
-	printf 'aos-probe %s\n' "$p" | socat -u - "UNIX-CONNECT:$RUN/serial.sock"
+	printf 'aos-probe %s\n' "$p" >&"$SERFD"
 	if line=$(wait_marker "^AOSTEST $kind " 20 "$off"); then
-		case $line in
-		*" fail") bad "probe '$p' -> '$line' ($(since "$t") s)" ;;
-		*) ok "probe '$p' -> '$line' ($(since "$t") s)" ;;
-		esac
+		# shellcheck disable=SC2053 # $want is a glob pattern
+		if [[ " $line" == *" "$want ]]; then
+			ok "aos-probe $p -> '$line' ($(since "$t") s)"
+		else
+			bad "aos-probe $p -> '$line' (want ...$want)"
+		fi
 	else
-		bad "probe '$p': no answer"
+		bad "aos-probe $p: no answer"
 	fi
 done
 
@@ -160,17 +220,17 @@ printf '%s\n' '{"execute":"qmp_capabilities"}' '{"execute":"system_powerdown"}' 
 spid=$!
 while kill -0 "$QPID" 2>/dev/null; do
 	sleep 0.02
-	if [[ $(awk -v a="$t" -v b="$(now)" 'BEGIN { print (b - a > 10) }') == 1 ]]; then break; fi
+	[[ $(awk -v a="$t" -v b="$(now)" 'BEGIN { print (b - a > 10) }') == 1 ]] && break
 done
 if kill -0 "$QPID" 2>/dev/null; then
 	bad "QEMU still running 10 s after system_powerdown"
 else
 	echo "smoke: powerdown-to-exit $(since "$t")"
 	ok "QEMU exited after system_powerdown"
+	wait "$QPID" 2>/dev/null || true
+	QPID=""
 fi
 wait "$spid" 2>/dev/null || true
 if markers "$off" | grep -q '^AOSTEST poweroff$'; then ok "poweroff marker"; else bad "no poweroff marker"; fi
-wait "$QPID" 2>/dev/null || true
-QPID=""
 echo "$PASS passed, $FAIL failed"
 [[ $FAIL == 0 ]]
