@@ -176,7 +176,12 @@ export function permissionsFor(command: Subcommand, ctx: PermissionContext): Per
       return merge(planning(p), dbus(), {
         read: [p.logsDir, SYS_NET],
         write: [p.stateDir, p.runtimeDir, p.logsDir, ctx.notifySocket],
-        net: [`unix:${p.runtimeDir}`, `unix:${ctx.notifySocket}`],
+        net: [
+          `unix:${p.runtimeDir}`,
+          `unix:${p.runtimeDir}/notify.sock`,
+          `unix:${ctx.notifySocket}`,
+        ],
+
         run: [TOOLS.ip, TOOLS.nft, TOOLS.dnsmasq, TOOLS.qemuImg, TOOLS.qemuX86, TOOLS.qemuArm],
       });
     case "monitor":
@@ -209,11 +214,22 @@ export function unionPermissions(ctx: PermissionContext): PermissionSet {
   );
 }
 
-/** `deno run` / `deno compile` flags granting exactly this set. */
+/**
+ * Deno 2.9 matches unix sockets by exact path only (no directory scope), and
+ * the node sockets (/run/aos-unit/NAME.qmp, NAME.serial) are named after the
+ * configuration. So `net` is granted unscoped and kept whole by the
+ * subcommands that use any socket; every other subcommand loses it entirely.
+ */
+export const NET_UNSCOPED = true;
+
+/** `deno run` / `deno compile` flags granting this set. */
 export function denoFlags(p: PermissionSet): string[] {
   const flags = ["--no-prompt"];
   for (const name of NAMES) {
-    if (p[name].length > 0) flags.push(`--allow-${name}=${p[name].join(",")}`);
+    if (p[name].length === 0) continue;
+    flags.push(
+      name === "net" && NET_UNSCOPED ? "--allow-net" : `--allow-${name}=${p[name].join(",")}`,
+    );
   }
   return flags;
 }
@@ -247,7 +263,12 @@ export function hasBlanketGrant(): boolean {
  */
 export function narrowTo(granted: PermissionSet, needed: PermissionSet): string[] {
   const revoked: string[] = [];
+  if (NET_UNSCOPED && needed.net.length === 0) {
+    Deno.permissions.revokeSync({ name: "net" });
+    revoked.push("net");
+  }
   for (const name of NAMES) {
+    if (name === "net" && NET_UNSCOPED) continue;
     for (const entry of granted[name]) {
       if (needed[name].includes(entry)) continue;
       Deno.permissions.revokeSync(descriptor(name, entry));

@@ -41,7 +41,10 @@ Deno.test("permission table: every subcommand has a set, the union lists no blan
   const ctx = { paths: FHS_PATHS, notifySocket: "/run/systemd/notify" };
   for (const c of SUBCOMMANDS) assert.ok(permissionsFor(c, ctx), c);
   const union: PermissionSet = unionPermissions(ctx);
-  for (const flag of denoFlags(union)) assert.match(flag, /^--no-prompt$|^--allow-[a-z]+=./, flag);
+  for (const flag of denoFlags(union)) {
+    assert.match(flag, /^--no-prompt$|^--allow-net$|^--allow-[a-z]+=./, flag);
+  }
+  assert.deepEqual(permissionsFor("monitor", ctx).net, [], "the monitor opens no socket");
   for (const tool of union.run) {
     assert.ok(tool.startsWith("/"), `run entries are absolute: ${tool}`);
   }
@@ -63,6 +66,8 @@ Deno.test("a subcommand that steps outside its set fails with a clear error, not
     ["validate", "read-runtime", /Requires read access to "\/run\/aos-unit"/],
     ["plan", "write-config", /Requires write access/],
     ["validate", "env", /Requires env access to "DBUS_SYSTEM_BUS_ADDRESS"/],
+    ["plan", "connect", /Requires net access to "127.0.0.1:9"/],
+    ["lease-hook", "connect", /Requires net access to "127.0.0.1:9"/],
   ];
   for (const [command, action, message] of cases) {
     await t.step(`${command} ${action}`, async () => {
