@@ -29,6 +29,7 @@ Options:
                                  a /usr/bin/aos-unit launcher (works offline)
                        auto      compiled when DENORT_BIN is set, else bundle (default)
   --out DIR          where results go (default: build/)
+  --compress C       .deb compression: xz (default, smallest) or gzip (fast, for tests)
   -h, --help         this help
 
 Environment:
@@ -47,6 +48,7 @@ mode=local
 series=""
 sign_key=""
 flavour=auto
+compress=xz
 out="$ROOT/build"
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -56,6 +58,7 @@ while [ $# -gt 0 ]; do
 	--sign-key) sign_key=${2:?--sign-key needs a value}; shift ;;
 	--flavour) flavour=${2:?--flavour needs a value}; shift ;;
 	--out) out=${2:?--out needs a value}; shift ;;
+	--compress) compress=${2:?--compress needs a value}; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) echo "build_package.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
 	esac
@@ -206,5 +209,11 @@ install -m 0644 packaging/debian/conffiles "$stage/DEBIAN/conffiles"
 for s in postinst prerm postrm; do install -m 0755 "packaging/debian/$s" "$stage/DEBIAN/$s"; done
 (cd "$stage" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | sort -z | xargs -0 md5sum >DEBIAN/md5sums)
 deb="$out/aos-unit_${version}_amd64.deb"
-dpkg-deb --root-owner-group -Zxz --build "$stage" "$deb" >/dev/null
+case "$compress" in
+xz) zflags=(-Zxz) ;;
+gzip) zflags=(-Zgzip -z1) ;;
+*) die "--compress must be xz or gzip" ;;
+esac
+dpkg-deb --root-owner-group "${zflags[@]}" --build "$stage" "$deb" >/dev/null
+
 echo "$deb"
