@@ -89,7 +89,9 @@ if [ "$mode" = ppa ]; then
 else
 	export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(date +%s)}
 	version="${base}+git${sha}+$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y%m%dT%H%M%S)"
-	changes="Local build of $(git log -1 --format='%h %s' HEAD)$( [ -n "$(git status --porcelain)" ] && echo ' (with uncommitted changes)')"
+	changes="Local build of $(git log -1 --format='%h %s' HEAD)"
+	if [ -n "$(git status --porcelain)" ]; then changes="$changes (with uncommitted changes)"; fi
+
 fi
 
 if [ "$flavour" = auto ]; then

@@ -21,6 +21,7 @@ export const TOOLS = {
   journalctl: "/usr/bin/journalctl",
   sysctl: "/usr/sbin/sysctl",
   ss: "/usr/bin/ss",
+  ln: "/usr/bin/ln",
 } as const;
 
 export const SYSTEM_BUS_SOCKET = "/run/dbus/system_bus_socket";
@@ -182,7 +183,15 @@ export function permissionsFor(command: Subcommand, ctx: PermissionContext): Per
           `unix:${ctx.notifySocket}`,
         ],
 
-        run: [TOOLS.ip, TOOLS.nft, TOOLS.dnsmasq, TOOLS.qemuImg, TOOLS.qemuX86, TOOLS.qemuArm],
+        run: [
+          TOOLS.ip,
+          TOOLS.nft,
+          TOOLS.dnsmasq,
+          TOOLS.qemuImg,
+          TOOLS.qemuX86,
+          TOOLS.qemuArm,
+          TOOLS.ln,
+        ],
       });
     case "monitor":
       return merge(planning(p), {

@@ -148,7 +148,7 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
     const created = await prepareDisks(runner, node);
     if (created.length > 0) log.info(`Node ${node.name}: created ${created.join(", ")}`);
   }
-  writeSidecarFiles(plan);
+  await writeSidecarFiles(runner, plan);
   await runner.run([TOOLS.dnsmasq, "--test", `--conf-file=${plan.dnsmasq.confPath}`]);
 
   // 4. Units.

@@ -1,5 +1,7 @@
 /** Files `run` writes before starting the sidecar and the nodes. */
 
+import type { Runner } from "../host/runner.ts";
+import { TOOLS } from "../permissions.ts";
 import type { Plan } from "../plan/types.ts";
 
 function writeAtomic(path: string, content: string): void {
@@ -12,14 +14,11 @@ function writeAtomic(path: string, content: string): void {
  * dnsmasq.conf in the runtime directory, and the documented
  * /run/aos-unit/dnsmasq.leases pointing at the persistent lease file.
  */
-export function writeSidecarFiles(plan: Plan): void {
+export async function writeSidecarFiles(runner: Runner, plan: Plan): Promise<void> {
   Deno.mkdirSync(plan.paths.runtimeDir, { recursive: true });
   Deno.mkdirSync(plan.paths.stateDir, { recursive: true });
   Deno.mkdirSync(plan.paths.logsDir, { recursive: true });
   writeAtomic(plan.dnsmasq.confPath, plan.dnsmasq.conf);
-  try {
-    Deno.lstatSync(plan.dnsmasq.leaseLink);
-    Deno.removeSync(plan.dnsmasq.leaseLink);
-  } catch { /* absent */ }
-  Deno.symlinkSync(plan.dnsmasq.leaseFile, plan.dnsmasq.leaseLink);
+  // Deno allows symlink() only with unscoped read+write permissions: ln(1) does it instead.
+  await runner.run([TOOLS.ln, "-sfn", plan.dnsmasq.leaseFile, plan.dnsmasq.leaseLink]);
 }

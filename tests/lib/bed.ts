@@ -10,7 +10,9 @@ export class Bed {
 
   constructor(readonly name: string) {}
 
-  async up(options: { flavour?: "base" | "full"; netns?: string; machineId?: string } = {}): Promise<number> {
+  async up(
+    options: { flavour?: "base" | "full"; netns?: string; machineId?: string } = {},
+  ): Promise<number> {
     const args = ["bash", BED, "up", this.name, "--flavour", options.flavour ?? "base"];
     if (options.netns) args.push("--netns", options.netns);
     if (options.machineId) args.push("--machine-id", options.machineId);
@@ -25,13 +27,20 @@ export class Bed {
   async exec(argv: string[], options: { user?: string; stdin?: string } = {}): Promise<Result> {
     const args = ["bash", BED, "exec", this.name];
     if (options.user) args.push("--user", options.user);
-    return await run([...args, "--", ...argv], options.stdin === undefined ? {} : { stdin: options.stdin });
+    return await run(
+      [...args, "--", ...argv],
+      options.stdin === undefined ? {} : { stdin: options.stdin },
+    );
   }
 
   /** Like exec, but throws with the output unless the exit code is 0. */
   async must(argv: string[], options: { user?: string } = {}): Promise<Result> {
     const r = await this.exec(argv, options);
-    if (r.code !== 0) throw new Error(`in bed: ${argv.join(" ")} exited ${r.code}: ${r.stderr.trim()}\n${r.stdout.trim()}`);
+    if (r.code !== 0) {
+      throw new Error(
+        `in bed: ${argv.join(" ")} exited ${r.code}: ${r.stderr.trim()}\n${r.stdout.trim()}`,
+      );
+    }
     return r;
   }
 
@@ -56,9 +65,11 @@ export class Bed {
 
   async systemctlShow(unit: string, ...props: string[]): Promise<Record<string, string>> {
     const r = await this.exec(["systemctl", "show", unit, ...props.map((p) => `--property=${p}`)]);
-    return Object.fromEntries(r.stdout.trim().split("\n").filter(Boolean).map((l) => {
-      const i = l.indexOf("=");
-      return [l.slice(0, i), l.slice(i + 1)];
-    }));
+    return Object.fromEntries(
+      r.stdout.trim().split("\n").filter(Boolean).map((l) => {
+        const i = l.indexOf("=");
+        return [l.slice(0, i), l.slice(i + 1)];
+      }),
+    );
   }
 }

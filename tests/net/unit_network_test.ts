@@ -158,7 +158,7 @@ Deno.test({
     await t.step(
       "the sidecar config passes dnsmasq --test; disks are overlays on untouched bases",
       async () => {
-        writeSidecarFiles(plan!);
+        await writeSidecarFiles(createRunner(), plan!);
         const test = await run(["dnsmasq", "--test", `--conf-file=${plan!.dnsmasq.confPath}`]);
         assert.equal(test.code, 0, test.stderr);
         const runner = createRunner();
