@@ -15,7 +15,7 @@ import { statusCommand } from "./commands/status.ts";
 import { leaseHookCommand } from "./commands/lease_hook.ts";
 import { monitorCommand } from "./commands/monitor.ts";
 import { planCommand, SAMPLE_CONFIG_DIR } from "./commands/plan.ts";
-import { startupCommand } from "./commands/startup.ts";
+import { startupDeferringErrors } from "./commands/startup.ts";
 import { validateCommand } from "./commands/validate.ts";
 import {
   ConfigError,
@@ -185,7 +185,16 @@ Examples:
       "after",
       "\nExample (as systemd runs it):\n  ExecStartPre=/usr/bin/aos-unit startup",
     )
-    .action(() => select({ command: "startup", run: (ctx) => startupCommand(ctx) }));
+    .option(
+      "--defer-config-errors",
+      "on a configuration error exit 0 and leave it for `run` to report with exit 2 (as the unit does)",
+    )
+    .action((opts: { deferConfigErrors?: boolean }) =>
+      select({
+        command: "startup",
+        run: (ctx) => startupDeferringErrors(ctx, opts.deferConfigErrors === true),
+      })
+    );
 
   program.command("run")
     .description(

@@ -29,7 +29,6 @@ export const NOTIFY_SOCKET_DEFAULT = "/run/systemd/notify";
 export const MACHINE_ID_FILE = "/etc/machine-id";
 export const FIRMWARE_DIRS = ["/usr/share/OVMF", "/usr/share/AAVMF"] as const;
 export const KVM_DEVICE = "/dev/kvm";
-export const SYS_NET = "/sys/class/net";
 /** The shipped sample configuration (`aos-unit plan --config-dir` it). */
 export const EXAMPLES_DIR = "/usr/share/aos-unit/examples";
 
@@ -156,26 +155,25 @@ export function permissionsFor(command: Subcommand, ctx: PermissionContext): Per
     case "plan":
       return merge(planning(p), { read: [EXAMPLES_DIR] });
     case "status":
-      return merge(planning(p), dbus(), { read: [p.logsDir, SYS_NET] });
+      return merge(planning(p), dbus(), { read: [p.logsDir], run: [TOOLS.ip] });
     case "console":
       return merge({ read: [p.runtimeDir], write: [p.runtimeDir], net: [`unix:${p.runtimeDir}`] });
     case "reset":
       return merge(planning(p), dbus(), { write: [p.stateDir] });
     case "startup":
       return merge(planning(p), dbus(), {
-        read: [SYS_NET],
         write: [p.runtimeDir],
         run: [TOOLS.ip, TOOLS.nft, TOOLS.sysctl, TOOLS.ss],
       });
     case "cleanup":
       return merge(dbus(), {
-        read: [p.runtimeDir, MACHINE_ID_FILE, SYS_NET],
+        read: [p.runtimeDir, MACHINE_ID_FILE],
         write: [p.runtimeDir],
         run: [TOOLS.ip, TOOLS.nft],
       });
     case "run":
       return merge(planning(p), dbus(), {
-        read: [p.logsDir, SYS_NET],
+        read: [p.logsDir],
         write: [p.stateDir, p.runtimeDir, p.logsDir, ctx.notifySocket],
         net: [
           `unix:${p.runtimeDir}`,
@@ -195,7 +193,7 @@ export function permissionsFor(command: Subcommand, ctx: PermissionContext): Per
       });
     case "monitor":
       return merge(planning(p), {
-        read: [p.logsDir, SYS_NET],
+        read: [p.logsDir],
         write: [p.runtimeDir, p.logsDir],
         run: [TOOLS.ip, TOOLS.nft, TOOLS.conntrack],
       });

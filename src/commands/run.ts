@@ -9,7 +9,7 @@ import { ConfigError, EXIT_OK, formatLocated, RuntimeError } from "../errors.ts"
 import { kvmProbeFile } from "../host/facts.ts";
 import { probeKvm } from "../host/kvm.ts";
 import { envOverrides, loadAndPlan } from "../host/load.ts";
-import { createRunner, type Runner } from "../host/runner.ts";
+import { createRunner } from "../host/runner.ts";
 import { logger } from "../log.ts";
 import { routeDomain } from "../net/apply.ts";
 import { readLeaseState } from "../net/leases.ts";
@@ -23,43 +23,55 @@ import { prepareDisks } from "../vm/disk.ts";
 import { systemPowerdown } from "../vm/qmp.ts";
 import { writeSidecarFiles } from "../vm/runtime_files.ts";
 import type { CommandContext } from "./context.ts";
+import { startupErrorFile } from "./startup.ts";
 
-/** Nodes that have an address: a DHCP lease, or (static guests) seen on the bridge. */
-export async function leasedNodes(runner: Runner, plan: Plan): Promise<Map<string, string>> {
+/** True when something answers on ip:port - a connection, or a refusal (the stack is up). */
+export async function answers(ip: string, port: number, timeoutMs: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const attempt = Deno.connect({ hostname: ip, port }).then(
+    (conn) => {
+      conn.close();
+      return true;
+    },
+    (error) => error instanceof Deno.errors.ConnectionRefused,
+  );
+  try {
+    return await Promise.race([
+      attempt,
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs))),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Nodes that are usable: their address (the DHCP lease, or the reservation
+ * for guests that configure themselves statically, like AosCore's main)
+ * answers on the SSH port. A lease record alone is not enough: it survives
+ * restarts while the guest is still booting.
+ */
+export async function readyNodes(plan: Plan): Promise<Map<string, string>> {
   const leases = readLeaseState(plan.leaseState).leases;
   const out = new Map<string, string>();
-  for (const node of plan.nodes) {
-    const lease = leases[node.mac];
-    if (lease) out.set(node.name, lease.ip);
-  }
-  if (out.size < plan.nodes.length && plan.nodes.some((n) => n.ip && !out.has(n.name))) {
-    // AosCore's main configures itself statically and never asks for a lease.
-    const r = await runner.run([TOOLS.ip, "-j", "neigh", "show", "dev", plan.network.bridge], {
-      okCodes: [0, 1],
-    });
-    const neighbours = JSON.parse(r.stdout || "[]") as {
-      dst: string;
-      lladdr?: string;
-      state?: string[];
-    }[];
-    for (const node of plan.nodes) {
-      if (!node.ip || out.has(node.name)) continue;
-      const seen = neighbours.find((n) =>
-        n.lladdr?.toLowerCase() === node.mac && n.dst === node.ip && !n.state?.includes("FAILED")
-      );
-      if (seen) out.set(node.name, node.ip);
-    }
-  }
+  await Promise.all(plan.nodes.map(async (node) => {
+    const ip = leases[node.mac]?.ip ?? node.ip;
+    if (ip && await answers(ip, 22, 400)) out.set(node.name, ip);
+  }));
   return out;
 }
 
+/**
+ * Starts every unit of the plan. An old unit of the same name (a crash, a
+ * restart) is stopped and forgotten first: the old tool raced here. Nothing is
+ * adopted: cleanup (ExecStopPost=) has removed the network it was attached to.
+ */
 async function startAll(
   systemd: Systemd,
   plan: Plan,
   log: ReturnType<typeof logger>,
 ): Promise<void> {
   const units = [plan.dnsmasq.unit, plan.monitor.unit, ...plan.nodes.map((n) => n.unit)];
-  // An old instance of the same name (a crash, a fast restart) must be gone first.
   await Promise.all(units.map((u) => systemd.clearOld(u.name)));
   const started = performance.now();
   const results = await Promise.all(
@@ -112,7 +124,17 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
     Deno.addSignalListener(signal, () => stop.resolve("stop"));
   }
 
+  // 0. A permanent error startup (ExecStartPre=) deferred to us, so systemd sees exit 2.
+  try {
+    const deferred = Deno.readTextFileSync(startupErrorFile(ctx.paths.runtimeDir)).trim();
+    Deno.removeSync(startupErrorFile(ctx.paths.runtimeDir));
+    throw new ConfigError([], deferred);
+  } catch (error) {
+    if (error instanceof ConfigError) throw error;
+  }
+
   // 1. Everything that can be wrong with the configuration, before touching anything.
+
   let { plan, config, warnings } = loadAndPlan(ctx.paths, envOverrides(ctx.env));
   const missing = plan.nodes.filter((n) => !n.image.found);
   if (missing.length > 0) {
@@ -169,7 +191,7 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
       msg.member === "NameOwnerChanged" && msg.body?.[0] === "org.freedesktop.resolve1" &&
       msg.body?.[2]
     ) {
-      void routeDomain(plan, log, bus);
+      void routeDomain(runner, plan, log, bus);
     }
   });
   await call(bus, {
@@ -192,7 +214,7 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
     let lastStatus = "";
     let stopEarly = false;
     while (true) {
-      const leased = await leasedNodes(runner, plan);
+      const leased = await readyNodes(plan);
       const waiting = plan.nodes.filter((n) => !leased.has(n.name)).map((n) => n.name);
       const status = `${leased.size}/${plan.nodes.length} nodes leased${
         waiting.length ? ` (waiting for ${waiting.join(", ")})` : ""
@@ -228,7 +250,7 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
       }
     }
     if (!stopEarly) {
-      const leased = await leasedNodes(runner, plan);
+      const leased = await readyNodes(plan);
       const summary = plan.nodes.map((n) => `${n.name}=${leased.get(n.name) ?? "?"}`).join(" ");
       await notifier.send(`READY=1\nSTATUS=Running: ${summary}`);
       log.info(`Ready in ${Math.round(performance.now() - started)} ms: ${summary}`);
@@ -245,6 +267,11 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
     const stopping = performance.now();
     await Promise.all(
       plan.nodes.map((n) => powerDown(systemd, n, config.runtime.stopTimeoutSec, log)),
+    );
+    // A restart of aos-unit.service does not propagate to the sidecars (StopPropagatedFrom=
+    // covers stop only), and they must not outlive the bridge cleanup is about to remove.
+    await Promise.all(
+      [DNSMASQ_UNIT, MONITOR_UNIT].map((u) => systemd.stopUnit(u, 10_000).catch(() => "")),
     );
     log.info(`All nodes down in ${Math.round(performance.now() - stopping)} ms`);
     return EXIT_OK;

@@ -4,7 +4,14 @@
  * anything; on a failure half-way it takes down what it made.
  */
 
-import { EXIT_OK, formatLocated } from "../errors.ts";
+import {
+  ConfigError,
+  EXIT_CONFIG,
+  EXIT_OK,
+  exitCodeOf,
+  formatDiagnostic,
+  formatLocated,
+} from "../errors.ts";
 import { envOverrides, loadAndPlan } from "../host/load.ts";
 import { createRunner } from "../host/runner.ts";
 import { logger } from "../log.ts";
@@ -50,4 +57,30 @@ export async function startupCommand(ctx: CommandContext): Promise<number> {
       `${plan.network.bridgeIp}/${plan.network.prefix}, ${plan.nodes.length} tap(s), DNS port ${plan.network.dnsPort}`,
   );
   return EXIT_OK;
+}
+
+/** Where startup leaves a permanent error for `run` (see startupDeferringErrors). */
+export function startupErrorFile(runtimeDir: string): string {
+  return `${runtimeDir}/startup-error`;
+}
+
+/**
+ * Under systemd: RestartPreventExitStatus= applies to the main process only,
+ * so a configuration error in ExecStartPre= would be retried in a loop. With
+ * --defer-config-errors, startup logs such an error, leaves it in the runtime
+ * directory and exits 0; `run` (ExecStart=) then reports it and exits 2.
+ */
+export async function startupDeferringErrors(ctx: CommandContext, defer: boolean): Promise<number> {
+  try {
+    return await startupCommand(ctx);
+  } catch (error) {
+    if (!defer || exitCodeOf(error) !== EXIT_CONFIG) throw error;
+    const text = error instanceof ConfigError && error.diagnostics.length > 0
+      ? error.diagnostics.map(formatDiagnostic).join("\n")
+      : (error as Error).message;
+    logger("startup").error(`${text} (network not set up; aos-unit run reports this and exits 2)`);
+    Deno.mkdirSync(ctx.paths.runtimeDir, { recursive: true });
+    Deno.writeTextFileSync(startupErrorFile(ctx.paths.runtimeDir), text + "\n");
+    return EXIT_OK;
+  }
 }

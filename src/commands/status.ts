@@ -3,7 +3,8 @@
 import { EXIT_OK, EXIT_RUNTIME } from "../errors.ts";
 import { envOverrides, loadAndPlan } from "../host/load.ts";
 import { readLeaseState } from "../net/leases.ts";
-import { SYS_NET } from "../permissions.ts";
+import { TOOLS } from "../permissions.ts";
+import { createRunner } from "../host/runner.ts";
 import { DNSMASQ_UNIT, MANAGER_UNIT, MONITOR_UNIT } from "../plan/units.ts";
 import { connectSystemBus } from "../systemd/bus.ts";
 import { Systemd, type UnitState } from "../systemd/systemd1.ts";
@@ -93,10 +94,21 @@ export async function statusCommand(ctx: CommandContext, json: boolean): Promise
         : null,
     };
   });
-  let operstate: string | null = null;
-  try {
-    operstate = Deno.readTextFileSync(`${SYS_NET}/${plan.network.bridge}/operstate`).trim();
-  } catch { /* no bridge */ }
+  const link = await createRunner().run([
+    TOOLS.ip,
+    "-j",
+    "link",
+    "show",
+    "dev",
+    plan.network.bridge,
+  ], {
+    okCodes: [0, 1],
+  });
+  const operstate = link.code === 0
+    ? ((JSON.parse(link.stdout || "[]") as { operstate?: string }[])[0]?.operstate ?? "unknown")
+      .toLowerCase()
+    : null;
+
   let uplinks: string[] = [];
   try {
     uplinks = Deno.readTextFileSync(`${ctx.paths.runtimeDir}/uplinks`).trim().split(/\s+/).filter(

@@ -7,7 +7,7 @@
 import { RuntimeError } from "../errors.ts";
 import type { Runner } from "../host/runner.ts";
 import type { Logger } from "../log.ts";
-import { SYS_NET, TOOLS } from "../permissions.ts";
+import { TOOLS } from "../permissions.ts";
 import type { Plan } from "../plan/types.ts";
 import { connectSystemBus, type MessageBus } from "../systemd/bus.ts";
 import { revertLink, setLinkDns } from "../systemd/resolved.ts";
@@ -20,12 +20,11 @@ export function rulesetFile(plan: Plan): string {
   return `${plan.paths.runtimeDir}/aos-unit.nft`;
 }
 
-export function ifindexOf(name: string): number | undefined {
-  try {
-    return Number(Deno.readTextFileSync(`${SYS_NET}/${name}/ifindex`).trim());
-  } catch {
-    return undefined;
-  }
+/** A link's index (Deno may not read /sys, so ask ip). */
+export async function ifindexOf(runner: Runner, name: string): Promise<number | undefined> {
+  const r = await runner.run([TOOLS.ip, "-j", "link", "show", "dev", name], { okCodes: [0, 1] });
+  if (r.code !== 0) return undefined;
+  return (JSON.parse(r.stdout || "[]") as { ifindex: number }[])[0]?.ifindex;
 }
 
 async function ensureBridge(
@@ -137,9 +136,19 @@ async function ensureForwarding(runner: Runner, log: Logger): Promise<void> {
 }
 
 /** Routes ~aos-unit to the bridge in resolved; a missing resolved is a warning, not a failure. */
-export async function routeDomain(plan: Plan, log: Logger, bus?: MessageBus): Promise<boolean> {
-  const ifindex = ifindexOf(plan.network.bridge);
-  if (ifindex === undefined) return false;
+export async function routeDomain(
+  runner: Runner,
+  plan: Plan,
+  log: Logger,
+  bus?: MessageBus,
+): Promise<boolean> {
+  const ifindex = await ifindexOf(runner, plan.network.bridge);
+  if (ifindex === undefined) {
+    log.warning(
+      `Cannot route ~${plan.network.domain} in resolved: bridge ${plan.network.bridge} is missing`,
+    );
+    return false;
+  }
   let own: MessageBus | undefined;
   try {
     own = bus ?? await connectSystemBus();
@@ -178,7 +187,8 @@ export async function applyNetwork(
   await ensureForwarding(runner, log);
   const ms = await applyRuleset(runner, rulesetFile(plan), plan.nft.ruleset);
   log.info(`Applied table inet ${plan.nft.table} in ${ms} ms`);
-  await routeDomain(plan, log);
+  await routeDomain(runner, plan, log);
+
   const tmp = `${plan.networkConf.path}.tmp`;
   await Deno.writeTextFile(tmp, plan.networkConf.content);
   await Deno.rename(tmp, plan.networkConf.path);
@@ -203,6 +213,7 @@ const RUNTIME_FILES = [
   /^kvm-probe$/,
   /^uplinks$/,
   /^notify\.sock$/,
+  /^startup-error$/,
 ];
 
 /** cleanup: everything aos-unit created, and nothing else, whatever state it finds. */

@@ -51,7 +51,10 @@ function exec(argv: string[], ignoreFailure = false): UnitProperty[2] {
 function bound(description: string, user: string): UnitProperty[] {
   return [
     ["Description", "s", description],
-    ["BindsTo", "as", [MANAGER_UNIT]],
+    // Stopping the manager stops this unit; restarting it does not restart this unit
+    // (BindsTo= would, racing the manager's own graceful stop and start).
+    ["StopPropagatedFrom", "as", [MANAGER_UNIT]],
+
     // Ordered before the manager so that on stop the manager goes first and powers guests down.
     ["Before", "as", [MANAGER_UNIT]],
     ["User", "s", user],
