@@ -270,9 +270,11 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
     );
     // A restart of aos-unit.service does not propagate to the sidecars (StopPropagatedFrom=
     // covers stop only), and they must not outlive the bridge cleanup is about to remove.
+    // Not waited for: on `systemctl stop` these jobs already exist, ordered after ours.
     await Promise.all(
-      [DNSMASQ_UNIT, MONITOR_UNIT].map((u) => systemd.stopUnit(u, 10_000).catch(() => "")),
+      [DNSMASQ_UNIT, MONITOR_UNIT].map((u) => systemd.enqueueStop(u).catch(() => {})),
     );
+
     log.info(`All nodes down in ${Math.round(performance.now() - stopping)} ms`);
     return EXIT_OK;
   } finally {

@@ -177,7 +177,9 @@ export class RouteMonitor {
         buffer = lines.pop() ?? "";
         for (const line of lines) onLine(line);
       }
-      if (!this.#stopped) {
+      // systemd's stop signals the whole cgroup: a child killed by SIGTERM means we stop too.
+      const status = await child.status;
+      if (!this.#stopped && status.signal !== "SIGTERM") {
         this.o.log.error(`${argv.join(" ")} exited; the route monitor cannot follow changes`);
         // Let systemd restart us rather than run blind.
         Deno.exit(1);

@@ -150,6 +150,16 @@ export class Systemd {
     return await this.#waitJob(job as string, name, timeoutMs);
   }
 
+  /**
+   * Enqueues a stop job without waiting for it: from a unit's own stop path a
+   * wait could deadlock on a stop job ordered after ours.
+   */
+  async enqueueStop(name: string): Promise<void> {
+    await this.#manager("StopUnit", "ss", [name, "replace"], `stop ${name}`).catch((e) => {
+      if ((e as { type?: string }).type !== "org.freedesktop.systemd1.NoSuchUnit") throw e;
+    });
+  }
+
   async startUnit(name: string, timeoutMs = 120_000): Promise<string> {
     const [job] = await this.#manager("StartUnit", "ss", [name, "replace"], `start ${name}`);
     return await this.#waitJob(job as string, name, timeoutMs);

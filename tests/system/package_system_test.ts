@@ -198,7 +198,7 @@ Deno.test({
       assert.equal(p.StartLimitBurst, "3");
       assert.equal(p.OnFailure, "aos-unit-vm-failed@main.service");
       assert.equal(p.DevicePolicy, "closed");
-      assert.equal(p.BindsTo, "aos-unit.service");
+      assert.equal(p.StopPropagatedFrom, "aos-unit.service");
       assert.equal(p.User, "aos-unit");
       assert.equal((await sh(`ps -o user= -p ${p.MainPID}`)).trim(), "aos-unit");
       const limit = (await sh(`cat /sys/fs/cgroup/memory${p.ControlGroup}/memory.limit_in_bytes`))
