@@ -198,7 +198,10 @@ Deno.test({
       assert.equal(p.StartLimitBurst, "3");
       assert.equal(p.OnFailure, "aos-unit-vm-failed@main.service");
       assert.equal(p.DevicePolicy, "closed");
-      assert.equal(p.StopPropagatedFrom, "aos-unit.service");
+      // StopPropagatedFrom= shows on the manager's side as PropagatesStopTo=.
+      const manager = await show("aos-unit.service", "PropagatesStopTo");
+      assert.match(manager.PropagatesStopTo ?? "", /aos-node-main\.service/);
+
       assert.equal(p.User, "aos-unit");
       assert.equal((await sh(`ps -o user= -p ${p.MainPID}`)).trim(), "aos-unit");
       const limit = (await sh(`cat /sys/fs/cgroup/memory${p.ControlGroup}/memory.limit_in_bytes`))
