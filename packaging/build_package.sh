@@ -160,11 +160,14 @@ date_rfc=$(date -u -R -d "@$SOURCE_DATE_EPOCH")
 {
 	echo "aos-unit ($version) ${series:-unstable}; urgency=medium"
 	echo
-	echo "$changes" | sed 's/^/  /; s/^  $//' | sed '1s/^  /  * /'
+	echo "$changes" | fold -s -w 74 | sed 's/^/    /; s/^    $//' | sed '1s/^    /  * /'
+
 	echo
 	echo " -- AosEdge unit maintainers <aos-unit@aosedge.tech>  $date_rfc"
 } >"$work/changelog"
-gzip -9n <"$work/changelog" >"$stage/usr/share/doc/aos-unit/changelog.Debian.gz"
+# A native version (no Debian revision): the changelog is changelog.gz.
+gzip -9n <"$work/changelog" >"$stage/usr/share/doc/aos-unit/changelog.gz"
+install -D -m 0644 packaging/debian/lintian-overrides "$stage/usr/share/lintian/overrides/aos-unit"
 find "$stage" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 
 if [ "$mode" = ppa ]; then
