@@ -8,7 +8,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TOOLCHAIN="$ROOT/packaging/toolchain"
-export DENO_DIR="$ROOT/.toolchain/deno_dir"
+# Another checkout (e.g. a release clone) may share an already-filled cache.
+export DENO_DIR="${AOS_UNIT_DENO_DIR:-$ROOT/.toolchain/deno_dir}"
 DENO="$TOOLCHAIN/node_modules/.bin/deno"
 
 # Tools the product runs, and tools the tests and packaging use.
