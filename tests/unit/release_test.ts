@@ -200,7 +200,7 @@ Deno.test({
       "says so in one line",
     );
     const deb = r.stdout.trim().split("\n").at(-1)!;
-    assert.match(deb, /aos-unit_\d+\.\d+\.\d+\+git[0-9a-f]{7}\+20261124T\d{6}_amd64\.deb$/);
+    assert.match(deb, /aos-unit_\d+\.\d+\.\d+\+git[0-9a-f]{7}\+\d{8}T\d{6}_amd64\.deb$/);
     const list = (await run(["dpkg-deb", "-c", deb])).stdout;
     for (
       const path of [
