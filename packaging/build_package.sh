@@ -176,7 +176,9 @@ if [ "$mode" = ppa ]; then
 	mkdir -p "$src/debian/source"
 	cp -a "$stage" "$src/tree"
 	cp "$work/changelog" "$src/debian/changelog"
-	sed -n '/^Package:/,$p' packaging/debian/control.in | sed '/^Version:/d;/^Installed-Size:/d' >"$work/binary"
+	# The binary stanza takes only binary-package fields (the rest is in the source stanza).
+	awk '/^(Package|Architecture|Depends|Recommends|Suggests|Description):/ { keep = 1; print; next }
+		/^ / { if (keep) print; next } { keep = 0 }' packaging/debian/control.in >"$work/binary"
 	{
 		echo "Source: aos-unit"
 		echo "Section: admin"
@@ -196,8 +198,8 @@ if [ "$mode" = ppa ]; then
 	chmod +x "$src/debian/rules"
 	find "$src" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 	(cd "$work/src" && dpkg-source -b "aos-unit-${base}" >/dev/null)
-	(cd "$work/src" && dpkg-genchanges -S -DDistribution="$series" >"aos-unit_${version}_source.changes" 2>/dev/null ||
-		dpkg-genchanges -S >"aos-unit_${version}_source.changes")
+	(cd "$src" && dpkg-genchanges -S -DDistribution="$series" >"../aos-unit_${version}_source.changes")
+
 	if [ -n "$sign_key" ]; then
 		(cd "$work/src" && debsign -k"$sign_key" "aos-unit_${version}_source.changes" >/dev/null)
 	fi
