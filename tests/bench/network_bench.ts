@@ -1,0 +1,196 @@
+/**
+ * Benchmarks of the network half (root; in namespaces it creates):
+ * startup, cleanup, lease-hook latency, guest start to lease, route change to
+ * first packet through the new uplink, table restore. Prints numbers only.
+ */
+
+import { createRunner } from "../../src/host/runner.ts";
+import { readLeaseState } from "../../src/net/leases.ts";
+import { FHS_PATHS } from "../../src/host/paths.ts";
+import { denoFlags, NOTIFY_SOCKET_DEFAULT, unionPermissions } from "../../src/permissions.ts";
+import { prepareDisks } from "../../src/vm/disk.ts";
+import { writeSidecarFiles } from "../../src/vm/runtime_files.ts";
+import { buildGuests, DevUnit, ROOT } from "../lib/aos.ts";
+import { run, waitFor } from "../lib/proc.ts";
+import { SerialConsole } from "../lib/serial.ts";
+import { INTERNET_IP, Topology } from "../lib/topology.ts";
+import { report } from "./stats.ts";
+
+const ROUNDS = Number(Deno.env.get("BENCH_ROUNDS") ?? "5");
+const work = await Deno.makeTempDir({ prefix: "aosu-bench-" });
+const topo = new Topology(`aosb${Deno.pid % 100000}`, work);
+const unit = new DevUnit(`${work}/unit`, topo.host);
+const consoles: SerialConsole[] = [];
+try {
+  await topo.create();
+  await unit.init(
+    `unit:\n  node_configs:\n    - { name: main, cpu: 1, mem: 256M, ip: 10.200.1.100 }\n`,
+    `ENABLE_KVM="false"\n`,
+  );
+  await buildGuests(`${work}/images`, ["main"]);
+  await Deno.copyFile(
+    `${work}/images/aos-vm-main-amd64-uefi.qcow2`,
+    `${unit.stateDir}/aos-vm-main-amd64-uefi.qcow2`,
+  );
+
+  // startup and cleanup, as the package runs them (the bundle, narrowed permissions).
+  const bundle = `${work}/aos-unit.js`;
+  await run([
+    Deno.execPath(),
+    "bundle",
+    "--quiet",
+    "--platform=deno",
+    "--external",
+    "usocket",
+    "--external",
+    "x11",
+    "-o",
+    bundle,
+    `${ROOT}/main.ts`,
+  ]);
+  const ctx = {
+    paths: {
+      configDir: unit.configDir,
+      stateDir: unit.stateDir,
+      logsDir: unit.logsDir,
+      runtimeDir: unit.runtimeDir,
+    },
+    notifySocket: NOTIFY_SOCKET_DEFAULT,
+  };
+  const flags = denoFlags(unionPermissions(ctx));
+  const env = { ...unit.env(), DENO_NO_UPDATE_CHECK: "1" };
+  const aos = (args: string[]) =>
+    run(
+      topo.inNs(topo.host, [
+        Deno.execPath(),
+        "run",
+        "--quiet",
+        "--no-config",
+        "--unstable-net",
+        ...flags,
+        bundle,
+        ...args,
+      ]),
+      { env },
+    );
+  void FHS_PATHS;
+  const startups: number[] = [];
+  const cleanups: number[] = [];
+  for (let i = 0; i < ROUNDS; i++) {
+    const s = await aos(["startup"]);
+    if (s.code !== 0) throw new Error(s.stderr);
+    startups.push(s.ms);
+    const c = await aos(["cleanup"]);
+    cleanups.push(c.ms);
+  }
+  report("startup (process start to exit)", startups);
+  report("cleanup (process start to exit)", cleanups);
+
+  // lease-hook: what dnsmasq waits for per DHCP event.
+  const hooks: number[] = [];
+  for (let i = 0; i < 20; i++) {
+    const r = await aos([
+      "lease-hook",
+      i % 2 ? "old" : "add",
+      "52:54:00:00:00:01",
+      "10.200.1.150",
+      "bench",
+    ]);
+    if (r.code !== 0) throw new Error(r.stderr);
+    hooks.push(r.ms);
+  }
+  report("lease-hook latency", hooks);
+  await Deno.remove(`${unit.stateDir}/leases.json`);
+
+  // A guest: QEMU start to lease; then route change and table restore.
+  const s = await aos(["startup"]);
+  if (s.code !== 0) throw new Error(s.stderr);
+  const plan = await unit.plan();
+  await writeSidecarFiles(createRunner(), plan);
+  const node = plan.nodes[0]!;
+  await prepareDisks(createRunner(), node);
+  const dnsArgv = (plan.dnsmasq.unit.properties.find(([n]) =>
+    n === "ExecStart"
+  )![2] as [string, string[], boolean][])[0]![1];
+  topo.procs.start(topo.inNs(topo.host, dnsArgv), `${work}/dnsmasq.log`);
+  topo.procs.start(
+    topo.inNs(topo.host, [
+      Deno.execPath(),
+      "run",
+      "--quiet",
+      "--no-config",
+      "--unstable-net",
+      ...flags,
+      bundle,
+      "monitor",
+    ]),
+    `${work}/monitor.log`,
+    env,
+  );
+  const qemuStart = performance.now();
+  topo.procs.start(topo.inNs(topo.host, node.qemu), `${work}/qemu.log`);
+  const c = await SerialConsole.connect(node.serialSocket);
+  consoles.push(c);
+  await waitFor(
+    "lease",
+    () =>
+      readLeaseState(plan.leaseState).leases[node.mac],
+    90_000,
+    20,
+  );
+  report("guest start to lease (UEFI test disk, TCG)", [performance.now() - qemuStart]);
+  await c.expect(/AOSTEST lease ip=/, 10_000);
+
+  const http = async () =>
+    (await c.probe(
+      `aos-probe http http://${INTERNET_IP}/`,
+      /AOSTEST http url=\S+ (body=(\S+)|fail)/,
+    ))[2];
+  const handovers: number[] = [];
+  for (let i = 0; i < ROUNDS; i++) {
+    const target = (i % 2 === 0 ? 1 : 0) as 0 | 1;
+    if (await http() !== `uplink${2 - target}`) {
+      await waitFor("settle", async () =>
+        (await http()) === `uplink${2 - target}` ? true : undefined, 10_000);
+    }
+    const moved = performance.now();
+    await topo.setDefault(target);
+    await waitFor(
+      "new uplink",
+      async () =>
+        (await http()) === `uplink${target + 1}` ? true : undefined,
+      10_000,
+      10,
+    );
+    handovers.push(performance.now() - moved);
+  }
+  report("route change to first reply via the new uplink", handovers);
+
+  const restores: number[] = [];
+  const want = (JSON.parse(
+    (await run(topo.inNs(topo.host, ["nft", "-j", "list", "table", "inet", "aos_unit"]))).stdout,
+  ).nftables as object[]).length;
+  for (let i = 0; i < ROUNDS; i++) {
+    const t0 = performance.now();
+    await run(topo.inNs(topo.host, ["nft", "delete", "table", "inet", "aos_unit"]));
+    await waitFor(
+      "restored",
+      async () => {
+        const r = await run(
+          topo.inNs(topo.host, ["nft", "-j", "list", "table", "inet", "aos_unit"]),
+        );
+        return r.code === 0 && (JSON.parse(r.stdout).nftables as object[]).length === want
+          ? true
+          : undefined;
+      },
+      10_000,
+      5,
+    );
+    restores.push(performance.now() - t0);
+  }
+  report("table deleted by someone else to restored", restores);
+} finally {
+  for (const c of consoles) c.close();
+  await topo.destroy();
+  await Deno.remove(work, { recursive: true }).catch(() => {});
+}
