@@ -53,11 +53,14 @@ try {
     // Guest boot: from the first node process start to the last lease.
     const unitStarts = await Promise.all(
       names.slice(0, size).map(async (n) =>
-        Number(
+        Date.parse(
           (await inBed(
-            `systemctl show aos-node-${n} -p ExecMainStartTimestamp --timestamp=unix --value`,
-          )).replace("@", ""),
-        ) * 1000
+            `systemctl show aos-node-${n} -p ExecMainStartTimestamp --timestamp=us+utc --value`,
+          )).replace(/^\w+ /, "").replace(" UTC", "Z").replace(" ", "T").replace(
+            /(\.\d{3})\d+/,
+            "$1",
+          ),
+        )
       ),
     );
     const leases = JSON.parse(await inBed("cat /var/lib/aos-unit/leases.json")).leases as Record<
