@@ -16,7 +16,7 @@ import { readLeaseState } from "../net/leases.ts";
 import { TOOLS } from "../permissions.ts";
 import { DNSMASQ_UNIT, MONITOR_UNIT } from "../plan/units.ts";
 import type { NodePlan, Plan } from "../plan/types.ts";
-import { call, connectSystemBus } from "../systemd/bus.ts";
+import { addMatch, connectSystemBus } from "../systemd/bus.ts";
 import { createNotifier } from "../systemd/notify.ts";
 import { Systemd } from "../systemd/systemd1.ts";
 import { prepareDisks } from "../vm/disk.ts";
@@ -194,16 +194,10 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
       void routeDomain(runner, plan, log, bus);
     }
   });
-  await call(bus, {
-    destination: "org.freedesktop.DBus",
-    path: "/org/freedesktop/DBus",
-    interface: "org.freedesktop.DBus",
-    member: "AddMatch",
-    signature: "s",
-    body: [
-      "type='signal',sender='org.freedesktop.DBus',member='NameOwnerChanged',arg0='org.freedesktop.resolve1'",
-    ],
-  });
+  await addMatch(
+    bus,
+    "type='signal',sender='org.freedesktop.DBus',member='NameOwnerChanged',arg0='org.freedesktop.resolve1'",
+  );
 
   try {
     await startAll(systemd, plan, log);

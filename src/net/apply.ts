@@ -34,34 +34,19 @@ async function ensureBridge(
   log: Logger,
 ) {
   const net = plan.network;
-  if (!existing) {
-    await runner.run([
-      TOOLS.ip,
-      "link",
-      "add",
-      net.bridge,
-      "type",
-      "bridge",
-      "stp_state",
-      "0",
-      "forward_delay",
-      "0",
-    ]);
-    log.info(`Created bridge ${net.bridge}`);
-  } else {
-    await runner.run([
-      TOOLS.ip,
-      "link",
-      "set",
-      net.bridge,
-      "type",
-      "bridge",
-      "stp_state",
-      "0",
-      "forward_delay",
-      "0",
-    ]);
-  }
+  await runner.run([
+    TOOLS.ip,
+    "link",
+    existing ? "set" : "add",
+    net.bridge,
+    "type",
+    "bridge",
+    "stp_state",
+    "0",
+    "forward_delay",
+    "0",
+  ]);
+  if (!existing) log.info(`Created bridge ${net.bridge}`);
   // A fixed MAC: otherwise the bridge takes a port's MAC and changes as taps come and go.
   await runner.run([TOOLS.ip, "link", "set", net.bridge, "address", net.bridgeMac]);
   await runner.run([TOOLS.ip, "link", "set", net.bridge, "alias", ownerAlias(net.cidr)]);

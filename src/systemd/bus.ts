@@ -140,3 +140,15 @@ export async function getProperty(
   });
   return (variant as { value: unknown }).value;
 }
+
+/** Asks the bus to deliver signals matching `rule` to this connection. */
+export async function addMatch(bus: MessageBus, rule: string): Promise<void> {
+  await call(bus, {
+    destination: "org.freedesktop.DBus",
+    path: "/org/freedesktop/DBus",
+    interface: "org.freedesktop.DBus",
+    member: "AddMatch",
+    signature: "s",
+    body: [rule],
+  });
+}

@@ -7,7 +7,7 @@
 import dbus from "dbus-next";
 import { RuntimeError } from "../errors.ts";
 import type { TransientUnit, UnitProperty } from "../plan/types.ts";
-import { busError, call, type MessageBus } from "./bus.ts";
+import { addMatch, busError, call, type MessageBus } from "./bus.ts";
 
 const SYSTEMD = {
   destination: "org.freedesktop.systemd1",
@@ -55,14 +55,7 @@ export class Systemd {
         "type='signal',interface='org.freedesktop.DBus.Properties',member='PropertiesChanged',path_namespace='/org/freedesktop/systemd1/unit'",
       ]
     ) {
-      await call(bus, {
-        destination: "org.freedesktop.DBus",
-        path: "/org/freedesktop/DBus",
-        interface: "org.freedesktop.DBus",
-        member: "AddMatch",
-        signature: "s",
-        body: [rule],
-      });
+      await addMatch(bus, rule);
     }
     try {
       await call(bus, { ...SYSTEMD, member: "Subscribe" });

@@ -10,7 +10,7 @@ import { FHS_PATHS } from "../../src/host/paths.ts";
 import { denoFlags, NOTIFY_SOCKET_DEFAULT, unionPermissions } from "../../src/permissions.ts";
 import { prepareDisks } from "../../src/vm/disk.ts";
 import { writeSidecarFiles } from "../../src/vm/runtime_files.ts";
-import { buildGuests, DevUnit, ROOT } from "../lib/aos.ts";
+import { buildGuests, bundle, DevUnit, ROOT } from "../lib/aos.ts";
 import { run, waitFor } from "../lib/proc.ts";
 import { SerialConsole } from "../lib/serial.ts";
 import { INTERNET_IP, Topology } from "../lib/topology.ts";
@@ -34,20 +34,8 @@ try {
   );
 
   // startup and cleanup, as the package runs them (the bundle, narrowed permissions).
-  const bundle = `${work}/aos-unit.js`;
-  await run([
-    Deno.execPath(),
-    "bundle",
-    "--quiet",
-    "--platform=deno",
-    "--external",
-    "usocket",
-    "--external",
-    "x11",
-    "-o",
-    bundle,
-    `${ROOT}/main.ts`,
-  ]);
+  const bundled = `${work}/aos-unit.js`;
+  await bundle(`${ROOT}/main.ts`, bundled);
   const ctx = {
     paths: {
       configDir: unit.configDir,
@@ -68,7 +56,7 @@ try {
         "--no-config",
         "--unstable-net",
         ...flags,
-        bundle,
+        bundled,
         ...args,
       ]),
       { env },
@@ -121,7 +109,7 @@ try {
       "--no-config",
       "--unstable-net",
       ...flags,
-      bundle,
+      bundled,
       "monitor",
     ]),
     `${work}/monitor.log`,

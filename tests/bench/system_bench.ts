@@ -4,7 +4,7 @@
  * stop time, RSS of aos-unit's processes with 2 nodes, D-Bus call latency.
  */
 
-import { buildGuests, ROOT } from "../lib/aos.ts";
+import { buildGuests, bundle, ROOT } from "../lib/aos.ts";
 import { Bed } from "../lib/bed.ts";
 import { run } from "../lib/proc.ts";
 import { median, report } from "./stats.ts";
@@ -93,19 +93,7 @@ try {
 
   await inBed("systemctl start aos-unit");
   const probe = `${work}/dbus_probe.js`;
-  await run([
-    Deno.execPath(),
-    "bundle",
-    "--quiet",
-    "--platform=deno",
-    "--external",
-    "usocket",
-    "--external",
-    "x11",
-    "-o",
-    probe,
-    `${ROOT}/tests/bench/dbus_probe.ts`,
-  ]);
+  await bundle(`${ROOT}/tests/bench/dbus_probe.ts`, probe);
   await bed.cpIn(probe, "/tmp/");
   const out = JSON.parse(
     await inBed(

@@ -94,3 +94,21 @@ export async function buildGuests(outDir: string, names: string[]): Promise<void
   ]);
   if (r.code !== 0) throw new Error(`tests/guest/build.sh failed: ${r.stderr.slice(-2000)}`);
 }
+
+/** Bundles an entry point into one JS file, as the package build does. */
+export async function bundle(entry: string, out: string): Promise<void> {
+  const r = await run([
+    Deno.execPath(),
+    "bundle",
+    "--quiet",
+    "--platform=deno",
+    "--external",
+    "usocket",
+    "--external",
+    "x11",
+    "-o",
+    out,
+    entry,
+  ]);
+  if (r.code !== 0) throw new Error(`deno bundle ${entry} failed: ${r.stderr}`);
+}
