@@ -226,6 +226,22 @@ Deno.test({
       assert.match(await sh("resolvectl status " + BRIDGE), /10\.200\.1\.1:5300/);
     });
 
+    await t.step(
+      "after systemd-resolved restarts (and forgets link DNS), names resolve again",
+      async () => {
+        await sh("systemctl restart systemd-resolved");
+        await waitFor(
+          "main.aos-unit resolves again",
+          async () => {
+            const r = await bed.exec(["getent", "hosts", "main.aos-unit"]);
+            return r.code === 0 && r.stdout.startsWith("10.200.1.100") ? true : undefined;
+          },
+          10_000,
+          200,
+        );
+      },
+    );
+
     await t.step("status --json matches reality", async () => {
       const { status: s } = await status();
       assert.equal(s.bridge.name, BRIDGE);
