@@ -111,3 +111,28 @@ export class Topology {
     }
   }
 }
+
+/** Links in a namespace, with their alias (aos-unit marks its bridge there). */
+export async function linksIn(ns: string): Promise<{ ifname: string; ifalias?: string }[]> {
+  const r = await run(["ip", "-n", ns, "-j", "link", "show"]);
+  return JSON.parse(r.stdout) as { ifname: string; ifalias?: string }[];
+}
+
+/** Rules in aos-unit's nft table in a namespace, or -1 when the table does not exist. */
+export async function aosTableRules(ns: string): Promise<number> {
+  const r = await run([
+    "ip",
+    "netns",
+    "exec",
+    ns,
+    "nft",
+    "-j",
+    "list",
+    "table",
+    "inet",
+    "aos_unit",
+  ]);
+  if (r.code !== 0) return -1;
+  return (JSON.parse(r.stdout).nftables as Record<string, unknown>[]).filter((o) => "rule" in o)
+    .length;
+}

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { DevUnit } from "../lib/aos.ts";
 import { run } from "../lib/proc.ts";
-import { Topology } from "../lib/topology.ts";
+import { aosTableRules, linksIn, Topology } from "../lib/topology.ts";
 
 const UNIT_CONFIG = `unit:
   node_configs:
@@ -14,16 +14,11 @@ const UNIT_CONFIG = `unit:
 `;
 
 async function ourLeftovers(ns: string): Promise<string[]> {
-  const r = await run(["ip", "-n", ns, "-j", "link", "show"]);
-  const links = (JSON.parse(r.stdout) as { ifname: string; ifalias?: string }[])
-    .filter((l) =>
-      l.ifname.startsWith("aostap") ||
-      (l.ifname.startsWith("aosbr") && (l.ifalias ?? "").startsWith("aos-unit"))
-    )
-    .map((l) => l.ifname);
-  const table =
-    (await run(["ip", "netns", "exec", ns, "nft", "list", "table", "inet", "aos_unit"])).code === 0;
-  return table ? [...links, "table inet aos_unit"] : links;
+  const links = (await linksIn(ns)).filter((l) =>
+    l.ifname.startsWith("aostap") ||
+    (l.ifname.startsWith("aosbr") && (l.ifalias ?? "").startsWith("aos-unit"))
+  ).map((l) => l.ifname);
+  return (await aosTableRules(ns)) >= 0 ? [...links, "table inet aos_unit"] : links;
 }
 
 Deno.test({

@@ -16,7 +16,7 @@ import { writeSidecarFiles } from "../../src/vm/runtime_files.ts";
 import { buildGuests, DevUnit } from "../lib/aos.ts";
 import { type Background, run, waitFor } from "../lib/proc.ts";
 import { SerialConsole } from "../lib/serial.ts";
-import { INTERNET_IP, Topology } from "../lib/topology.ts";
+import { aosTableRules, INTERNET_IP, linksIn, Topology } from "../lib/topology.ts";
 
 const UNIT_CONFIG = `unit:
   node_configs:
@@ -34,31 +34,11 @@ const RUNTIME_CONF = `ENABLE_KVM="false"\nROUTE_DEBOUNCE_MS="150"\n`;
 const URL_ = `http://${INTERNET_IP}/`;
 
 async function links(ns: string): Promise<string[]> {
-  const r = await run(["ip", "-n", ns, "-j", "link", "show"]);
-  return (JSON.parse(r.stdout) as { ifname: string }[]).map((l) => l.ifname);
+  return (await linksIn(ns)).map((l) => l.ifname);
 }
 
 async function tableExists(ns: string): Promise<boolean> {
-  return (await run(["ip", "netns", "exec", ns, "nft", "list", "table", "inet", "aos_unit"]))
-    .code === 0;
-}
-
-async function ruleCount(ns: string): Promise<number> {
-  const r = await run([
-    "ip",
-    "netns",
-    "exec",
-    ns,
-    "nft",
-    "-j",
-    "list",
-    "table",
-    "inet",
-    "aos_unit",
-  ]);
-  if (r.code !== 0) return -1;
-  return (JSON.parse(r.stdout).nftables as Record<string, unknown>[]).filter((o) => "rule" in o)
-    .length;
+  return (await aosTableRules(ns)) >= 0;
 }
 
 Deno.test({
@@ -89,6 +69,8 @@ Deno.test({
     (await probe(node, `aos-probe http ${URL_}`, /AOSTEST http url=\S+ (body=(\S+)|fail)/))[2];
   const monitorLog = () =>
     Deno.readTextFileSync(`${work}/monitor.log`);
+  const dns = async (node: string, name: string) =>
+    (await probe(node, `aos-probe dns ${name}`, /AOSTEST dns name=\S+ (ip=(\S+)|fail)/))[2];
 
   try {
     await topo.create();
@@ -219,31 +201,19 @@ Deno.test({
       async () => {
         const sec = ipOf.get("secondary")!;
         assert.equal(
-          (await probe(
-            "main",
-            "aos-probe dns secondary.aos-unit",
-            /AOSTEST dns name=\S+ (ip=(\S+)|fail)/,
-          ))[2],
+          await dns("main", "secondary.aos-unit"),
           sec,
         );
         assert.equal(
-          (await probe("main", "aos-probe dns secondary", /AOSTEST dns name=\S+ (ip=(\S+)|fail)/))[
-            2
-          ],
+          await dns("main", "secondary"),
           sec,
         );
         assert.equal(
-          (await probe(
-            "secondary",
-            "aos-probe dns main.aos-unit",
-            /AOSTEST dns name=\S+ (ip=(\S+)|fail)/,
-          ))[2],
+          await dns("secondary", "main.aos-unit"),
           "10.200.1.100",
         );
         assert.equal(
-          (await probe("secondary", "aos-probe dns main", /AOSTEST dns name=\S+ (ip=(\S+)|fail)/))[
-            2
-          ],
+          await dns("secondary", "main"),
           "10.200.1.100",
         );
         // The queries went to port 53 and were redirected: the prerouting counters moved.
@@ -371,13 +341,13 @@ Deno.test({
     await t.step(
       "the table deleted by someone else is restored, and DNS through port 53 works again",
       async () => {
-        const want = await ruleCount(topo.host);
+        const want = await aosTableRules(topo.host);
         const deleted = performance.now();
         await run(["ip", "netns", "exec", topo.host, "nft", "delete", "table", "inet", "aos_unit"]);
         const ms = await waitFor(
           "table restored",
           async () =>
-            (await ruleCount(topo.host)) === want
+            (await aosTableRules(topo.host)) === want
               ? Math.round(performance.now() - deleted)
               : undefined,
           10_000,
@@ -391,11 +361,7 @@ Deno.test({
         );
 
         assert.equal(
-          (await probe(
-            "main",
-            "aos-probe dns secondary.aos-unit",
-            /AOSTEST dns name=\S+ (ip=(\S+)|fail)/,
-          ))[2],
+          await dns("main", "secondary.aos-unit"),
           ipOf.get("secondary"),
         );
       },
@@ -430,7 +396,7 @@ Deno.test({
       const leases = readLeaseState(plan!.leaseState).leases;
       assert.equal(leases[plan!.nodes[1]!.mac]?.ip, ipOf.get("secondary"));
       assert.equal(
-        (await probe("main", "aos-probe dns secondary", /AOSTEST dns name=\S+ (ip=(\S+)|fail)/))[2],
+        await dns("main", "secondary"),
         ipOf.get("secondary"),
       );
     });
