@@ -114,11 +114,12 @@ bundle="$work/aos-unit.js"
 deno bundle --quiet --platform=deno --external usocket --external x11 -o "$bundle" main.ts
 grep -q '"0.0.0-dev"' "$bundle" || die "version marker not found in the bundle"
 sed -i "s/\"0.0.0-dev\"/\"$version\"/" "$bundle"
-install -d "$stage/usr/bin" "$stage/usr/lib/aos-unit" "$stage/usr/libexec/aos-unit"
+install -d "$stage/usr/bin" "$stage/usr/libexec/aos-unit"
 if [ "$flavour" = compiled ]; then
 	deno compile --quiet --unstable-net "${flags[@]}" --no-check -o "$stage/usr/bin/aos-unit" "$bundle" ||
 		die "deno compile failed (set DENORT_BIN=/path/to/denort where the Deno download host is unreachable)"
 else
+	install -d "$stage/usr/lib/aos-unit"
 	install -m 0755 "$(readlink -f "$(command -v deno)")" "$stage/usr/lib/aos-unit/deno"
 	install -m 0644 "$bundle" "$stage/usr/lib/aos-unit/aos-unit.js"
 	{
@@ -167,7 +168,10 @@ date_rfc=$(date -u -R -d "@$SOURCE_DATE_EPOCH")
 } >"$work/changelog"
 # A native version (no Debian revision): the changelog is changelog.gz.
 gzip -9n <"$work/changelog" >"$stage/usr/share/doc/aos-unit/changelog.gz"
-install -D -m 0644 packaging/debian/lintian-overrides "$stage/usr/share/lintian/overrides/aos-unit"
+if [ "$flavour" = bundle ]; then
+	# Only the bundle flavour carries Deno's upstream binary that the overrides are about.
+	install -D -m 0644 packaging/debian/lintian-overrides "$stage/usr/share/lintian/overrides/aos-unit"
+fi
 find "$stage" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 
 if [ "$mode" = ppa ]; then

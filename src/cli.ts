@@ -400,7 +400,12 @@ export async function main(args: string[], io: Io = STDIO): Promise<number> {
   try {
     return await chosen.run({ paths, env, out: io.out, err: io.err });
   } catch (error) {
-    return report(error, chosen.command, io);
+    // Under systemd the final error keeps its priority in the journal (journalctl -p err).
+    const errors: Io = env.JOURNAL_STREAM === undefined ? io : {
+      out: io.out,
+      err: (t) => io.err(t.split("\n").map((line) => `<3>${line}`).join("\n")),
+    };
+    return report(error, chosen.command, errors);
   } finally {
     await closeLog();
   }

@@ -17,6 +17,11 @@ export interface Diagnostic {
   line: number;
   column: number;
   message: string;
+  /**
+   * Warnings that `run` must treat as errors: it cannot boot a node without
+   * its image or the UEFI firmware it needs.
+   */
+  blocksRun?: true;
 }
 
 /** Formats a diagnostic as `FILE:LINE:COLUMN: message` (warnings say so). */
@@ -74,4 +79,18 @@ export function exitCodeOf(error: unknown): number {
   if (error instanceof ConfigError || error instanceof UsageError) return EXIT_CONFIG;
   if (error instanceof RuntimeError) return error.exitCode;
   return EXIT_RUNTIME;
+}
+
+/**
+ * For catch blocks that treat "cannot read" as "nothing there": a missing
+ * grant (NotCapable) or a permission problem must not pass as "no data".
+ * @param what the file or directory, for the message
+ */
+export function rethrowAccessErrors(error: unknown, what: string): void {
+  if (error instanceof Deno.errors.NotCapable) throw error;
+  if (error instanceof Deno.errors.PermissionDenied) {
+    throw new RuntimeError(`Cannot read ${what}: permission denied`, {
+      hint: "run as root (sudo) or as the aos-unit user",
+    });
+  }
 }

@@ -61,19 +61,8 @@ export const DISPATCH_ENV = [
 
 /** npm:yaml reads these on every parse. */
 const YAML_ENV = ["LOG_TOKENS", "LOG_STREAM"];
-/** dnsmasq passes lease details to dhcp-script in these. */
-export const DNSMASQ_ENV = [
-  "DNSMASQ_INTERFACE",
-  "DNSMASQ_LEASE_EXPIRES",
-  "DNSMASQ_TIME_REMAINING",
-  "DNSMASQ_SUPPLIED_HOSTNAME",
-  "DNSMASQ_OLD_HOSTNAME",
-  "DNSMASQ_CLIENT_ID",
-  "DNSMASQ_TAGS",
-];
 /** systemd passes these to ExecStopPost=. */
 export const STOP_POST_ENV = ["SERVICE_RESULT", "EXIT_CODE", "EXIT_STATUS"];
-const DBUS_ENV = ["DBUS_SYSTEM_BUS_ADDRESS"];
 
 export interface PermissionContext {
   paths: Paths;
@@ -97,7 +86,6 @@ function dbus(): Partial<PermissionSet> {
     read: [SYSTEM_BUS_SOCKET],
     write: [SYSTEM_BUS_SOCKET],
     net: [`unix:${SYSTEM_BUS_SOCKET}`],
-    env: DBUS_ENV,
     sys: ["uid"],
   };
 }
@@ -201,11 +189,10 @@ export function permissionsFor(command: Subcommand, ctx: PermissionContext): Per
       return merge({
         read: [p.stateDir, p.logsDir],
         write: [p.stateDir, p.logsDir],
-        env: DNSMASQ_ENV,
       });
     case "failed":
       return merge(dbus(), {
-        read: [p.logsDir, p.runtimeDir, p.stateDir],
+        read: [p.logsDir],
         write: [p.logsDir],
         run: [TOOLS.journalctl],
         env: STOP_POST_ENV,

@@ -18,10 +18,11 @@ export async function consoleCommand(ctx: CommandContext, node: string): Promise
     `Connected to ${node}'s serial console (${socket}). Press Ctrl-] to detach; the VM keeps running.`,
   );
   const how = await attachConsole(socket);
-  ctx.err(
-    how === "detached"
-      ? `\r\nDetached from ${node}.`
-      : `\r\nConsole of ${node} closed (the VM stopped).`,
-  );
+  const said = {
+    detached: `Detached from ${node}.`,
+    eof: `Input ended; detached from ${node}.`,
+    closed: `Console of ${node} closed (the VM stopped).`,
+  };
+  ctx.err(`\r\n${said[how]}`);
   return EXIT_OK;
 }

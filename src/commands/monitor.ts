@@ -13,6 +13,7 @@ export async function monitorCommand(ctx: CommandContext): Promise<number> {
   const log = logger("monitor");
   const { plan, config } = loadAndPlan(ctx.paths, envOverrides(ctx.env));
   const runner = createRunner();
+  const { promise, resolve } = Promise.withResolvers<void>();
   const monitor = new RouteMonitor({
     runner,
     network: plan.network,
@@ -22,9 +23,10 @@ export async function monitorCommand(ctx: CommandContext): Promise<number> {
     readUplinks: async () => defaultRouteDevices(await listRoutes(runner)),
     onUplinks: (uplinks) =>
       Deno.writeTextFileSync(`${ctx.paths.runtimeDir}/uplinks`, uplinks.join(" ") + "\n"),
+    onBridgeGone: () => resolve(),
   });
   await monitor.start();
-  const { promise, resolve } = Promise.withResolvers<void>();
+
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     Deno.addSignalListener(signal, () => resolve());
   }

@@ -6,7 +6,7 @@
  */
 
 import { ConfigError, EXIT_OK, formatLocated, RuntimeError } from "../errors.ts";
-import { kvmProbeFile } from "../host/facts.ts";
+import { hostArch, kvmProbeFile } from "../host/facts.ts";
 import { probeKvm } from "../host/kvm.ts";
 import { envOverrides, loadAndPlan } from "../host/load.ts";
 import { createRunner } from "../host/runner.ts";
@@ -14,7 +14,7 @@ import { logger } from "../log.ts";
 import { routeDomain } from "../net/apply.ts";
 import { readLeaseState } from "../net/leases.ts";
 import { TOOLS } from "../permissions.ts";
-import { DNSMASQ_UNIT, MONITOR_UNIT } from "../plan/units.ts";
+import { DNSMASQ_UNIT, MONITOR_UNIT, SLICE } from "../plan/units.ts";
 import type { NodePlan, Plan } from "../plan/types.ts";
 import { addMatch, connectSystemBus } from "../systemd/bus.ts";
 import { createNotifier } from "../systemd/notify.ts";
@@ -46,19 +46,27 @@ export async function answers(ip: string, port: number, timeoutMs: number): Prom
 }
 
 /**
- * Nodes that are usable: their address (the DHCP lease, or the reservation
- * for guests that configure themselves statically, like AosCore's main)
- * answers on the SSH port. A lease record alone is not enough: it survives
- * restarts while the guest is still booting.
+ * Nodes that are usable: the unit is active and the node's address (the DHCP
+ * lease, or the reservation for guests that configure themselves statically,
+ * like AosCore's main) answers on the SSH port - a connection or a refusal
+ * both prove the guest's network is up. A lease record alone is not enough:
+ * it survives restarts while the guest is still booting.
  */
-export async function readyNodes(plan: Plan): Promise<Map<string, string>> {
+export async function readyNodes(systemd: Systemd, plan: Plan): Promise<Map<string, string>> {
   const leases = readLeaseState(plan.leaseState).leases;
   const out = new Map<string, string>();
   await Promise.all(plan.nodes.map(async (node) => {
     const ip = leases[node.mac]?.ip ?? node.ip;
-    if (ip && await answers(ip, 22, 400)) out.set(node.name, ip);
+    if (!ip || (await systemd.unitState(node.unit.name))?.activeState !== "active") return;
+    if (await answers(ip, 22, 400)) out.set(node.name, ip);
   }));
   return out;
+}
+
+/** Nodes systemd gave up on (start limit hit): READY does not wait for them. */
+async function failedNodes(systemd: Systemd, plan: Plan): Promise<string[]> {
+  const states = await Promise.all(plan.nodes.map((n) => systemd.unitState(n.unit.name)));
+  return plan.nodes.filter((_, i) => states[i]?.activeState === "failed").map((n) => n.name);
 }
 
 /**
@@ -103,6 +111,11 @@ async function powerDown(
       log.info(`Node ${node.name} powered down in ${Math.round(performance.now() - started)} ms`);
       return;
     }
+    if (state.subState === "auto-restart") {
+      // Between restarts there is no guest to ask: just cancel the restart.
+      await systemd.enqueueStop(node.unit.name);
+      return;
+    }
     // A guest that is still booting ignores the ACPI event: send it again every 2 s.
     if (performance.now() - lastSend > 2000) {
       lastSend = performance.now();
@@ -113,6 +126,27 @@ async function powerDown(
     await new Promise((r) => setTimeout(r, 100));
   }
   log.warning(`Node ${node.name} did not power down within ${timeoutSec} s; systemd will stop it`);
+}
+
+/**
+ * A total CPU cap for all VMs: 90% of the host's CPUs, unless the operator
+ * set one (systemctl set-property aos-unit.slice CPUQuota=...). A percentage
+ * of all CPUs cannot be written in the shipped slice file.
+ */
+async function capSlice(systemd: Systemd, log: ReturnType<typeof logger>): Promise<void> {
+  try {
+    const current = await systemd.sliceCpuQuota(SLICE);
+    if (current !== undefined) return;
+    const cpus = navigator.hardwareConcurrency || 1;
+    await systemd.setRuntimeProperties(SLICE, [[
+      "CPUQuotaPerSecUSec",
+      "t",
+      Math.round(cpus * 0.9 * 1e6),
+    ]]);
+    log.info(`${SLICE}: CPUQuota=${cpus * 90}% (90% of ${cpus} CPUs) for all nodes together`);
+  } catch (error) {
+    log.warning(`Cannot cap ${SLICE}: ${(error as Error).message}`);
+  }
 }
 
 export async function runCommand(ctx: CommandContext): Promise<number> {
@@ -136,22 +170,17 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
   // 1. Everything that can be wrong with the configuration, before touching anything.
 
   let { plan, config, warnings } = loadAndPlan(ctx.paths, envOverrides(ctx.env));
-  const missing = plan.nodes.filter((n) => !n.image.found);
-  if (missing.length > 0) {
-    throw new ConfigError(
-      warnings.filter((w) => /image/i.test(w.message)).map((w) => ({
-        ...w,
-        severity: "error" as const,
-      })),
-    );
+  // No image, an unreadable one or missing UEFI firmware: plan warns, run cannot boot.
+  const blocking = warnings.filter((w) => w.blocksRun);
+  if (blocking.length > 0) {
+    throw new ConfigError(blocking.map((w) => ({ ...w, severity: "error" as const })));
   }
   for (const w of warnings) log.warning(formatLocated(w));
 
   // 2. KVM only where it really works.
-  const wantsKvm = config.runtime.enableKvm &&
-    plan.nodes.some((n) => n.arch === (Deno.build.arch === "aarch64" ? "aarch64" : "x86_64"));
-  if (wantsKvm) {
-    const probe = await probeKvm(runner, Deno.build.arch === "aarch64" ? "aarch64" : "x86_64");
+  const arch = hostArch();
+  if (config.runtime.enableKvm && plan.nodes.some((n) => n.arch === arch)) {
+    const probe = await probeKvm(runner, arch);
     Deno.writeTextFileSync(
       kvmProbeFile(ctx.paths),
       probe.usable ? "usable\n" : `broken: ${probe.reason}\n`,
@@ -191,7 +220,9 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
       msg.member === "NameOwnerChanged" && msg.body?.[0] === "org.freedesktop.resolve1" &&
       msg.body?.[2]
     ) {
-      void routeDomain(runner, plan, log, bus);
+      routeDomain(runner, plan, log, bus).catch((e) =>
+        log.warning(`Cannot re-apply resolved settings: ${(e as Error).message}`)
+      );
     }
   });
   await addMatch(
@@ -200,19 +231,23 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
   );
 
   try {
+    await capSlice(systemd, log);
     await startAll(systemd, plan, log);
 
-    // 5. Ready means usable: every node up and with an address.
+    // 5. Ready means usable: every node's unit active and its address answering.
     const started = performance.now();
     const deadline = started + config.runtime.readyTimeoutSec * 1000;
     let lastStatus = "";
     let stopEarly = false;
+    let gaveUp: string[] = [];
     while (true) {
-      const leased = await readyNodes(plan);
-      const waiting = plan.nodes.filter((n) => !leased.has(n.name)).map((n) => n.name);
-      const status = `${leased.size}/${plan.nodes.length} nodes leased${
+      const ready = await readyNodes(systemd, plan);
+      gaveUp = await failedNodes(systemd, plan);
+      const waiting = plan.nodes.filter((n) => !ready.has(n.name) && !gaveUp.includes(n.name))
+        .map((n) => n.name);
+      const status = `${ready.size}/${plan.nodes.length} nodes ready${
         waiting.length ? ` (waiting for ${waiting.join(", ")})` : ""
-      }`;
+      }${gaveUp.length ? `; failed: ${gaveUp.join(", ")}` : ""}`;
       if (status !== lastStatus) {
         await notifier.send(`STATUS=${status}`);
         lastStatus = status;
@@ -244,9 +279,14 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
       }
     }
     if (!stopEarly) {
-      const leased = await readyNodes(plan);
-      const summary = plan.nodes.map((n) => `${n.name}=${leased.get(n.name) ?? "?"}`).join(" ");
+      const ready = await readyNodes(systemd, plan);
+      const summary = plan.nodes.map((n) =>
+        `${n.name}=${ready.get(n.name) ?? (gaveUp.includes(n.name) ? "FAILED" : "?")}`
+      ).join(" ");
       await notifier.send(`READY=1\nSTATUS=Running: ${summary}`);
+      if (gaveUp.length > 0) {
+        log.warning(`Ready without ${gaveUp.join(", ")}: systemd gave up restarting them`);
+      }
       log.info(`Ready in ${Math.round(performance.now() - started)} ms: ${summary}`);
     }
 
@@ -271,6 +311,13 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
 
     log.info(`All nodes down in ${Math.round(performance.now() - stopping)} ms`);
     return EXIT_OK;
+  } catch (error) {
+    // Leave nothing running on a network that cleanup (ExecStopPost=) is about to remove.
+    await Promise.all(
+      [plan.dnsmasq.unit, plan.monitor.unit, ...plan.nodes.map((n) => n.unit)]
+        .map((u) => systemd.enqueueStop(u.name).catch(() => {})),
+    );
+    throw error;
   } finally {
     notifier.close();
     bus.disconnect();

@@ -17,7 +17,12 @@ import { createRunner } from "../host/runner.ts";
 import { logger } from "../log.ts";
 import { applyNetwork, teardownNetwork } from "../net/apply.ts";
 import { defaultRouteDevices, listAddresses, listLinks, listRoutes } from "../net/links.ts";
-import { checkBridgeName, checkDnsPortFree, checkSubnetFree } from "../net/preflight.ts";
+import {
+  checkBridgeName,
+  checkDnsPortFree,
+  checkSubnetFree,
+  foreignDropPolicies,
+} from "../net/preflight.ts";
 import { TOOLS } from "../permissions.ts";
 import type { CommandContext } from "./context.ts";
 
@@ -50,10 +55,11 @@ export async function startupCommand(ctx: CommandContext): Promise<number> {
     }
     throw error;
   }
+  const chains = await runner.run([TOOLS.nft, "-j", "list", "chains"], { okCodes: [0, 1] });
+  for (const warning of foreignDropPolicies(chains.stdout, plan.network)) log.warning(warning);
   log.info(
-    `Network ready in ${
-      Math.round(performance.now() - started)
-    } ms: bridge ${plan.network.bridge} ` +
+    `Network ready in
+ ${Math.round(performance.now() - started)} ms: bridge ${plan.network.bridge} ` +
       `${plan.network.bridgeIp}/${plan.network.prefix}, ${plan.nodes.length} tap(s), DNS port ${plan.network.dnsPort}`,
   );
   return EXIT_OK;

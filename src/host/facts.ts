@@ -1,7 +1,7 @@
 /** Gathers HostFacts: the only place the planner's inputs touch the machine. */
 
 import type { Arch } from "../config/types.ts";
-import { RuntimeError } from "../errors.ts";
+import { rethrowAccessErrors, RuntimeError } from "../errors.ts";
 import { isMachineId } from "../plan/identity.ts";
 import type { Firmware, HostFacts, ImageFile, Paths } from "../plan/types.ts";
 import { KVM_DEVICE, MACHINE_ID_FILE } from "../permissions.ts";
@@ -66,7 +66,8 @@ export function listImages(dir: string): ImageFile[] {
   let entries: Deno.DirEntry[];
   try {
     entries = [...Deno.readDirSync(dir)];
-  } catch {
+  } catch (error) {
+    rethrowAccessErrors(error, `the images directory ${dir}`);
     return out;
   }
   for (const entry of entries) {

@@ -209,41 +209,62 @@ export async function teardownNetwork(
   log: Logger,
 ): Promise<string[]> {
   const removed: string[] = [];
-  const links = await listLinks(runner);
-  for (const name of new Set(bridges)) {
-    const bridge = links.find((l) => l.ifname === name);
-    if (!bridge) continue;
-    if (!isOurs(bridge)) {
-      log.warning(`Leaving ${name} alone: it was not created by aos-unit`);
-      continue;
+  const failed: string[] = [];
+  // Every step runs whatever happened before it: a missing tool must not leave the rest.
+  const step = async (what: string, work: () => Promise<void>) => {
+    try {
+      await work();
+    } catch (error) {
+      failed.push(`${what}: ${(error as Error).message}`);
     }
-    const ifindex = bridge.ifindex;
-    await revertResolved(ifindex, log);
-    for (const tap of links.filter((l) => l.master === name && l.ifname.startsWith(TAP_PREFIX))) {
+  };
+  await step("links", async () => {
+    const links = await listLinks(runner);
+    for (const name of new Set(bridges)) {
+      const bridge = links.find((l) => l.ifname === name);
+      if (!bridge) continue;
+      if (!isOurs(bridge)) {
+        log.warning(`Leaving ${name} alone: it was not created by aos-unit`);
+        continue;
+      }
+      await revertResolved(bridge.ifindex, log);
+      for (const tap of links.filter((l) => l.master === name && l.ifname.startsWith(TAP_PREFIX))) {
+        await runner.run([TOOLS.ip, "link", "delete", tap.ifname], { okCodes: [0, 1] });
+        removed.push(`tap ${tap.ifname}`);
+      }
+      await runner.run([TOOLS.ip, "link", "delete", name], { okCodes: [0, 1] });
+      removed.push(`bridge ${name}`);
+    }
+    // Taps whose bridge is already gone (a crash between steps).
+    const orphans = links.filter((l) =>
+      l.ifname.startsWith(TAP_PREFIX) && !l.master && l.linkinfo?.info_kind === "tun"
+    );
+    for (const tap of orphans) {
       await runner.run([TOOLS.ip, "link", "delete", tap.ifname], { okCodes: [0, 1] });
       removed.push(`tap ${tap.ifname}`);
     }
-    await runner.run([TOOLS.ip, "link", "delete", name], { okCodes: [0, 1] });
-    removed.push(`bridge ${name}`);
-  }
-  // Taps whose bridge is already gone (a crash between steps).
-  for (
-    const tap of links.filter((l) =>
-      l.ifname.startsWith(TAP_PREFIX) && !l.master && l.linkinfo?.info_kind === "tun"
-    )
-  ) {
-    await runner.run([TOOLS.ip, "link", "delete", tap.ifname], { okCodes: [0, 1] });
-    removed.push(`tap ${tap.ifname}`);
-  }
-  if (await deleteTable(runner)) removed.push("table inet aos_unit");
-  try {
-    for (const entry of Deno.readDirSync(runtimeDir)) {
-      if (RUNTIME_FILES.some((re) => re.test(entry.name))) {
-        await Deno.remove(`${runtimeDir}/${entry.name}`).catch(() => {});
-        removed.push(`${runtimeDir}/${entry.name}`);
-      }
+  });
+  await step("nft table", async () => {
+    if (await deleteTable(runner)) removed.push("table inet aos_unit");
+  });
+  await step("runtime files", async () => {
+    let entries: Deno.DirEntry[] = [];
+    try {
+      entries = [...Deno.readDirSync(runtimeDir)];
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
     }
-  } catch { /* no runtime directory: nothing to remove */ }
+    for (const entry of entries) {
+      if (!RUNTIME_FILES.some((re) => re.test(entry.name))) continue;
+      await Deno.remove(`${runtimeDir}/${entry.name}`);
+      removed.push(`${runtimeDir}/${entry.name}`);
+    }
+  });
+  if (failed.length > 0) {
+    throw new RuntimeError(
+      `Cleanup incomplete (removed ${removed.join(", ") || "nothing"}): ${failed.join("; ")}`,
+    );
+  }
   return removed;
 }
 

@@ -1,5 +1,7 @@
 /** The lease record lease-hook writes and run/status read: MAC -> address, name, since when. */
 
+import { rethrowAccessErrors } from "../errors.ts";
+
 export interface LeaseEvent {
   action: "add" | "old" | "del";
   mac: string;
@@ -49,7 +51,8 @@ export function readLeaseState(file: string): LeaseState {
   try {
     const parsed = JSON.parse(Deno.readTextFileSync(file)) as LeaseState;
     return parsed.version === 1 && parsed.leases ? parsed : emptyLeaseState();
-  } catch {
+  } catch (error) {
+    rethrowAccessErrors(error, file);
     return emptyLeaseState();
   }
 }

@@ -39,6 +39,8 @@ export interface MonitorOptions {
   verifyEveryMs?: number;
   /** Told the uplinks at start and after each handover (for `status`). */
   onUplinks?: (uplinks: readonly string[]) => void;
+  /** Called when the bridge is gone (cleanup ran): there is nothing left to watch. */
+  onBridgeGone?: () => void;
 }
 
 export interface Handover {
@@ -57,6 +59,7 @@ export class RouteMonitor {
   #queue: Promise<void> = Promise.resolve();
   #children: Deno.ChildProcess[] = [];
   #stopped = false;
+  /** The most recent handovers (a few; the monitor runs for weeks). */
   readonly handovers: Handover[] = [];
 
   constructor(private readonly o: MonitorOptions) {}
@@ -127,6 +130,8 @@ export class RouteMonitor {
     );
     const dropped = /(\d+) flow entries have been deleted/.exec(r.stderr + r.stdout)?.[1] ?? "0";
     this.handovers.push({ from, to: next, ms, flowsDropped: dropped !== "0" });
+    if (this.handovers.length > 16) this.handovers.shift();
+
     this.o.onUplinks?.(next);
     this.o.log.info(
       `Uplink handover: ${from.join(", ") || "none"} -> ${next.join(", ") || "none"} in ${ms} ms ` +
@@ -149,6 +154,21 @@ export class RouteMonitor {
     const want = expectedRuleCount(this.#ruleset());
     const have = await currentRuleCount(this.o.runner);
     if (have === want) return false;
+    // cleanup removes the table on purpose, after the bridge: never bring it back then.
+    const bridge = await this.o.runner.run(
+      [TOOLS.ip, "link", "show", "dev", this.o.network.bridge],
+      {
+        okCodes: [0, 1, 2],
+      },
+    );
+    if (bridge.code !== 0) {
+      this.o.log.info(
+        `Bridge ${this.o.network.bridge} is gone: the unit is stopping, nothing to watch`,
+      );
+      this.#stopped = true;
+      this.o.onBridgeGone?.();
+      return false;
+    }
     const started = performance.now();
     await applyRuleset(this.o.runner, this.o.rulesetFile, this.#ruleset());
     this.o.log.warning(

@@ -99,3 +99,47 @@ export function checkDnsPortFree(net: NetworkPlan, ssOutput: string): void {
     );
   }
 }
+
+interface NftChain {
+  family: string;
+  table: string;
+  name: string;
+  hook?: string;
+  policy?: string;
+}
+
+/**
+ * Other tables' input/forward chains that drop by default. An accept in
+ * aos-unit's own table does not override a drop in another table (nftables
+ * ends only the base chain it is in), so those rules need an exception there:
+ * the commands to add one are part of the warning. Docker's iptables FORWARD
+ * policy DROP shows up here too (as table ip filter).
+ */
+export function foreignDropPolicies(nftChainsJson: string, net: NetworkPlan): string[] {
+  let chains: NftChain[] = [];
+  try {
+    chains = (JSON.parse(nftChainsJson) as { nftables: { chain?: NftChain }[] }).nftables
+      .flatMap((o) => (o.chain ? [o.chain] : []));
+  } catch {
+    return [];
+  }
+  const br = net.bridge;
+  return chains.filter((c) =>
+    c.table !== "aos_unit" && c.policy === "drop" && (c.hook === "input" || c.hook === "forward")
+  ).map((c) => {
+    const where = `${c.family} ${c.table} ${c.name}`;
+    const fix = c.hook === "input"
+      ? `nft insert rule ${where} iifname "${br}" udp dport { 67, ${net.dnsPort} } accept; ` +
+        `nft insert rule ${where} iifname "${br}" tcp dport ${net.dnsPort} accept`
+      : c.table === "filter" && c.name === "FORWARD"
+      ? `iptables -I DOCKER-USER -i ${br} -j ACCEPT; iptables -I DOCKER-USER -o ${br} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT` +
+        ` (or: iptables -I FORWARD -i ${br} -j ACCEPT; iptables -I FORWARD -o ${br} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT)`
+      : `nft insert rule ${where} iifname "${br}" accept; nft insert rule ${where} oifname "${br}" ct state established,related accept`;
+    return `Chain ${where} drops ${
+      c.hook === "input" ? "incoming" : "forwarded"
+    } packets by default, ` +
+      `which ${
+        c.hook === "input" ? "blocks the guests' DHCP and DNS" : "cuts the guests off the internet"
+      }; allow them with: ${fix}`;
+  });
+}

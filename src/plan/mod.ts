@@ -88,8 +88,8 @@ function planOneNode(
   node: NodeConfig,
   warnings: Diagnostic[],
 ): NodePlan {
-  const warn = (message: string, at = node.at) =>
-    warnings.push({ severity: "warning", ...at, message });
+  const warn = (message: string, at = node.at, blocksRun = false) =>
+    warnings.push({ severity: "warning", ...at, message, ...(blocksRun ? { blocksRun } : {}) });
   const arch: Arch = node.arch ?? facts.hostArch;
   const accel: Accel = config.runtime.enableKvm && facts.kvmUsable && arch === facts.hostArch
     ? "kvm"
@@ -104,9 +104,14 @@ function planOneNode(
           imagePattern(node.name, arch).source
         } (for example ${image.file}), or set "image:"`,
       node.imageAt ?? node.at,
+      true,
     );
   } else if (!image.readable) {
-    warn(`Image "${imagePath}" of node "${node.name}" is not readable`, node.imageAt ?? node.at);
+    warn(
+      `Image "${imagePath}" of node "${node.name}" is not readable (chown aos-unit:aos-unit it)`,
+      node.imageAt ?? node.at,
+      true,
+    );
   }
   if (image.alternatives.length > 0) {
     warn(
@@ -128,6 +133,8 @@ function planOneNode(
       `No UEFI firmware for ${arch} on this host: install ${
         arch === "x86_64" ? "ovmf" : "qemu-efi-aarch64"
       } (node "${node.name}")`,
+      node.at,
+      true,
     );
   }
 

@@ -113,6 +113,10 @@ export function nodeUnit(n: NodeUnitInput): TransientUnit {
       ["ProtectHome", "s", "yes"],
       ["PrivateTmp", "b", true],
       ["ReadWritePaths", "as", [n.nodeDir, n.paths.runtimeDir, n.paths.logsDir]],
+      // The aos-unit user may create transient units through polkit (systemd < 257 cannot
+      // narrow that by name): QEMU, the part a guest could break out into, gets no bus.
+      ["InaccessiblePaths", "as", ["-/run/dbus"]],
+
       ["Environment", "as", directoryEnvironment(n.paths)],
       ["SyslogIdentifier", "s", `aos-node-${n.name}`],
     ],

@@ -122,25 +122,6 @@ export async function call(bus: MessageBus, spec: CallSpec): Promise<unknown[]> 
   return reply?.body ?? [];
 }
 
-/** Reads one property through org.freedesktop.DBus.Properties.Get. */
-export async function getProperty(
-  bus: MessageBus,
-  destination: string,
-  path: string,
-  iface: string,
-  name: string,
-): Promise<unknown> {
-  const [variant] = await call(bus, {
-    destination,
-    path,
-    interface: "org.freedesktop.DBus.Properties",
-    member: "Get",
-    signature: "ss",
-    body: [iface, name],
-  });
-  return (variant as { value: unknown }).value;
-}
-
 /** Asks the bus to deliver signals matching `rule` to this connection. */
 export async function addMatch(bus: MessageBus, rule: string): Promise<void> {
   await call(bus, {

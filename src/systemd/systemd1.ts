@@ -74,7 +74,10 @@ export class Systemd {
         this.#waiters.delete(job);
         waiter({ result, unit });
       } else {
+        // Results of jobs nobody waits for yet (ours may finish before StartTransientUnit
+        // returns); keep only recent ones, Subscribe() reports the whole system's jobs.
         this.#jobs.set(job, { result, unit });
+        if (this.#jobs.size > 256) this.#jobs.delete(this.#jobs.keys().next().value!);
       }
     } else if (
       msg.interface === "org.freedesktop.DBus.Properties" && msg.member === "PropertiesChanged"
@@ -153,9 +156,14 @@ export class Systemd {
     });
   }
 
-  async startUnit(name: string, timeoutMs = 120_000): Promise<string> {
-    const [job] = await this.#manager("StartUnit", "ss", [name, "replace"], `start ${name}`);
-    return await this.#waitJob(job as string, name, timeoutMs);
+  /** SetUnitProperties with runtime=true: lasts until reboot, not written to disk. */
+  async setRuntimeProperties(name: string, properties: UnitProperty[]): Promise<void> {
+    await this.#manager(
+      "SetUnitProperties",
+      "sba(sv)",
+      [name, true, properties.map(toVariant)],
+      `set properties of ${name}`,
+    );
   }
 
   async resetFailed(name: string): Promise<void> {
@@ -217,8 +225,34 @@ export class Systemd {
     };
   }
 
+  /** A slice's CPUQuotaPerSecUSec, or undefined when it has none (infinity). */
+  async sliceCpuQuota(name: string): Promise<number | undefined> {
+    let path: string;
+    try {
+      [path] = await call(this.bus, {
+        ...SYSTEMD,
+        member: "LoadUnit",
+        signature: "s",
+        body: [name],
+      }) as [string];
+    } catch (error) {
+      throw busError(`load ${name}`, error);
+    }
+    const [variant] = await call(this.bus, {
+      destination: SYSTEMD.destination,
+      path,
+      interface: "org.freedesktop.DBus.Properties",
+      member: "Get",
+      signature: "ss",
+      body: ["org.freedesktop.systemd1.Slice", "CPUQuotaPerSecUSec"],
+    }) as [{ value: bigint }];
+    const value = BigInt(variant.value);
+    return value === 0xffffffffffffffffn ? undefined : Number(value);
+  }
+
   /**
-   * Waits until systemd has forgotten the unit (transient units are garbage
+   * Waits until systemd has forgotten the unit
+ (transient units are garbage
    * collected asynchronously; re-creating one too early fails with UnitExists).
    */
   async waitGone(name: string, timeoutMs = 10_000): Promise<void> {

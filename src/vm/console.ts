@@ -7,11 +7,11 @@
 export const ESCAPE_BYTE = 0x1d; // Ctrl-]
 
 /** Copies stdin to the socket until Ctrl-] (or EOF); socket output to stdout. */
-export async function attachConsole(socket: string): Promise<"detached" | "closed"> {
+export async function attachConsole(socket: string): Promise<"detached" | "closed" | "eof"> {
   const conn = await Deno.connect({ transport: "unix", path: socket });
   const raw = Deno.stdin.isTerminal();
   if (raw) Deno.stdin.setRaw(true);
-  let ended: "detached" | "closed" = "closed";
+  let ended: "detached" | "closed" | "eof" = "closed";
   const fromGuest = (async () => {
     const buf = new Uint8Array(4096);
     while (true) {
@@ -24,7 +24,10 @@ export async function attachConsole(socket: string): Promise<"detached" | "close
     const buf = new Uint8Array(1024);
     while (true) {
       const n = await Deno.stdin.read(buf);
-      if (n === null) break;
+      if (n === null) {
+        ended = "eof";
+        break;
+      }
       const chunk = buf.subarray(0, n);
       const escape = chunk.indexOf(ESCAPE_BYTE);
       if (escape >= 0) {

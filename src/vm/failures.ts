@@ -3,6 +3,8 @@
  * `jq` reads it and `aos-unit status` shows the latest per node.
  */
 
+import { rethrowAccessErrors } from "../errors.ts";
+
 export interface FailureRecord {
   time: string;
   node: string;
@@ -35,7 +37,8 @@ export function lastFailures(logsDir: string): Map<string, FailureRecord> {
   let text = "";
   try {
     text = Deno.readTextFileSync(failureLogPath(logsDir));
-  } catch {
+  } catch (error) {
+    rethrowAccessErrors(error, failureLogPath(logsDir));
     return out;
   }
   for (const line of text.split("\n")) {
