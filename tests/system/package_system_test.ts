@@ -209,11 +209,24 @@ Deno.test({
       assert.equal(limit, p.MemoryMax, "the kernel enforces MemoryMax");
       const quota = (await sh(`cat /sys/fs/cgroup/cpu${p.ControlGroup}/cpu.cfs_quota_us`)).trim();
       assert.equal(quota, "100000", "the kernel enforces CPUQuota=100%");
-      assert.equal(
-        (await show("aos-unit.slice", "MemoryMax")).MemoryMax !== "infinity",
-        true,
-        "the slice caps the total",
+      const slice = await show("aos-unit.slice", "MemoryMax", "CPUQuotaPerSecUSec");
+      assert.notEqual(slice.MemoryMax, "infinity", "the slice caps the total memory");
+      assert.notEqual(
+        slice.CPUQuotaPerSecUSec,
+        "infinity",
+        "and the total CPU (90% of the host's CPUs)",
       );
+      // QEMU cannot reach the bus (and through it polkit's grants to the aos-unit user).
+      const qemuBus = await bed.exec([
+        "nsenter",
+        "-t",
+        p.MainPID!,
+        "-m",
+        "test",
+        "-e",
+        "/run/dbus/system_bus_socket",
+      ]);
+      assert.notEqual(qemuBus.code, 0, "the bus socket is not visible to QEMU");
     });
 
     await t.step("getent hosts main.aos-unit works in the container through resolved", async () => {
