@@ -289,6 +289,15 @@ function missingGrants(needed: PermissionSet): string[] {
   return missing;
 }
 
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Started with a blanket grant (`deno run -A main.ts`, development and tests):
  * run again with exactly the union, so narrowing works as in the package.
@@ -300,9 +309,10 @@ async function reexecNarrowed(ctx: PermissionContext, args: string[]): Promise<n
     "run",
     "--quiet",
     "--unstable-net",
-    ...(main.protocol === "file:" && config.protocol === "file:"
+    // From the source tree the import map is in deno.json; a bundle needs none.
+    ...(main.protocol === "file:" && config.protocol === "file:" && exists(config.pathname)
       ? ["--config", config.pathname]
-      : []),
+      : ["--no-config"]),
     ...denoFlags(unionPermissions(ctx)),
     Deno.mainModule,
     ...args,
