@@ -27,21 +27,13 @@ import { startupErrorFile } from "./startup.ts";
 
 /** True when something answers on ip:port - a connection, or a refusal (the stack is up). */
 export async function answers(ip: string, port: number, timeoutMs: number): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const attempt = Deno.connect({ hostname: ip, port }).then(
-    (conn) => {
-      conn.close();
-      return true;
-    },
-    (error) => error instanceof Deno.errors.ConnectionRefused,
-  );
+  // The signal aborts the pending connect too: no half-open sockets pile up while waiting.
   try {
-    return await Promise.race([
-      attempt,
-      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs))),
-    ]);
-  } finally {
-    clearTimeout(timer);
+    const conn = await Deno.connect({ hostname: ip, port, signal: AbortSignal.timeout(timeoutMs) });
+    conn.close();
+    return true;
+  } catch (error) {
+    return error instanceof Deno.errors.ConnectionRefused;
   }
 }
 
