@@ -27,7 +27,7 @@ import {
   RuntimeError,
 } from "./errors.ts";
 import { resolvePaths } from "./host/paths.ts";
-import { setupLogging } from "./log.ts";
+import { logToFileOnly, setupLogging } from "./log.ts";
 import {
   denoFlags,
   DISPATCH_ENV,
@@ -415,7 +415,16 @@ export async function main(args: string[], io: Io = STDIO): Promise<number> {
       out: io.out,
       err: (t) => io.err(t.split("\n").map((line) => `<3>${line}`).join("\n")),
     };
-    return report(error, chosen.command, errors);
+    const lines: string[] = [];
+    const code = report(error, chosen.command, {
+      out: errors.out,
+      err: (t) => {
+        lines.push(t);
+        errors.err(t);
+      },
+    });
+    logToFileOnly(`${lines.join("\n")} (exit ${code})`);
+    return code;
   } finally {
     await closeLog();
   }

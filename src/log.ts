@@ -88,12 +88,26 @@ export async function setupLogging(options: LogOptions): Promise<() => Promise<v
         lowestLevel: options.debug ? "debug" : "info",
       },
       { category: ["logtape", "meta"], sinks: [], lowestLevel: "error" },
+      // The final error is printed once by the command's error handler; this keeps it in the file too.
+      {
+        category: FILE_ONLY,
+        sinks: file ? ["file"] : [],
+        parentSinks: "override",
+        lowestLevel: "error",
+      },
     ],
   });
   return async () => {
     await reset();
     file?.close();
   };
+}
+
+const FILE_ONLY = ["aos-unit-file"];
+
+/** Records a line in the log file only (nothing on stderr). */
+export function logToFileOnly(message: string): void {
+  getLogger(FILE_ONLY).error(message);
 }
 
 /** The logger of one subcommand or module. */
