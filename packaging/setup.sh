@@ -17,7 +17,7 @@ PACKAGES=(
   iproute2 nftables dnsmasq-base conntrack qemu-utils qemu-system-x86 qemu-system-arm
   ovmf qemu-efi-aarch64 socat ca-certificates
   busybox-static mtools dosfstools fdisk grub-efi-amd64-bin grub-pc-bin cpio xz-utils zstd
-  systemd-container mmdebstrap dpkg-dev fakeroot mandoc lintian gnupg git jq
+  systemd-container mmdebstrap dpkg-dev devscripts fakeroot mandoc lintian gnupg git jq kmod
 )
 
 usage() {
