@@ -26,6 +26,7 @@ import {
   formatDiagnostic,
   RuntimeError,
 } from "./errors.ts";
+import { exists } from "./host/facts.ts";
 import { resolvePaths } from "./host/paths.ts";
 import { logToFileOnly, setupLogging } from "./log.ts";
 import {
@@ -287,15 +288,6 @@ function missingGrants(needed: PermissionSet): string[] {
     }
   }
   return missing;
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /**

@@ -20,7 +20,8 @@ const FIRMWARE_CANDIDATES: Record<Arch, Firmware[]> = {
   ],
 };
 
-function exists(path: string): boolean {
+/** True when the path exists (any kind of file). */
+export function exists(path: string): boolean {
   try {
     Deno.statSync(path);
     return true;

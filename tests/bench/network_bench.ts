@@ -47,20 +47,19 @@ try {
   };
   const flags = denoFlags(unionPermissions(ctx));
   const env = { ...unit.env(), DENO_NO_UPDATE_CHECK: "1" };
-  const aos = (args: string[]) =>
-    run(
-      topo.inNs(topo.host, [
-        Deno.execPath(),
-        "run",
-        "--quiet",
-        "--no-config",
-        "--unstable-net",
-        ...flags,
-        bundled,
-        ...args,
-      ]),
-      { env },
-    );
+  // What the package's launcher runs: the bundle with the union of permissions.
+  const aosArgv = (args: string[]) =>
+    topo.inNs(topo.host, [
+      Deno.execPath(),
+      "run",
+      "--quiet",
+      "--no-config",
+      "--unstable-net",
+      ...flags,
+      bundled,
+      ...args,
+    ]);
+  const aos = (args: string[]) => run(aosArgv(args), { env });
   void FHS_PATHS;
   const startups: number[] = [];
   const cleanups: number[] = [];
@@ -102,16 +101,7 @@ try {
   )![2] as [string, string[], boolean][])[0]![1];
   topo.procs.start(topo.inNs(topo.host, dnsArgv), `${work}/dnsmasq.log`);
   topo.procs.start(
-    topo.inNs(topo.host, [
-      Deno.execPath(),
-      "run",
-      "--quiet",
-      "--no-config",
-      "--unstable-net",
-      ...flags,
-      bundled,
-      "monitor",
-    ]),
+    aosArgv(["monitor"]),
     `${work}/monitor.log`,
     env,
   );
