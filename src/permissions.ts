@@ -214,7 +214,6 @@ export function unionPermissions(ctx: PermissionContext): PermissionSet {
  * configuration. So `net` is granted unscoped and kept whole by the
  * subcommands that use any socket; every other subcommand loses it entirely.
  */
-export const NET_UNSCOPED = true;
 
 /** `deno run` / `deno compile` flags granting this set. */
 export function denoFlags(p: PermissionSet): string[] {
@@ -222,7 +221,7 @@ export function denoFlags(p: PermissionSet): string[] {
   for (const name of NAMES) {
     if (p[name].length === 0) continue;
     flags.push(
-      name === "net" && NET_UNSCOPED ? "--allow-net" : `--allow-${name}=${p[name].join(",")}`,
+      name === "net" ? "--allow-net" : `--allow-${name}=${p[name].join(",")}`,
     );
   }
   return flags;
@@ -257,12 +256,12 @@ export function hasBlanketGrant(): boolean {
  */
 export function narrowTo(granted: PermissionSet, needed: PermissionSet): string[] {
   const revoked: string[] = [];
-  if (NET_UNSCOPED && needed.net.length === 0) {
+  if (needed.net.length === 0) {
     Deno.permissions.revokeSync({ name: "net" });
     revoked.push("net");
   }
   for (const name of NAMES) {
-    if (name === "net" && NET_UNSCOPED) continue;
+    if (name === "net") continue;
     for (const entry of granted[name]) {
       if (needed[name].includes(entry)) continue;
       Deno.permissions.revokeSync(descriptor(name, entry));

@@ -25,8 +25,6 @@ export interface UnitState {
   /** Microseconds since the epoch when the unit last became active (0 = never). */
   activeEnterUsec: number;
   mainPid: number | undefined;
-  /** argv of the service's ExecStart= (first command), if any. */
-  execStart: string[] | undefined;
 }
 
 /** Converts a planned property to what dbus-next sends: t/x as BigInt, wrapped in a Variant. */
@@ -221,7 +219,6 @@ export class Systemd {
       nRestarts: service.NRestarts === undefined ? undefined : Number(service.NRestarts),
       activeEnterUsec: Number(unit.ActiveEnterTimestamp ?? 0),
       mainPid: service.MainPID === undefined ? undefined : Number(service.MainPID),
-      execStart: (service.ExecStart as [string, string[]][] | undefined)?.[0]?.[1],
     };
   }
 
