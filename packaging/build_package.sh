@@ -136,7 +136,9 @@ else
 	} >"$stage/usr/bin/aos-unit"
 	chmod 0755 "$stage/usr/bin/aos-unit"
 fi
-install -m 0755 units/lease-hook "$stage/usr/libexec/aos-unit/lease-hook"
+for hook in lease-hook node-stopped manager-stopped; do
+	install -m 0755 "units/$hook" "$stage/usr/libexec/aos-unit/$hook"
+done
 
 # ---- integration files
 install -D -m 0644 units/aos-unit.service "$stage/usr/lib/systemd/system/aos-unit.service"

@@ -16,6 +16,8 @@ import { leaseHookCommand } from "./commands/lease_hook.ts";
 import { monitorCommand } from "./commands/monitor.ts";
 import { planCommand, SAMPLE_CONFIG_DIR } from "./commands/plan.ts";
 import { startupDeferringErrors } from "./commands/startup.ts";
+import { prepareCommand } from "./commands/prepare.ts";
+import { powerdownCommand } from "./commands/powerdown.ts";
 import { validateCommand } from "./commands/validate.ts";
 import {
   ConfigError,
@@ -181,21 +183,34 @@ Examples:
   program.commandsGroup("Internal commands (run by the systemd units; see aos-unit(8)):");
 
   program.command("startup")
-    .description("ExecStartPre: create the bridge, taps, nft table, resolved routing, network.conf")
+    .description(
+      "ExecStartPre=+ (root): the broker; network, then the node and sidecar units from the root-owned config",
+    )
     .addHelpText(
       "after",
-      "\nExample (as systemd runs it):\n  ExecStartPre=/usr/bin/aos-unit startup",
+      "\nExample (as systemd runs it):\n  ExecStartPre=+/usr/bin/aos-unit startup --defer-config-errors",
     )
     .option(
       "--defer-config-errors",
       "on a configuration error exit 0 and leave it for `run` to report with exit 2 (as the unit does)",
     )
-    .action((opts: { deferConfigErrors?: boolean }) =>
+    .option("--no-units", "set up the network only (bridge, taps, table, resolved), start no unit")
+    .action((opts: { deferConfigErrors?: boolean; units?: boolean }) =>
       select({
         command: "startup",
-        run: (ctx) => startupDeferringErrors(ctx, opts.deferConfigErrors === true),
+        run: (ctx) =>
+          startupDeferringErrors(ctx, opts.deferConfigErrors === true, {
+            units: opts.units !== false,
+          }),
       })
     );
+
+  program.command("prepare")
+    .description(
+      "make the nodes' files (overlays, UEFI variables, serial logs) as the service user; run by startup",
+    )
+    .addHelpText("after", "\nExample:\n  sudo -u aos-unit aos-unit prepare")
+    .action(() => select({ command: "prepare", run: (ctx) => prepareCommand(ctx) }));
 
   program.command("run")
     .description(
@@ -211,6 +226,18 @@ Examples:
     .addHelpText("after", "\nExample:\n  systemctl status aos-unit-route-monitor")
     .action(() => select({ command: "monitor", logFile: true, run: (ctx) => monitorCommand(ctx) }));
 
+  program.command("powerdown")
+    .description("a node unit's ExecStop: ACPI powerdown over QMP, then wait for QEMU to exit")
+    .argument("<node>", "node name")
+    .option("--timeout <sec>", "how long the guest gets before systemd signals QEMU", "60")
+    .addHelpText("after", "\nExample:\n  ExecStop=/usr/bin/aos-unit powerdown main --timeout 60")
+    .action((node: string, opts: { timeout: string }) =>
+      select({
+        command: "powerdown",
+        run: (ctx) => powerdownCommand(ctx, node, Math.max(1, Number(opts.timeout) || 60)),
+      })
+    );
+
   program.command("lease-hook")
     .description("dnsmasq dhcp-script: record a lease event (add|old|del MAC IP [HOSTNAME])")
     .argument("[event...]", "what dnsmasq passes: add|old|del MAC IP [HOSTNAME]")
@@ -220,7 +247,7 @@ Examples:
       "\nExample:\n  aos-unit lease-hook add 52:54:00:fa:d5:8d 10.200.1.10 main",
     )
     .action((event: string[]) =>
-      select({ command: "lease-hook", logFile: true, run: (ctx) => leaseHookCommand(ctx, event) })
+      select({ command: "lease-hook", run: (ctx) => leaseHookCommand(ctx, event) })
     );
 
   program.command("failed")
@@ -234,20 +261,28 @@ Examples:
     .action((node: string, opts: { final?: boolean }) =>
       select({
         command: "failed",
-        logFile: true,
         run: (ctx) => failedCommand(ctx, node, { final: opts.final === true }),
       })
     );
 
   program.command("cleanup")
     .description(
-      "ExecStopPost: remove the bridge, taps, nft table and runtime files aos-unit created",
+      "take the unit down: power the nodes down, remove dnsmasq, bridge, taps, nft tables, runtime files",
+    )
+    .option(
+      "--after-failure",
+      "ExecStopPost hook: only when systemd is stopping the unit (a crash keeps the guests)",
     )
     .addHelpText(
       "after",
-      "\nSafe to run twice; touches nothing aos-unit did not create.\nExample:\n  aos-unit cleanup",
+      "\nSafe to run twice; touches nothing aos-unit did not create.\nExample:\n  sudo aos-unit cleanup",
     )
-    .action(() => select({ command: "cleanup", run: (ctx) => cleanupCommand(ctx) }));
+    .action((opts: { afterFailure?: boolean }) =>
+      select({
+        command: "cleanup",
+        run: (ctx) => cleanupCommand(ctx, opts.afterFailure === true),
+      })
+    );
   return program;
 }
 

@@ -6,6 +6,8 @@
  */
 
 import type { Paths } from "./plan/types.ts";
+import { GROUP_FILE, PASSWD_FILE } from "./host/users.ts";
+import { dhcpDir } from "./plan/layout.ts";
 import { DNSMASQ_BINARY } from "./plan/dnsmasq.ts";
 import { NFT_BINARY } from "./plan/nft.ts";
 import { QEMU_BINARY } from "./plan/qemu.ts";
@@ -23,6 +25,9 @@ export const TOOLS = {
   ss: "/usr/bin/ss",
   ln: "/usr/bin/ln",
 } as const;
+
+/** The installed executable (the broker starts `aos-unit prepare` through it). */
+export const EXECUTABLE = "/usr/bin/aos-unit";
 
 export const SYSTEM_BUS_SOCKET = "/run/dbus/system_bus_socket";
 export const NOTIFY_SOCKET_DEFAULT = "/run/systemd/notify";
@@ -56,7 +61,9 @@ export const DISPATCH_ENV = [
   "AOS_UNIT_SERVICE_USER",
   "AOS_UNIT_EXECUTABLE",
   "AOS_UNIT_LEASE_HOOK",
+  "AOS_UNIT_NODE_STOPPED_HOOK",
   "AOS_UNIT_DEBUG",
+  "SERVICE_RESULT",
 ] as const;
 
 /** npm:yaml reads these on every parse. */
@@ -67,6 +74,8 @@ export const STOP_POST_ENV = ["SERVICE_RESULT", "EXIT_CODE", "EXIT_STATUS"];
 export interface PermissionContext {
   paths: Paths;
   notifySocket: string;
+  /** The aos-unit executable the broker runs `prepare` with (AOS_UNIT_EXECUTABLE in tests). */
+  executable?: string;
 }
 
 function set(partial: Partial<PermissionSet>): PermissionSet {
@@ -108,8 +117,10 @@ export const SUBCOMMANDS = [
   "console",
   "reset",
   "startup",
+  "prepare",
   "run",
   "monitor",
+  "powerdown",
   "lease-hook",
   "failed",
   "cleanup",
@@ -145,13 +156,31 @@ export function permissionsFor(command: Subcommand, ctx: PermissionContext): Per
     case "status":
       return merge(planning(p), dbus(), { read: [p.logsDir], run: [TOOLS.ip] });
     case "console":
-      return merge({ read: [p.runtimeDir], write: [p.runtimeDir], net: [`unix:${p.runtimeDir}`] });
+      return merge({ read: [p.runtimeDir], write: [p.runtimeDir], net: ["*"] });
     case "reset":
       return merge(planning(p), dbus(), { write: [p.stateDir] });
     case "startup":
+      // The root broker: reads the root-owned configuration and writes only whole files in
+      // the runtime directory; everything in the state directory is made by `prepare`.
       return merge(planning(p), dbus(), {
+        read: [p.logsDir, PASSWD_FILE, GROUP_FILE],
         write: [p.runtimeDir],
-        run: [TOOLS.ip, TOOLS.nft, TOOLS.sysctl, TOOLS.ss],
+        run: [
+          TOOLS.ip,
+          TOOLS.nft,
+          TOOLS.sysctl,
+          TOOLS.ss,
+          TOOLS.dnsmasq,
+          TOOLS.qemuX86,
+          TOOLS.qemuArm,
+          ctx.executable ?? EXECUTABLE,
+        ],
+      });
+    case "prepare":
+      return merge(planning(p), {
+        read: [p.logsDir],
+        write: [p.stateDir, p.logsDir],
+        run: [TOOLS.qemuImg],
       });
     case "cleanup":
       return merge(dbus(), {
@@ -160,35 +189,29 @@ export function permissionsFor(command: Subcommand, ctx: PermissionContext): Per
         run: [TOOLS.ip, TOOLS.nft],
       });
     case "run":
+      // net stays unscoped here: readiness probes connect to leased addresses, and the
+      // QMP sockets are named after the configuration (Deno matches unix sockets exactly).
       return merge(planning(p), dbus(), {
         read: [p.logsDir],
-        write: [p.stateDir, p.runtimeDir, p.logsDir, ctx.notifySocket],
-        net: [
-          `unix:${p.runtimeDir}`,
-          `unix:${p.runtimeDir}/notify.sock`,
-          `unix:${ctx.notifySocket}`,
-        ],
-
-        run: [
-          TOOLS.ip,
-          TOOLS.nft,
-          TOOLS.dnsmasq,
-          TOOLS.qemuImg,
-          TOOLS.qemuX86,
-          TOOLS.qemuArm,
-          TOOLS.ln,
-        ],
+        write: [p.runtimeDir, p.logsDir, ctx.notifySocket],
+        net: [`unix:${p.runtimeDir}/notify.sock`, `unix:${ctx.notifySocket}`, "*"],
+        run: [TOOLS.ip, TOOLS.nft, TOOLS.conntrack, TOOLS.ln],
       });
     case "monitor":
       return merge(planning(p), {
-        read: [p.logsDir],
-        write: [p.runtimeDir, p.logsDir],
+        write: [p.runtimeDir],
         run: [TOOLS.ip, TOOLS.nft, TOOLS.conntrack],
+      });
+    case "powerdown":
+      return merge({
+        read: [p.runtimeDir],
+        write: [p.runtimeDir],
+        net: ["*"],
       });
     case "lease-hook":
       return merge({
-        read: [p.stateDir, p.logsDir],
-        write: [p.stateDir, p.logsDir],
+        read: [dhcpDir(p)],
+        write: [dhcpDir(p)],
       });
     case "failed":
       return merge(dbus(), {
@@ -209,10 +232,11 @@ export function unionPermissions(ctx: PermissionContext): PermissionSet {
 }
 
 /**
- * Deno 2.9 matches unix sockets by exact path only (no directory scope), and
- * the node sockets (/run/aos-unit/NAME.qmp, NAME.serial) are named after the
- * configuration. So `net` is granted unscoped and kept whole by the
- * subcommands that use any socket; every other subcommand loses it entirely.
+ * `net`: "*" stands for an unscoped grant. Deno 2.9 matches unix sockets by
+ * exact path only (no directory scope) and cannot narrow an unscoped grant to
+ * a list, so the subcommands that need sockets named by the configuration
+ * (run, console, powerdown) keep it whole, the others get exact paths from
+ * the launcher (see packaging/deno_flags.ts) or lose `net` entirely.
  */
 
 /** `deno run` / `deno compile` flags granting this set. */
@@ -221,7 +245,9 @@ export function denoFlags(p: PermissionSet): string[] {
   for (const name of NAMES) {
     if (p[name].length === 0) continue;
     flags.push(
-      name === "net" ? "--allow-net" : `--allow-${name}=${p[name].join(",")}`,
+      name === "net" && p.net.includes("*")
+        ? "--allow-net"
+        : `--allow-${name}=${p[name].join(",")}`,
     );
   }
   return flags;
@@ -243,10 +269,15 @@ function descriptor(name: PermissionName, entry: string): Deno.PermissionDescrip
   }
 }
 
-/** True when the process holds a blanket grant (`-A`), which revoke cannot narrow. */
+/**
+ * True when the process holds any blanket grant (`-A`, or a bare --allow-write,
+ * --allow-env, ...), which revoke cannot narrow. A bare --allow-net is part of
+ * the packaged union (see `run`) and narrowed by revoking it whole.
+ */
 export function hasBlanketGrant(): boolean {
-  return Deno.permissions.querySync({ name: "run" }).state === "granted" ||
-    Deno.permissions.querySync({ name: "read" }).state === "granted";
+  return (["read", "write", "run", "env", "sys", "ffi"] as const).some((name) =>
+    Deno.permissions.querySync({ name }).state === "granted"
+  );
 }
 
 /**
@@ -260,10 +291,16 @@ export function narrowTo(granted: PermissionSet, needed: PermissionSet): string[
     Deno.permissions.revokeSync({ name: "net" });
     revoked.push("net");
   }
+  // Deno's revoke also drops every grant that covers the entry (its parent directories):
+  // an entry inside a needed directory must stay.
+  const covered = (name: PermissionName, entry: string) =>
+    needed[name].some((n) =>
+      n === entry || ((name === "read" || name === "write") && entry.startsWith(`${n}/`))
+    );
   for (const name of NAMES) {
     if (name === "net") continue;
     for (const entry of granted[name]) {
-      if (needed[name].includes(entry)) continue;
+      if (covered(name, entry)) continue;
       Deno.permissions.revokeSync(descriptor(name, entry));
       revoked.push(`${name}:${entry}`);
     }

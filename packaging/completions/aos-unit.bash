@@ -33,7 +33,7 @@ _aos_unit()
         cword=$COMP_CWORD
     fi
 
-    local commands="validate plan status console reset startup run monitor lease-hook failed cleanup help"
+    local commands="validate plan status console reset startup prepare run monitor powerdown lease-hook failed cleanup help"
 
     # The subcommand: the first word after "aos-unit" that is not an option.
     local i cmd="" cmd_index=0
@@ -77,10 +77,11 @@ _aos_unit()
         status)
             _aos_unit_reply -W "--json -h --help"
             ;;
-        console | reset | failed)
+        console | reset | failed | powerdown)
             local opts="-h --help"
             [ "$cmd" = reset ] && opts="$opts --efivars"
             [ "$cmd" = failed ] && opts="$opts --final"
+            [ "$cmd" = powerdown ] && opts="$opts --timeout"
             if [[ $cur == -* ]]; then
                 _aos_unit_reply -W "$opts"
             elif [ "$args" -eq 0 ]; then
@@ -97,7 +98,7 @@ _aos_unit()
         help)
             [ "$args" -eq 0 ] && _aos_unit_reply -W "$commands"
             ;;
-        startup | run | monitor | cleanup)
+        startup | prepare | run | monitor | cleanup)
             _aos_unit_reply -W "-h --help"
             ;;
     esac

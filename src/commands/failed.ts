@@ -37,28 +37,36 @@ export async function failedCommand(
   if (!options.final && (result === undefined || result === "success")) return EXIT_OK;
 
   let restarts: number | null = null;
-  try {
-    const bus = await connectSystemBus(undefined, 1500);
-    try {
-      const state = await (await Systemd.open(bus)).unitState(unit);
-      restarts = state?.nRestarts ?? null;
-      result ??= state?.result;
-    } finally {
-      bus.disconnect();
-    }
-  } catch (error) {
-    log.debug(`No unit state from systemd: ${(error as Error).message}`);
-  }
-
   let journal: string[] = [];
-  try {
-    const r = await createRunner().run(
-      [TOOLS.journalctl, "-u", unit, "-n", "30", "-o", "short-iso", "--no-pager", "-q"],
-      { okCodes: [0, 1], timeoutMs: 5000 },
-    );
-    journal = r.stdout.trimEnd().split("\n").filter(Boolean);
-  } catch (error) {
-    journal = [`(journal unavailable: ${(error as Error).message})`];
+  if (options.final) {
+    // Only the final handler (aos-unit-vm-failed@.service) may read the bus and the journal;
+    // the per-crash record is written from the node's own sandbox, which has neither.
+    try {
+      const bus = await connectSystemBus(undefined, 1500);
+      try {
+        const state = await (await Systemd.open(bus)).unitState(unit);
+        if (state && ["active", "activating", "reloading"].includes(state.activeState)) {
+          // systemd >= 254 without RestartMode=direct runs OnFailure= on every crash.
+          log.info(`Node ${node} is ${state.activeState} again: systemd has not given up`);
+          return EXIT_OK;
+        }
+        restarts = state?.nRestarts ?? null;
+        result = state?.result ?? result;
+      } finally {
+        bus.disconnect();
+      }
+    } catch (error) {
+      log.debug(`No unit state from systemd: ${(error as Error).message}`);
+    }
+    try {
+      const r = await createRunner().run(
+        [TOOLS.journalctl, "-u", unit, "-n", "30", "-o", "short-iso", "--no-pager", "-q"],
+        { okCodes: [0, 1], timeoutMs: 5000 },
+      );
+      journal = r.stdout.trimEnd().split("\n").filter(Boolean);
+    } catch (error) {
+      journal = [`(journal unavailable: ${(error as Error).message})`];
+    }
   }
 
   const record: FailureRecord = {
@@ -66,8 +74,8 @@ export async function failedCommand(
     node,
     unit,
     result: result ?? "unknown",
-    exit_code: env("EXIT_CODE") ?? null,
-    exit_status: env("EXIT_STATUS") ?? null,
+    exit_code: options.final ? null : env("EXIT_CODE") ?? null,
+    exit_status: options.final ? null : env("EXIT_STATUS") ?? null,
     restarts,
     final: options.final,
     journal,

@@ -8,6 +8,7 @@
 import { EXIT_OK } from "../errors.ts";
 import { type LeaseEvent, recordLease } from "../net/leases.ts";
 import { logger } from "../log.ts";
+import { dhcpDir } from "../plan/layout.ts";
 import type { CommandContext } from "./context.ts";
 
 export function leaseHookCommand(ctx: CommandContext, args: string[]): number {
@@ -29,7 +30,7 @@ export function leaseHookCommand(ctx: CommandContext, args: string[]): number {
     hostname,
     at: new Date().toISOString(),
   };
-  recordLease(`${ctx.paths.stateDir}/leases.json`, event);
+  recordLease(`${dhcpDir(ctx.paths)}/leases.json`, event);
   log.info(
     `DHCP ${action} ${event.mac} ${ip}${event.hostname ? ` ${event.hostname}` : ""} (recorded in ${
       (performance.now() - started).toFixed(1)

@@ -1,27 +1,38 @@
 /**
- * `aos-unit run` (ExecStart of aos-unit.service, Type=notify): validate,
- * prepare disks, start the sidecar, the route monitor and one transient unit
- * per node, report READY=1 only when every node is up and has an address,
- * then supervise until SIGTERM, when guests are powered down gracefully.
+ * `aos-unit run` (ExecStart= of aos-unit.service, Type=notify, as the
+ * unprivileged service user): the manager. The broker (`startup`) has already
+ * created or adopted every unit; run watches them, reports READY=1 when the
+ * nodes are usable, keeps STATUS= current, follows the uplinks (the route
+ * monitor runs in this process) and re-applies resolved settings.
+ *
+ * It never creates a unit (it may not: see the polkit rules), and nothing it
+ * does on a crash touches the guests: the next run adopts them. On a real stop
+ * it powers every guest down gracefully and takes the network down; on a
+ * restart (an upgrade, `systemctl restart`) it leaves everything running.
  */
 
-import { ConfigError, EXIT_OK, formatLocated, RuntimeError } from "../errors.ts";
-import { hostArch, kvmProbeFile } from "../host/facts.ts";
-import { probeKvm } from "../host/kvm.ts";
+import { ConfigError, EXIT_OK, RuntimeError } from "../errors.ts";
 import { envOverrides, loadAndPlan } from "../host/load.ts";
-import { createRunner } from "../host/runner.ts";
-import { logger } from "../log.ts";
-import { routeDomain } from "../net/apply.ts";
+import { createRunner, type Runner } from "../host/runner.ts";
+import { type Logger, logger } from "../log.ts";
+import { routeDomain, teardownNetwork } from "../net/apply.ts";
 import { readLeaseState } from "../net/leases.ts";
+import { monitorFor } from "../net/monitor.ts";
 import { TOOLS } from "../permissions.ts";
-import { DNSMASQ_UNIT, MONITOR_UNIT, SLICE } from "../plan/units.ts";
+import { DNSMASQ_UNIT, MANAGER_UNIT, NODE_UNIT_PREFIX } from "../plan/units.ts";
 import type { NodePlan, Plan } from "../plan/types.ts";
-import { addMatch, connectSystemBus } from "../systemd/bus.ts";
-import { createNotifier } from "../systemd/notify.ts";
-import { Systemd } from "../systemd/systemd1.ts";
-import { prepareDisks } from "../vm/disk.ts";
-import { systemPowerdown } from "../vm/qmp.ts";
-import { writeSidecarFiles } from "../vm/runtime_files.ts";
+import {
+  classify,
+  gaveUp,
+  type NodeCondition,
+  pending,
+  statusLine,
+} from "../systemd/node_state.ts";
+import { createNotifier, type Notifier } from "../systemd/notify.ts";
+import { SystemdSession } from "../systemd/session.ts";
+import type { Systemd, UnitState } from "../systemd/systemd1.ts";
+import { lastFailures } from "../vm/failures.ts";
+import { powerdownAndWait } from "../vm/qmp.ts";
 import type { CommandContext } from "./context.ts";
 import { startupErrorFile } from "./startup.ts";
 
@@ -37,216 +48,251 @@ export async function answers(ip: string, port: number, timeoutMs: number): Prom
   }
 }
 
-/**
- * Nodes that are usable: the unit is active and the node's address (the DHCP
- * lease, or the reservation for guests that configure themselves statically,
- * like AosCore's main) answers on the SSH port - a connection or a refusal
- * both prove the guest's network is up. A lease record alone is not enough:
- * it survives restarts while the guest is still booting.
- */
-export async function readyNodes(systemd: Systemd, plan: Plan): Promise<Map<string, string>> {
-  const leases = readLeaseState(plan.leaseState).leases;
-  const out = new Map<string, string>();
-  await Promise.all(plan.nodes.map(async (node) => {
-    const ip = leases[node.mac]?.ip ?? node.ip;
-    if (!ip || (await systemd.unitState(node.unit.name))?.activeState !== "active") return;
-    if (await answers(ip, 22, 400)) out.set(node.name, ip);
-  }));
-  return out;
+/** systemd job types that mean "the manager comes back": guests keep running. */
+const RESTART_JOBS = new Set(["restart", "try-restart", "reload-or-restart", "reload-or-start"]);
+
+/** The unit as a whole failed (no node could start, every node gave up): take it all down. */
+class UnitDown extends RuntimeError {
+  override name = "UnitDown";
 }
 
-/** Nodes systemd gave up on (start limit hit): READY does not wait for them. */
-async function failedNodes(systemd: Systemd, plan: Plan): Promise<string[]> {
-  const states = await Promise.all(plan.nodes.map((n) => systemd.unitState(n.unit.name)));
-  return plan.nodes.filter((_, i) => states[i]?.activeState === "failed").map((n) => n.name);
+/** How long a guest that never answered gets to power down when the unit stops. */
+const BOOTING_GRACE_MS = 2000;
+
+type Outcome = "stop" | "tick" | "changed";
+
+/** The manager's view of the unit: node states, addresses, readiness. */
+class UnitWatch {
+  states = new Map<string, UnitState | undefined>();
+  /** Nodes that answered on their address since their unit last became active. */
+  answered = new Map<string, number>();
+  #changed = Promise.withResolvers<"changed">();
+
+  constructor(readonly plan: Plan, readonly session: SystemdSession, readonly log: Logger) {}
+
+  /** Resolves at the next unit change systemd announces. */
+  get changed(): Promise<"changed"> {
+    return this.#changed.promise;
+  }
+
+  notifyChange(): void {
+    this.#changed.resolve("changed");
+    this.#changed = Promise.withResolvers<"changed">();
+  }
+
+  address(node: NodePlan): string | undefined {
+    return readLeaseState(this.plan.leaseState).leases[node.mac]?.ip ?? node.ip;
+  }
+
+  /** Reads every unit's state (a lost bus is repaired by the session; the old view stays). */
+  async refresh(): Promise<void> {
+    const systemd = this.session.systemd;
+    if (!systemd) return;
+    try {
+      const names = [...this.plan.nodes.map((n) => n.unit.name), DNSMASQ_UNIT];
+      const states = await Promise.all(names.map((n) => systemd.unitState(n)));
+      names.forEach((n, i) => this.states.set(n, states[i]));
+    } catch (error) {
+      this.session.reset((error as Error).message);
+    }
+  }
+
+  /** Probes the nodes that are up but have not answered yet. */
+  async probe(): Promise<void> {
+    await Promise.all(this.plan.nodes.map(async (node) => {
+      const state = this.states.get(node.unit.name);
+      const since = state?.activeEnterUsec ?? 0;
+      if (state?.activeState !== "active") {
+        this.answered.delete(node.name);
+        return;
+      }
+      if (this.answered.get(node.name) === since) return;
+      const ip = this.address(node);
+      if (ip && await answers(ip, 22, 400)) this.answered.set(node.name, since);
+    }));
+  }
+
+  condition(node: NodePlan): NodeCondition {
+    const state = this.states.get(node.unit.name);
+    return classify(state, this.answered.get(node.name) === (state?.activeEnterUsec ?? -1));
+  }
+
+  views() {
+    return this.plan.nodes.map((n) => ({
+      name: n.name,
+      condition: this.condition(n),
+      address: this.address(n),
+    }));
+  }
+
+  sidecarGaveUp(): boolean {
+    return gaveUp(this.states.get(DNSMASQ_UNIT));
+  }
+}
+
+/** Each node's last failure, for the message when no node could start. */
+function lastFailureText(plan: Plan, watch: UnitWatch): string {
+  const records = lastFailures(plan.paths.logsDir);
+  return plan.nodes.map((n) => {
+    const r = records.get(n.name);
+    const state = watch.states.get(n.unit.name);
+    const what = r
+      ? `${r.result}${r.exit_status ? ` (${r.exit_code ?? ""} ${r.exit_status})` : ""} at ${r.time}`
+      : `${state?.activeState ?? "not loaded"}${state?.result ? `/${state.result}` : ""}`;
+    return `${n.name}: ${what}`;
+  }).join("; ");
+}
+
+/** The documented paths that point into the nodes' own directories and the DHCP directory. */
+async function linkDocumentedPaths(runner: Runner, plan: Plan): Promise<void> {
+  // Deno allows symlink() only with unscoped read+write permissions: ln(1) does it instead.
+  const links: [string, string][] = [
+    [plan.dnsmasq.leaseFile, plan.dnsmasq.leaseLink],
+    ...plan.nodes.map((n) => [n.serialSocket, n.serialLink] as [string, string]),
+  ];
+  for (const [target, link] of links) await runner.run([TOOLS.ln, "-sfn", target, link]);
 }
 
 /**
- * Starts every unit of the plan. An old unit of the same name (a crash, a
- * restart) is stopped and forgotten first: the old tool raced here. Nothing is
- * adopted: cleanup (ExecStopPost=) has removed the network it was attached to.
+ * A real stop: every guest gets the ACPI power button (in parallel); guests
+ * that never answered get a short grace only. Then the sidecar and the
+ * network go. Returns when everything is down.
  */
-async function startAll(
-  systemd: Systemd,
+async function stopEverything(
   plan: Plan,
-  log: ReturnType<typeof logger>,
+  watch: UnitWatch,
+  runner: Runner,
+  stopTimeoutSec: number,
+  log: Logger,
 ): Promise<void> {
-  const units = [plan.dnsmasq.unit, plan.monitor.unit, ...plan.nodes.map((n) => n.unit)];
-  await Promise.all(units.map((u) => systemd.clearOld(u.name)));
   const started = performance.now();
-  const results = await Promise.all(
-    units.map(async (u) => [u.name, await systemd.startTransient(u)] as const),
-  );
-  const failed = results.filter(([, result]) => result !== "done");
-  if (failed.length > 0) {
-    throw new RuntimeError(
-      `Cannot start ${failed.map(([name, result]) => `${name} (${result})`).join(", ")}`,
-      { hint: `journalctl -u ${failed[0]![0]} -n 50` },
-    );
-  }
-  log.info(`Started ${units.length} units in ${Math.round(performance.now() - started)} ms`);
-}
-
-/** Asks one guest to power down, resending until its unit is inactive or time runs out. */
-async function powerDown(
-  systemd: Systemd,
-  node: NodePlan,
-  timeoutSec: number,
-  log: ReturnType<typeof logger>,
-): Promise<void> {
-  const deadline = performance.now() + timeoutSec * 1000;
-  const started = performance.now();
-  let lastSend = -Infinity;
-  while (performance.now() < deadline) {
-    const state = await systemd.unitState(node.unit.name);
-    if (!state || state.activeState === "inactive" || state.activeState === "failed") {
+  await Promise.all(plan.nodes.map(async (node) => {
+    const condition = watch.condition(node);
+    const systemd = watch.session.systemd;
+    if (condition === "stopped" || condition === "gave-up") {
+      await systemd?.resetFailed(node.unit.name).catch(() => {});
+      return;
+    }
+    const grace = condition === "ready" ? stopTimeoutSec * 1000 : BOOTING_GRACE_MS;
+    const result = condition === "restarting"
+      ? "unreachable"
+      : await powerdownAndWait(node.qmpSocket, grace);
+    if (result === "exited") {
       log.info(`Node ${node.name} powered down in ${Math.round(performance.now() - started)} ms`);
-      return;
+    } else if (condition === "ready") {
+      log.warning(`Node ${node.name} did not power down in ${stopTimeoutSec} s; stopping its unit`);
     }
-    if (state.subState === "auto-restart") {
-      // Between restarts there is no guest to ask: just cancel the restart.
-      await systemd.enqueueStop(node.unit.name);
-      return;
+    // Cancels a pending restart, and ends QEMU if the guest did not go by itself.
+    if (result !== "exited") {
+      await systemd?.killUnit(node.unit.name, "SIGTERM").catch(() => {});
     }
-    // A guest that is still booting ignores the ACPI event: send it again every 2 s.
-    if (performance.now() - lastSend > 2000) {
-      lastSend = performance.now();
-      await systemPowerdown(node.qmpSocket).catch((e) =>
-        log.debug(`QMP ${node.name}: ${(e as Error).message}`)
-      );
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  log.warning(`Node ${node.name} did not power down within ${timeoutSec} s; systemd will stop it`);
+    await systemd?.stopUnit(node.unit.name, (stopTimeoutSec + 10) * 1000).catch((e) =>
+      log.warning(`Cannot stop ${node.unit.name}: ${(e as Error).message}`)
+    );
+  }));
+  await watch.session.systemd?.stopUnit(DNSMASQ_UNIT, 10_000).catch(() => {});
+  log.info(`All nodes down in ${Math.round(performance.now() - started)} ms`);
+  await teardownNetwork(runner, plan.paths.runtimeDir, [plan.network.bridge], log);
 }
 
-/**
- * A total CPU cap for all VMs: 90% of the host's CPUs, unless the operator
- * set one (systemctl set-property aos-unit.slice CPUQuota=...). A percentage
- * of all CPUs cannot be written in the shipped slice file.
- */
-async function capSlice(systemd: Systemd, log: ReturnType<typeof logger>): Promise<void> {
+/** The job systemd runs on the manager right now ("stop", "restart", ...), if it can tell. */
+async function managerJob(session: SystemdSession): Promise<string | undefined> {
   try {
-    const current = await systemd.sliceCpuQuota(SLICE);
-    if (current !== undefined) return;
-    const cpus = navigator.hardwareConcurrency || 1;
-    await systemd.setRuntimeProperties(SLICE, [[
-      "CPUQuotaPerSecUSec",
-      "t",
-      Math.round(cpus * 0.9 * 1e6),
-    ]]);
-    log.info(`${SLICE}: CPUQuota=${cpus * 90}% (90% of ${cpus} CPUs) for all nodes together`);
-  } catch (error) {
-    log.warning(`Cannot cap ${SLICE}: ${(error as Error).message}`);
+    return await session.systemd?.jobType(MANAGER_UNIT);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Node units that still run (for the message of a configuration error). */
+async function runningNodes(systemd: Systemd | undefined): Promise<string[]> {
+  try {
+    return (await systemd?.listUnits([`${NODE_UNIT_PREFIX}*.service`]) ?? [])
+      .filter((u) => u.activeState === "active" || u.activeState === "activating")
+      .map((u) => u.name);
+  } catch {
+    return [];
   }
 }
 
 export async function runCommand(ctx: CommandContext): Promise<number> {
   const log = logger("run");
   const runner = createRunner();
-  const notifier = createNotifier(ctx.env.NOTIFY_SOCKET, `${ctx.paths.runtimeDir}/notify.sock`);
   const stop = Promise.withResolvers<"stop">();
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     Deno.addSignalListener(signal, () => stop.resolve("stop"));
   }
 
-  // 0. A permanent error startup (ExecStartPre=) deferred to us, so systemd sees exit 2.
-  try {
-    const deferred = Deno.readTextFileSync(startupErrorFile(ctx.paths.runtimeDir)).trim();
-    Deno.removeSync(startupErrorFile(ctx.paths.runtimeDir));
-    throw new ConfigError([], deferred);
-  } catch (error) {
-    if (error instanceof ConfigError) throw error;
-  }
-
-  // 1. Everything that can be wrong with the configuration, before touching anything.
-
-  let { plan, config, warnings } = loadAndPlan(ctx.paths, envOverrides(ctx.env));
-  // No image, an unreadable one or missing UEFI firmware: plan warns, run cannot boot.
-  const blocking = warnings.filter((w) => w.blocksRun);
-  if (blocking.length > 0) {
-    throw new ConfigError(blocking.map((w) => ({ ...w, severity: "error" as const })));
-  }
-  for (const w of warnings) log.warning(formatLocated(w));
-
-  // 2. KVM only where it really works.
-  const arch = hostArch();
-  if (config.runtime.enableKvm && plan.nodes.some((n) => n.arch === arch)) {
-    const probe = await probeKvm(runner, arch);
-    Deno.writeTextFileSync(
-      kvmProbeFile(ctx.paths),
-      probe.usable ? "usable\n" : `broken: ${probe.reason}\n`,
-    );
-    if (!probe.usable) {
-      log.warning(`KVM is not usable here (${probe.reason}); nodes run under TCG emulation`);
-    }
-    ({ plan, config, warnings } = loadAndPlan(ctx.paths, {
-      ...envOverrides(ctx.env),
-      kvmUsable: probe.usable,
-    }));
-  }
-
-  // 3. Disks and sidecar files.
-  for (const node of plan.nodes) {
-    const created = await prepareDisks(runner, node);
-    if (created.length > 0) log.info(`Node ${node.name}: created ${created.join(", ")}`);
-  }
-  await writeSidecarFiles(runner, plan);
-  await runner.run([TOOLS.dnsmasq, "--test", `--conf-file=${plan.dnsmasq.confPath}`]);
-
-  // 4. Units.
-  const bus = await connectSystemBus();
-  const systemd = await Systemd.open(bus);
-  const sidecarFailed = Promise.withResolvers<string>();
-  systemd.onUnitChange((unit, props) => {
-    if ((unit === DNSMASQ_UNIT || unit === MONITOR_UNIT) && props.ActiveState === "failed") {
-      sidecarFailed.resolve(unit);
-    }
-    if (unit.startsWith("aos-node-") && props.ActiveState === "failed") {
-      log.warning(`${unit} failed; systemd restarts it per its policy`);
-    }
-  });
-  bus.on("message", (msg: { member?: string; body?: unknown[] }) => {
+  let watch: UnitWatch | undefined;
+  let plan: Plan | undefined;
+  const session = await SystemdSession.open({
+    log,
+    onUnitChange: () => watch?.notifyChange(),
+    names: ["org.freedesktop.resolve1"],
     // systemd-resolved forgets per-link DNS when it restarts: set it again.
-    if (
-      msg.member === "NameOwnerChanged" && msg.body?.[0] === "org.freedesktop.resolve1" &&
-      msg.body?.[2]
-    ) {
-      routeDomain(runner, plan, log, bus).catch((e) =>
+    onNameOwner: () =>
+      plan &&
+      void routeDomain(runner, plan, log).catch((e) =>
         log.warning(`Cannot re-apply resolved settings: ${(e as Error).message}`)
+      ),
+    onConnect: () => watch?.notifyChange(),
+  });
+  let notifier: Notifier | undefined;
+  try {
+    // 0. A permanent error the broker (ExecStartPre=) deferred to us, so systemd sees exit 2.
+    let deferred: string | undefined;
+    try {
+      deferred = Deno.readTextFileSync(startupErrorFile(ctx.paths.runtimeDir)).trim();
+      Deno.removeSync(startupErrorFile(ctx.paths.runtimeDir));
+    } catch { /* none */ }
+    if (deferred !== undefined) {
+      const running = await runningNodes(session.systemd);
+      throw new ConfigError(
+        [],
+        deferred +
+          (running.length
+            ? `\n${running.join(", ")} keep running from the previous configuration; ` +
+              "fix the configuration, then: systemctl restart aos-unit"
+            : ""),
       );
     }
-  });
-  await addMatch(
-    bus,
-    "type='signal',sender='org.freedesktop.DBus',member='NameOwnerChanged',arg0='org.freedesktop.resolve1'",
-  );
+    const loaded = loadAndPlan(ctx.paths, {
+      ...envOverrides(ctx.env),
+      systemdVersion: await session.systemd!.version(),
+    });
+    plan = loaded.plan;
+    const config = loaded.config;
+    await session.watchUnits([...plan.nodes.map((n) => n.unit.name), DNSMASQ_UNIT]);
+    const monitor = monitorFor(plan, config.runtime.routeDebounceMs, runner, log);
+    const live = session;
+    watch = new UnitWatch(plan, live, log);
+    notifier = createNotifier(ctx.env.NOTIFY_SOCKET, `${ctx.paths.runtimeDir}/notify.sock`);
+    const send = notifier.send.bind(notifier);
+    let lastStatus = "";
+    const status = async (text: string) => {
+      if (text === lastStatus) return;
+      lastStatus = text;
+      await send(`STATUS=${text}`);
+    };
 
-  try {
-    await capSlice(systemd, log);
-    await startAll(systemd, plan, log);
+    await linkDocumentedPaths(runner, plan);
+    await monitor.start();
 
-    // 5. Ready means usable: every node's unit active and its address answering.
+    // Ready means usable: every node running and answering, or given up on by systemd.
     const started = performance.now();
     const deadline = started + config.runtime.readyTimeoutSec * 1000;
-    let lastStatus = "";
-    let stopEarly = false;
-    let gaveUp: string[] = [];
+    let outcome: Outcome = "tick";
     while (true) {
-      const ready = await readyNodes(systemd, plan);
-      gaveUp = await failedNodes(systemd, plan);
-      const waiting = plan.nodes.filter((n) => !ready.has(n.name) && !gaveUp.includes(n.name))
-        .map((n) => n.name);
-      const status = `${ready.size}/${plan.nodes.length} nodes ready${
-        waiting.length ? ` (waiting for ${waiting.join(", ")})` : ""
-      }${gaveUp.length ? `; failed: ${gaveUp.join(", ")}` : ""}`;
-      if (status !== lastStatus) {
-        await notifier.send(`STATUS=${status}`);
-        lastStatus = status;
-      }
-      if (waiting.length === 0) break;
+      await watch.refresh();
+      await watch.probe();
+      const views = watch.views();
+      await status(
+        statusLine(views, { name: "dnsmasq", gaveUp: watch.sidecarGaveUp() }, "starting"),
+      );
+      if (!views.some((v) => pending(v.condition))) break;
       if (performance.now() > deadline) {
-        throw new RuntimeError(
+        const waiting = views.filter((v) => pending(v.condition)).map((v) => v.name);
+        throw new UnitDown(
           `Nodes without an address after ${config.runtime.readyTimeoutSec} s: ${
             waiting.join(", ")
           }`,
@@ -257,61 +303,79 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
           },
         );
       }
-      const outcome = await Promise.race([
+      outcome = await Promise.race([
         stop.promise,
-        sidecarFailed.promise,
-        new Promise((r) => setTimeout(() => r("tick"), 250)),
+        watch.changed,
+        new Promise<"tick">((r) => setTimeout(() => r("tick"), 250)),
       ]);
-      if (outcome === "stop") {
-        stopEarly = true;
-        break;
-      }
-      if (typeof outcome === "string" && outcome !== "tick") {
-        throw new RuntimeError(`${outcome} failed`);
-      }
-    }
-    if (!stopEarly) {
-      const ready = await readyNodes(systemd, plan);
-      const summary = plan.nodes.map((n) =>
-        `${n.name}=${ready.get(n.name) ?? (gaveUp.includes(n.name) ? "FAILED" : "?")}`
-      ).join(" ");
-      await notifier.send(`READY=1\nSTATUS=Running: ${summary}`);
-      if (gaveUp.length > 0) {
-        log.warning(`Ready without ${gaveUp.join(", ")}: systemd gave up restarting them`);
-      }
-      log.info(`Ready in ${Math.round(performance.now() - started)} ms: ${summary}`);
+      if (outcome === "stop") break;
     }
 
-    // 6. Supervise.
-    const outcome = stopEarly ? "stop" : await Promise.race([stop.promise, sidecarFailed.promise]);
     if (outcome !== "stop") {
-      throw new RuntimeError(`${outcome} failed and systemd gave up restarting it`, {
-        hint: `journalctl -u ${outcome}`,
-      });
-    }
-    await notifier.send("STOPPING=1\nSTATUS=Powering down guests");
-    const stopping = performance.now();
-    await Promise.all(
-      plan.nodes.map((n) => powerDown(systemd, n, config.runtime.stopTimeoutSec, log)),
-    );
-    // A restart of aos-unit.service does not propagate to the sidecars (StopPropagatedFrom=
-    // covers stop only), and they must not outlive the bridge cleanup is about to remove.
-    // Not waited for: on `systemctl stop` these jobs already exist, ordered after ours.
-    await Promise.all(
-      [DNSMASQ_UNIT, MONITOR_UNIT].map((u) => systemd.enqueueStop(u).catch(() => {})),
-    );
+      const views = watch.views();
+      if (!views.some((v) => v.condition === "ready")) {
+        throw new UnitDown(`No node could start: ${lastFailureText(plan, watch)}`, {
+          hint: "journalctl -u 'aos-node-*'; jq . /var/log/aos-unit/vm-failures.log",
+        });
+      }
+      const line = statusLine(views, { name: "dnsmasq", gaveUp: watch.sidecarGaveUp() }, "running");
+      lastStatus = line;
+      await send(`READY=1\nSTATUS=${line}`);
+      log.info(`Ready in ${Math.round(performance.now() - started)} ms: ${line}`);
 
-    log.info(`All nodes down in ${Math.round(performance.now() - stopping)} ms`);
+      // Supervise: STATUS follows the nodes; the unit fails when every node gave up.
+      let lastRetry = performance.now();
+      while (true) {
+        outcome = await Promise.race([
+          stop.promise,
+          watch.changed,
+          new Promise<"tick">((r) => setTimeout(() => r("tick"), 5000)),
+        ]);
+        if (outcome === "stop") break;
+        await watch.refresh();
+        await watch.probe();
+        const now = watch.views();
+        await status(
+          statusLine(now, { name: "dnsmasq", gaveUp: watch.sidecarGaveUp() }, "running"),
+        );
+        if (now.every((v) => v.condition === "gave-up" || v.condition === "stopped")) {
+          throw new UnitDown(`Every node is down: ${lastFailureText(plan, watch)}`);
+        }
+        // A sidecar systemd gave up on: guests keep running; try it again now and then.
+        if (watch.sidecarGaveUp() && performance.now() - lastRetry > 30_000) {
+          lastRetry = performance.now();
+          log.warning(`${DNSMASQ_UNIT} gave up; restarting it (guests keep running)`);
+          await live.systemd?.restartUnit(DNSMASQ_UNIT).catch((e) =>
+            log.warning(`Cannot restart ${DNSMASQ_UNIT}: ${(e as Error).message}`)
+          );
+        }
+      }
+    }
+
+    // A restart (upgrade, `systemctl restart`) keeps every guest; a stop powers them down.
+    const job = await managerJob(live);
+    await monitor.stop();
+    if (job && RESTART_JOBS.has(job)) {
+      await send("STOPPING=1\nSTATUS=Restarting; the guests keep running");
+      log.info(`Restarting (${job}): ${plan.nodes.length} node(s) keep running for the next start`);
+    } else {
+      await send("STOPPING=1\nSTATUS=Powering down guests");
+      await watch.refresh();
+      await stopEverything(plan, watch, runner, config.runtime.stopTimeoutSec, log);
+    }
     return EXIT_OK;
   } catch (error) {
-    // Leave nothing running on a network that cleanup (ExecStopPost=) is about to remove.
-    await Promise.all(
-      [plan.dnsmasq.unit, plan.monitor.unit, ...plan.nodes.map((n) => n.unit)]
-        .map((u) => systemd.enqueueStop(u.name).catch(() => {})),
-    );
+    // The unit failed as a whole: nothing that could run is worth keeping half-made. Any
+    // other failure (a bug, a lost bus) keeps the guests: systemd restarts us and we adopt them.
+    if (watch && error instanceof UnitDown) {
+      await watch.refresh().catch(() => {});
+      await stopEverything(watch.plan, watch, runner, 5, log).catch((e) =>
+        log.warning(`Cleanup after the failure was incomplete: ${(e as Error).message}`)
+      );
+    }
     throw error;
   } finally {
-    notifier.close();
-    bus.disconnect();
+    session.close();
+    notifier?.close();
   }
 }

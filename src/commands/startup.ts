@@ -1,7 +1,18 @@
 /**
- * `aos-unit startup` (ExecStartPre): bridge, taps, forwarding, the nft table,
- * resolved routing and network.conf. Checks conflicts before creating
- * anything; on a failure half-way it takes down what it made.
+ * `aos-unit startup` (ExecStartPre=+, as root): the broker. It is the only
+ * part of aos-unit that creates systemd units, and it creates them only from
+ * the root-owned configuration, so the unprivileged manager cannot make
+ * anything run with other properties (see "Security model" in aos-unit(8)).
+ *
+ * Guests start first: the links they need, then their units; the firewall,
+ * dnsmasq, resolved routing and the slice cap follow while they boot. Units
+ * that already run with the same plan (after a manager crash, a restart or an
+ * upgrade) are adopted as they are.
+ *
+ * Root never writes in a directory the service user can change, except for
+ * whole-file replacements in the runtime directory (O_EXCL + rename, which
+ * never follow a planted symlink); disk files are made by `aos-unit prepare`
+ * running as the service user.
  */
 
 import {
@@ -11,11 +22,22 @@ import {
   exitCodeOf,
   formatDiagnostic,
   formatLocated,
+  RuntimeError,
 } from "../errors.ts";
-import { envOverrides, loadAndPlan } from "../host/load.ts";
-import { createRunner } from "../host/runner.ts";
-import { logger } from "../log.ts";
-import { applyNetwork, teardownNetwork } from "../net/apply.ts";
+import { writeFileAtomic } from "../host/atomic.ts";
+import { hostArch, kvmProbeFile } from "../host/facts.ts";
+import { probeKvm } from "../host/kvm.ts";
+import { envOverrides, loadAndPlan, type Loaded } from "../host/load.ts";
+import { createRunner, type Runner } from "../host/runner.ts";
+import { lookupGroup, lookupUser } from "../host/users.ts";
+import { type Logger, logger } from "../log.ts";
+import {
+  applyFirewall,
+  applyLinks,
+  routeDomain,
+  teardownNetwork,
+  writeNetworkConf,
+} from "../net/apply.ts";
 import { defaultRouteDevices, listAddresses, listLinks, listRoutes } from "../net/links.ts";
 import {
   checkBridgeName,
@@ -24,45 +46,185 @@ import {
   foreignDropPolicies,
 } from "../net/preflight.ts";
 import { TOOLS } from "../permissions.ts";
+import { NODE_UNIT_PREFIX, SLICE } from "../plan/units.ts";
+import type { Plan } from "../plan/types.ts";
+import { connectSystemBus } from "../systemd/bus.ts";
+import { reconcileUnit, stopStale } from "../systemd/reconcile.ts";
+import { Systemd } from "../systemd/systemd1.ts";
+import { preparationNeeded } from "../vm/disk.ts";
 import type { CommandContext } from "./context.ts";
 
-export async function startupCommand(ctx: CommandContext): Promise<number> {
+export interface StartupOptions {
+  /** Network only (bridge, taps, table, resolved): for running the parts by hand, as tier 2 does. */
+  units: boolean;
+}
+
+/** KVM only where it really works; the answer is kept for the boot (and for `plan`). */
+async function kvmUsable(
+  ctx: CommandContext,
+  runner: Runner,
+  loaded: Loaded,
+  user: { uid: number; gid: number },
+  log: Logger,
+): Promise<boolean | undefined> {
+  const arch = hostArch();
+  if (!loaded.config.runtime.enableKvm || !loaded.plan.nodes.some((n) => n.arch === arch)) {
+    return undefined;
+  }
+  const file = kvmProbeFile(ctx.paths);
+  try {
+    const cached = Deno.readTextFileSync(file).trim();
+    if (cached === "usable") return true;
+    if (cached.startsWith("broken")) return false;
+  } catch { /* first start of this boot */ }
+  // As the user QEMU runs as, with /dev/kvm's group: what QEMU itself will meet.
+  const probe = await probeKvm(runner, arch, {
+    uid: user.uid,
+    gid: lookupGroup("kvm") ?? user.gid,
+  });
+  writeFileAtomic(file, probe.usable ? "usable\n" : `broken: ${probe.reason}\n`);
+  if (!probe.usable) {
+    log.warning(`KVM is not usable here (${probe.reason}); nodes run under TCG emulation`);
+  }
+  return probe.usable;
+}
+
+/** Runs `aos-unit prepare` as the service user when a node's files are missing. */
+async function prepare(
+  ctx: CommandContext,
+  runner: Runner,
+  plan: Plan,
+  user: { uid: number; gid: number },
+  executable: string,
+  log: Logger,
+): Promise<void> {
+  const needs = plan.nodes.flatMap((n) => preparationNeeded(n).map((r) => `${n.name}: ${r}`));
+  if (needs.length === 0) return;
+  log.info(`Preparing node files as the service user (${needs.join("; ")})`);
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(ctx.env)) if (v !== undefined) env[k] = v;
+  try {
+    const r = await runner.run([executable, "prepare"], { as: user, env, timeoutMs: 300_000 });
+    for (const line of r.stderr.trim().split("\n").filter(Boolean)) {
+      log.info(line.replace(/^<\d>/, ""));
+    }
+  } catch (error) {
+    const result = (error as { result?: { code: number; stderr: string } }).result;
+    const text = result?.stderr.trim().split("\n").map((l) => l.replace(/^<\d>/, "")).join("\n");
+    if (result?.code === EXIT_CONFIG) throw new ConfigError([], text ?? "aos-unit prepare failed");
+    throw new RuntimeError(`Cannot prepare the nodes' files: ${text ?? (error as Error).message}`);
+  }
+}
+
+/** A total CPU cap for all VMs: 90% of the host's CPUs, unless the operator set one. */
+async function capSlice(systemd: Systemd, log: Logger): Promise<void> {
+  try {
+    if (await systemd.sliceCpuQuota(SLICE) !== undefined) return;
+    const cpus = navigator.hardwareConcurrency || 1;
+    await systemd.setRuntimeProperties(SLICE, [[
+      "CPUQuotaPerSecUSec",
+      "t",
+      Math.round(cpus * 0.9 * 1e6),
+    ]]);
+    log.info(`${SLICE}: CPUQuota=${cpus * 90}% (90% of ${cpus} CPUs) for all nodes together`);
+  } catch (error) {
+    log.warning(`Cannot cap ${SLICE}: ${(error as Error).message}`);
+  }
+}
+
+/** The dnsmasq sidecar: its configuration checked, then its unit (adopted when unchanged). */
+async function startDnsmasq(runner: Runner, systemd: Systemd, plan: Plan, log: Logger) {
+  writeFileAtomic(plan.dnsmasq.confPath, plan.dnsmasq.conf);
+  await runner.run([TOOLS.dnsmasq, "--test", `--conf-file=${plan.dnsmasq.confPath}`]);
+  const outcome = await reconcileUnit(systemd, plan.dnsmasq.unit, log);
+  log.info(`${plan.dnsmasq.unit.name}: ${outcome}`);
+}
+
+export async function startupCommand(
+  ctx: CommandContext,
+  options: StartupOptions,
+): Promise<number> {
   const log = logger("startup");
   const started = performance.now();
   const runner = createRunner();
-  const host = {
-    links: await listLinks(runner),
-    addresses: await listAddresses(runner),
-    routes: await listRoutes(runner),
-  };
-  const { plan, facts, config, warnings } = loadAndPlan(ctx.paths, {
-    ...envOverrides(ctx.env),
-    uplinks: defaultRouteDevices(host.routes),
-  });
-  for (const w of warnings) log.warning(formatLocated(w));
-  const existing = checkBridgeName(plan.network, host);
-  checkSubnetFree(plan.network, host, { file: config.runtime.file, line: 1, column: 1 });
-  checkDnsPortFree(plan.network, (await runner.run([TOOLS.ss, "-Hlnut"])).stdout);
+  const elapsed = () => Math.round(performance.now() - started);
 
+  const [hostLinks, addresses, routes] = await Promise.all([
+    listLinks(runner),
+    listAddresses(runner),
+    listRoutes(runner),
+  ]);
+  const host = { links: hostLinks, addresses, routes };
+  let systemd: Systemd | undefined;
+  if (options.units) {
+    systemd = await Systemd.open(await connectSystemBus());
+  }
   try {
-    await applyNetwork(runner, plan, facts.serviceUser, existing, log);
-  } catch (error) {
-    // Leave nothing half-made when this run created the bridge.
-    if (!existing) {
-      await teardownNetwork(runner, ctx.paths.runtimeDir, [plan.network.bridge], log).catch(
-        () => {},
+    const overrides = {
+      ...envOverrides(ctx.env),
+      uplinks: defaultRouteDevices(routes),
+      systemdVersion: systemd ? await systemd.version() : undefined,
+    };
+    let loaded = loadAndPlan(ctx.paths, overrides);
+    // No image, an unreadable one or missing UEFI firmware: nothing can boot.
+    const blocking = loaded.warnings.filter((w) => w.blocksRun);
+    if (blocking.length > 0) {
+      throw new ConfigError(blocking.map((w) => ({ ...w, severity: "error" as const })));
+    }
+    const user = lookupUser(loaded.facts.serviceUser);
+    Deno.mkdirSync(ctx.paths.runtimeDir, { recursive: true });
+    const kvm = await kvmUsable(ctx, runner, loaded, user, log);
+    if (kvm !== undefined) loaded = loadAndPlan(ctx.paths, { ...overrides, kvmUsable: kvm });
+    const { plan, config } = loaded;
+    for (const w of loaded.warnings) log.warning(formatLocated(w));
+
+    const existing = checkBridgeName(plan.network, host);
+    checkSubnetFree(plan.network, host, { file: config.runtime.file, line: 1, column: 1 });
+    checkDnsPortFree(plan.network, (await runner.run([TOOLS.ss, "-Hlnut"])).stdout);
+
+    if (systemd) {
+      await prepare(ctx, runner, plan, user, loaded.facts.executable, log);
+      // Nodes the configuration no longer has go first: their taps are about to be removed.
+      await stopStale(
+        systemd,
+        `${NODE_UNIT_PREFIX}*.service`,
+        new Set(plan.nodes.map((n) => n.unit.name)),
+        log,
       );
     }
-    throw error;
+    try {
+      await applyLinks(runner, plan, loaded.facts.serviceUser, existing, log);
+      if (systemd) {
+        const sd = systemd;
+        const outcomes = await Promise.all(
+          plan.nodes.map(async (n) => `${n.name} ${await reconcileUnit(sd, n.unit, log)}`),
+        );
+        log.info(`Nodes after ${elapsed()} ms: ${outcomes.join(", ")}`);
+      }
+      await applyFirewall(runner, plan, log);
+      if (systemd) await startDnsmasq(runner, systemd, plan, log);
+    } catch (error) {
+      // Leave nothing half-made when this run created the bridge.
+      if (!existing) {
+        await teardownNetwork(runner, ctx.paths.runtimeDir, [plan.network.bridge], log).catch(
+          () => {},
+        );
+      }
+      throw error;
+    }
+    await routeDomain(runner, plan, log, systemd?.bus);
+    if (systemd) await capSlice(systemd, log);
+    writeNetworkConf(plan);
+    const chains = await runner.run([TOOLS.nft, "-j", "list", "chains"], { okCodes: [0, 1] });
+    for (const warning of foreignDropPolicies(chains.stdout, plan.network)) log.warning(warning);
+    log.info(
+      `Ready in ${elapsed()} ms: bridge ${plan.network.bridge} ` +
+        `${plan.network.bridgeIp}/${plan.network.prefix}, ${plan.nodes.length} node(s), DNS port ${plan.network.dnsPort}`,
+    );
+    return EXIT_OK;
+  } finally {
+    systemd?.bus.disconnect();
   }
-  const chains = await runner.run([TOOLS.nft, "-j", "list", "chains"], { okCodes: [0, 1] });
-  for (const warning of foreignDropPolicies(chains.stdout, plan.network)) log.warning(warning);
-  log.info(
-    `Network ready in
- ${Math.round(performance.now() - started)} ms: bridge ${plan.network.bridge} ` +
-      `${plan.network.bridgeIp}/${plan.network.prefix}, ${plan.nodes.length} tap(s), DNS port ${plan.network.dnsPort}`,
-  );
-  return EXIT_OK;
 }
 
 /** Where startup leaves a permanent error for `run` (see startupDeferringErrors). */
@@ -76,17 +238,21 @@ export function startupErrorFile(runtimeDir: string): string {
  * --defer-config-errors, startup logs such an error, leaves it in the runtime
  * directory and exits 0; `run` (ExecStart=) then reports it and exits 2.
  */
-export async function startupDeferringErrors(ctx: CommandContext, defer: boolean): Promise<number> {
+export async function startupDeferringErrors(
+  ctx: CommandContext,
+  defer: boolean,
+  options: StartupOptions,
+): Promise<number> {
   try {
-    return await startupCommand(ctx);
+    return await startupCommand(ctx, options);
   } catch (error) {
     if (!defer || exitCodeOf(error) !== EXIT_CONFIG) throw error;
     const text = error instanceof ConfigError && error.diagnostics.length > 0
       ? error.diagnostics.map(formatDiagnostic).join("\n")
       : (error as Error).message;
-    logger("startup").error(`${text} (network not set up; aos-unit run reports this and exits 2)`);
+    logger("startup").error(`${text} (aos-unit run reports this and exits 2)`);
     Deno.mkdirSync(ctx.paths.runtimeDir, { recursive: true });
-    Deno.writeTextFileSync(startupErrorFile(ctx.paths.runtimeDir), text + "\n");
+    writeFileAtomic(startupErrorFile(ctx.paths.runtimeDir), text + "\n");
     return EXIT_OK;
   }
 }

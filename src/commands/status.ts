@@ -5,7 +5,8 @@ import { envOverrides, loadAndPlan } from "../host/load.ts";
 import { readLeaseState } from "../net/leases.ts";
 import { TOOLS } from "../permissions.ts";
 import { createRunner } from "../host/runner.ts";
-import { DNSMASQ_UNIT, MANAGER_UNIT, MONITOR_UNIT } from "../plan/units.ts";
+import { DNSMASQ_UNIT, MANAGER_UNIT } from "../plan/units.ts";
+import { gaveUp } from "../systemd/node_state.ts";
 import { connectSystemBus } from "../systemd/bus.ts";
 import { Systemd, type UnitState } from "../systemd/systemd1.ts";
 import { lastFailures } from "../vm/failures.ts";
@@ -54,16 +55,9 @@ export async function statusCommand(ctx: CommandContext, json: boolean): Promise
     const bus = await connectSystemBus(undefined, 2000);
     try {
       const systemd = await Systemd.open(bus);
-      for (
-        const name of [
-          MANAGER_UNIT,
-          DNSMASQ_UNIT,
-          MONITOR_UNIT,
-          ...plan.nodes.map((n) => n.unit.name),
-        ]
-      ) {
-        units.set(name, await systemd.unitState(name));
-      }
+      const names = [MANAGER_UNIT, DNSMASQ_UNIT, ...plan.nodes.map((n) => n.unit.name)];
+      const states = await Promise.all(names.map((name) => systemd.unitState(name)));
+      names.forEach((name, i) => units.set(name, states[i]));
     } finally {
       bus.disconnect();
     }
@@ -89,8 +83,9 @@ export async function statusCommand(ctx: CommandContext, json: boolean): Promise
         ? Math.round((nowUsec - u.activeEnterUsec) / 1e6)
         : null,
       restarts: u?.nRestarts ?? null,
+      // "gave up" only while systemd really leaves the node failed.
       lastFailure: failure
-        ? { time: failure.time, result: failure.result, final: failure.final }
+        ? { time: failure.time, result: failure.result, final: failure.final && gaveUp(u) }
         : null,
     };
   });
@@ -121,9 +116,7 @@ export async function statusCommand(ctx: CommandContext, json: boolean): Promise
         n.state === "active/running" && (n.address !== null || n.reserved !== null)
       ),
     service: busProblem ? `unknown (${busProblem})` : stateText(units.get(MANAGER_UNIT)),
-    sidecars: Object.fromEntries(
-      [DNSMASQ_UNIT, MONITOR_UNIT].map((u) => [u, stateText(units.get(u))]),
-    ),
+    sidecars: Object.fromEntries([[DNSMASQ_UNIT, stateText(units.get(DNSMASQ_UNIT))]]),
     bridge: {
       name: plan.network.bridge,
       address: `${plan.network.bridgeIp}/${plan.network.prefix}`,
@@ -139,7 +132,9 @@ export async function statusCommand(ctx: CommandContext, json: boolean): Promise
   } else {
     const lines = [
       `aos-unit.service: ${status.service}${status.healthy ? "" : "  (NOT HEALTHY)"}`,
-      `sidecars: ${Object.entries(status.sidecars).map(([k, v]) => `${k} ${v}`).join(", ")}`,
+      `sidecar: ${
+        Object.entries(status.sidecars).map(([k, v]) => `${k} ${v}`).join(", ")
+      }; route monitor: in aos-unit.service`,
       `bridge: ${status.bridge.name} ${status.bridge.address} (${
         status.bridge.operstate ?? "absent"
       }), uplink(s): ${uplinks.join(", ") || "unknown"}, DNS port ${status.dnsPort}`,

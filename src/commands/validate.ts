@@ -34,6 +34,8 @@ export function validateCommand(ctx: CommandContext): number {
       serviceUser: "aos-unit",
       executable: "aos-unit",
       leaseHook: "lease-hook",
+      nodeStoppedHook: "node-stopped",
+      systemdVersion: 0,
       uplinks: [],
     }, ctx.paths);
     const all = [...warnings, ...plan.warnings];

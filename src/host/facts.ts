@@ -9,6 +9,7 @@ import { KVM_DEVICE, MACHINE_ID_FILE } from "../permissions.ts";
 export const SERVICE_USER = "aos-unit";
 export const DEFAULT_EXECUTABLE = "/usr/bin/aos-unit";
 export const DEFAULT_LEASE_HOOK = "/usr/libexec/aos-unit/lease-hook";
+export const DEFAULT_NODE_STOPPED_HOOK = "/usr/libexec/aos-unit/node-stopped";
 
 const FIRMWARE_CANDIDATES: Record<Arch, Firmware[]> = {
   x86_64: [
@@ -95,6 +96,9 @@ export interface FactOverrides {
   kvmUsable?: boolean | undefined;
   /** Interfaces with a default route (from `ip route`, by the subcommands that may run ip). */
   uplinks?: string[] | undefined;
+  /** From systemd's Version property, by the subcommands that talk to it. */
+  systemdVersion?: number | undefined;
+  nodeStoppedHook?: string | undefined;
 }
 
 /** Cached result of the last KVM probe by `run` (so `plan` agrees with what runs). */
@@ -125,6 +129,8 @@ export function gatherFacts(paths: Paths, overrides: FactOverrides = {}): HostFa
     serviceUser: overrides.serviceUser ?? SERVICE_USER,
     executable: overrides.executable ?? DEFAULT_EXECUTABLE,
     leaseHook: overrides.leaseHook ?? DEFAULT_LEASE_HOOK,
+    nodeStoppedHook: overrides.nodeStoppedHook ?? DEFAULT_NODE_STOPPED_HOOK,
+    systemdVersion: overrides.systemdVersion ?? 0,
     uplinks: overrides.uplinks ?? [],
   };
 }

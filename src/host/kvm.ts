@@ -12,7 +12,14 @@ import { QEMU_BINARY } from "../plan/qemu.ts";
 
 export type KvmProbe = { usable: true } | { usable: false; reason: string };
 
-export async function probeKvm(runner: Runner, arch: Arch): Promise<KvmProbe> {
+/**
+ * @param as run the probe as this user and group (QEMU's own), not as the caller
+ */
+export async function probeKvm(
+  runner: Runner,
+  arch: Arch,
+  as?: { uid: number; gid: number },
+): Promise<KvmProbe> {
   try {
     Deno.statSync(KVM_DEVICE);
   } catch {
@@ -38,6 +45,7 @@ export async function probeKvm(runner: Runner, arch: Arch): Promise<KvmProbe> {
     const r = await runner.run(argv, {
       okCodes: [0],
       timeoutMs: 5000,
+      ...(as ? { as } : {}),
       stdin: '{"execute":"qmp_capabilities"}\n{"execute":"cont"}\n{"execute":"quit"}\n',
     });
     return r.code === 0 ? { usable: true } : { usable: false, reason: `exit ${r.code}` };

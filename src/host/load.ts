@@ -22,6 +22,7 @@ export function envOverrides(env: Readonly<Record<string, string | undefined>>):
     serviceUser: env.AOS_UNIT_SERVICE_USER,
     executable: env.AOS_UNIT_EXECUTABLE,
     leaseHook: env.AOS_UNIT_LEASE_HOOK,
+    nodeStoppedHook: env.AOS_UNIT_NODE_STOPPED_HOOK,
   };
 }
 

@@ -13,6 +13,8 @@ export interface RunOptions {
   timeoutMs?: number;
   stdin?: string;
   env?: Record<string, string>;
+  /** Run as this user and group (setuid in the child; supplementary groups are dropped). */
+  as?: { uid: number; gid: number };
 }
 
 export interface RunResult {
@@ -91,6 +93,7 @@ export function createRunner(limit = 200): Runner {
           stdout: "piped",
           stderr: "piped",
           ...(options.env ? { env: options.env } : {}),
+          ...(options.as ? { uid: options.as.uid, gid: options.as.gid } : {}),
         }).spawn();
       } catch (error) {
         if (error instanceof Deno.errors.NotFound) {

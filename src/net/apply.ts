@@ -5,6 +5,7 @@
  */
 
 import { RuntimeError } from "../errors.ts";
+import { writeFileAtomic } from "../host/atomic.ts";
 import type { Runner } from "../host/runner.ts";
 import type { Logger } from "../log.ts";
 import { TOOLS } from "../permissions.ts";
@@ -15,10 +16,6 @@ import { isOurs, type LinkInfo, listLinks, ownerAlias } from "./links.ts";
 import { applyRuleset, deleteTable } from "./nft.ts";
 
 export const TAP_PREFIX = "aostap";
-
-export function rulesetFile(plan: Plan): string {
-  return `${plan.paths.runtimeDir}/aos-unit.nft`;
-}
 
 /** A link's index (Deno may not read /sys, so ask ip). */
 export async function ifindexOf(runner: Runner, name: string): Promise<number | undefined> {
@@ -158,7 +155,34 @@ export async function routeDomain(
   }
 }
 
-/** startup: bridge, taps, forwarding, nft table, resolved routing, network.conf. */
+/**
+ * What a guest needs before QEMU starts: the bridge and its taps. The rest
+ * (table, forwarding, resolved) follows while the guests boot.
+ */
+export async function applyLinks(
+  runner: Runner,
+  plan: Plan,
+  user: string,
+  existingBridge: LinkInfo | undefined,
+  log: Logger,
+): Promise<void> {
+  await ensureBridge(runner, plan, existingBridge, log);
+  await ensureTaps(runner, plan, user, await listLinks(runner));
+}
+
+/** Forwarding and the nft table (NAT, DNS redirect, the guests' fence). */
+export async function applyFirewall(runner: Runner, plan: Plan, log: Logger): Promise<void> {
+  await ensureForwarding(runner, log);
+  const ms = await applyRuleset(runner, plan.nft.ruleset);
+  log.info(`Applied table inet ${plan.nft.table} in ${ms} ms`);
+}
+
+/** The documented record of the network (BRIDGE_NAME, BRIDGE_IP, NETMASK, ...). */
+export function writeNetworkConf(plan: Plan): void {
+  writeFileAtomic(plan.networkConf.path, plan.networkConf.content);
+}
+
+/** The whole network half of a plan, in order (startup without units, and the tests). */
 export async function applyNetwork(
   runner: Runner,
   plan: Plan,
@@ -166,17 +190,10 @@ export async function applyNetwork(
   existingBridge: LinkInfo | undefined,
   log: Logger,
 ): Promise<void> {
-  await Deno.mkdir(plan.paths.runtimeDir, { recursive: true });
-  await ensureBridge(runner, plan, existingBridge, log);
-  await ensureTaps(runner, plan, user, await listLinks(runner));
-  await ensureForwarding(runner, log);
-  const ms = await applyRuleset(runner, rulesetFile(plan), plan.nft.ruleset);
-  log.info(`Applied table inet ${plan.nft.table} in ${ms} ms`);
+  await applyLinks(runner, plan, user, existingBridge, log);
+  await applyFirewall(runner, plan, log);
   await routeDomain(runner, plan, log);
-
-  const tmp = `${plan.networkConf.path}.tmp`;
-  await Deno.writeTextFile(tmp, plan.networkConf.content);
-  await Deno.rename(tmp, plan.networkConf.path);
+  writeNetworkConf(plan);
 }
 
 /** The bridge name recorded by startup, if any. */
@@ -189,9 +206,10 @@ export function recordedBridge(runtimeDir: string): string | undefined {
   }
 }
 
-/** Files startup and run leave in the runtime directory. */
+/** Files startup and run leave in the runtime directory (and leftovers of older versions). */
 const RUNTIME_FILES = [
-  /^network\.conf(\.tmp)?$/,
+  /^network\.conf$/,
+  /^\..*\.tmp$/,
   /^aos-unit\.nft$/,
   /^dnsmasq\.(conf|leases)$/,
   /\.(serial|qmp)$/,
@@ -199,6 +217,7 @@ const RUNTIME_FILES = [
   /^uplinks$/,
   /^notify\.sock$/,
   /^startup-error$/,
+  /^nodes$/,
 ];
 
 /** cleanup: everything aos-unit created, and nothing else, whatever state it finds. */
@@ -256,8 +275,13 @@ export async function teardownNetwork(
     }
     for (const entry of entries) {
       if (!RUNTIME_FILES.some((re) => re.test(entry.name))) continue;
-      await Deno.remove(`${runtimeDir}/${entry.name}`);
-      removed.push(`${runtimeDir}/${entry.name}`);
+      try {
+        // nodes/ holds the node units' own runtime directories: gone once they stopped.
+        await Deno.remove(`${runtimeDir}/${entry.name}`);
+        removed.push(`${runtimeDir}/${entry.name}`);
+      } catch (error) {
+        if (entry.name !== "nodes") throw error;
+      }
     }
   });
   if (failed.length > 0) {

@@ -1,6 +1,7 @@
 /** The lease record lease-hook writes and run/status read: MAC -> address, name, since when. */
 
 import { rethrowAccessErrors } from "../errors.ts";
+import { writeFileAtomic } from "../host/atomic.ts";
 
 export interface LeaseEvent {
   action: "add" | "old" | "del";
@@ -57,11 +58,9 @@ export function readLeaseState(file: string): LeaseState {
   }
 }
 
-/** Applies one event to the file: write a temporary file, then rename (atomic). */
+/** Applies one event to the file: crash-safe (temporary file, fsync, rename). */
 export function recordLease(file: string, event: LeaseEvent): LeaseState {
   const next = applyLeaseEvent(readLeaseState(file), event);
-  const tmp = `${file}.${Deno.pid}.tmp`;
-  Deno.writeTextFileSync(tmp, JSON.stringify(next, null, 2) + "\n");
-  Deno.renameSync(tmp, file);
+  writeFileAtomic(file, JSON.stringify(next, null, 2) + "\n", 0o640);
   return next;
 }

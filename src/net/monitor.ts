@@ -1,16 +1,24 @@
 /**
  * The smart-NAT route monitor: follows default-route and link events, waits
- * for bursts to settle, re-applies the ruleset when the uplinks change, drops
- * stale NAT conntrack entries, and restores aos-unit's table when another
- * program deletes or flushes it.
+ * for bursts to settle (but never longer than a cap), re-applies the ruleset
+ * when the uplinks change, drops stale NAT conntrack entries, and restores
+ * aos-unit's table when another program deletes or changes it.
+ *
+ * It never goes blind: the event streams are watched before the first read, a
+ * dead `ip monitor` or `nft monitor` is started again in place, a failed
+ * handover is retried (the uplink list is committed only after the ruleset and
+ * conntrack steps succeeded), and the table is compared by content.
  */
 
+import { writeFileAtomic } from "../host/atomic.ts";
 import type { Runner } from "../host/runner.ts";
 import type { Logger } from "../log.ts";
 import { nftRuleset } from "../plan/nft.ts";
+import type { Plan } from "../plan/types.ts";
+import { defaultRouteDevices, listRoutes } from "./links.ts";
 import type { NetworkPlan } from "../plan/network.ts";
 import { TOOLS } from "../permissions.ts";
-import { applyRuleset, currentRuleCount, expectedRuleCount } from "./nft.ts";
+import { applyRuleset, currentTable } from "./nft.ts";
 
 /** True for `ip monitor route link` lines that can change which interfaces are uplinks. */
 export function isRelevantRouteEvent(line: string): boolean {
@@ -27,12 +35,30 @@ export function isTableTamper(line: string, table: string): boolean {
   return (/^delete /.test(line) && line.includes(table)) || /^flush (ruleset|table)/.test(line);
 }
 
+/**
+ * When to act on a burst of events: `debounceMs` after the last event, but no
+ * later than `maxWaitMs` after the first, so a stream of unrelated events (a
+ * crash-looping tap, container veths) cannot postpone a handover forever.
+ * @returns the delay from `now` until the reconcile should run
+ */
+export function settleDelay(
+  burstStart: number,
+  now: number,
+  debounceMs: number,
+  maxWaitMs: number,
+): number {
+  return Math.max(0, Math.min(debounceMs, burstStart + maxWaitMs - now));
+}
+
 export interface MonitorOptions {
   runner: Runner;
   network: NetworkPlan;
-  rulesetFile: string;
+  /** The ruleset for a list of uplinks (the planner's, with the nodes' guards). */
+  ruleset: (uplinks: readonly string[]) => string;
   log: Logger;
   debounceMs: number;
+  /** The longest a burst of events may delay a handover (default 4 x debounce, at least 1 s). */
+  maxWaitMs?: number;
   /** Reads the interfaces that carry a default route now. */
   readUplinks: () => Promise<string[]>;
   /** How often to verify the table even without events. */
@@ -51,13 +77,18 @@ export interface Handover {
   flowsDropped: boolean;
 }
 
+const RETRY_MS = 1000;
+
 export class RouteMonitor {
+  /** The uplinks the applied ruleset was built for. */
   #uplinks: string[] = [];
+  /** The table as applied (nft -s), for the tamper check. */
+  #applied: string | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #burstStart: number | undefined;
   #verifyTimer: ReturnType<typeof setTimeout> | undefined;
   #queue: Promise<void> = Promise.resolve();
-  #children: Deno.ChildProcess[] = [];
+  #children = new Set<Deno.ChildProcess>();
   #stopped = false;
   /** The most recent handovers (a few; the monitor runs for weeks). */
   readonly handovers: Handover[] = [];
@@ -68,49 +99,63 @@ export class RouteMonitor {
     return this.#uplinks;
   }
 
+  get #maxWaitMs(): number {
+    return this.o.maxWaitMs ?? Math.max(1000, 4 * this.o.debounceMs);
+  }
+
   async #currentUplinks(): Promise<string[]> {
     const pinned = this.o.network.internetInterface;
     return pinned ? [pinned] : await this.o.readUplinks();
   }
 
-  #ruleset(): string {
-    return nftRuleset(this.o.network, this.#uplinks);
-  }
-
   /** Serializes work so a verify never races an apply. */
   #enqueue(work: () => Promise<void>): Promise<void> {
-    this.#queue = this.#queue.then(work).catch((error) => {
+    this.#queue = this.#queue.then(() => this.#stopped ? undefined : work()).catch((error) => {
       this.o.log.error(`Route monitor step failed: ${(error as Error).message}`);
     });
     return this.#queue;
   }
 
-  /** Applies the ruleset for the current uplinks once, at start. */
+  /** Applies the ruleset for `uplinks` and remembers what the kernel now holds. */
+  async #apply(uplinks: readonly string[]): Promise<number> {
+    const ms = await applyRuleset(this.o.runner, this.o.ruleset(uplinks));
+    this.#applied = await currentTable(this.o.runner);
+    return ms;
+  }
+
+  /** Starts watching, then applies the ruleset for the current uplinks. */
   async start(): Promise<void> {
-    this.#uplinks = await this.#currentUplinks();
-    this.o.onUplinks?.(this.#uplinks);
+    // Watch first: a route change between the first read and the watch would be missed.
+    this.#watch([TOOLS.ip, "monitor", "route", "link"], (line) => {
+      if (isRelevantRouteEvent(line)) this.routeEvent();
+    });
+    this.#watch([TOOLS.nft, "monitor"], (line) => {
+      if (isTableTamper(line, "aos_unit")) this.scheduleVerify(20);
+    });
     await this.#enqueue(async () => {
-      const ms = await applyRuleset(this.o.runner, this.o.rulesetFile, this.#ruleset());
+      const uplinks = await this.#currentUplinks();
+      const ms = await this.#apply(uplinks);
+      this.#uplinks = uplinks;
+      this.o.onUplinks?.(uplinks);
       this.o.log.info(
-        `Watching routes: uplink(s) ${this.#uplinks.join(", ") || "none"}${
+        `Watching routes: uplink(s) ${uplinks.join(", ") || "none"}${
           this.o.network.internetInterface ? " (pinned by INTERNET_INTERFACE)" : ""
         }; ruleset applied in ${ms} ms; debounce ${this.o.debounceMs} ms`,
       );
     });
-    this.#spawnWatcher([TOOLS.ip, "monitor", "route", "link"], (line) => {
-      if (isRelevantRouteEvent(line)) this.routeEvent();
-    });
-    this.#spawnWatcher([TOOLS.nft, "monitor"], (line) => {
-      if (isTableTamper(line, "aos_unit")) this.scheduleVerify(20);
-    });
     this.scheduleVerify(this.o.verifyEveryMs ?? 5000);
   }
 
-  /** A route or link event arrived: (re)start the quiet-time timer. */
+  /** A route or link event arrived: (re)start the quiet-time timer, within the cap. */
   routeEvent(): void {
-    this.#burstStart ??= performance.now();
+    if (this.#stopped) return;
+    const now = performance.now();
+    this.#burstStart ??= now;
     clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => void this.#enqueue(() => this.reconcile()), this.o.debounceMs);
+    this.#timer = setTimeout(
+      () => void this.#enqueue(() => this.reconcile()),
+      settleDelay(this.#burstStart, now, this.o.debounceMs, this.#maxWaitMs),
+    );
   }
 
   /** Compares the uplinks with what the ruleset was built for; hands over when they differ. */
@@ -120,23 +165,36 @@ export class RouteMonitor {
     const next = await this.#currentUplinks();
     if (next.join(",") === this.#uplinks.join(",")) return;
     const from = this.#uplinks;
-    this.#uplinks = next;
-    await applyRuleset(this.o.runner, this.o.rulesetFile, this.#ruleset());
-    const ms = Math.round(performance.now() - burstStart);
-    // NATed flows keep their old source address; drop them so they re-NAT via the new uplink.
-    const r = await this.o.runner.run(
-      [TOOLS.conntrack, "-D", "-s", this.o.network.cidr, "--src-nat"],
-      { okCodes: [0, 1] },
-    );
-    const dropped = /(\d+) flow entries have been deleted/.exec(r.stderr + r.stdout)?.[1] ?? "0";
-    this.handovers.push({ from, to: next, ms, flowsDropped: dropped !== "0" });
-    if (this.handovers.length > 16) this.handovers.shift();
-
-    this.o.onUplinks?.(next);
-    this.o.log.info(
-      `Uplink handover: ${from.join(", ") || "none"} -> ${next.join(", ") || "none"} in ${ms} ms ` +
-        `(ruleset re-applied, ${dropped} NAT flow(s) dropped)`,
-    );
+    try {
+      await this.#apply(next);
+      // NATed flows keep their old source address; drop them so they re-NAT via the new uplink.
+      const r = await this.o.runner.run(
+        [TOOLS.conntrack, "-D", "-s", this.o.network.cidr, "--src-nat"],
+        { okCodes: [0, 1] },
+      );
+      const dropped = /(\d+) flow entries have been deleted/.exec(r.stderr + r.stdout)?.[1] ?? "0";
+      const ms = Math.round(performance.now() - burstStart);
+      // Committed only now: a failed step above leaves the old list, and the retry hands over.
+      this.#uplinks = next;
+      this.handovers.push({ from, to: next, ms, flowsDropped: dropped !== "0" });
+      if (this.handovers.length > 16) this.handovers.shift();
+      this.o.onUplinks?.(next);
+      this.o.log.info(
+        `Uplink handover: ${from.join(", ") || "none"} -> ${
+          next.join(", ") || "none"
+        } in ${ms} ms ` +
+          `(ruleset re-applied, ${dropped} NAT flow(s) dropped)`,
+      );
+    } catch (error) {
+      this.o.log.error(
+        `Uplink handover to ${next.join(", ") || "none"} failed, retrying in ${RETRY_MS} ms: ${
+          (error as Error).message
+        }`,
+      );
+      this.#burstStart = burstStart;
+      clearTimeout(this.#timer);
+      this.#timer = setTimeout(() => void this.#enqueue(() => this.reconcile()), RETRY_MS);
+    }
   }
 
   scheduleVerify(delayMs: number): void {
@@ -149,17 +207,14 @@ export class RouteMonitor {
     }, delayMs);
   }
 
-  /** Restores the table when someone deleted or changed it. */
+  /** Restores the table when someone deleted or changed it (compared by content). */
   async verifyTable(): Promise<boolean> {
-    const want = expectedRuleCount(this.#ruleset());
-    const have = await currentRuleCount(this.o.runner);
-    if (have === want) return false;
+    const have = await currentTable(this.o.runner);
+    if (have !== undefined && have === this.#applied) return false;
     // cleanup removes the table on purpose, after the bridge: never bring it back then.
     const bridge = await this.o.runner.run(
       [TOOLS.ip, "link", "show", "dev", this.o.network.bridge],
-      {
-        okCodes: [0, 1, 2],
-      },
+      { okCodes: [0, 1, 2] },
     );
     if (bridge.code !== 0) {
       this.o.log.info(
@@ -170,40 +225,51 @@ export class RouteMonitor {
       return false;
     }
     const started = performance.now();
-    await applyRuleset(this.o.runner, this.o.rulesetFile, this.#ruleset());
+    await this.#apply(this.#uplinks);
     this.o.log.warning(
-      `Table inet aos_unit was ${
-        have === undefined ? "deleted" : `changed (${have} of ${want} rules left)`
-      } ` +
-        `by another program; restored in ${Math.round(performance.now() - started)} ms`,
+      `Table inet aos_unit was ${have === undefined ? "deleted" : "changed"} by another program; ` +
+        `restored in ${Math.round(performance.now() - started)} ms`,
     );
     return true;
   }
 
-  #spawnWatcher(argv: string[], onLine: (line: string) => void): void {
+  /** Follows a monitor's output line by line; starts it again if it dies. */
+  #watch(argv: string[], onLine: (line: string) => void, attempt = 0): void {
+    if (this.#stopped) return;
     const child = new Deno.Command(argv[0]!, {
       args: argv.slice(1),
       stdout: "piped",
       stderr: "null",
       stdin: "null",
-    })
-      .spawn();
-    this.#children.push(child);
+    }).spawn();
+    this.#children.add(child);
     (async () => {
+      const started = performance.now();
       let buffer = "";
-      for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
-        buffer += chunk;
-        const lines = buffer.split("\n");
-        buffer = lines.pop() ?? "";
-        for (const line of lines) onLine(line);
-      }
-      // systemd's stop signals the whole cgroup: a child killed by SIGTERM means we stop too.
+      try {
+        for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+          buffer += chunk;
+          const lines = buffer.split("\n");
+          buffer = lines.pop() ?? "";
+          for (const line of lines) onLine(line);
+        }
+      } catch { /* the stream broke with the process */ }
       const status = await child.status;
-      if (!this.#stopped && status.signal !== "SIGTERM") {
-        this.o.log.error(`${argv.join(" ")} exited; the route monitor cannot follow changes`);
-        // Let systemd restart us rather than run blind.
-        Deno.exit(1);
-      }
+      this.#children.delete(child);
+      if (this.#stopped) return;
+      // A restart of the watcher may have missed events: look again right away.
+      const again = performance.now() - started > 10_000 ? 0 : attempt + 1;
+      const delay = Math.min(5000, 100 * 2 ** Math.min(again, 6));
+      this.o.log.warning(
+        `${argv.join(" ")} exited (${
+          status.signal ?? `code ${status.code}`
+        }); watching again in ${delay} ms`,
+      );
+      setTimeout(() => {
+        this.#watch(argv, onLine, again);
+        this.routeEvent();
+        this.scheduleVerify(20);
+      }, delay);
     })();
   }
 
@@ -211,7 +277,7 @@ export class RouteMonitor {
     this.#stopped = true;
     clearTimeout(this.#timer);
     clearTimeout(this.#verifyTimer);
-    for (const child of this.#children) {
+    for (const child of [...this.#children]) {
       try {
         child.kill("SIGTERM");
       } catch { /* gone */ }
@@ -219,4 +285,25 @@ export class RouteMonitor {
     }
     await this.#queue;
   }
+}
+
+/** The route monitor of a plan, as `run` and `aos-unit monitor` both start it. */
+export function monitorFor(
+  plan: Plan,
+  debounceMs: number,
+  runner: Runner,
+  log: Logger,
+  onBridgeGone?: () => void,
+): RouteMonitor {
+  const uplinksFile = `${plan.paths.runtimeDir}/uplinks`;
+  return new RouteMonitor({
+    runner,
+    network: plan.network,
+    ruleset: (uplinks) => nftRuleset(plan.network, plan.nft.guards, uplinks),
+    log,
+    debounceMs,
+    readUplinks: async () => defaultRouteDevices(await listRoutes(runner)),
+    onUplinks: (uplinks) => writeFileAtomic(uplinksFile, uplinks.join(" ") + "\n"),
+    ...(onBridgeGone ? { onBridgeGone } : {}),
+  });
 }

@@ -9,22 +9,26 @@ import { dnsmasqArgv, dnsmasqConf } from "./dnsmasq.ts";
 import { nodeMac, tapName } from "./identity.ts";
 import { chooseImage, imagePattern } from "./images.ts";
 import { planNetwork } from "./network.ts";
-import { NFT_TABLE, nftRuleset } from "./nft.ts";
+import { NFT_TABLE, nftRuleset, type TapGuard } from "./nft.ts";
 import { defaultCpuType, defaultMachineType, memoryMaxMiB, qemuArgv } from "./qemu.ts";
 import type { Accel, HostFacts, NodePlan, Paths, Plan } from "./types.ts";
-import { dnsmasqUnit, monitorUnit, nodeUnit } from "./units.ts";
+import { dnsmasqUnit, nodeUnit } from "./units.ts";
+import { dhcpDir, join, nodeDir, nodeRunDir, relativeToRun } from "./layout.ts";
+
+export { dhcpDir, nodeDir, nodeRunDir } from "./layout.ts";
 
 export type * from "./types.ts";
 export { planNetwork } from "./network.ts";
 export { nftRuleset } from "./nft.ts";
 
-function join(dir: string, name: string): string {
-  return `${dir.replace(/\/+$/, "")}/${name}`;
+/** What the layer-2 guard lets each node's tap send. */
+export function tapGuards(nodes: readonly NodePlan[]): TapGuard[] {
+  return nodes.map((n) => ({ tap: n.tap, mac: n.mac, ip: n.ip }));
 }
 
-/** Where a node keeps its persistent files: overlay, UEFI variables, base-image record. */
-export function nodeDir(paths: Paths, name: string): string {
-  return join(join(paths.stateDir, "nodes"), name);
+/** The network a running guest depends on: a change here restarts every node. */
+function attachment(network: Plan["network"]): string {
+  return `${network.bridge} ${network.cidr}`;
 }
 
 /**
@@ -37,9 +41,12 @@ export function nodeDir(paths: Paths, name: string): string {
 export function makePlan(config: Config, facts: HostFacts, paths: Paths): Plan {
   const warnings: Diagnostic[] = [];
   const network = planNetwork(config.runtime, facts.machineId);
-  const nodes = config.unit.nodes.map((node) => planOneNode(config, facts, paths, node, warnings));
+  const nodes = config.unit.nodes.map((node) =>
+    planOneNode(config, facts, paths, node, attachment(network), warnings)
+  );
 
-  const leaseFile = join(paths.stateDir, "dnsmasq.leases");
+  const dhcp = dhcpDir(paths);
+  const leaseFile = join(dhcp, "dnsmasq.leases");
   const confPath = join(paths.runtimeDir, "dnsmasq.conf");
   const conf = dnsmasqConf({
     network,
@@ -57,12 +64,24 @@ export function makePlan(config: Config, facts: HostFacts, paths: Paths): Plan {
     dnsmasq: {
       confPath,
       conf,
+      dhcpDir: dhcp,
       leaseFile,
       leaseLink: join(paths.runtimeDir, "dnsmasq.leases"),
-      unit: dnsmasqUnit(dnsmasqArgv(confPath), facts.serviceUser, paths),
+      unit: dnsmasqUnit({
+        argv: dnsmasqArgv(confPath),
+        user: facts.serviceUser,
+        paths,
+        dhcpDir: dhcp,
+        systemdVersion: facts.systemdVersion,
+        // dnsmasq binds the bridge address: a new bridge or subnet needs a new dnsmasq.
+        attachedTo: attachment(network) + "\n" + conf,
+      }),
     },
-    monitor: { unit: monitorUnit(facts.executable, facts.serviceUser, paths) },
-    nft: { table: NFT_TABLE, ruleset: nftRuleset(network, uplinks) },
+    nft: {
+      table: NFT_TABLE,
+      guards: tapGuards(nodes),
+      ruleset: nftRuleset(network, tapGuards(nodes), uplinks),
+    },
     networkConf: {
       path: join(paths.runtimeDir, "network.conf"),
       content: [
@@ -76,7 +95,8 @@ export function makePlan(config: Config, facts: HostFacts, paths: Paths): Plan {
         "",
       ].join("\n"),
     },
-    leaseState: join(paths.stateDir, "leases.json"),
+    leaseState: join(dhcp, "leases.json"),
+    failureLog: join(paths.logsDir, "vm-failures.log"),
     warnings,
   };
 }
@@ -86,6 +106,7 @@ function planOneNode(
   facts: HostFacts,
   paths: Paths,
   node: NodeConfig,
+  attachedTo: string,
   warnings: Diagnostic[],
 ): NodePlan {
   const warn = (message: string, at = node.at, blocksRun = false) =>
@@ -145,9 +166,10 @@ function planOneNode(
   const efiVars = firmware ? { template: firmware.vars, path: join(dir, "efivars.fd") } : undefined;
   const machineType = node.machineType ?? defaultMachineType(arch);
   const cpuType = node.cpuType ?? defaultCpuType(arch, accel);
-  const serialSocket = join(paths.runtimeDir, `${node.name}.serial`);
+  const runDir = nodeRunDir(paths, node.name);
+  const serialSocket = join(runDir, "serial");
   const serialLog = join(paths.logsDir, `${node.name}-serial.log`);
-  const qmpSocket = join(paths.runtimeDir, `${node.name}.qmp`);
+  const qmpSocket = join(runDir, "qmp");
   const qemu = qemuArgv({
     name: node.name,
     arch,
@@ -183,7 +205,9 @@ function planOneNode(
     overlay,
     efiVars,
     firmwareCode: firmware?.code,
+    runDir,
     serialSocket,
+    serialLink: join(paths.runtimeDir, `${node.name}.serial`),
     serialLog,
     qmpSocket,
     qemu,
@@ -195,10 +219,16 @@ function planOneNode(
       memoryMaxMiB: maxMiB,
       qemu,
       executable: facts.executable,
+      stoppedHook: facts.nodeStoppedHook,
       user: facts.serviceUser,
       paths,
       nodeDir: dir,
+      runtimeDirectory: relativeToRun(runDir),
+      serialLog,
+      failureLog: join(paths.logsDir, "vm-failures.log"),
       stopTimeoutSec: config.runtime.stopTimeoutSec,
+      systemdVersion: facts.systemdVersion,
+      attachedTo,
     }),
   };
 }

@@ -14,6 +14,23 @@ export function formatProperty([name, signature, value]: UnitProperty): string {
   if (signature === "a(ss)") {
     return `${name}=${(value as [string, string][]).map(([a, b]) => `${a} ${b}`).join(", ")}`;
   }
+  if (signature === "(bas)") {
+    const [allow, list] = value as [boolean, string[]];
+    return `${name}=${allow ? "" : "~"}${list.join(" ")}`;
+  }
+  if (signature === "a(iayu)") {
+    const addresses = value as [number, number[], number][];
+    return `${name}=${
+      addresses.every(([, , prefix]) => prefix === 0)
+        ? "any"
+        : addresses.map(([, a, p]) => `${a.join(".")}/${p}`).join(" ")
+    }`;
+  }
+  if (name === "UMask" || name.endsWith("Mode") && signature === "u") {
+    return `${name}=${Number(value).toString(8).padStart(4, "0")}`;
+  }
+  if (name === "SystemCallErrorNumber") return `${name}=EPERM`;
+  if (name === "RestrictNamespaces" && Number(value) === 0) return `${name}=yes`;
   if (Array.isArray(value)) return `${name}=${value.join(" ")}`;
   if (name === "MemoryMax") return `${name}=${Number(value) / 1024 / 1024}M`;
   if (name === "CPUQuotaPerSecUSec") return `CPUQuota=${Number(value) / 10_000}%`;
@@ -71,7 +88,7 @@ function nodeLines(n: NodePlan): string[] {
     `  image       ${n.image.path} (${n.image.source}${n.image.found ? "" : ", MISSING"})`,
     `  overlay     ${n.overlay}`,
     ...(n.efiVars ? [`  UEFI vars   ${n.efiVars.path} (from ${n.efiVars.template})`] : []),
-    `  serial      ${n.serialSocket} (log ${n.serialLog})`,
+    `  serial      ${n.serialLink} -> ${n.serialSocket} (log ${n.serialLog})`,
     `  QMP         ${n.qmpSocket}`,
     "  unit",
     ...unitLines(n.unit, "    "),
@@ -96,9 +113,9 @@ export function renderPlanText(plan: Plan): string {
     `  leases      ${plan.dnsmasq.leaseFile} (also ${plan.dnsmasq.leaseLink})`,
     "",
     ...plan.nodes.flatMap((n) => [...nodeLines(n), ""]),
-    "Sidecars",
+    "Sidecar",
     ...unitLines(plan.dnsmasq.unit, "  "),
-    ...unitLines(plan.monitor.unit, "  "),
+    "  (the route monitor runs inside aos-unit.service; see aos-unit(8))",
     "",
     `nftables ruleset (nft -f; table inet ${plan.nft.table})`,
     ...plan.nft.ruleset.trimEnd().split("\n").map((l) => `  ${l}`),

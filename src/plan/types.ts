@@ -3,6 +3,7 @@
 import type { Arch } from "../config/types.ts";
 import type { Diagnostic } from "../errors.ts";
 import type { NetworkPlan } from "./network.ts";
+import type { TapGuard } from "./nft.ts";
 
 /** The directories systemd hands us (or their FHS defaults). */
 export interface Paths {
@@ -39,6 +40,10 @@ export interface HostFacts {
   executable: string;
   /** The program dnsmasq runs as its dhcp-script (it takes no arguments). */
   leaseHook: string;
+  /** The node units' ExecStopPost= hook (records failures only). */
+  nodeStoppedHook: string;
+  /** systemd's version number (252, 257, ...); 0 when unknown (then 252's semantics). */
+  systemdVersion: number;
   /** Interfaces that currently carry a default route. */
   uplinks: string[];
 }
@@ -49,6 +54,8 @@ export type UnitProperty = [name: string, signature: string, value: unknown];
 export interface TransientUnit {
   name: string;
   properties: UnitProperty[];
+  /** Fingerprint of the planned properties (also in the unit's environment). */
+  hash: string;
 }
 
 export type Accel = "kvm" | "tcg";
@@ -82,7 +89,11 @@ export interface NodePlan {
   /** Persistent UEFI variables (A/B boot state lives here). */
   efiVars: { template: string; path: string } | undefined;
   firmwareCode: string | undefined;
+  /** The node's own runtime directory (its sockets), made by systemd for the unit. */
+  runDir: string;
   serialSocket: string;
+  /** The documented path of the serial socket (a symlink to serialSocket). */
+  serialLink: string;
   serialLog: string;
   qmpSocket: string;
   qemu: string[];
@@ -96,15 +107,18 @@ export interface Plan {
   dnsmasq: {
     confPath: string;
     conf: string;
+    /** The only directory dnsmasq and its lease hook write: the lease file and leases.json. */
+    dhcpDir: string;
     leaseFile: string;
     /** The documented /run path that points at the persistent lease file. */
     leaseLink: string;
     unit: TransientUnit;
   };
-  monitor: { unit: TransientUnit };
-  nft: { table: string; ruleset: string };
+  nft: { table: string; guards: TapGuard[]; ruleset: string };
   networkConf: { path: string; content: string };
   /** Lease events recorded by lease-hook. */
   leaseState: string;
+  /** Forensic records of node failures (JSON lines). */
+  failureLog: string;
   warnings: Diagnostic[];
 }

@@ -1,12 +1,20 @@
-/** Transient systemd units: names and D-Bus properties (StartTransientUnit's a(sv)). */
+/**
+ * Transient systemd units: names and D-Bus properties (StartTransientUnit's
+ * a(sv)). Only the root broker (`aos-unit startup`, ExecStartPre=+) creates
+ * them, from the root-owned configuration; the unprivileged manager may only
+ * stop, restart, kill and reset them (polkit rules).
+ */
 
+import { createHash } from "node:crypto";
 import type { Accel, Paths, TransientUnit, UnitProperty } from "./types.ts";
 
 export const MANAGER_UNIT = "aos-unit.service";
 export const SLICE = "aos-unit.slice";
 export const DNSMASQ_UNIT = "aos-unit-dnsmasq.service";
-export const MONITOR_UNIT = "aos-unit-route-monitor.service";
 export const NODE_UNIT_PREFIX = "aos-node-";
+
+/** The environment variable that carries a unit's plan fingerprint (adoption compares it). */
+export const PLAN_HASH_ENV = "AOS_UNIT_PLAN";
 
 export function nodeUnitName(name: string): string {
   return `${NODE_UNIT_PREFIX}${name}.service`;
@@ -21,10 +29,13 @@ export const NODE_START_LIMIT_BURST = 3;
 export const NODE_START_LIMIT_INTERVAL_SEC = 300;
 export const NODE_RESTART_SEC = 2;
 
+/** systemd >= 254 has RestartMode=direct: no failed state (and no OnFailure=) between restarts. */
+export const RESTART_MODE_DIRECT_SINCE = 254;
+
 const USEC = 1_000_000;
 const MIB = 1024 * 1024;
 
-// capability(7) numbers, for the AmbientCapabilities bit mask.
+// capability(7) numbers, for the capability bit masks.
 const CAP_NET_BIND_SERVICE = 10;
 const CAP_NET_ADMIN = 12;
 const CAP_NET_RAW = 13;
@@ -47,19 +58,68 @@ function exec(argv: string[], ignoreFailure = false): UnitProperty[2] {
   return [[argv[0], argv, ignoreFailure]];
 }
 
-/** Properties every aos-unit helper unit shares: bound to the manager, stopped before it. */
-function bound(description: string, user: string): UnitProperty[] {
+/**
+ * The sandbox every helper unit shares. No unit is bound to the manager
+ * (BindsTo=/StopPropagatedFrom= would stop guests when the manager crashes):
+ * the manager stops them itself on a real stop.
+ */
+function sandbox(description: string, user: string): UnitProperty[] {
   return [
     ["Description", "s", description],
-    // Stopping the manager stops this unit; restarting it does not restart this unit
-    // (BindsTo= would, racing the manager's own graceful stop and start).
-    ["StopPropagatedFrom", "as", [MANAGER_UNIT]],
-
-    // Ordered before the manager so that on stop the manager goes first and powers guests down.
-    ["Before", "as", [MANAGER_UNIT]],
     ["User", "s", user],
     ["Group", "s", user],
+    ["NoNewPrivileges", "b", true],
+    ["ProtectSystem", "s", "strict"],
+    ["ProtectHome", "s", "yes"],
+    ["PrivateTmp", "b", true],
+    ["ProtectKernelTunables", "b", true],
+    ["ProtectKernelModules", "b", true],
+    ["ProtectKernelLogs", "b", true],
+    ["ProtectControlGroups", "b", true],
+    ["ProtectClock", "b", true],
+    ["ProtectHostname", "b", true],
+    ["ProtectProc", "s", "invisible"],
+    // The set of namespace types still allowed: none.
+    ["RestrictNamespaces", "t", 0],
+    ["RestrictRealtime", "b", true],
+    ["RestrictSUIDSGID", "b", true],
+    ["LockPersonality", "b", true],
+    ["RemoveIPC", "b", true],
+    ["SystemCallArchitectures", "as", ["native"]],
+    // (allow-list, syscalls); seccomp: QEMU's own -sandbox filter goes on top.
+    ["SystemCallFilter", "(bas)", [true, ["@system-service", "seccomp"]]],
+    ["SystemCallErrorNumber", "i", 1], // EPERM
+    // No bus: the aos-unit user's polkit grants (stop/restart/kill aos-unit's units) stay
+    // with the manager, and nothing here can talk to systemd or resolved.
+    ["InaccessiblePaths", "as", ["-/run/dbus"]],
+    ["UMask", "u", 0o027],
   ];
+}
+
+/** systemd >= 254: restart in place, so a crash is never a "failed" state (see RestartMode=). */
+function restartMode(systemdVersion: number): UnitProperty[] {
+  return systemdVersion >= RESTART_MODE_DIRECT_SINCE ? [["RestartMode", "s", "direct"]] : [];
+}
+
+/**
+ * A short fingerprint of everything planned for a unit: a running unit with the
+ * same fingerprint is adopted as it is, one with another is restarted.
+ */
+export function planHash(properties: readonly UnitProperty[], extra = ""): string {
+  return createHash("sha256").update(JSON.stringify(properties) + extra).digest("hex").slice(0, 16);
+}
+
+function withPlanHash(name: string, properties: UnitProperty[], extra: string): TransientUnit {
+  const hash = planHash(properties, extra);
+  return {
+    name,
+    properties: properties.map(([key, sig, value]) =>
+      key === "Environment"
+        ? [key, sig, [...(value as string[]), `${PLAN_HASH_ENV}=${hash}`]] as UnitProperty
+        : [key, sig, value] as UnitProperty
+    ),
+    hash,
+  };
 }
 
 export interface NodeUnitInput {
@@ -70,97 +130,113 @@ export interface NodeUnitInput {
   memoryMaxMiB: number;
   qemu: string[];
   executable: string;
+  /** The ExecStopPost= hook: records a failure (aos-unit failed) and nothing on a clean stop. */
+  stoppedHook: string;
   user: string;
   paths: Paths;
   nodeDir: string;
+  /** The node's runtime directory, relative to /run (RuntimeDirectory=). */
+  runtimeDirectory: string;
+  serialLog: string;
+  failureLog: string;
   stopTimeoutSec: number;
+  systemdVersion: number;
+  /** Anything outside the unit that a running guest depends on (its network). */
+  attachedTo: string;
 }
 
 export function nodeUnit(n: NodeUnitInput): TransientUnit {
-  return {
-    name: nodeUnitName(n.name),
-    properties: [
-      ...bound(`AosEdge node ${n.name} (QEMU ${n.arch}, ${n.accel.toUpperCase()})`, n.user),
+  return withPlanHash(
+    nodeUnitName(n.name),
+    [
+      ...sandbox(`AosEdge node ${n.name} (QEMU ${n.arch}, ${n.accel.toUpperCase()})`, n.user),
       ["Type", "s", "exec"],
       ["Slice", "s", SLICE],
       ["ExecStart", "a(sasb)", exec(n.qemu)],
-      // Runs after every stop; records a forensic entry when the stop was a failure.
-      ["ExecStopPost", "a(sasb)", exec([n.executable, "failed", n.name], true)],
+      // Every stop asks the guest first (ACPI power button over QMP) and waits for it.
+      [
+        "ExecStop",
+        "a(sasb)",
+        exec([n.executable, "powerdown", n.name, "--timeout", String(n.stopTimeoutSec)]),
+      ],
+      // After every stop; records a forensic entry only when the stop was a failure.
+      ["ExecStopPost", "a(sasb)", exec([n.stoppedHook, n.name], true)],
       ["OnFailure", "as", [failedUnitName(n.name)]],
       ["Restart", "s", "on-failure"],
+      ...restartMode(n.systemdVersion),
       ["RestartUSec", "t", NODE_RESTART_SEC * USEC],
       ["StartLimitIntervalUSec", "t", NODE_START_LIMIT_INTERVAL_SEC * USEC],
       ["StartLimitBurst", "u", NODE_START_LIMIT_BURST],
-      ["TimeoutStopUSec", "t", (n.stopTimeoutSec + 10) * USEC],
+      // The powerdown gets stopTimeoutSec; systemd signals QEMU only after that.
+      ["TimeoutStopUSec", "t", (n.stopTimeoutSec + 5) * USEC],
       ["MemoryAccounting", "b", true],
       ["MemoryMax", "t", n.memoryMaxMiB * MIB],
       ["CPUAccounting", "b", true],
       ["CPUQuotaPerSecUSec", "t", n.cpu * USEC],
+      ["TasksMax", "t", 512],
       ["DevicePolicy", "s", "closed"],
       [
         "DeviceAllow",
         "a(ss)",
         [["/dev/net/tun", "rw"], ...(n.accel === "kvm" ? [["/dev/kvm", "rw"]] : [])],
       ],
-      // /dev/kvm for KVM; the journal for the forensic handler in ExecStopPost=.
-      [
-        "SupplementaryGroups",
-        "as",
-        n.accel === "kvm" ? ["kvm", "systemd-journal"] : ["systemd-journal"],
-      ],
-      ["NoNewPrivileges", "b", true],
-      ["ProtectSystem", "s", "strict"],
-      ["ProtectHome", "s", "yes"],
-      ["PrivateTmp", "b", true],
-      ["ReadWritePaths", "as", [n.nodeDir, n.paths.runtimeDir, n.paths.logsDir]],
-      // The aos-unit user may create transient units through polkit (systemd < 257 cannot
-      // narrow that by name): QEMU, the part a guest could break out into, gets no bus.
-      ["InaccessiblePaths", "as", ["-/run/dbus"]],
-
+      ...(n.accel === "kvm" ? [["SupplementaryGroups", "as", ["kvm"]] as UnitProperty] : []),
+      // QEMU never needs a capability: the tap is made for it by the broker.
+      ["CapabilityBoundingSet", "t", 0],
+      ["RestrictAddressFamilies", "(bas)", [true, ["AF_UNIX"]]],
+      ["IPAddressDeny", "a(iayu)", [[2, [0, 0, 0, 0], 0], [10, new Array(16).fill(0), 0]]],
+      // Sockets live in a directory of the node's own; the rest of /run/aos-unit is read-only.
+      ["RuntimeDirectory", "as", [n.runtimeDirectory]],
+      ["RuntimeDirectoryMode", "u", 0o750],
+      // Writable: this node's disks and UEFI variables, its serial log, the failure log.
+      ["ReadWritePaths", "as", [n.nodeDir, `-${n.serialLog}`, `-${n.failureLog}`]],
       ["Environment", "as", directoryEnvironment(n.paths)],
       ["SyslogIdentifier", "s", `aos-node-${n.name}`],
     ],
-  };
+    n.attachedTo,
+  );
 }
 
-export function dnsmasqUnit(dnsmasqArgv: string[], user: string, paths: Paths): TransientUnit {
-  return {
-    name: DNSMASQ_UNIT,
-    properties: [
-      ...bound("aos-unit DHCP and DNS sidecar (dnsmasq)", user),
+export interface DnsmasqUnitInput {
+  argv: string[];
+  user: string;
+  paths: Paths;
+  /** The directory holding dnsmasq's lease file and leases.json (the only place it writes). */
+  dhcpDir: string;
+  systemdVersion: number;
+  attachedTo: string;
+}
+
+export function dnsmasqUnit(d: DnsmasqUnitInput): TransientUnit {
+  const caps = capabilityMask([CAP_NET_BIND_SERVICE, CAP_NET_ADMIN, CAP_NET_RAW]);
+  return withPlanHash(
+    DNSMASQ_UNIT,
+    [
+      ...sandbox("aos-unit DHCP and DNS sidecar (dnsmasq)", d.user),
       ["Type", "s", "exec"],
-      ["ExecStart", "a(sasb)", exec(dnsmasqArgv)],
+      ["ExecStart", "a(sasb)", exec(d.argv)],
+      // A crash is repaired in place within a second; guests and the manager are not touched.
       ["Restart", "s", "on-failure"],
-      ["RestartUSec", "t", 1 * USEC],
+      ...restartMode(d.systemdVersion),
+      ["RestartUSec", "t", USEC / 2],
+      ["StartLimitIntervalUSec", "t", 60 * USEC],
+      ["StartLimitBurst", "u", 10],
       // DHCP needs port 67 and raw sockets; nothing else.
-      [
-        "AmbientCapabilities",
-        "t",
-        capabilityMask([CAP_NET_BIND_SERVICE, CAP_NET_ADMIN, CAP_NET_RAW]),
-      ],
-      [
-        "CapabilityBoundingSet",
-        "t",
-        capabilityMask([CAP_NET_BIND_SERVICE, CAP_NET_ADMIN, CAP_NET_RAW]),
-      ],
+      ["AmbientCapabilities", "t", caps],
+      ["CapabilityBoundingSet", "t", caps],
+      ["RestrictAddressFamilies", "(bas)", [true, [
+        "AF_UNIX",
+        "AF_INET",
+        "AF_INET6",
+        "AF_NETLINK",
+        "AF_PACKET",
+      ]]],
+      ["MemoryMax", "t", 64 * MIB],
+      ["TasksMax", "t", 32],
+      ["ReadWritePaths", "as", [d.dhcpDir]],
       // The lease hook (aos-unit lease-hook) reads the directories from here.
-      ["Environment", "as", directoryEnvironment(paths)],
+      ["Environment", "as", directoryEnvironment(d.paths)],
     ],
-  };
-}
-
-export function monitorUnit(executable: string, user: string, paths: Paths): TransientUnit {
-  return {
-    name: MONITOR_UNIT,
-    properties: [
-      ...bound("aos-unit route monitor (smart NAT)", user),
-      ["Type", "s", "exec"],
-      ["ExecStart", "a(sasb)", exec([executable, "monitor"])],
-      ["Restart", "s", "on-failure"],
-      ["RestartUSec", "t", 1 * USEC],
-      ["AmbientCapabilities", "t", capabilityMask([CAP_NET_ADMIN])],
-      ["CapabilityBoundingSet", "t", capabilityMask([CAP_NET_ADMIN])],
-      ["Environment", "as", directoryEnvironment(paths)],
-    ],
-  };
+    d.attachedTo,
+  );
 }

@@ -105,7 +105,15 @@ export interface CallSpec {
   member: string;
   signature?: string;
   body?: unknown[];
+  /** A call on a dead connection never returns: give up after this long (default 10 s). */
+  timeoutMs?: number;
 }
+
+/** The D-Bus error name a call timing out gets (as libdbus names it). */
+export const TIMEOUT_ERROR = "org.freedesktop.DBus.Error.Timeout";
+
+/** dbus-next's private table of pending replies (cleared on a timeout, so it cannot grow). */
+type Pending = { _methodReturnHandlers?: Record<number, unknown> };
 
 /** One method call; resolves to the reply body. */
 export async function call(bus: MessageBus, spec: CallSpec): Promise<unknown[]> {
@@ -118,8 +126,42 @@ export async function call(bus: MessageBus, spec: CallSpec): Promise<unknown[]> 
     signature: spec.signature ?? "",
     body: spec.body ?? [],
   });
-  const reply = await bus.call(message);
-  return reply?.body ?? [];
+  const timeoutMs = spec.timeoutMs ?? 10_000;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const reply = await Promise.race([
+      bus.call(message),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          delete (bus as unknown as Pending)._methodReturnHandlers?.[message.serial ?? -1];
+          reject(
+            Object.assign(new Error(`no reply to ${spec.member} within ${timeoutMs} ms`), {
+              type: TIMEOUT_ERROR,
+            }),
+          );
+        }, timeoutMs);
+      }),
+    ]);
+    return reply?.body ?? [];
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Calls `fn` once when the connection is lost (the bus daemon restarted or
+ * closed it): dbus-next reports that as an error or as the stream ending.
+ */
+export function onDisconnect(bus: MessageBus, fn: (why: string) => void): void {
+  let told = false;
+  const tell = (why: string) => {
+    if (told) return;
+    told = true;
+    fn(why);
+  };
+  bus.on("error", (e: Error) => tell(e.message));
+  (bus as unknown as { _connection?: { on(event: string, f: () => void): void } })._connection
+    ?.on("end", () => tell("the bus closed the connection"));
 }
 
 /** Asks the bus to deliver signals matching `rule` to this connection. */

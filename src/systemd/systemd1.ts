@@ -5,6 +5,7 @@
  */
 
 import dbus from "dbus-next";
+import { Buffer } from "node:buffer";
 import { RuntimeError } from "../errors.ts";
 import type { TransientUnit, UnitProperty } from "../plan/types.ts";
 import { addMatch, busError, call, type MessageBus } from "./bus.ts";
@@ -24,13 +25,20 @@ export interface UnitState {
   nRestarts: number | undefined;
   /** Microseconds since the epoch when the unit last became active (0 = never). */
   activeEnterUsec: number;
+  /** Microseconds since the epoch of the last state change. */
+  stateChangeUsec: number;
   mainPid: number | undefined;
 }
 
 /** Converts a planned property to what dbus-next sends: t/x as BigInt, wrapped in a Variant. */
 export function toVariant([name, signature, value]: UnitProperty): [string, dbus.Variant] {
   const convert = (v: unknown): unknown =>
-    signature === "t" || signature === "x" ? BigInt(v as number) : v;
+    signature === "t" || signature === "x"
+      ? BigInt(v as number)
+      // dbus-next sends "ay" from a Buffer only.
+      : signature === "a(iayu)"
+      ? (v as [number, number[], number][]).map(([f, a, p]) => [f, Buffer.from(a), p])
+      : v;
   return [name, new dbus.Variant(signature, convert(value))];
 }
 
@@ -43,18 +51,19 @@ export class Systemd {
 
   private constructor(readonly bus: MessageBus) {}
 
-  /** Subscribes to job and unit signals; call once per connection. */
-  static async open(bus: MessageBus): Promise<Systemd> {
+  /**
+   * Subscribes to job signals and to property changes of `units` (only those:
+   * systemd announces every unit's changes, and a busy host has many).
+   * Call once per connection.
+   */
+  static async open(bus: MessageBus, units: readonly string[] = []): Promise<Systemd> {
     const s = new Systemd(bus);
     bus.on("message", (msg: dbus.Message) => s.#onMessage(msg));
-    for (
-      const rule of [
-        "type='signal',interface='org.freedesktop.systemd1.Manager',member='JobRemoved'",
-        "type='signal',interface='org.freedesktop.DBus.Properties',member='PropertiesChanged',path_namespace='/org/freedesktop/systemd1/unit'",
-      ]
-    ) {
-      await addMatch(bus, rule);
-    }
+    await addMatch(
+      bus,
+      "type='signal',interface='org.freedesktop.systemd1.Manager',member='JobRemoved'",
+    );
+    await s.watchUnits(units);
     try {
       await call(bus, { ...SYSTEMD, member: "Subscribe" });
     } catch (error) {
@@ -85,6 +94,18 @@ export class Systemd {
       const unit = unitNameFromPath(msg.path ?? "");
       const props = Object.fromEntries(Object.entries(changed).map(([k, v]) => [k, v.value]));
       for (const listener of this.#listeners) listener(unit, props);
+    }
+  }
+
+  /** Delivers property changes of these units to the onUnitChange listeners. */
+  async watchUnits(units: readonly string[]): Promise<void> {
+    for (const unit of units) {
+      await addMatch(
+        this.bus,
+        `type='signal',interface='org.freedesktop.DBus.Properties',member='PropertiesChanged',path='${
+          unitPath(unit)
+        }'`,
+      );
     }
   }
 
@@ -139,9 +160,30 @@ export class Systemd {
     return await this.#waitJob(job as string, unit.name, timeoutMs);
   }
 
+  /** StopUnit + wait for the job; a unit systemd no longer has counts as stopped. */
   async stopUnit(name: string, timeoutMs = 120_000): Promise<string> {
-    const [job] = await this.#manager("StopUnit", "ss", [name, "replace"], `stop ${name}`);
+    let job: unknown;
+    try {
+      [job] = await this.#manager("StopUnit", "ss", [name, "replace"], `stop ${name}`);
+    } catch (error) {
+      if ((error as { type?: string }).type === "org.freedesktop.systemd1.NoSuchUnit") {
+        return "done";
+      }
+      throw error;
+    }
     return await this.#waitJob(job as string, name, timeoutMs);
+  }
+
+  /** KillUnit: a signal to every process of the unit (polkit verb "kill"). */
+  async killUnit(name: string, signal: "SIGTERM" | "SIGKILL"): Promise<void> {
+    await this.#manager(
+      "KillUnit",
+      "ssi",
+      [name, "all", signal === "SIGTERM" ? 15 : 9],
+      `send ${signal} to ${name}`,
+    ).catch((e) => {
+      if ((e as { type?: string }).type !== "org.freedesktop.systemd1.NoSuchUnit") throw e;
+    });
   }
 
   /**
@@ -152,6 +194,90 @@ export class Systemd {
     await this.#manager("StopUnit", "ss", [name, "replace"], `stop ${name}`).catch((e) => {
       if ((e as { type?: string }).type !== "org.freedesktop.systemd1.NoSuchUnit") throw e;
     });
+  }
+
+  /** RestartUnit: also starts a failed unit that is still loaded (polkit verb "restart"). */
+  async restartUnit(name: string, timeoutMs = 30_000): Promise<string> {
+    const [job] = await this.#manager("RestartUnit", "ss", [name, "replace"], `restart ${name}`);
+    return await this.#waitJob(job as string, name, timeoutMs);
+  }
+
+  /** systemd's version number (252, 257, ...) from the Manager's Version property. */
+  async version(): Promise<number> {
+    const [variant] = await call(this.bus, {
+      destination: SYSTEMD.destination,
+      path: SYSTEMD.path,
+      interface: "org.freedesktop.DBus.Properties",
+      member: "Get",
+      signature: "ss",
+      body: [SYSTEMD.interface, "Version"],
+    }).catch((error) => {
+      throw busError("read systemd's version", error);
+    }) as [{ value: string }];
+    return parseSystemdVersion(String(variant.value));
+  }
+
+  /**
+   * The type of the job pending on a unit ("stop", "restart", "start", ...),
+   * or undefined when none: tells a real stop from a restart.
+   */
+  async jobType(name: string): Promise<string | undefined> {
+    const unit = await this.#properties(name, "org.freedesktop.systemd1.Unit");
+    const job = unit?.Job as [number, string] | undefined;
+    if (!job || job[0] === 0) return undefined;
+    try {
+      const [variant] = await call(this.bus, {
+        destination: SYSTEMD.destination,
+        path: job[1],
+        interface: "org.freedesktop.DBus.Properties",
+        member: "Get",
+        signature: "ss",
+        body: ["org.freedesktop.systemd1.Job", "JobType"],
+      }) as [{ value: string }];
+      return String(variant.value);
+    } catch {
+      return undefined; // finished in between
+    }
+  }
+
+  /** Loaded units whose names match the glob patterns (ListUnitsByPatterns). */
+  async listUnits(patterns: string[]): Promise<{ name: string; activeState: string }[]> {
+    const [units] = await this.#manager(
+      "ListUnitsByPatterns",
+      "asas",
+      [[], patterns],
+      "list units",
+    ) as [[string, string, string, string, string][]];
+    return units.map(([name, , , activeState]) => ({ name, activeState }));
+  }
+
+  /** The plan fingerprint a running unit was created with (see PLAN_HASH_ENV), if any. */
+  async planHashOf(name: string, envName: string): Promise<string | undefined> {
+    const service = await this.#properties(name, "org.freedesktop.systemd1.Service");
+    const env = (service?.Environment ?? []) as string[];
+    return env.find((e) => e.startsWith(`${envName}=`))?.slice(envName.length + 1);
+  }
+
+  /** All properties of one interface of a unit, or undefined when the unit is not loaded. */
+  async #properties(
+    name: string,
+    iface: string,
+  ): Promise<Record<string, unknown> | undefined> {
+    try {
+      const [all] = await call(this.bus, {
+        destination: SYSTEMD.destination,
+        path: unitPath(name),
+        interface: "org.freedesktop.DBus.Properties",
+        member: "GetAll",
+        signature: "s",
+        body: [iface],
+      }) as [Record<string, { value: unknown }>];
+      return Object.fromEntries(Object.entries(all).map(([k, v]) => [k, v.value]));
+    } catch (error) {
+      const type = (error as { type?: string }).type;
+      if (type === "org.freedesktop.DBus.Error.UnknownObject") return undefined;
+      throw busError(`read the state of ${name}`, error);
+    }
   }
 
   /** SetUnitProperties with runtime=true: lasts until reboot, not written to disk. */
@@ -218,6 +344,7 @@ export class Systemd {
       result: service.Result === undefined ? undefined : String(service.Result),
       nRestarts: service.NRestarts === undefined ? undefined : Number(service.NRestarts),
       activeEnterUsec: Number(unit.ActiveEnterTimestamp ?? 0),
+      stateChangeUsec: Number(unit.StateChangeTimestamp ?? 0),
       mainPid: service.MainPID === undefined ? undefined : Number(service.MainPID),
     };
   }
@@ -279,6 +406,22 @@ export class Systemd {
     await this.resetFailed(name);
     await this.waitGone(name);
   }
+}
+
+/** "257.9-1~deb13u1" -> 257; 0 when it does not start with a number. */
+export function parseSystemdVersion(text: string): number {
+  return Number(/^\s*(\d+)/.exec(text)?.[1] ?? 0);
+}
+
+/** aos-node-main.service -> /org/freedesktop/systemd1/unit/aos_2dnode_2dmain_2eservice */
+export function unitPath(name: string): string {
+  const escaped = [...new TextEncoder().encode(name)].map((b, i) => {
+    const c = String.fromCharCode(b);
+    return /[A-Za-z]/.test(c) || (/[0-9]/.test(c) && i > 0)
+      ? c
+      : `_${b.toString(16).padStart(2, "0")}`;
+  }).join("");
+  return `/org/freedesktop/systemd1/unit/${escaped}`;
 }
 
 /** /org/freedesktop/systemd1/unit/aos_2dnode_2dmain_2eservice -> aos-node-main.service */

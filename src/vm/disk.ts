@@ -5,6 +5,7 @@
  */
 
 import { ConfigError, RuntimeError } from "../errors.ts";
+import { writeFileAtomic } from "../host/atomic.ts";
 import type { Runner } from "../host/runner.ts";
 import { TOOLS } from "../permissions.ts";
 import type { NodePlan } from "../plan/types.ts";
@@ -32,6 +33,49 @@ function sameBase(a: BaseIdentity, b: BaseIdentity): boolean {
 
 function problem(node: NodePlan, message: string): ConfigError {
   return new ConfigError([], `Node "${node.name}": ${message}`);
+}
+
+function readRecord(node: NodePlan): BaseIdentity | undefined {
+  try {
+    return JSON.parse(Deno.readTextFileSync(baseRecordPath(node))) as BaseIdentity;
+  } catch {
+    return undefined;
+  }
+}
+
+function recordMatches(node: NodePlan, current: BaseIdentity): boolean {
+  const recorded = readRecord(node);
+  return recorded !== undefined && sameBase(recorded, current);
+}
+
+function isFile(path: string): boolean {
+  try {
+    const st = Deno.lstatSync(path);
+    return st.isFile;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * What is missing before a node can boot (nothing, usually): checked with
+ * lstat only, so the root broker can decide whether the unprivileged
+ * `aos-unit prepare` must run, without writing anything itself.
+ * @returns readable reasons; empty when the node is ready
+ */
+export function preparationNeeded(node: NodePlan): string[] {
+  const reasons: string[] = [];
+  if (!isFile(node.overlay)) reasons.push(`no overlay ${node.overlay}`);
+  if (node.efiVars && !isFile(node.efiVars.path)) reasons.push(`no UEFI variables`);
+  if (!isFile(node.serialLog)) reasons.push(`no serial log ${node.serialLog}`);
+  let current: BaseIdentity | undefined;
+  try {
+    current = identityOf(node.image.path);
+  } catch {
+    reasons.push(`base image ${node.image.path} missing`);
+  }
+  if (current && !recordMatches(node, current)) reasons.push("base image not checked yet");
+  return reasons;
 }
 
 /** Refuses base images QEMU would write through or that depend on other files. */
@@ -91,12 +135,7 @@ export async function prepareDisks(runner: Runner, node: NodePlan): Promise<stri
     overlayExists = false;
   }
   if (overlayExists) {
-    let recorded: BaseIdentity | undefined;
-    try {
-      recorded = JSON.parse(Deno.readTextFileSync(baseRecordPath(node))) as BaseIdentity;
-    } catch {
-      recorded = undefined;
-    }
+    const recorded = readRecord(node);
     if (recorded && !sameBase(recorded, current)) {
       throw problem(
         node,
@@ -119,7 +158,9 @@ export async function prepareDisks(runner: Runner, node: NodePlan): Promise<stri
     ]);
     created.push(node.overlay);
   }
-  Deno.writeTextFileSync(baseRecordPath(node), JSON.stringify(current, null, 2) + "\n");
+  if (!recordMatches(node, current)) {
+    writeFileAtomic(baseRecordPath(node), JSON.stringify(current, null, 2) + "\n", 0o640);
+  }
   if (node.efiVars) {
     try {
       Deno.statSync(node.efiVars.path);
@@ -136,6 +177,11 @@ export async function prepareDisks(runner: Runner, node: NodePlan): Promise<stri
       }
       created.push(node.efiVars.path);
     }
+  }
+  // QEMU appends to it through a file-level ReadWritePaths=: it must exist first.
+  if (!isFile(node.serialLog)) {
+    Deno.writeFileSync(node.serialLog, new Uint8Array(), { append: true, mode: 0o640 });
+    created.push(node.serialLog);
   }
   return created;
 }

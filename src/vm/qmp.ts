@@ -77,3 +77,51 @@ export async function qmpExecute(
 export async function systemPowerdown(socket: string): Promise<void> {
   await qmpExecute(socket, "system_powerdown");
 }
+
+export type PowerdownResult = "exited" | "timeout" | "unreachable";
+
+/**
+ * Asks the guest to power down (ACPI power button) and waits until QEMU
+ * closes the connection, which it does when it exits. A guest still booting
+ * ignores the event, so it is sent again every `resendMs`.
+ */
+export async function powerdownAndWait(
+  socket: string,
+  timeoutMs: number,
+  resendMs = 2000,
+): Promise<PowerdownResult> {
+  const deadline = performance.now() + timeoutMs;
+  let conn: Deno.UnixConn;
+  try {
+    conn = await Deno.connect({ transport: "unix", path: socket });
+  } catch {
+    return "unreachable";
+  }
+  const encoder = new TextEncoder();
+  const buffer = { text: "" };
+  const send = (execute: string) => conn.write(encoder.encode(JSON.stringify({ execute }) + "\n"));
+  try {
+    await readLine(conn, buffer, Math.min(deadline, performance.now() + 3000)); // greeting
+    await send("qmp_capabilities");
+    let lastSend = -Infinity;
+    while (performance.now() < deadline) {
+      if (performance.now() - lastSend >= resendMs) {
+        lastSend = performance.now();
+        await send("system_powerdown");
+      }
+      try {
+        await readLine(conn, buffer, Math.min(deadline, lastSend + resendMs));
+      } catch (error) {
+        if ((error as Error).message.includes("closed")) return "exited";
+      }
+    }
+    return "timeout";
+  } catch {
+    // The connection broke while talking: QEMU went away.
+    return "exited";
+  } finally {
+    try {
+      conn.close();
+    } catch { /* closed by QEMU exiting */ }
+  }
+}

@@ -8,10 +8,11 @@ set -euo pipefail
 
 BED_SELF=$(readlink -f "${BASH_SOURCE[0]}")
 readonly BED_SELF
-readonly BED_SUITE=bookworm
-readonly BED_CACHE=${AOS_TEST_CACHE:-/var/cache/aos-unit-tests}/bed
+# Debian release of the bed: bookworm (systemd 252) or trixie (systemd 257).
+readonly BED_SUITE=${AOS_BED_SUITE:-bookworm}
+readonly BED_CACHE=${AOS_TEST_CACHE:-/var/cache/aos-unit-tests}/bed/$BED_SUITE
 readonly BED_RUN=/run/aos-bed
-readonly BED_SOURCES=${AOS_BED_SOURCES:-/etc/apt/sources.list.d/debian.sources}
+readonly BED_HOST_SOURCES=${AOS_BED_SOURCES:-/etc/apt/sources.list.d/debian.sources}
 readonly BED_TMPFS_SIZE=${AOS_BED_TMPFS_SIZE:-4G}
 readonly BED_BOOT_TIMEOUT=${AOS_BED_BOOT_TIMEOUT:-120}
 readonly BED_DOWN_TIMEOUT=${AOS_BED_DOWN_TIMEOUT:-20}
@@ -57,8 +58,11 @@ Commands:
   list                      List beds.
 
 Environment:
+  AOS_BED_SUITE             Debian release: bookworm (default, systemd 252)
+                            or trixie (systemd 257)
   AOS_TEST_CACHE            cache root (default /var/cache/aos-unit-tests)
-  AOS_BED_SOURCES           apt sources for the build (default
+  AOS_BED_SOURCES           the host's apt sources; the bed's suite replaces
+                            bookworm in them (default
                             /etc/apt/sources.list.d/debian.sources)
   AOS_BED_TMPFS_SIZE        size of a bed's root tmpfs (default 4G)
   AOS_BED_BOOT_TIMEOUT      seconds to wait for boot (default 120)
@@ -72,6 +76,8 @@ die() { log "error: $*"; exit 1; }
 
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+case $BED_SUITE in bookworm | trixie) ;; *) die "unknown AOS_BED_SUITE '$BED_SUITE' (bookworm or trixie)" ;; esac
 
 check_name() {
   [[ $1 =~ ^[a-z0-9][a-z0-9-]{0,29}$ ]] ||
@@ -136,7 +142,7 @@ cache_key() {
     echo "suite=$BED_SUITE"
     echo "base=${BASE_PACKAGES[*]}"
     echo "extra=${EXTRA_PACKAGES[*]}"
-    declare -f customize_rootfs write_repo_index hook_customize run_mmdebstrap
+    declare -f customize_rootfs write_repo_index hook_customize run_mmdebstrap suite_sources
   } | sha256sum | cut -c1-16
 }
 
@@ -168,6 +174,12 @@ drop_scratch() {
   rmdir "$dir"
 }
 
+# The host's apt sources, pointed at the bed's suite (the host runs bookworm).
+suite_sources() {
+  local out=$1
+  sed -E "s/\bbookworm(-updates|-security)?\b/${BED_SUITE}\1/g" "$BED_HOST_SOURCES" >"$out"
+}
+
 # Run mmdebstrap for FLAVOUR into OUT. Logs to LOG.
 run_mmdebstrap() {
   local flavour=$1 out=$2 log=$3 keydir=$4
@@ -185,7 +197,7 @@ run_mmdebstrap() {
       --skip=essential/unlink --skip=download/empty
       --setup-hook='mkdir -p "$1/var/cache/apt/archives"'
       --setup-hook="cp -a '$BED_CACHE/debs/.' \"\$1/var/cache/apt/archives/\""
-      --include="$include" "$BED_SUITE" "$out" "$BED_SOURCES"
+      --include="$include" "$BED_SUITE" "$out" "$keydir/sources"
     )
   else
     include=$(printf '%s\n' "${BASE_PACKAGES[@]}" | sort -u | paste -sd,)
@@ -195,6 +207,7 @@ run_mmdebstrap() {
       "deb [trusted=yes] file://$keydir/repo ./"
     )
   fi
+  suite_sources "$keydir/sources"
   BED_BUILD_KEYDIR=$keydir mmdebstrap "${args[@]}" >"$log" 2>&1
 }
 
@@ -415,6 +428,7 @@ up() {
   BED_UP_NAME=$name
   trap up_failed EXIT
   echo "$flavour" >"$dir/flavour"
+  echo "$BED_SUITE" >"$dir/suite"
   basename "$keydir" >"$dir/key"
 
   mount -t tmpfs -o "size=$BED_TMPFS_SIZE,mode=0755" "aos-bed-$name" "$dir/root"

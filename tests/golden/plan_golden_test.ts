@@ -27,6 +27,7 @@ export const CASES = [
   "explicit-images",
   "pinned-uplink",
   "arm-host-kvm",
+  "trixie",
 ];
 
 export const MACHINE_ID = "5f2b8c9d0e1a4b3c8d7e6f5a4b3c2d1e";
@@ -37,6 +38,7 @@ export function caseFacts(name: string): HostFacts {
     kvmUsable?: boolean;
     hostArch?: "x86_64" | "aarch64";
     uplinks?: string[];
+    systemdVersion?: number;
   };
   return {
     machineId: MACHINE_ID,
@@ -50,6 +52,8 @@ export function caseFacts(name: string): HostFacts {
     serviceUser: "aos-unit",
     executable: "/usr/bin/aos-unit",
     leaseHook: "/usr/libexec/aos-unit/lease-hook",
+    nodeStoppedHook: "/usr/libexec/aos-unit/node-stopped",
+    systemdVersion: overrides.systemdVersion ?? 252,
     uplinks: overrides.uplinks ?? ["eth0"],
   };
 }
@@ -101,7 +105,7 @@ Deno.test("plan golden files", async (t) => {
       out(
         "unit.json",
         JSON.stringify(
-          [...plan.nodes.map((n) => n.unit), plan.dnsmasq.unit, plan.monitor.unit],
+          [...plan.nodes.map((n) => n.unit), plan.dnsmasq.unit],
           null,
           2,
         ) + "\n",

@@ -51,7 +51,18 @@ Deno.test("permission table: every subcommand has a set, the union lists no blan
   assert.deepEqual(permissionsFor("validate", ctx).run, [], "validate runs nothing");
   assert.deepEqual(permissionsFor("lease-hook", ctx).net, [], "lease-hook needs no network");
   assert.ok(permissionsFor("startup", ctx).run.includes(TOOLS.nft));
-  assert.ok(!permissionsFor("startup", ctx).run.includes(TOOLS.qemuX86), "startup runs no QEMU");
+  assert.ok(
+    !permissionsFor("startup", ctx).run.includes(TOOLS.qemuImg),
+    "the root broker makes no disk file (prepare does, as the service user)",
+  );
+  assert.deepEqual(
+    permissionsFor("prepare", ctx).write.sort(),
+    [FHS_PATHS.logsDir, FHS_PATHS.stateDir].sort(),
+  );
+  for (const tool of [TOOLS.dnsmasq, TOOLS.qemuX86, TOOLS.qemuImg]) {
+    assert.ok(!permissionsFor("run", ctx).run.includes(tool), `the manager never runs ${tool}`);
+  }
+  assert.deepEqual(permissionsFor("powerdown", ctx).run, [], "powerdown runs nothing");
 });
 
 Deno.test("narrowTo() keeps what the subcommand needs", async () => {

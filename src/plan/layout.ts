@@ -1,0 +1,27 @@
+/** Where things live under the four directories (pure; shared by the planner and dispatch). */
+
+import type { Paths } from "./types.ts";
+
+export function join(dir: string, name: string): string {
+  return `${dir.replace(/\/+$/, "")}/${name}`;
+}
+
+/** Where a node keeps its persistent files: overlay, UEFI variables, base-image record. */
+export function nodeDir(paths: Paths, name: string): string {
+  return join(join(paths.stateDir, "nodes"), name);
+}
+
+/** The node's runtime directory (sockets); systemd makes it for the node's unit. */
+export function nodeRunDir(paths: Paths, name: string): string {
+  return join(join(paths.runtimeDir, "nodes"), name);
+}
+
+/** The directory dnsmasq and its lease hook own: lease file and leases.json. */
+export function dhcpDir(paths: Paths): string {
+  return join(paths.stateDir, "dhcp");
+}
+
+/** RuntimeDirectory= takes a path below /run; tests and development use other roots. */
+export function relativeToRun(path: string): string {
+  return path.startsWith("/run/") ? path.slice("/run/".length) : path.replace(/^\/+/, "");
+}
