@@ -136,7 +136,7 @@ else
 	} >"$stage/usr/bin/aos-unit"
 	chmod 0755 "$stage/usr/bin/aos-unit"
 fi
-for hook in lease-hook node-stopped manager-stopped; do
+for hook in lease-hook node-stop node-stopped manager-stopped; do
 	install -m 0755 "units/$hook" "$stage/usr/libexec/aos-unit/$hook"
 done
 

@@ -125,6 +125,20 @@ class UnitWatch {
     }));
   }
 
+  /** Waits until systemd reports the unit inactive (or gone); false after the timeout. */
+  async waitInactive(unit: string, timeoutMs: number): Promise<boolean> {
+    const deadline = performance.now() + timeoutMs;
+    while (performance.now() < deadline) {
+      const systemd = this.session.systemd;
+      const state = await systemd?.unitState(unit).catch(() => undefined);
+      if (systemd && (!state || state.activeState === "inactive" || state.activeState === "failed")) {
+        return true;
+      }
+      await Promise.race([this.changed, new Promise((r) => setTimeout(r, 200))]);
+    }
+    return false;
+  }
+
   sidecarGaveUp(): boolean {
     return gaveUp(this.states.get(DNSMASQ_UNIT));
   }
@@ -166,7 +180,7 @@ async function stopEverything(
   log: Logger,
 ): Promise<void> {
   const started = performance.now();
-  await Promise.all(plan.nodes.map(async (node) => {
+  const nodesDown = Promise.all(plan.nodes.map(async (node) => {
     const condition = watch.condition(node);
     const systemd = watch.session.systemd;
     if (condition === "stopped" || condition === "gave-up") {
@@ -182,17 +196,21 @@ async function stopEverything(
     } else if (condition === "ready") {
       log.warning(`Node ${node.name} did not power down in ${stopTimeoutSec} s; stopping its unit`);
     }
+    // QEMU is on its way out: its unit ends by itself (no ExecStop= run needed).
+    if (result === "exited" && await watch.waitInactive(node.unit.name, 5000)) return;
     // Cancels a pending restart, and ends QEMU if the guest did not go by itself.
-    if (result !== "exited") {
-      await systemd?.killUnit(node.unit.name, "SIGTERM").catch(() => {});
-    }
+    await systemd?.killUnit(node.unit.name, "SIGTERM").catch(() => {});
     await systemd?.stopUnit(node.unit.name, (stopTimeoutSec + 10) * 1000).catch((e) =>
       log.warning(`Cannot stop ${node.unit.name}: ${(e as Error).message}`)
     );
   }));
-  await watch.session.systemd?.stopUnit(DNSMASQ_UNIT, 10_000).catch(() => {});
+  await nodesDown;
   log.info(`All nodes down in ${Math.round(performance.now() - started)} ms`);
-  await teardownNetwork(runner, plan.paths.runtimeDir, [plan.network.bridge], log);
+  await Promise.all([
+    watch.session.systemd?.stopUnit(DNSMASQ_UNIT, 10_000).catch(() => {}),
+    teardownNetwork(runner, plan.paths.runtimeDir, [plan.network.bridge], log),
+  ]);
+  log.info(`Unit down in ${Math.round(performance.now() - started)} ms`);
 }
 
 /** The job systemd runs on the manager right now ("stop", "restart", ...), if it can tell. */

@@ -34,6 +34,7 @@ export function validateCommand(ctx: CommandContext): number {
       serviceUser: "aos-unit",
       executable: "aos-unit",
       leaseHook: "lease-hook",
+      nodeStopHook: "node-stop",
       nodeStoppedHook: "node-stopped",
       systemdVersion: 0,
       uplinks: [],

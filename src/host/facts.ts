@@ -9,6 +9,7 @@ import { KVM_DEVICE, MACHINE_ID_FILE } from "../permissions.ts";
 export const SERVICE_USER = "aos-unit";
 export const DEFAULT_EXECUTABLE = "/usr/bin/aos-unit";
 export const DEFAULT_LEASE_HOOK = "/usr/libexec/aos-unit/lease-hook";
+export const DEFAULT_NODE_STOP_HOOK = "/usr/libexec/aos-unit/node-stop";
 export const DEFAULT_NODE_STOPPED_HOOK = "/usr/libexec/aos-unit/node-stopped";
 
 const FIRMWARE_CANDIDATES: Record<Arch, Firmware[]> = {
@@ -129,6 +130,7 @@ export function gatherFacts(paths: Paths, overrides: FactOverrides = {}): HostFa
     serviceUser: overrides.serviceUser ?? SERVICE_USER,
     executable: overrides.executable ?? DEFAULT_EXECUTABLE,
     leaseHook: overrides.leaseHook ?? DEFAULT_LEASE_HOOK,
+    nodeStopHook: DEFAULT_NODE_STOP_HOOK,
     nodeStoppedHook: overrides.nodeStoppedHook ?? DEFAULT_NODE_STOPPED_HOOK,
     systemdVersion: overrides.systemdVersion ?? 0,
     uplinks: overrides.uplinks ?? [],

@@ -264,7 +264,7 @@ export async function teardownNetwork(
     }
   });
   await step("nft table", async () => {
-    if (await deleteTable(runner)) removed.push("table inet aos_unit");
+    removed.push(...await deleteTable(runner));
   });
   await step("runtime files", async () => {
     let entries: Deno.DirEntry[] = [];

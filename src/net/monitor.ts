@@ -13,7 +13,7 @@
 import { writeFileAtomic } from "../host/atomic.ts";
 import type { Runner } from "../host/runner.ts";
 import type { Logger } from "../log.ts";
-import { nftRuleset } from "../plan/nft.ts";
+import { NFT_TABLE, nftRuleset } from "../plan/nft.ts";
 import type { Plan } from "../plan/types.ts";
 import { defaultRouteDevices, listRoutes } from "./links.ts";
 import type { NetworkPlan } from "../plan/network.ts";
@@ -130,7 +130,7 @@ export class RouteMonitor {
       if (isRelevantRouteEvent(line)) this.routeEvent();
     });
     this.#watch([TOOLS.nft, "monitor"], (line) => {
-      if (isTableTamper(line, "aos_unit")) this.scheduleVerify(20);
+      if (isTableTamper(line, NFT_TABLE)) this.scheduleVerify(20);
     });
     await this.#enqueue(async () => {
       const uplinks = await this.#currentUplinks();

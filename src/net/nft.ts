@@ -1,7 +1,10 @@
 /** Applying aos-unit's nftables table: checked first, then one atomic transaction. */
 
 import type { Runner } from "../host/runner.ts";
-import { NFT_FAMILY, NFT_TABLE } from "../plan/nft.ts";
+import { NFT_BRIDGE_FAMILY, NFT_FAMILY, NFT_TABLE } from "../plan/nft.ts";
+
+/** aos-unit's tables: the inet one (NAT, fence) and the bridge one (per-tap guard). */
+const FAMILIES = [NFT_FAMILY, NFT_BRIDGE_FAMILY] as const;
 import { TOOLS } from "../permissions.ts";
 
 /**
@@ -16,27 +19,33 @@ export async function applyRuleset(runner: Runner, ruleset: string): Promise<num
   return Math.round(performance.now() - started);
 }
 
-export async function tableExists(runner: Runner): Promise<boolean> {
-  const r = await runner.run([TOOLS.nft, "list", "table", NFT_FAMILY, NFT_TABLE], {
-    okCodes: [0, 1],
-  });
-  return r.code === 0;
-}
-
-/** Deletes only aos-unit's table (never `flush ruleset`). */
-export async function deleteTable(runner: Runner): Promise<boolean> {
-  if (!(await tableExists(runner))) return false;
-  await runner.run([TOOLS.nft, "delete", "table", NFT_FAMILY, NFT_TABLE]);
-  return true;
+/**
+ * Deletes only aos-unit's tables (never `flush ruleset`).
+ * @returns the tables deleted
+ */
+export async function deleteTable(runner: Runner): Promise<string[]> {
+  const deleted: string[] = [];
+  for (const family of FAMILIES) {
+    const r = await runner.run([TOOLS.nft, "delete", "table", family, NFT_TABLE], {
+      okCodes: [0, 1],
+    });
+    if (r.code === 0) deleted.push(`table ${family} ${NFT_TABLE}`);
+  }
+  return deleted;
 }
 
 /**
- * The table as the kernel holds it, without counters (`nft -s`): what a
- * tamper check compares. undefined when the table does not exist.
+ * Both tables as the kernel holds them, without counters (`nft -s`): what a
+ * tamper check compares. undefined when either table does not exist.
  */
 export async function currentTable(runner: Runner): Promise<string | undefined> {
-  const r = await runner.run([TOOLS.nft, "-s", "list", "table", NFT_FAMILY, NFT_TABLE], {
-    okCodes: [0, 1],
-  });
-  return r.code === 0 ? r.stdout : undefined;
+  let text = "";
+  for (const family of FAMILIES) {
+    const r = await runner.run([TOOLS.nft, "-s", "list", "table", family, NFT_TABLE], {
+      okCodes: [0, 1],
+    });
+    if (r.code !== 0) return undefined;
+    text += r.stdout;
+  }
+  return text;
 }

@@ -218,7 +218,7 @@ function planOneNode(
       cpu: node.cpu,
       memoryMaxMiB: maxMiB,
       qemu,
-      executable: facts.executable,
+      stopHook: facts.nodeStopHook,
       stoppedHook: facts.nodeStoppedHook,
       user: facts.serviceUser,
       paths,

@@ -40,6 +40,8 @@ export interface HostFacts {
   executable: string;
   /** The program dnsmasq runs as its dhcp-script (it takes no arguments). */
   leaseHook: string;
+  /** The node units' ExecStop= hook (ACPI powerdown while QEMU runs). */
+  nodeStopHook: string;
   /** The node units' ExecStopPost= hook (records failures only). */
   nodeStoppedHook: string;
   /** systemd's version number (252, 257, ...); 0 when unknown (then 252's semantics). */

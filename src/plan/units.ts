@@ -129,7 +129,8 @@ export interface NodeUnitInput {
   cpu: number;
   memoryMaxMiB: number;
   qemu: string[];
-  executable: string;
+  /** The ExecStop= hook: aos-unit powerdown while QEMU runs, nothing after it exited. */
+  stopHook: string;
   /** The ExecStopPost= hook: records a failure (aos-unit failed) and nothing on a clean stop. */
   stoppedHook: string;
   user: string;
@@ -157,7 +158,7 @@ export function nodeUnit(n: NodeUnitInput): TransientUnit {
       [
         "ExecStop",
         "a(sasb)",
-        exec([n.executable, "powerdown", n.name, "--timeout", String(n.stopTimeoutSec)]),
+        exec([n.stopHook, n.name, "--timeout", String(n.stopTimeoutSec)]),
       ],
       // After every stop; records a forensic entry only when the stop was a failure.
       ["ExecStopPost", "a(sasb)", exec([n.stoppedHook, n.name], true)],

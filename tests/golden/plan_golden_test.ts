@@ -52,6 +52,7 @@ export function caseFacts(name: string): HostFacts {
     serviceUser: "aos-unit",
     executable: "/usr/bin/aos-unit",
     leaseHook: "/usr/libexec/aos-unit/lease-hook",
+    nodeStopHook: "/usr/libexec/aos-unit/node-stop",
     nodeStoppedHook: "/usr/libexec/aos-unit/node-stopped",
     systemdVersion: overrides.systemdVersion ?? 252,
     uplinks: overrides.uplinks ?? ["eth0"],

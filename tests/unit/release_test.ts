@@ -206,6 +206,7 @@ Deno.test({
       const path of [
         "./usr/bin/aos-unit",
         "./usr/libexec/aos-unit/lease-hook",
+        "./usr/libexec/aos-unit/node-stop",
         "./usr/libexec/aos-unit/node-stopped",
         "./usr/libexec/aos-unit/manager-stopped",
         "./usr/lib/systemd/system/aos-unit.service",
