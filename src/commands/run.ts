@@ -18,7 +18,7 @@ import { type Logger, logger } from "../log.ts";
 import { routeDomain, teardownNetwork } from "../net/apply.ts";
 import { readLeaseState } from "../net/leases.ts";
 import { monitorFor } from "../net/monitor.ts";
-import { TOOLS } from "../permissions.ts";
+import { linkDocumentedPaths } from "../net/sidecar_files.ts";
 import { DNSMASQ_UNIT, MANAGER_UNIT, NODE_UNIT_PREFIX } from "../plan/units.ts";
 import type { NodePlan, Plan } from "../plan/types.ts";
 import {
@@ -131,7 +131,9 @@ class UnitWatch {
     while (performance.now() < deadline) {
       const systemd = this.session.systemd;
       const state = await systemd?.unitState(unit).catch(() => undefined);
-      if (systemd && (!state || state.activeState === "inactive" || state.activeState === "failed")) {
+      if (
+        systemd && (!state || state.activeState === "inactive" || state.activeState === "failed")
+      ) {
         return true;
       }
       await Promise.race([this.changed, new Promise((r) => setTimeout(r, 200))]);
@@ -155,16 +157,6 @@ function lastFailureText(plan: Plan, watch: UnitWatch): string {
       : `${state?.activeState ?? "not loaded"}${state?.result ? `/${state.result}` : ""}`;
     return `${n.name}: ${what}`;
   }).join("; ");
-}
-
-/** The documented paths that point into the nodes' own directories and the DHCP directory. */
-async function linkDocumentedPaths(runner: Runner, plan: Plan): Promise<void> {
-  // Deno allows symlink() only with unscoped read+write permissions: ln(1) does it instead.
-  const links: [string, string][] = [
-    [plan.dnsmasq.leaseFile, plan.dnsmasq.leaseLink],
-    ...plan.nodes.map((n) => [n.serialSocket, n.serialLink] as [string, string]),
-  ];
-  for (const [target, link] of links) await runner.run([TOOLS.ln, "-sfn", target, link]);
 }
 
 /**

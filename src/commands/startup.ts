@@ -46,6 +46,7 @@ import {
   foreignDropPolicies,
 } from "../net/preflight.ts";
 import { TOOLS } from "../permissions.ts";
+import { writeDnsmasqConf } from "../net/sidecar_files.ts";
 import { NODE_UNIT_PREFIX, SLICE } from "../plan/units.ts";
 import type { Plan } from "../plan/types.ts";
 import { connectSystemBus } from "../systemd/bus.ts";
@@ -134,8 +135,7 @@ async function capSlice(systemd: Systemd, log: Logger): Promise<void> {
 
 /** The dnsmasq sidecar: its configuration checked, then its unit (adopted when unchanged). */
 async function startDnsmasq(runner: Runner, systemd: Systemd, plan: Plan, log: Logger) {
-  writeFileAtomic(plan.dnsmasq.confPath, plan.dnsmasq.conf);
-  await runner.run([TOOLS.dnsmasq, "--test", `--conf-file=${plan.dnsmasq.confPath}`]);
+  await writeDnsmasqConf(runner, plan);
   const outcome = await reconcileUnit(systemd, plan.dnsmasq.unit, log);
   log.info(`${plan.dnsmasq.unit.name}: ${outcome}`);
 }
@@ -166,8 +166,9 @@ export async function startupCommand(
       systemdVersion: systemd ? await systemd.version() : undefined,
     };
     let loaded = loadAndPlan(ctx.paths, overrides);
-    // No image, an unreadable one or missing UEFI firmware: nothing can boot.
-    const blocking = loaded.warnings.filter((w) => w.blocksRun);
+    // No image, an unreadable one or missing UEFI firmware: nothing can boot (the network
+    // alone can still be made).
+    const blocking = options.units ? loaded.warnings.filter((w) => w.blocksRun) : [];
     if (blocking.length > 0) {
       throw new ConfigError(blocking.map((w) => ({ ...w, severity: "error" as const })));
     }

@@ -18,6 +18,7 @@ for (let i = 0; i < 10; i++) {
   const t = performance.now();
   const result = await systemd.startTransient({
     name,
+    hash: "",
     properties: [["Type", "s", "oneshot"], ["ExecStart", "a(sasb)", [[
       "/bin/true",
       ["/bin/true"],

@@ -8,8 +8,9 @@ import { createRunner } from "../../src/host/runner.ts";
 import { readLeaseState } from "../../src/net/leases.ts";
 import { FHS_PATHS } from "../../src/host/paths.ts";
 import { denoFlags, NOTIFY_SOCKET_DEFAULT, unionPermissions } from "../../src/permissions.ts";
-import { prepareDisks } from "../../src/vm/disk.ts";
-import { writeSidecarFiles } from "../../src/vm/runtime_files.ts";
+import { writeDnsmasqConf } from "../../src/net/sidecar_files.ts";
+import { logger } from "../../src/log.ts";
+import { prepareFiles } from "../../src/vm/prepare.ts";
 import { buildGuests, bundle, DevUnit, ROOT } from "../lib/aos.ts";
 import { run, waitFor } from "../lib/proc.ts";
 import { SerialConsole } from "../lib/serial.ts";
@@ -64,7 +65,7 @@ try {
   const startups: number[] = [];
   const cleanups: number[] = [];
   for (let i = 0; i < ROUNDS; i++) {
-    const s = await aos(["startup"]);
+    const s = await aos(["startup", "--no-units"]);
     if (s.code !== 0) throw new Error(s.stderr);
     startups.push(s.ms);
     const c = await aos(["cleanup"]);
@@ -75,6 +76,7 @@ try {
 
   // lease-hook: what dnsmasq waits for per DHCP event.
   const hooks: number[] = [];
+  Deno.mkdirSync(`${unit.stateDir}/dhcp`, { recursive: true });
   for (let i = 0; i < 20; i++) {
     const r = await aos([
       "lease-hook",
@@ -87,15 +89,16 @@ try {
     hooks.push(r.ms);
   }
   report("lease-hook latency", hooks);
-  await Deno.remove(`${unit.stateDir}/leases.json`);
+  await Deno.remove(`${unit.stateDir}/dhcp/leases.json`);
 
   // A guest: QEMU start to lease; then route change and table restore.
-  const s = await aos(["startup"]);
+  const s = await aos(["startup", "--no-units"]);
   if (s.code !== 0) throw new Error(s.stderr);
   const plan = await unit.plan();
-  await writeSidecarFiles(createRunner(), plan);
+  await writeDnsmasqConf(createRunner(), plan);
+  await prepareFiles(createRunner(), plan, logger("bench"));
   const node = plan.nodes[0]!;
-  await prepareDisks(createRunner(), node);
+  Deno.mkdirSync(node.runDir, { recursive: true });
   const dnsArgv = (plan.dnsmasq.unit.properties.find(([n]) =>
     n === "ExecStart"
   )![2] as [string, string[], boolean][])[0]![1];

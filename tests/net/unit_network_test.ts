@@ -10,9 +10,10 @@ import assert from "node:assert/strict";
 import { createRunner } from "../../src/host/runner.ts";
 import { readLeaseState } from "../../src/net/leases.ts";
 import type { NodePlan, Plan } from "../../src/plan/types.ts";
-import { prepareDisks } from "../../src/vm/disk.ts";
+import { linkDocumentedPaths, writeDnsmasqConf } from "../../src/net/sidecar_files.ts";
+import { logger } from "../../src/log.ts";
+import { prepareFiles } from "../../src/vm/prepare.ts";
 import { systemPowerdown } from "../../src/vm/qmp.ts";
-import { writeSidecarFiles } from "../../src/vm/runtime_files.ts";
 import { buildGuests, DevUnit } from "../lib/aos.ts";
 import { type Background, run, waitFor } from "../lib/proc.ts";
 import { SerialConsole } from "../lib/serial.ts";
@@ -92,7 +93,7 @@ Deno.test({
     await t.step(
       "startup on a clean namespace creates bridge, taps, table and network.conf",
       async () => {
-        const r = await unit.cli("startup");
+        const r = await unit.cli("startup", "--no-units");
         assert.equal(r.code, 0, r.stderr);
         plan = await unit.plan();
         const names = await links(topo.host);
@@ -113,7 +114,7 @@ Deno.test({
     );
 
     await t.step("startup again, and after a crash left half the state, converges", async () => {
-      const again = await unit.cli("startup");
+      const again = await unit.cli("startup", "--no-units");
       assert.equal(again.code, 0, again.stderr);
       await run(["ip", "netns", "exec", topo.host, "nft", "delete", "table", "inet", "aos_unit"]);
       await run(["ip", "-n", topo.host, "link", "delete", plan!.nodes[1]!.tap]);
@@ -128,7 +129,7 @@ Deno.test({
         "dev",
         plan!.network.bridge,
       ]);
-      const r = await unit.cli("startup");
+      const r = await unit.cli("startup", "--no-units");
       assert.equal(r.code, 0, r.stderr);
       assert.ok(await tableExists(topo.host));
       assert.ok((await links(topo.host)).includes(plan!.nodes[1]!.tap));
@@ -140,20 +141,25 @@ Deno.test({
     await t.step(
       "the sidecar config passes dnsmasq --test; disks are overlays on untouched bases",
       async () => {
-        await writeSidecarFiles(createRunner(), plan!);
-        const test = await run(["dnsmasq", "--test", `--conf-file=${plan!.dnsmasq.confPath}`]);
-        assert.equal(test.code, 0, test.stderr);
         const runner = createRunner();
+        // What the broker and the manager do before the units start (systemd makes the
+        // nodes' runtime directories for their units; here the test does).
+        await writeDnsmasqConf(runner, plan!);
+        const before = new Map(
+          plan!.nodes.map((n) => [n.name, Deno.statSync(n.image.path).mtime?.getTime()]),
+        );
+        await prepareFiles(runner, plan!, logger("test"));
+        for (const node of plan!.nodes) Deno.mkdirSync(node.runDir, { recursive: true });
+        await linkDocumentedPaths(runner, plan!);
         for (const node of plan!.nodes) {
-          const before = Deno.statSync(node.image.path).mtime?.getTime();
-          await prepareDisks(runner, node);
           const info = JSON.parse(
             (await run(["qemu-img", "info", "--output=json", node.overlay])).stdout,
           );
           assert.equal(info["backing-filename"], node.image.path);
-          assert.equal(Deno.statSync(node.image.path).mtime?.getTime(), before);
+          assert.equal(Deno.statSync(node.image.path).mtime?.getTime(), before.get(node.name));
         }
         assert.equal(Deno.readLinkSync(plan!.dnsmasq.leaseLink), plan!.dnsmasq.leaseFile);
+        assert.equal(Deno.readLinkSync(plan!.nodes[0]!.serialLink), plan!.nodes[0]!.serialSocket);
       },
     );
 
@@ -423,6 +429,8 @@ Deno.test({
         const status = await topo.procs.stop(monitor!);
         assert.equal(status.code, 0, "the monitor exits 0 on SIGTERM");
         await topo.procs.stop(dnsmasq!);
+        // systemd removes a node unit's runtime directory when it stops; here the test made them.
+        for (const node of plan!.nodes) Deno.removeSync(node.runDir, { recursive: true });
         const r = await unit.cli("cleanup");
         assert.equal(r.code, 0, r.stderr);
         const left = (await links(topo.host)).filter((l) =>
