@@ -148,7 +148,8 @@ class UnitWatch {
 
 /** Each node's last failure, for the message when no node could start. */
 function lastFailureText(plan: Plan, watch: UnitWatch): string {
-  const records = lastFailures(plan.paths.logsDir);
+  // The crash records say how QEMU ended; the final one only that systemd gave up.
+  const records = lastFailures(plan.paths.logsDir, (r) => !r.final);
   return plan.nodes.map((n) => {
     const r = records.get(n.name);
     const state = watch.states.get(n.unit.name);

@@ -31,8 +31,14 @@ export function appendFailure(logsDir: string, record: FailureRecord): void {
   });
 }
 
-/** The last record of each node. */
-export function lastFailures(logsDir: string): Map<string, FailureRecord> {
+/**
+ * The last record of each node (of those `pick` accepts: e.g. crash records,
+ * which carry the exit status, and not the final one).
+ */
+export function lastFailures(
+  logsDir: string,
+  pick: (r: FailureRecord) => boolean = () => true,
+): Map<string, FailureRecord> {
   const out = new Map<string, FailureRecord>();
   let text = "";
   try {
@@ -45,7 +51,7 @@ export function lastFailures(logsDir: string): Map<string, FailureRecord> {
     if (!line.trim()) continue;
     try {
       const r = JSON.parse(line) as FailureRecord;
-      out.set(r.node, r);
+      if (pick(r)) out.set(r.node, r);
     } catch { /* a torn line */ }
   }
   return out;

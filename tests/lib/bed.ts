@@ -8,7 +8,8 @@ const BED = `${ROOT}/tests/bed/bed.sh`;
 export class Bed {
   leader = 0;
 
-  constructor(readonly name: string) {}
+  /** @param suite the Debian release of the bed (tests/bed/bed.sh: AOS_BED_SUITE) */
+  constructor(readonly name: string, readonly suite: "bookworm" | "trixie" = "bookworm") {}
 
   async up(
     options: { flavour?: "base" | "full"; netns?: string; machineId?: string } = {},
@@ -16,7 +17,7 @@ export class Bed {
     const args = ["bash", BED, "up", this.name, "--flavour", options.flavour ?? "base"];
     if (options.netns) args.push("--netns", options.netns);
     if (options.machineId) args.push("--machine-id", options.machineId);
-    const r = await run(args);
+    const r = await run(args, { env: { ...Deno.env.toObject(), AOS_BED_SUITE: this.suite } });
     const m = /^ready \S+ (\d+)$/m.exec(r.stdout);
     if (r.code !== 0 || !m) throw new Error(`bed up failed (${r.code}): ${r.stderr.slice(-3000)}`);
     this.leader = Number(m[1]);

@@ -149,7 +149,9 @@ Deno.test({
           plan!.nodes.map((n) => [n.name, Deno.statSync(n.image.path).mtime?.getTime()]),
         );
         await prepareFiles(runner, plan!, logger("test"));
-        for (const node of plan!.nodes) Deno.mkdirSync(node.runDir, { recursive: true });
+        for (const node of plan!.nodes) {
+          Deno.mkdirSync(node.runDir, { recursive: true });
+        }
         await linkDocumentedPaths(runner, plan!);
         for (const node of plan!.nodes) {
           const info = JSON.parse(

@@ -1,0 +1,993 @@
+/**
+ * Tier 3: the installed .deb under a real systemd (booted with systemd-nspawn
+ * in a namespace this test owns), with AosCore-like UEFI test disks booted
+ * through aos-unit's own QEMU command line. The same scenario runs on each
+ * supported Debian release (bookworm: systemd 252, trixie: systemd 257).
+ *
+ * Faults and attacks are asserted by what a user sees: guest boot counts from
+ * the serial logs, addresses, records, STATUS, leftovers.
+ */
+
+import assert from "node:assert/strict";
+import type { Status } from "../../src/commands/status.ts";
+import type { FailureRecord } from "../../src/vm/failures.ts";
+import { buildGuests, ROOT } from "../lib/aos.ts";
+import { Bed } from "../lib/bed.ts";
+import { run, waitFor } from "../lib/proc.ts";
+import { SerialConsole } from "../lib/serial.ts";
+import { INTERNET_IP, Topology } from "../lib/topology.ts";
+
+export type Suite = "bookworm" | "trixie";
+
+// Small guests for a fast test; editing the shipped conffile is also what the upgrade test needs.
+export const UNIT_CONFIG = `# edited by the system test
+unit:
+  node_configs:
+    - name: main
+      cpu: 1
+      mem: 512M
+      ip: 10.200.1.100
+    - name: secondary
+      cpu: 1
+      mem: 512M
+`;
+const MACHINE_ID = "a05b0e7e57bed0000000000000000042";
+const BRIDGE = `aosbr${MACHINE_ID.slice(0, 6)}`;
+const URL_ = `http://${INTERNET_IP}/`;
+const NODES = ["main", "secondary"] as const;
+const MAIN_MAC = "52:54:00:fa:d5:8d";
+const SECONDARY_MAC = "52:54:00:1f:7b:a5";
+
+/** Two builds of the package (for the upgrade), shared by every suite of one test run. */
+let debs: Promise<[string, string]> | undefined;
+let guests: Promise<string> | undefined;
+
+async function buildDeb(out: string, epoch: number): Promise<string> {
+  const r = await run(
+    ["bash", `${ROOT}/packaging/build_package.sh`, "--out", out, "--compress", "gzip"],
+    { env: { ...Deno.env.toObject(), SOURCE_DATE_EPOCH: String(epoch) } },
+  );
+  if (r.code !== 0) throw new Error(`build_package.sh failed: ${r.stderr}`);
+  return r.stdout.trim().split("\n").at(-1)!;
+}
+
+/** Builds once per test run; the files live until the process ends. */
+function packages(): Promise<[string, string]> {
+  debs ??= (async () => {
+    const dir = await Deno.makeTempDir({ prefix: "aosu-debs-" });
+    globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
+    const epoch = Math.floor(Date.now() / 1000);
+    return [await buildDeb(`${dir}/1`, epoch), await buildDeb(`${dir}/2`, epoch + 120)];
+  })();
+  return debs;
+}
+
+function guestImages(): Promise<string> {
+  guests ??= (async () => {
+    const dir = await Deno.makeTempDir({ prefix: "aosu-guests-" });
+    globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
+    await buildGuests(dir, [...NODES]);
+    return dir;
+  })();
+  return guests;
+}
+
+/** `systemd-analyze security` overall exposure of a unit (lower is better). */
+function exposure(text: string): number {
+  const m = /Overall exposure level for \S+: ([\d.]+)/.exec(text);
+  if (!m) throw new Error(`no exposure level in: ${text.slice(-300)}`);
+  return Number(m[1]);
+}
+
+export function systemScenario(suite: Suite) {
+  return async (t: Deno.TestContext) => {
+    const work = await Deno.makeTempDir({ prefix: `aosu-sys-${suite}-` });
+    const tag = `${suite.slice(0, 1)}${Deno.pid % 10000}`;
+    const topo = new Topology(`aos${tag}`, work);
+    const bed = new Bed(`aosu${tag}`, suite);
+    const consoles: SerialConsole[] = [];
+    let deb = "";
+    let deb2 = "";
+
+    const sh = async (script: string) => {
+      const r = await bed.sh(script);
+      if (r.code !== 0) throw new Error(`in bed: ${script} -> ${r.code}: ${r.stderr}${r.stdout}`);
+      return r.stdout;
+    };
+    const show = (unit: string, ...props: string[]) => bed.systemctlShow(unit, ...props);
+    const status = async (): Promise<{ code: number; status: Status }> => {
+      const r = await bed.exec(["aos-unit", "status", "--json"]);
+      return { code: r.code, status: JSON.parse(r.stdout) as Status };
+    };
+    const leaseOf = async (name: string) =>
+      (await status()).status.nodes.find((n) => n.name === name)?.address;
+    const failures = async (): Promise<FailureRecord[]> =>
+      (await bed.exec(["cat", "/var/log/aos-unit/vm-failures.log"])).stdout.split("\n").filter(
+        Boolean,
+      ).map((l) => JSON.parse(l));
+    /** How often each guest booted (serial-log markers), or reboots since `before`. */
+    const boots = async (): Promise<Record<string, number>> =>
+      Object.fromEntries(
+        await Promise.all(NODES.map(async (n) => {
+          const r = await bed.exec([
+            "grep",
+            "-c",
+            "AOSTEST boot",
+            `/var/log/aos-unit/${n}-serial.log`,
+          ]);
+          return [n, Number(r.stdout.trim() || "0")] as const;
+        })),
+      );
+    const writeConfig = (text: string) =>
+      bed.exec(["sh", "-c", "cat > /etc/aos-unit/unit_config.yaml"], { stdin: text });
+    const placeImages = async () => {
+      const images = await guestImages();
+      for (const name of NODES) {
+        await bed.cpIn(
+          `${images}/aos-vm-${name}-amd64-uefi.qcow2`,
+          `/var/lib/aos-unit/aos-vm-${name}-qemux86-64.qcow2`,
+        );
+      }
+      await sh("chown aos-unit:aos-unit /var/lib/aos-unit/*.qcow2");
+      await writeConfig(UNIT_CONFIG);
+    };
+    const journal = async (lines = 80) =>
+      (await bed.exec(["journalctl", "-u", "aos-*", "-n", String(lines), "--no-pager"])).stdout;
+    const startUnit = async () => {
+      const started = performance.now();
+      const r = await bed.exec(["systemctl", "start", "aos-unit"]);
+      const ms = Math.round(performance.now() - started);
+      if (r.code !== 0) {
+        throw new Error(
+          `systemctl start aos-unit failed (${r.code}): ${r.stderr}\n${await journal()}`,
+        );
+      }
+      return ms;
+    };
+    /** READY again: the manager active and every node running with an address. */
+    const waitRunning = (timeoutMs = 60_000) =>
+      waitFor(
+        "aos-unit running with every node",
+        async () => {
+          const u = await show("aos-unit.service", "ActiveState", "SubState", "StatusText");
+          return u.ActiveState === "active" && u.SubState === "running" &&
+              /^Running: main=\S+ secondary=\S+$/.test(u.StatusText ?? "")
+            ? u
+            : undefined;
+        },
+        timeoutMs,
+        100,
+      );
+    const serial = async (node: string) => {
+      const c = await SerialConsole.connect(bed.path(`/run/aos-unit/nodes/${node}/serial`));
+      consoles.push(c);
+      return c;
+    };
+    const http = async (c: SerialConsole) =>
+      (await c.probe(`aos-probe http ${URL_}`, /AOSTEST http url=\S+ (body=(\S+)|fail)/))[2];
+    /** Runs a shell command in a guest; true when it exited 0. */
+    const guestOk = async (c: SerialConsole, command: string, timeoutMs = 15_000) =>
+      (await c.probe(
+        `if ${command}; then echo AOSTEST cmd ok; else echo AOSTEST cmd fail; fi`,
+        /AOSTEST cmd (ok|fail)/,
+        timeoutMs,
+      ))[1] === "ok";
+    /** A DNS question from a namespace (the host's view: the bed shares its network). */
+    const dnsFrom = async (ns: string, server: string, port: number, name: string) =>
+      (await run([
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        Deno.execPath(),
+        "run",
+        "--quiet",
+        "--unstable-net",
+        "-A",
+        `${ROOT}/tests/lib/dns_probe.ts`,
+        server,
+        String(port),
+        name,
+      ])).stdout.trim();
+    const noLeftovers = async () => {
+      const linksOut = (await bed.exec(["ip", "-br", "link"])).stdout;
+      assert.doesNotMatch(linksOut, /aosbr|aostap/, linksOut);
+      const tables = (await bed.exec(["nft", "list", "tables"])).stdout;
+      assert.doesNotMatch(tables, /aos_unit/, `no nft table: ${tables}`);
+      const units = (await bed.exec([
+        "systemctl",
+        "list-units",
+        "--all",
+        "--plain",
+        "--no-legend",
+        "aos-node-*",
+        "aos-unit-dnsmasq*",
+      ])).stdout.trim();
+      assert.equal(units, "", `no transient units left: ${units}`);
+      const qemu = await bed.exec(["pgrep", "-a", "qemu-system"]);
+      assert.equal(qemu.stdout.trim(), "", "no QEMU left");
+    };
+
+    try {
+      const ok = await t.step("set-up: test bed, package and guest disks", async () => {
+        await topo.create();
+        [deb, deb2] = await packages();
+        await guestImages();
+        await bed.up({ flavour: "base", netns: topo.host, machineId: MACHINE_ID });
+        const version = await sh("systemctl --version | head -n1");
+        console.log(`${suite}: ${version.trim()}`);
+      });
+      if (!ok) throw new Error("set-up failed; the system tests cannot run");
+
+      if (
+        !await t.step(
+          "apt-get install ./aos-unit_*.deb pulls its dependencies, no arm emulator, starts no VM",
+          async () => {
+            await bed.cpIn(deb, "/tmp/");
+            await bed.cpIn(deb2, "/tmp/");
+            const started = performance.now();
+            const r = await bed.exec(["apt-get", "install", "-y", `/tmp/${deb.split("/").pop()}`]);
+            assert.equal(r.code, 0, r.stderr + r.stdout);
+            console.log(
+              `install: ${Math.round(performance.now() - started)} ms, package ${
+                Math.round(Deno.statSync(deb).size / 1024 / 1024)
+              } MiB`,
+            );
+            assert.match(r.stdout, /Setting up qemu-system-x86/, "dependencies from the archive");
+            assert.doesNotMatch(r.stdout, /qemu-system-arm|qemu-efi-aarch64/, "no arm emulator");
+            assert.match(
+              await sh("id aos-unit"),
+              /uid=\d+\(aos-unit\) gid=\d+\(aos-unit\) groups=\d+\(aos-unit\)$/m,
+            );
+            assert.equal((await show("aos-unit.service", "ActiveState")).ActiveState, "inactive");
+          },
+        )
+      ) throw new Error("cannot continue without this step");
+
+      if (
+        !await t.step(
+          "systemctl start aos-unit returns only when both nodes are usable",
+          async () => {
+            await placeImages();
+            const ms = await startUnit();
+            const firstQemu = await sh(
+              "journalctl -o short-unix --no-pager -u aos-unit -u 'aos-node-*' | " +
+                "awk '/Starting aos-unit.service/ { s = $1 } /Started aos-node-/ && s && !f { f = $1 } END { printf \"%d\", (f - s) * 1000 }'",
+            );
+            console.log(`systemctl start -> first QEMU: ${firstQemu} ms; -> READY: ${ms} ms`);
+            const { code, status: s } = await status();
+            assert.equal(code, 0, JSON.stringify(s));
+            assert.equal(s.nodes.find((n) => n.name === "main")?.address, "10.200.1.100");
+            assert.match(
+              s.nodes.find((n) => n.name === "secondary")?.address ?? "",
+              /^10\.200\.1\.(1[3-9][0-9]|2[0-5][0-9]|12[89])$/,
+            );
+            assert.match(
+              (await show("aos-unit.service", "StatusText")).StatusText!,
+              /^Running: main=10\.200\.1\.100 secondary=10\.200\.1\.\d+$/,
+            );
+            assert.deepEqual(await boots(), { main: 1, secondary: 1 });
+          },
+        )
+      ) throw new Error("cannot continue without this step");
+
+      await t.step("units, sandboxes and limits are as planned and enforced", async () => {
+        const p = await show(
+          "aos-node-main.service",
+          "Slice",
+          "MemoryMax",
+          "CPUQuotaPerSecUSec",
+          "Restart",
+          "RestartMode",
+          "StartLimitBurst",
+          "OnFailure",
+          "DevicePolicy",
+          "User",
+          "MainPID",
+          "ControlGroup",
+          "ExecStop",
+        );
+        assert.equal(p.Slice, "aos-unit.slice");
+        // 512 MiB + 256 MiB + 512/16 MiB + 256 MiB TCG translation cache
+        assert.equal(p.MemoryMax, String((512 + 256 + 32 + 256) * 1024 * 1024));
+        assert.equal(p.CPUQuotaPerSecUSec, "1s");
+        assert.equal(p.Restart, "on-failure");
+        if (suite === "trixie") assert.equal(p.RestartMode, "direct");
+        assert.equal(p.StartLimitBurst, "3");
+        assert.equal(p.OnFailure, "aos-unit-vm-failed@main.service");
+        assert.equal(p.DevicePolicy, "closed");
+        assert.match(p.ExecStop ?? "", /node-stop .*main --timeout/);
+        // No unit is bound to the manager: its crash must not stop the guests.
+        const manager = await show("aos-unit.service", "PropagatesStopTo", "BoundBy", "ConsistsOf");
+        assert.equal(manager.PropagatesStopTo, "");
+        assert.equal(manager.BoundBy, "");
+        assert.equal(manager.ConsistsOf, "");
+
+        assert.equal(p.User, "aos-unit");
+        assert.equal((await sh(`ps -o user= -p ${p.MainPID}`)).trim(), "aos-unit");
+        const caps = await sh(`grep CapEff /proc/${p.MainPID}/status`);
+        assert.match(caps, /CapEff:\s+0+$/m, "QEMU holds no capability");
+        const limit = (await sh(`cat /sys/fs/cgroup/memory${p.ControlGroup}/memory.limit_in_bytes`))
+          .trim();
+        assert.equal(limit, p.MemoryMax, "the kernel enforces MemoryMax");
+        const quota = (await sh(`cat /sys/fs/cgroup/cpu${p.ControlGroup}/cpu.cfs_quota_us`)).trim();
+        assert.equal(quota, "100000", "the kernel enforces CPUQuota=100%");
+        const slice = await show("aos-unit.slice", "MemoryMax", "CPUQuotaPerSecUSec");
+        assert.notEqual(slice.MemoryMax, "infinity", "the slice caps the total memory");
+        assert.notEqual(slice.CPUQuotaPerSecUSec, "infinity", "and the total CPU");
+        // QEMU cannot reach the bus (and through it polkit's grants to the aos-unit user).
+        const qemuBus = await bed.exec([
+          "nsenter",
+          "-t",
+          p.MainPID!,
+          "-m",
+          "test",
+          "-e",
+          "/run/dbus/system_bus_socket",
+        ]);
+        assert.notEqual(qemuBus.code, 0, "the bus socket is not visible to QEMU");
+        const dnsmasqPid = (await show("aos-unit-dnsmasq.service", "MainPID")).MainPID!;
+        const dnsmasqBus = await bed.exec([
+          "nsenter",
+          "-t",
+          dnsmasqPid,
+          "-m",
+          "test",
+          "-e",
+          "/run/dbus/system_bus_socket",
+        ]);
+        assert.notEqual(dnsmasqBus.code, 0, "nor to dnsmasq");
+      });
+
+      await t.step(
+        "systemd-analyze security: the manager <= 2.5, nodes and dnsmasq <= 3.5",
+        async () => {
+          const scores: Record<string, number> = {};
+          for (
+            const unit of [
+              "aos-unit.service",
+              "aos-node-main.service",
+              "aos-node-secondary.service",
+              "aos-unit-dnsmasq.service",
+              "aos-unit-vm-failed@main.service",
+            ]
+          ) {
+            const r = await bed.exec(["systemd-analyze", "security", "--no-pager", unit]);
+            scores[unit] = exposure(r.stdout + r.stderr);
+          }
+          console.log(
+            `exposure (${suite}): ${
+              Object.entries(scores).map(([u, s]) => `${u} ${s}`).join(", ")
+            }`,
+          );
+          assert.ok(
+            scores["aos-unit.service"]! <= 2.5,
+            `aos-unit.service ${scores["aos-unit.service"]}`,
+          );
+          for (
+            const unit of [
+              "aos-node-main.service",
+              "aos-node-secondary.service",
+              "aos-unit-dnsmasq.service",
+            ]
+          ) {
+            assert.ok(scores[unit]! <= 3.5, `${unit} ${scores[unit]}`);
+          }
+        },
+      );
+
+      await t.step(
+        "getent hosts main.aos-unit works in the container through resolved",
+        async () => {
+          assert.match(await sh("getent hosts main.aos-unit"), /^10\.200\.1\.100\s+main\.aos-unit/);
+          const sec = await leaseOf("secondary");
+          assert.match(
+            await sh("getent hosts secondary.aos-unit"),
+            new RegExp(`^${sec!.replaceAll(".", "\\.")}\\s`),
+          );
+          assert.match(await sh("resolvectl status " + BRIDGE), /10\.200\.1\.1:5300/);
+          await sh("systemctl restart systemd-resolved");
+          await waitFor(
+            "main.aos-unit resolves again after resolved restarted",
+            async () => {
+              const r = await bed.exec(["getent", "hosts", "main.aos-unit"]);
+              return r.code === 0 && r.stdout.startsWith("10.200.1.100") ? true : undefined;
+            },
+            10_000,
+            200,
+          );
+        },
+      );
+
+      await t.step("status --json matches reality", async () => {
+        const { status: s } = await status();
+        assert.equal(s.bridge.name, BRIDGE);
+        assert.equal(s.dnsPort, 5300);
+        assert.deepEqual(s.uplinks, ["uplink1"]);
+        for (const n of s.nodes) {
+          const u = await show(n.unit, "ActiveState", "SubState", "NRestarts");
+          assert.equal(n.state, `${u.ActiveState}/${u.SubState}`);
+          assert.equal(String(n.restarts), u.NRestarts);
+        }
+        const leases = JSON.parse(await sh("cat /var/lib/aos-unit/dhcp/leases.json")).leases;
+        for (const n of s.nodes) assert.equal(leases[n.mac]?.ip, n.address);
+        assert.equal(
+          (await sh("readlink /run/aos-unit/dnsmasq.leases")).trim(),
+          "/var/lib/aos-unit/dhcp/dnsmasq.leases",
+        );
+      });
+
+      await t.step(
+        "attack as the aos-unit user: no unit of its making runs, under any allowed name",
+        async () => {
+          for (const name of ["aos-node-evil", "aos-unit-dnsmasq", "aos-node-main", "evil"]) {
+            const r = await bed.exec([
+              "systemd-run",
+              `--unit=${name}`,
+              "--property=User=root",
+              "touch",
+              "/root/pwned",
+            ], { user: "aos-unit" });
+            assert.notEqual(r.code, 0, `${name}: ${r.stdout}`);
+            assert.match(
+              r.stderr,
+              /Access denied|already (exists|loaded)|not authorized/i,
+              r.stderr,
+            );
+          }
+          const anonymous = await bed.exec(
+            ["systemd-run", "--property=User=root", "touch", "/root/pwned"],
+            { user: "aos-unit" },
+          );
+          assert.notEqual(anonymous.code, 0);
+          assert.notEqual(
+            (await bed.exec(["test", "-e", "/root/pwned"])).code,
+            0,
+            "no /root/pwned",
+          );
+          for (const verb of [["restart", "dbus.service"], ["stop", "systemd-journald.service"]]) {
+            const r = await bed.exec(["systemctl", ...verb], { user: "aos-unit" });
+            assert.notEqual(r.code, 0, verb.join(" "));
+          }
+          // What the manager needs stays allowed.
+          const allowed = await bed.exec(["systemctl", "restart", "aos-unit-dnsmasq.service"], {
+            user: "aos-unit",
+          });
+          assert.equal(allowed.code, 0, allowed.stderr);
+          const startNode = await bed.exec(["systemctl", "start", "aos-node-main.service"], {
+            user: "aos-unit",
+          });
+          assert.notEqual(startNode.code, 0, "start (= creation) is never granted");
+        },
+      );
+
+      await t.step(
+        "attack from a node's sandbox: writes outside its own files are refused",
+        async () => {
+          const pid = (await show("aos-node-main.service", "MainPID")).MainPID!;
+          const asQemu = (script: string) =>
+            bed.exec([
+              "nsenter",
+              "-t",
+              pid,
+              "-m",
+              "setpriv",
+              "--reuid=aos-unit",
+              "--regid=aos-unit",
+              "--clear-groups",
+              "sh",
+              "-c",
+              script,
+            ]);
+          for (
+            const file of [
+              "/run/aos-unit/dnsmasq.conf",
+              "/run/aos-unit/network.conf",
+              "/var/lib/aos-unit/dhcp/leases.json",
+              "/var/lib/aos-unit/nodes/secondary/overlay.qcow2",
+              "/var/log/aos-unit/secondary-serial.log",
+              "/run/aos-unit/nodes/secondary/qmp",
+            ]
+          ) {
+            const r = await asQemu(`echo x >> ${file}`);
+            assert.notEqual(r.code, 0, `QEMU of main could write ${file}`);
+          }
+          const own = await asQemu(
+            "touch /var/lib/aos-unit/nodes/main/probe && rm /var/lib/aos-unit/nodes/main/probe",
+          );
+          assert.equal(own.code, 0, `its own node directory stays writable: ${own.stderr}`);
+        },
+      );
+
+      await t.step(
+        "attack from the uplink network: no guest port and no DNS answer; guests still reach out",
+        async () => {
+          const neighbour = topo.uplinks[0];
+          await run([
+            "ip",
+            "-n",
+            neighbour.ns,
+            "route",
+            "add",
+            "10.200.1.0/24",
+            "via",
+            neighbour.hostIp,
+          ]);
+          try {
+            const tcp = await run([
+              "ip",
+              "netns",
+              "exec",
+              neighbour.ns,
+              "timeout",
+              "3",
+              "bash",
+              "-c",
+              "echo > /dev/tcp/10.200.1.100/22",
+            ]);
+            assert.equal(tcp.code, 124, `a neighbour reached main:22 (${tcp.stderr.trim()})`);
+            for (const port of [53, 5300]) {
+              assert.equal(
+                await dnsFrom(neighbour.ns, "10.200.1.1", port, "main.aos-unit"),
+                "timeout",
+                `DNS on port ${port} answers the uplink side`,
+              );
+            }
+            // Positive controls: the host itself still reaches both.
+            const fromHost = await run([
+              "ip",
+              "netns",
+              "exec",
+              topo.host,
+              "timeout",
+              "3",
+              "bash",
+              "-c",
+              "echo > /dev/tcp/10.200.1.100/22",
+            ]);
+            assert.match(fromHost.stderr, /Connection refused/, "the host reaches main's address");
+            assert.equal(
+              await dnsFrom(topo.host, "10.200.1.1", 5300, "main.aos-unit"),
+              "answer 10.200.1.100",
+            );
+          } finally {
+            await run(["ip", "-n", neighbour.ns, "route", "del", "10.200.1.0/24"]);
+          }
+          const main = await serial("main");
+          assert.equal(await http(main), "uplink1", "main reaches the internet host");
+          const secondary = await leaseOf("secondary");
+          assert.ok(
+            await guestOk(main, `ping -c 1 -W 2 ${secondary} >/dev/null`),
+            "main pings secondary",
+          );
+          main.close();
+        },
+      );
+
+      await t.step(
+        "attack from a guest: another node's address or MAC gets nothing, its records stay",
+        async () => {
+          const before = JSON.parse(await sh("cat /var/lib/aos-unit/dhcp/leases.json")).leases;
+          const c = await serial("secondary");
+          // Each spoof is set up first (and checked), then used: a failing set-up proves nothing.
+          assert.ok(await guestOk(c, "ip addr add 10.200.1.100/24 dev eth0"), "add main's address");
+          assert.ok(
+            !await guestOk(c, "ping -c 1 -W 2 -I 10.200.1.100 10.200.1.1 >/dev/null"),
+            "secondary spoofing main's address reached the bridge",
+          );
+          assert.ok(await guestOk(c, "ip addr del 10.200.1.100/24 dev eth0"));
+          assert.ok(
+            await guestOk(
+              c,
+              `ip link set eth0 down && ip link set eth0 address ${MAIN_MAC} && ip link set eth0 up`,
+            ),
+            "take main's MAC",
+          );
+          assert.ok(
+            !await guestOk(
+              c,
+              "udhcpc -n -q -i eth0 -t 2 -T 1 -s /bin/true >/dev/null 2>&1",
+              20_000,
+            ),
+            "secondary with main's MAC got a DHCP lease",
+          );
+          assert.ok(
+            await guestOk(
+              c,
+              `ip link set eth0 down && ip link set eth0 address ${SECONDARY_MAC} && ip link set eth0 up`,
+            ),
+          );
+          c.skip();
+          await c.send("kill -USR1 $(pidof udhcpc)");
+          await c.expect(
+            /AOSTEST lease ip=\S+ .*event=(renew|bound)/,
+            10_000,
+            "secondary's own lease",
+          );
+          const after = JSON.parse(await sh("cat /var/lib/aos-unit/dhcp/leases.json")).leases;
+          assert.deepEqual(after[MAIN_MAC], before[MAIN_MAC], "main's lease record is untouched");
+          assert.match(await sh("getent hosts main.aos-unit"), /^10\.200\.1\.100\s/);
+          assert.ok(
+            await guestOk(c, "ping -c 1 -W 2 10.200.1.1 >/dev/null"),
+            "secondary works again",
+          );
+          const counters = await sh("nft list table bridge aos_unit");
+          assert.match(
+            counters,
+            /counter packets [1-9]\d* bytes \d+ drop comment "not aostap1f7ba5's MAC"/,
+          );
+          c.close();
+        },
+      );
+
+      await t.step(
+        "a default-route change restarts nothing and guests reach the internet through the new uplink",
+        async () => {
+          const before = await show("aos-unit.service", "InvocationID");
+          const c = await serial("main");
+          assert.equal(await http(c), "uplink1");
+          await topo.setDefault(1);
+          await waitFor(
+            "main's traffic through uplink2",
+            async () => (await http(c)) === "uplink2" ? true : undefined,
+            15_000,
+            200,
+          );
+          await waitFor(
+            "the monitor's handover",
+            async () =>
+              (await bed.exec(["cat", "/run/aos-unit/uplinks"])).stdout.trim() === "uplink2"
+                ? true
+                : undefined,
+            5000,
+          );
+          assert.deepEqual(await show("aos-unit.service", "InvocationID"), before);
+          assert.deepEqual(await boots(), { main: 1, secondary: 1 }, "no guest rebooted");
+          c.close();
+          await topo.setDefault(0);
+        },
+      );
+
+      await t.step(
+        "dnsmasq SIGKILLed: restarted in place, no guest reboot, DHCP and DNS answer within 2 s",
+        async () => {
+          const manager = await show("aos-unit.service", "NRestarts", "InvocationID");
+          const addresses = [await leaseOf("main"), await leaseOf("secondary")];
+          const c = await serial("secondary");
+          const killed = performance.now();
+          await sh("systemctl kill -s KILL aos-unit-dnsmasq.service");
+          const answered = await waitFor(
+            "DNS from dnsmasq again",
+            async () => {
+              const a = await dnsFrom(topo.host, "10.200.1.1", 5300, "secondary.aos-unit");
+              return a.startsWith("answer") ? performance.now() - killed : undefined;
+            },
+            10_000,
+            50,
+          );
+          c.skip();
+          await c.send("kill -USR1 $(pidof udhcpc)");
+          await c.expect(/AOSTEST lease ip=\S+ .*event=renew/, 5000, "a DHCP renewal");
+          const dhcp = performance.now() - killed;
+          console.log(
+            `dnsmasq kill -> DNS ${Math.round(answered)} ms, DHCP renewal ${Math.round(dhcp)} ms`,
+          );
+          assert.ok(answered < 2000, `DNS back after ${answered} ms`);
+          assert.ok(dhcp < 2000 + 1000, `DHCP back after ${dhcp} ms`);
+          assert.deepEqual(await show("aos-unit.service", "NRestarts", "InvocationID"), manager);
+          assert.deepEqual([await leaseOf("main"), await leaseOf("secondary")], addresses);
+          assert.deepEqual(await boots(), { main: 1, secondary: 1 });
+          assert.equal(
+            (await show("aos-unit-dnsmasq.service", "ActiveState")).ActiveState,
+            "active",
+          );
+          c.close();
+        },
+      );
+
+      await t.step(
+        "the manager SIGKILLed: guests keep running and answering, READY again, adopted",
+        async () => {
+          const c = await serial("main");
+          const pids = await Promise.all(
+            NODES.map(async (n) => (await show(`aos-node-${n}.service`, "MainPID")).MainPID),
+          );
+          const killed = performance.now();
+          await sh("systemctl kill -s KILL --kill-whom=main aos-unit.service");
+          // While the manager is gone, the guests' network keeps working.
+          assert.equal(await http(c), "uplink1");
+          await waitFor(
+            "the manager restarting",
+            async () => {
+              const u = await show("aos-unit.service", "NRestarts");
+              return u.NRestarts !== "0" ? true : undefined;
+            },
+            10_000,
+            100,
+          );
+          await waitRunning();
+          console.log(
+            `manager SIGKILL -> READY again: ${Math.round(performance.now() - killed)} ms`,
+          );
+          assert.deepEqual(
+            await Promise.all(
+              NODES.map(async (n) => (await show(`aos-node-${n}.service`, "MainPID")).MainPID),
+            ),
+            pids,
+            "the same QEMU processes",
+          );
+          assert.deepEqual(await boots(), { main: 1, secondary: 1 });
+          assert.match(await journal(40), /main adopted, secondary adopted/);
+          assert.equal(await http(c), "uplink1");
+          c.close();
+        },
+      );
+
+      await t.step("systemctl restart keeps every guest running (a re-plan)", async () => {
+        const before = await show("aos-unit.service", "InvocationID");
+        const started = performance.now();
+        await sh("systemctl restart aos-unit");
+        console.log(`systemctl restart: ${Math.round(performance.now() - started)} ms`);
+        assert.notDeepEqual(await show("aos-unit.service", "InvocationID"), before);
+        await waitRunning();
+        assert.deepEqual(await boots(), { main: 1, secondary: 1 });
+      });
+
+      await t.step(
+        "killing a node's QEMU restarts that node alone and writes exactly one record",
+        async () => {
+          await sh(": > /var/log/aos-unit/vm-failures.log");
+          const mainPid = (await show("aos-node-main.service", "MainPID")).MainPID;
+          const killed = performance.now();
+          await sh("systemctl kill --signal=SIGKILL aos-node-secondary.service");
+          await waitFor(
+            "secondary restarted",
+            async () => {
+              const u = await show("aos-node-secondary.service", "ActiveState", "NRestarts");
+              return u.ActiveState === "active" && u.NRestarts === "1" ? true : undefined;
+            },
+            20_000,
+            100,
+          );
+          console.log(`SIGKILL -> node active again: ${Math.round(performance.now() - killed)} ms`);
+          assert.equal((await show("aos-node-main.service", "MainPID")).MainPID, mainPid);
+          await new Promise((r) => setTimeout(r, 2000)); // a second record would come now
+          const records = await failures();
+          assert.equal(records.length, 1, JSON.stringify(records));
+          assert.equal(records[0]!.node, "secondary");
+          assert.equal(records[0]!.result, "signal");
+          assert.equal(records[0]!.exit_status, "KILL");
+          assert.equal(records[0]!.final, false);
+          assert.ok(records[0]!.serial_tail.some((l) => l.includes("AOSTEST")), "serial tail");
+          const { status: s } = await status();
+          assert.equal(s.nodes.find((n) => n.name === "secondary")?.lastFailure?.final, false);
+          await waitRunning();
+        },
+      );
+
+      await t.step(
+        "a node over its start limit: one final record, that node failed, STATUS degraded",
+        async () => {
+          await sh(": > /var/log/aos-unit/vm-failures.log");
+          for (let i = 0; i < 6; i++) {
+            const u = await show("aos-node-secondary.service", "ActiveState");
+            if (u.ActiveState === "failed") break;
+            await bed.exec(["systemctl", "kill", "--signal=SIGKILL", "aos-node-secondary.service"]);
+            await waitFor(
+              "secondary restarted or failed",
+              async () => {
+                const s = await show("aos-node-secondary.service", "ActiveState", "SubState");
+                return s.ActiveState === "failed" ||
+                    (s.ActiveState === "active" && s.SubState === "running")
+                  ? true
+                  : undefined;
+              },
+              20_000,
+              200,
+            ).catch(() => undefined);
+          }
+          assert.equal(
+            (await show("aos-node-secondary.service", "ActiveState")).ActiveState,
+            "failed",
+          );
+          assert.equal((await show("aos-node-main.service", "ActiveState")).ActiveState, "active");
+          assert.equal((await show("aos-unit.service", "ActiveState")).ActiveState, "active");
+          const final = await waitFor(
+            "the final record",
+            async () => (await failures()).find((r) => r.final),
+            10_000,
+          );
+          assert.equal(final.node, "secondary");
+          await new Promise((r) => setTimeout(r, 1500));
+          const records = await failures();
+          assert.equal(records.filter((r) => r.final).length, 1, "exactly one final record");
+          assert.ok(records.filter((r) => !r.final).every((r) => r.result === "signal"));
+          assert.ok(final.journal.length > 0, "the final record has the journal");
+          await waitFor("STATUS degraded", async () => {
+            const text = (await show("aos-unit.service", "StatusText")).StatusText ?? "";
+            return /^Degraded: main=10\.200\.1\.100; secondary gave-up$/.test(text)
+              ? text
+              : undefined;
+          }, 10_000);
+          const { code, status: s } = await status();
+          assert.equal(code, 1, "status reports the unit unhealthy");
+          assert.equal(s.nodes.find((n) => n.name === "secondary")?.lastFailure?.final, true);
+        },
+      );
+
+      await t.step(
+        "systemctl restart brings the failed node back, main keeps running",
+        async () => {
+          await sh("systemctl restart aos-unit");
+          await waitRunning();
+          const b = await boots();
+          assert.equal(b.main, 1, "main did not reboot");
+          assert.equal(
+            (await show("aos-node-secondary.service", "ActiveState")).ActiveState,
+            "active",
+          );
+        },
+      );
+
+      let overlays = "";
+      await t.step(
+        "installing a newer package: no guest reboot, the new version runs, conffiles kept",
+        async () => {
+          overlays = await sh(
+            "stat -c '%n %i' /var/lib/aos-unit/nodes/*/overlay.qcow2 /var/lib/aos-unit/nodes/*/efivars.fd",
+          );
+          const before = await boots();
+          const version = (await sh("aos-unit --version")).trim();
+          const invocation = (await show("aos-unit.service", "InvocationID")).InvocationID;
+          const started = performance.now();
+          const r = await bed.exec(["apt-get", "install", "-y", `/tmp/${deb2.split("/").pop()}`]);
+          assert.equal(r.code, 0, r.stderr + r.stdout);
+          await waitRunning();
+          console.log(
+            `apt-get install of a new build -> READY: ${
+              Math.round(performance.now() - started)
+            } ms`,
+          );
+          assert.notEqual((await sh("aos-unit --version")).trim(), version, "the new version");
+          assert.notEqual(
+            (await show("aos-unit.service", "InvocationID")).InvocationID,
+            invocation,
+          );
+          assert.equal(
+            await sh("cat /etc/aos-unit/unit_config.yaml"),
+            UNIT_CONFIG,
+            "conffile kept",
+          );
+          assert.deepEqual(await boots(), before, "no guest rebooted");
+          assert.equal(
+            await sh(
+              "stat -c '%n %i' /var/lib/aos-unit/nodes/*/overlay.qcow2 /var/lib/aos-unit/nodes/*/efivars.fd",
+            ),
+            overlays,
+          );
+        },
+      );
+
+      await t.step(
+        "systemctl stop aos-unit powers guests down gracefully and leaves nothing",
+        async () => {
+          const started = performance.now();
+          await sh("systemctl stop aos-unit");
+          console.log(
+            `systemctl stop aos-unit (2 nodes): ${Math.round(performance.now() - started)} ms`,
+          );
+          for (const n of NODES) {
+            const log = await sh(`tail -n 20 /var/log/aos-unit/${n}-serial.log`);
+            assert.match(log, /AOSTEST poweroff/, `${n} powered down through ACPI`);
+          }
+          await noLeftovers();
+          const runtime = await bed.exec(["ls", "-A", "/run/aos-unit"]);
+          assert.ok(
+            runtime.code !== 0 || runtime.stdout.trim() === "",
+            `runtime files left: ${runtime.stdout}`,
+          );
+        },
+      );
+
+      await t.step("SIGTERM during start-up stops quickly and leaves nothing", async () => {
+        await sh("systemctl start --no-block aos-unit");
+        await waitFor(
+          "a node starting",
+          async () => {
+            const u = await show("aos-node-main.service", "ActiveState");
+            return u.ActiveState === "active" ? true : undefined;
+          },
+          10_000,
+          50,
+        );
+        const started = performance.now();
+        await sh("systemctl stop aos-unit");
+        const ms = Math.round(performance.now() - started);
+        console.log(`stop during start-up: ${ms} ms`);
+        assert.ok(ms < 8000, `stop took ${ms} ms`);
+        await noLeftovers();
+      });
+
+      await t.step(
+        "every node failing at start: systemctl start fails naming each node; nothing left",
+        async () => {
+          await writeConfig(
+            UNIT_CONFIG.replace(/mem: 512M/g, "mem: 512M\n      machine_type: no-such-machine"),
+          );
+          const r = await bed.exec(["systemctl", "start", "aos-unit"]);
+          assert.notEqual(r.code, 0, "systemctl start failed");
+          const j = await journal(120);
+          assert.match(
+            j,
+            /No node could start: main: exit-code \(exited 1\)[^;]*; secondary: exit-code \(exited 1\)/,
+          );
+          await sh("systemctl stop aos-unit; systemctl reset-failed");
+          await noLeftovers();
+          await writeConfig(UNIT_CONFIG);
+        },
+      );
+
+      await t.step(
+        "a bad config fails the service with exit 2, no restart loop, no leftovers",
+        async () => {
+          await writeConfig(
+            "unit:\n  node_configs:\n    - name: main\n      cpu: lots\n      mem: 1G\n",
+          );
+          const restarts = (await show("aos-unit.service", "NRestarts")).NRestarts;
+          const r = await bed.exec(["systemctl", "start", "aos-unit"]);
+          assert.notEqual(r.code, 0);
+          await new Promise((res) => setTimeout(res, 3000)); // longer than RestartSec=2s
+          const u = await show("aos-unit.service", "ActiveState", "Result", "NRestarts");
+          assert.equal(u.ActiveState, "failed");
+          assert.equal(u.NRestarts, restarts, "no restart loop");
+          const j = await sh("journalctl -u aos-unit.service -n 30 --no-pager");
+          assert.match(j, /unit_config\.yaml:4:\d+: cpu must be a positive integer, got "lots"/);
+          assert.match(j, /status=2/);
+          await noLeftovers();
+          await sh("systemctl reset-failed aos-unit.service");
+          await writeConfig(UNIT_CONFIG);
+        },
+      );
+
+      await t.step("apt-get purge leaves no unit, user, link, table or file behind", async () => {
+        const r = await bed.exec(["apt-get", "purge", "-y", "aos-unit"]);
+        assert.equal(r.code, 0, r.stderr);
+        await noLeftovers();
+        assert.notEqual((await bed.exec(["id", "aos-unit"])).code, 0, "user removed");
+        for (
+          const path of [
+            "/etc/aos-unit",
+            "/var/lib/aos-unit",
+            "/var/log/aos-unit",
+            "/run/aos-unit",
+            "/usr/lib/systemd/system/aos-unit.service",
+            "/usr/bin/aos-unit",
+          ]
+        ) {
+          assert.notEqual((await bed.exec(["test", "-e", path])).code, 0, `${path} removed`);
+        }
+      });
+
+      await t.step(
+        "powering off the container with the unit running completes promptly",
+        async () => {
+          const r0 = await bed.exec(["apt-get", "install", "-y", `/tmp/${deb.split("/").pop()}`]);
+          assert.equal(r0.code, 0, r0.stderr);
+          await placeImages();
+          await startUnit();
+          const started = performance.now();
+          const r = await bed.down();
+          const ms = Math.round(performance.now() - started);
+          console.log(`container poweroff with 2 nodes running: ${ms} ms (${r.stdout.trim()})`);
+          assert.match(r.stdout + r.stderr, /poweroff took/);
+          assert.doesNotMatch(r.stdout + r.stderr, /killed/);
+        },
+      );
+    } finally {
+      for (const c of consoles) c.close();
+      await bed.down();
+      await topo.destroy();
+      await Deno.remove(work, { recursive: true }).catch(() => {});
+    }
+  };
+}
