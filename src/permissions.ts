@@ -137,6 +137,9 @@ function planning(p: Paths): Partial<PermissionSet> {
       MACHINE_ID_FILE,
       KVM_DEVICE,
       ...FIRMWARE_DIRS,
+      // Whether each guest architecture's emulator is installed.
+      QEMU_BINARY.x86_64,
+      QEMU_BINARY.aarch64,
     ],
     env: YAML_ENV,
   };
@@ -148,7 +151,14 @@ export function permissionsFor(command: Subcommand, ctx: PermissionContext): Per
   switch (command) {
     case "validate":
       return merge({
-        read: [p.configDir, EXAMPLES_DIR, p.stateDir, ...FIRMWARE_DIRS],
+        read: [
+          p.configDir,
+          EXAMPLES_DIR,
+          p.stateDir,
+          ...FIRMWARE_DIRS,
+          QEMU_BINARY.x86_64,
+          QEMU_BINARY.aarch64,
+        ],
         env: YAML_ENV,
       });
     case "plan":

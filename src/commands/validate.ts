@@ -3,7 +3,7 @@
 import { loadConfig } from "../config/mod.ts";
 import { ConfigError, type Diagnostic, EXIT_CONFIG, EXIT_OK, formatDiagnostic } from "../errors.ts";
 import { readConfigFile } from "../host/config_files.ts";
-import { findFirmware, hostArch, listImages } from "../host/facts.ts";
+import { findEmulators, findFirmware, hostArch, listImages } from "../host/facts.ts";
 import { configFiles } from "../host/paths.ts";
 import { makePlan } from "../plan/mod.ts";
 import type { CommandContext } from "./context.ts";
@@ -30,6 +30,7 @@ export function validateCommand(ctx: CommandContext): number {
       hostArch: hostArch(),
       kvmUsable: false,
       firmware: findFirmware(),
+      emulators: findEmulators(),
       images: listImages(ctx.paths.stateDir),
       serviceUser: "aos-unit",
       executable: "aos-unit",

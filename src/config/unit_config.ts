@@ -122,6 +122,8 @@ const FIELDS: { [K in NodeKey]: Field<unknown> } = {
     return mib;
   }),
   ip: z.unknown().transform((v, ctx) => {
+    // `ip: null` (or ~) clears a reservation a merged anchor brought in.
+    if (v === null) return undefined;
     if (
       typeof v !== "string" || !/^[0-9]+(\.[0-9]+){3}$/.test(v) ||
       v.split(".").some((o) => Number(o) > 255 || (o.length > 1 && o.startsWith("0")))
@@ -195,11 +197,17 @@ const FIELDS: { [K in NodeKey]: Field<unknown> } = {
   }),
 };
 
-/** Pairs of a map, with `<<` merge keys expanded (explicit keys win). */
+/** Keys starting with "x-" are extension keys (as in Compose files): ignored, anchors live there. */
+export function isExtensionKey(key: unknown): boolean {
+  return typeof key === "string" && key.startsWith("x-");
+}
+
+/** Pairs of a map, with `<<` merge keys expanded (explicit keys win), without x- keys. */
 function pairsOf(doc: Document, map: YAMLMap): Pair[] {
   const own: Pair[] = [];
   const merged: Pair[] = [];
   for (const pair of map.items as Pair[]) {
+    if (isExtensionKey(keyOf(pair))) continue;
     if (isScalar(pair.key) && (pair.key.value === "<<" || typeof pair.key.value === "symbol")) {
       const sources = isSeq(pair.value) ? pair.value.items : [pair.value];
       for (const source of sources) {
@@ -222,6 +230,218 @@ function resolve(doc: Document, node: Node | null | undefined): Node | null | un
   return isAlias(node) ? (node.resolve(doc) as Node | undefined) : node;
 }
 
+/** What one parse needs everywhere: the document, positions, the problems found so far. */
+interface Parse {
+  doc: Document;
+  file: string;
+  diagnostics: Diagnostic[];
+  at(offset: number | undefined): SourceLocation;
+}
+
+function located(p: Parse, node: Node | null | undefined, fallback: SourceLocation) {
+  return node?.range ? p.at(node.range[0]) : fallback;
+}
+
+function error(p: Parse, where: SourceLocation, message: string): void {
+  p.diagnostics.push({ severity: "error", ...where, message });
+}
+
+/**
+ * "Unknown key" with the closest known key, or - when the key only holds an
+ * anchor for merging - the hint to name it x-something.
+ */
+function unknownKey(
+  p: Parse,
+  pair: Pair,
+  where: string,
+  known: readonly string[],
+  fallback: SourceLocation,
+  expected: string,
+): void {
+  const key = keyOf(pair);
+  const hint = closest(String(key), known);
+  const value = pair.value as Node | null;
+  const anchor = value && !isAlias(value) && "anchor" in value ? value.anchor : undefined;
+  const suggestion = anchor
+    ? `; it holds the anchor &${anchor}: name it "x-${
+      String(key)
+    }" (keys starting with "x-" are ignored)`
+    : hint
+    ? `; did you mean "${hint}"?`
+    : "";
+  error(
+    p,
+    located(p, pair.key as Node, fallback),
+    `Unknown key ${show(key)} ${where}${suggestion} (${expected})`,
+  );
+}
+
+/** The top level: exactly one "unit" mapping. */
+function unitSection(p: Parse, top: YAMLMap, start: SourceLocation): YAMLMap | undefined {
+  let unit: Node | null | undefined;
+  for (const pair of pairsOf(p.doc, top)) {
+    if (keyOf(pair) === "unit") {
+      unit = resolve(p.doc, pair.value as Node);
+      if (!isMap(unit)) {
+        error(
+          p,
+          located(p, unit ?? (pair.key as Node), start),
+          `"unit" must be a mapping with "node_configs", got ${
+            show((unit as Node | null)?.toJSON?.() ?? null)
+          }`,
+        );
+      }
+    } else {
+      unknownKey(p, pair, "at the top level", ["unit"], start, 'expected "unit"');
+    }
+  }
+  if (unit === undefined) {
+    error(p, located(p, top, start), 'Missing "unit": expected unit.node_configs, a list of nodes');
+    return undefined;
+  }
+  return isMap(unit) ? unit : undefined;
+}
+
+/** unit.node_configs: a non-empty list. */
+function nodeList(p: Parse, unit: YAMLMap, start: SourceLocation) {
+  let list: Node | null | undefined;
+  let listKey: Node | undefined;
+  for (const pair of pairsOf(p.doc, unit)) {
+    if (keyOf(pair) === "node_configs") {
+      list = resolve(p.doc, pair.value as Node);
+      listKey = pair.key as Node;
+    } else {
+      unknownKey(p, pair, 'in "unit"', ["node_configs"], start, 'expected "node_configs"');
+    }
+  }
+  if (list === undefined) {
+    error(p, located(p, unit, start), 'Missing "node_configs" in "unit": expected a list of nodes');
+    return undefined;
+  }
+  if (!isSeq(list)) {
+    error(
+      p,
+      located(p, list ?? listKey, start),
+      `"node_configs" must be a list of nodes, got ${show(list?.toJSON() ?? null)}`,
+    );
+    return undefined;
+  }
+  if (list.items.length === 0) {
+    error(
+      p,
+      located(p, list, located(p, listKey, start)),
+      '"node_configs" is empty: define at least one node',
+    );
+    return undefined;
+  }
+  return list;
+}
+
+/**
+ * One node: every field validated on its own, so all problems are reported.
+ * @returns the node, or only its name (for the collision check) when it has errors
+ */
+function parseNode(
+  p: Parse,
+  item: Node,
+  index: number,
+  listAt: SourceLocation,
+): { node?: NodeConfig; ipAt?: SourceLocation; name?: { name: string; at: SourceLocation } } {
+  const entry = resolve(p.doc, item);
+  const entryAt = located(p, entry, listAt);
+  if (!isMap(entry)) {
+    error(
+      p,
+      entryAt,
+      `Node ${index + 1} must be a mapping with name, cpu and mem, got ${
+        show(entry?.toJSON() ?? null)
+      }`,
+    );
+    return {};
+  }
+  const values: Partial<Record<NodeKey, unknown>> = {};
+  const locations: Partial<Record<NodeKey, SourceLocation>> = {};
+  let ok = true;
+  const pairs = pairsOf(p.doc, entry);
+  for (const pair of pairs) {
+    const key = String(keyOf(pair));
+    if (!(NODE_KEYS as readonly string[]).includes(key)) {
+      unknownKey(
+        p,
+        pair,
+        `in node ${index + 1}`,
+        NODE_KEYS,
+        entryAt,
+        `known keys: ${NODE_KEYS.join(", ")}`,
+      );
+      ok = false;
+      continue;
+    }
+    const valueNode = resolve(p.doc, pair.value as Node);
+    const where = located(p, valueNode, located(p, pair.key as Node, entryAt));
+    const result = FIELDS[key as NodeKey].safeParse(valueNode ? valueNode.toJSON() : null);
+    if (result.success) {
+      values[key as NodeKey] = result.data;
+      locations[key as NodeKey] = where;
+    } else {
+      ok = false;
+      for (const issue of result.error.issues) error(p, where, issue.message);
+    }
+  }
+  const missing = REQUIRED_KEYS.filter((k) => !(k in values) && !pairs.some((x) => keyOf(x) === k));
+  if (missing.length > 0) {
+    const label = typeof values.name === "string" ? `Node "${values.name}"` : `Node ${index + 1}`;
+    error(
+      p,
+      entryAt,
+      `${label} is missing ${missing.map((k) => `"${k}"`).join(", ")} (required: name, cpu, mem)`,
+    );
+    ok = false;
+  }
+  if (!ok) {
+    // Keep a well-formed name in play so later checks (collisions) still see it.
+    return typeof values.name === "string"
+      ? { name: { name: values.name, at: locations.name ?? entryAt } }
+      : {};
+  }
+  const node: NodeConfig = {
+    name: values.name as string,
+    cpu: values.cpu as number,
+    memMiB: values.mem as number,
+    ip: values.ip as string | undefined,
+    arch: values.arch as Arch | undefined,
+    image: values.image as string | undefined,
+    machineType: values.machine_type as string | undefined,
+    cpuType: values.cpu_type as string | undefined,
+    uefi: values.uefi as boolean | undefined,
+    at: locations.name ?? entryAt,
+    imageAt: locations.image,
+  };
+  return { node, ...(node.ip && locations.ip ? { ipAt: locations.ip } : {}) };
+}
+
+/** Node names are compared case-insensitively (DNS); nodes with other errors take part too. */
+function checkNames(p: Parse, names: { name: string; at: SourceLocation }[]): void {
+  const seen = new Map<string, SourceLocation>();
+  for (
+    const { name, at: where } of [...names].sort((a, b) =>
+      a.at.line - b.at.line || a.at.column - b.at.column
+    )
+  ) {
+    const key = name.toLowerCase();
+    const first = seen.get(key);
+    if (first) {
+      error(
+        p,
+        where,
+        `Node name "${name}" is already used on line ${first.line} (names are compared case-insensitively)`,
+      );
+    } else {
+      seen.set(key, where);
+    }
+  }
+}
+
 /**
  * Parses and validates unit_config.yaml.
  * @returns the nodes that parsed cleanly, every problem found, and where each node's IP
@@ -233,212 +453,73 @@ export function parseUnitConfig(
 ): { config: UnitConfig; diagnostics: Diagnostic[]; ipAt: Map<NodeConfig, SourceLocation> } {
   const diagnostics: Diagnostic[] = [];
   const ipAt = new Map<NodeConfig, SourceLocation>();
-  const lineCounter = new LineCounter();
-  const at = (offset: number | undefined): SourceLocation => {
-    const pos = lineCounter.linePos(offset ?? 0);
-    return { file, line: pos.line, column: pos.col };
-  };
-  const nodeAt = (node: Node | null | undefined, fallback: SourceLocation): SourceLocation =>
-    node?.range ? at(node.range[0]) : fallback;
-  const error = (where: SourceLocation, message: string) =>
-    diagnostics.push({ severity: "error", ...where, message });
   const config: UnitConfig = { file, nodes: [] };
+  const start = { file, line: 1, column: 1 };
+  const result = { config, diagnostics, ipAt };
 
   if (text.trim() === "") {
-    error(
-      { file, line: 1, column: 1 },
-      'File is empty; expected a "unit:" mapping with "node_configs"',
-    );
-    return { config, diagnostics, ipAt };
+    diagnostics.push({
+      severity: "error",
+      ...start,
+      message: 'File is empty; expected a "unit:" mapping with "node_configs"',
+    });
+    return result;
   }
-
+  const lineCounter = new LineCounter();
   const doc = parseDocument(text, {
     lineCounter,
     merge: true,
     prettyErrors: false,
     uniqueKeys: true,
   });
+  const p: Parse = {
+    doc,
+    file,
+    diagnostics,
+    at: (offset) => {
+      const pos = lineCounter.linePos(offset ?? 0);
+      return { file, line: pos.line, column: pos.col };
+    },
+  };
   for (const e of doc.errors) {
     const pos = e.linePos?.[0];
     error(
-      pos ? { file, line: pos.line, column: pos.col } : at(e.pos[0]),
+      p,
+      pos ? { file, line: pos.line, column: pos.col } : p.at(e.pos[0]),
       `YAML syntax error: ${e.message.split("\n")[0]}`,
     );
   }
-  if (doc.errors.length > 0) return { config, diagnostics, ipAt };
+  if (doc.errors.length > 0) return result;
 
   const top = resolve(doc, doc.contents as Node | null);
-  const start = { file, line: 1, column: 1 };
   if (top === null || top === undefined || (isScalar(top) && top.value === null)) {
     error(
+      p,
       start,
       'File has no content (only comments?); expected a "unit:" mapping with "node_configs"',
     );
-    return { config, diagnostics, ipAt };
+    return result;
   }
   if (!isMap(top)) {
-    error(nodeAt(top, start), 'Expected a mapping with a "unit" key at the top level');
-    return { config, diagnostics, ipAt };
+    error(p, located(p, top, start), 'Expected a mapping with a "unit" key at the top level');
+    return result;
   }
-  let unit: Node | null | undefined;
-  for (const pair of pairsOf(doc, top)) {
-    const key = keyOf(pair);
-    if (key === "unit") {
-      unit = resolve(doc, pair.value as Node);
-      if (!isMap(unit)) {
-        error(
-          nodeAt(unit ?? (pair.key as Node), start),
-          `"unit" must be a mapping with "node_configs", got ${
-            show((unit as Node | null)?.toJSON?.() ?? null)
-          }`,
-        );
-      }
-    } else {
-      const hint = closest(String(key), ["unit"]);
-      error(
-        nodeAt(pair.key as Node, start),
-        `Unknown key ${show(key)} at the top level${
-          hint ? `; did you mean "${hint}"?` : ""
-        } (expected "unit")`,
-      );
-    }
-  }
-  if (unit === undefined) {
-    error(nodeAt(top, start), 'Missing "unit": expected unit.node_configs, a list of nodes');
-    return { config, diagnostics, ipAt };
-  }
-  if (!isMap(unit)) return { config, diagnostics, ipAt };
+  const unit = unitSection(p, top, start);
+  if (!unit) return result;
+  const list = nodeList(p, unit, start);
+  if (!list) return result;
 
-  let list: Node | null | undefined;
-  let listKey: Node | undefined;
-  for (const pair of pairsOf(doc, unit)) {
-    const key = keyOf(pair);
-    if (key === "node_configs") {
-      list = resolve(doc, pair.value as Node);
-      listKey = pair.key as Node;
-    } else {
-      const hint = closest(String(key), ["node_configs"]);
-      error(
-        nodeAt(pair.key as Node, start),
-        `Unknown key ${show(key)} in "unit"${
-          hint ? `; did you mean "${hint}"?` : ""
-        } (expected "node_configs")`,
-      );
-    }
-  }
-  if (list === undefined) {
-    error(nodeAt(unit, start), 'Missing "node_configs" in "unit": expected a list of nodes');
-    return { config, diagnostics, ipAt };
-  }
-  if (!isSeq(list)) {
-    error(
-      nodeAt(list ?? listKey, start),
-      `"node_configs" must be a list of nodes, got ${show(list?.toJSON() ?? null)}`,
-    );
-    return { config, diagnostics, ipAt };
-  }
-  if (list.items.length === 0) {
-    error(
-      nodeAt(list, nodeAt(listKey, start)),
-      '"node_configs" is empty: define at least one node',
-    );
-    return { config, diagnostics, ipAt };
-  }
-
-  const nameOnly: { name: string; at: SourceLocation }[] = [];
+  const names: { name: string; at: SourceLocation }[] = [];
   list.items.forEach((item, index) => {
-    const entry = resolve(doc, item as Node);
-    const entryAt = nodeAt(entry, nodeAt(list, start));
-    if (!isMap(entry)) {
-      error(
-        entryAt,
-        `Node ${index + 1} must be a mapping with name, cpu and mem, got ${
-          show(entry?.toJSON() ?? null)
-        }`,
-      );
-      return;
+    const parsed = parseNode(p, item as Node, index, located(p, list, start));
+    if (parsed.node) {
+      config.nodes.push(parsed.node);
+      names.push({ name: parsed.node.name, at: parsed.node.at });
+      if (parsed.ipAt) ipAt.set(parsed.node, parsed.ipAt);
+    } else if (parsed.name) {
+      names.push(parsed.name);
     }
-    const values: Partial<Record<NodeKey, unknown>> = {};
-    const locations: Partial<Record<NodeKey, SourceLocation>> = {};
-    let ok = true;
-    for (const pair of pairsOf(doc, entry)) {
-      const key = String(keyOf(pair));
-      if (!(NODE_KEYS as readonly string[]).includes(key)) {
-        const hint = closest(key, NODE_KEYS);
-        error(
-          nodeAt(pair.key as Node, entryAt),
-          `Unknown key ${show(key)} in node ${index + 1}${
-            hint ? `; did you mean "${hint}"?` : ""
-          } (known keys: ${NODE_KEYS.join(", ")})`,
-        );
-        ok = false;
-        continue;
-      }
-      const valueNode = resolve(doc, pair.value as Node);
-      const where = nodeAt(valueNode, nodeAt(pair.key as Node, entryAt));
-      const result = FIELDS[key as NodeKey].safeParse(valueNode ? valueNode.toJSON() : null);
-      if (result.success) {
-        values[key as NodeKey] = result.data;
-        locations[key as NodeKey] = where;
-      } else {
-        ok = false;
-        for (const issue of result.error.issues) error(where, issue.message);
-      }
-    }
-    const missing = REQUIRED_KEYS.filter((k) =>
-      !(k in values) && !pairsOf(doc, entry).some((p) => keyOf(p) === k)
-    );
-    if (missing.length > 0) {
-      const label = typeof values.name === "string" ? `Node "${values.name}"` : `Node ${index + 1}`;
-      error(
-        entryAt,
-        `${label} is missing ${missing.map((k) => `"${k}"`).join(", ")} (required: name, cpu, mem)`,
-      );
-      ok = false;
-    }
-    if (!ok) {
-      // Keep a well-formed name in play so later checks (collisions) still see it.
-      if (typeof values.name === "string") {
-        nameOnly.push({ name: values.name, at: locations.name ?? entryAt });
-      }
-      return;
-    }
-    const node: NodeConfig = {
-      name: values.name as string,
-      cpu: values.cpu as number,
-      memMiB: values.mem as number,
-      ip: values.ip as string | undefined,
-      arch: values.arch as Arch | undefined,
-      image: values.image as string | undefined,
-      machineType: values.machine_type as string | undefined,
-      cpuType: values.cpu_type as string | undefined,
-      uefi: values.uefi as boolean | undefined,
-      at: locations.name ?? entryAt,
-      imageAt: locations.image,
-    };
-    if (locations.ip) ipAt.set(node, locations.ip);
-    config.nodes.push(node);
   });
-
-  // Names of nodes with other errors still take part in the collision check.
-  const seen = new Map<string, SourceLocation>();
-  for (
-    const { name, at: where } of [
-      ...config.nodes.map((n) => ({ name: n.name, at: n.at })),
-      ...nameOnly,
-    ]
-      .sort((a, b) => a.at.line - b.at.line || a.at.column - b.at.column)
-  ) {
-    const key = name.toLowerCase();
-    const first = seen.get(key);
-    if (first) {
-      error(
-        where,
-        `Node name "${name}" is already used on line ${first.line} (names are compared case-insensitively)`,
-      );
-    } else {
-      seen.set(key, where);
-    }
-  }
-  return { config, diagnostics, ipAt };
+  checkNames(p, names);
+  return result;
 }

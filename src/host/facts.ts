@@ -5,6 +5,7 @@ import { rethrowAccessErrors, RuntimeError } from "../errors.ts";
 import { isMachineId } from "../plan/identity.ts";
 import type { Firmware, HostFacts, ImageFile, Paths } from "../plan/types.ts";
 import { KVM_DEVICE, MACHINE_ID_FILE } from "../permissions.ts";
+import { QEMU_BINARY } from "../plan/qemu.ts";
 
 export const SERVICE_USER = "aos-unit";
 export const DEFAULT_EXECUTABLE = "/usr/bin/aos-unit";
@@ -85,6 +86,10 @@ export function listImages(dir: string): ImageFile[] {
   return out.sort((a, b) => a.name.localeCompare(b.name));
 }
 
+export function findEmulators(): Partial<Record<Arch, boolean>> {
+  return { x86_64: exists(QEMU_BINARY.x86_64), aarch64: exists(QEMU_BINARY.aarch64) };
+}
+
 export function kvmDevicePresent(): boolean {
   return exists(KVM_DEVICE);
 }
@@ -126,6 +131,7 @@ export function gatherFacts(paths: Paths, overrides: FactOverrides = {}): HostFa
     hostArch: hostArch(),
     kvmUsable: overrides.kvmUsable ?? cachedKvmProbe(paths) ?? kvmDevicePresent(),
     firmware: findFirmware(),
+    emulators: findEmulators(),
     images: listImages(paths.stateDir),
     serviceUser: overrides.serviceUser ?? SERVICE_USER,
     executable: overrides.executable ?? DEFAULT_EXECUTABLE,

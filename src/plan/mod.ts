@@ -148,6 +148,15 @@ function planOneNode(
       `Node "${node.name}" has uefi: false but its image "${image.file}" looks like a UEFI image`,
     );
   }
+  if (!facts.emulators[arch]) {
+    warn(
+      `No QEMU for ${arch} guests on this host: install ${
+        arch === "x86_64" ? "qemu-system-x86" : "qemu-system-arm"
+      } (node "${node.name}")`,
+      node.at,
+      true,
+    );
+  }
   const firmware = uefi ? facts.firmware[arch] : undefined;
   if (uefi && !firmware) {
     warn(

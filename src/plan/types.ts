@@ -32,6 +32,8 @@ export interface HostFacts {
   /** /dev/kvm exists AND a probe showed it works (presence alone is not enough). */
   kvmUsable: boolean;
   firmware: Partial<Record<Arch, Firmware>>;
+  /** The QEMU system emulators installed, by guest architecture. */
+  emulators: Partial<Record<Arch, boolean>>;
   /** The .qcow2 files in the images directory (= the state directory). */
   images: ImageFile[];
   /** The user VMs and the sidecar run as. */

@@ -28,6 +28,7 @@ export const CASES = [
   "pinned-uplink",
   "arm-host-kvm",
   "trixie",
+  "extension-keys",
 ];
 
 export const MACHINE_ID = "5f2b8c9d0e1a4b3c8d7e6f5a4b3c2d1e";
@@ -48,6 +49,7 @@ export function caseFacts(name: string): HostFacts {
       x86_64: { code: "/usr/share/OVMF/OVMF_CODE_4M.fd", vars: "/usr/share/OVMF/OVMF_VARS_4M.fd" },
       aarch64: { code: "/usr/share/AAVMF/AAVMF_CODE.fd", vars: "/usr/share/AAVMF/AAVMF_VARS.fd" },
     },
+    emulators: { x86_64: true, aarch64: true },
     images: (overrides.images ?? []).map((n) => ({ name: n, readable: true })),
     serviceUser: "aos-unit",
     executable: "/usr/bin/aos-unit",
