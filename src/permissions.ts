@@ -193,10 +193,12 @@ export function permissionsFor(command: Subcommand, ctx: PermissionContext): Per
         run: [TOOLS.qemuImg],
       });
     case "cleanup":
-      return merge(dbus(), {
-        read: [p.runtimeDir, MACHINE_ID_FILE],
+      // net: the readiness probe decides how long a guest gets, QMP asks it to power down.
+      return merge(planning(p), dbus(), {
+        read: [dhcpDir(p)],
         write: [p.runtimeDir],
         run: [TOOLS.ip, TOOLS.nft],
+        net: ["*"],
       });
     case "run":
       // net stays unscoped here: readiness probes connect to leased addresses, and the

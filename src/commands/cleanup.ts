@@ -15,24 +15,63 @@ import { readMachineId } from "../host/facts.ts";
 import { createRunner } from "../host/runner.ts";
 import { type Logger, logger } from "../log.ts";
 import { recordedBridge, teardownNetwork } from "../net/apply.ts";
-import { bridgeName } from "../plan/identity.ts";
+import { envOverrides, loadAndPlan } from "../host/load.ts";
+import { readLeaseState } from "../net/leases.ts";
+import { answers, READY_PORT } from "../net/probe.ts";
+import { bridgeName, nodeMac } from "../plan/identity.ts";
+import { dhcpDir, nodeRunDir } from "../plan/layout.ts";
+import { powerDownNode } from "../vm/shutdown.ts";
 import { DNSMASQ_UNIT, MANAGER_UNIT, NODE_UNIT_PREFIX } from "../plan/units.ts";
 import { connectSystemBus } from "../systemd/bus.ts";
 import { Systemd } from "../systemd/systemd1.ts";
 import type { CommandContext } from "./context.ts";
 
-/** Generous: each node's ExecStop= gives its guest STOP_TIMEOUT_SEC, in parallel. */
-const UNITS_STOP_TIMEOUT_MS = 150_000;
+/** The stop timeout when the configuration cannot be read (runtime.conf's default). */
+const DEFAULT_STOP_TIMEOUT_SEC = 60;
 
-async function stopUnits(systemd: Systemd, log: Logger): Promise<string[]> {
-  const nodes = (await systemd.listUnits([`${NODE_UNIT_PREFIX}*.service`])).map((u) => u.name);
-  await Promise.all([...nodes, DNSMASQ_UNIT].map(async (name) => {
-    await systemd.stopUnit(name, UNITS_STOP_TIMEOUT_MS).catch((e) =>
-      log.warning(`Cannot stop ${name}: ${(e as Error).message}`)
+/**
+ * Powers every node unit down as the manager would (works from the units it
+ * finds, even with a broken configuration), then stops dnsmasq.
+ * @returns the node units stopped
+ */
+async function stopUnits(ctx: CommandContext, systemd: Systemd, log: Logger): Promise<string[]> {
+  let reserved = new Map<string, string>();
+  let stopTimeoutSec = DEFAULT_STOP_TIMEOUT_SEC;
+  try {
+    const { plan, config } = loadAndPlan(ctx.paths, envOverrides(ctx.env));
+    reserved = new Map(plan.nodes.flatMap((n) => (n.ip ? [[n.name, n.ip]] : [])));
+    stopTimeoutSec = config.runtime.stopTimeoutSec;
+  } catch (error) {
+    log.warning(`Reading the configuration: ${(error as Error).message}; using defaults`);
+  }
+  const leases = readLeaseState(`${dhcpDir(ctx.paths)}/leases.json`).leases;
+  const units = await systemd.listUnits([`${NODE_UNIT_PREFIX}*.service`]);
+  await Promise.all(units.map(async ({ name: unit }) => {
+    const name = unit.slice(NODE_UNIT_PREFIX.length, -".service".length);
+    const state = await systemd.unitState(unit);
+    if (state?.activeState === "failed" || state?.activeState === "inactive") {
+      await systemd.resetFailed(unit).catch(() => {});
+      return;
+    }
+    const ip = leases[nodeMac(name)]?.ip ?? reserved.get(name);
+    const phase = state?.subState === "auto-restart"
+      ? "restarting"
+      : ip && await answers(ip, READY_PORT, 400)
+      ? "up"
+      : "booting";
+    await powerDownNode(
+      systemd,
+      { name, unit, qmpSocket: `${nodeRunDir(ctx.paths, name)}/qmp`, phase },
+      stopTimeoutSec,
+      log,
     );
-    await systemd.resetFailed(name).catch(() => {});
+    await systemd.resetFailed(unit).catch(() => {});
   }));
-  return nodes;
+  await systemd.stopUnit(DNSMASQ_UNIT, 10_000).catch((e) =>
+    log.warning(`Cannot stop ${DNSMASQ_UNIT}: ${(e as Error).message}`)
+  );
+  await systemd.resetFailed(DNSMASQ_UNIT).catch(() => {});
+  return units.map((u) => u.name);
 }
 
 export async function cleanupCommand(ctx: CommandContext, afterFailure: boolean): Promise<number> {
@@ -57,7 +96,7 @@ export async function cleanupCommand(ctx: CommandContext, afterFailure: boolean)
       }
       log.warning("The manager ended while the unit was being stopped: taking the unit down");
     }
-    const stopped = systemd ? await stopUnits(systemd, log) : [];
+    const stopped = systemd ? await stopUnits(ctx, systemd, log) : [];
     const bridges: string[] = [];
     const recorded = recordedBridge(ctx.paths.runtimeDir);
     if (recorded) bridges.push(recorded);

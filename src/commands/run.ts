@@ -32,21 +32,10 @@ import { createNotifier, type Notifier } from "../systemd/notify.ts";
 import { SystemdSession } from "../systemd/session.ts";
 import type { Systemd, UnitState } from "../systemd/systemd1.ts";
 import { lastFailures } from "../vm/failures.ts";
-import { powerdownAndWait } from "../vm/qmp.ts";
+import { powerDownNode } from "../vm/shutdown.ts";
+import { answers, READY_PORT } from "../net/probe.ts";
 import type { CommandContext } from "./context.ts";
 import { startupErrorFile } from "./startup.ts";
-
-/** True when something answers on ip:port - a connection, or a refusal (the stack is up). */
-export async function answers(ip: string, port: number, timeoutMs: number): Promise<boolean> {
-  // The signal aborts the pending connect too: no half-open sockets pile up while waiting.
-  try {
-    const conn = await Deno.connect({ hostname: ip, port, signal: AbortSignal.timeout(timeoutMs) });
-    conn.close();
-    return true;
-  } catch (error) {
-    return error instanceof Deno.errors.ConnectionRefused;
-  }
-}
 
 /** systemd job types that mean "the manager comes back": guests keep running. */
 const RESTART_JOBS = new Set(["restart", "try-restart", "reload-or-restart", "reload-or-start"]);
@@ -55,9 +44,6 @@ const RESTART_JOBS = new Set(["restart", "try-restart", "reload-or-restart", "re
 class UnitDown extends RuntimeError {
   override name = "UnitDown";
 }
-
-/** How long a guest that never answered gets to power down when the unit stops. */
-const BOOTING_GRACE_MS = 2000;
 
 type Outcome = "stop" | "tick" | "changed";
 
@@ -108,7 +94,7 @@ class UnitWatch {
       }
       if (this.answered.get(node.name) === since) return;
       const ip = this.address(node);
-      if (ip && await answers(ip, 22, 400)) this.answered.set(node.name, since);
+      if (ip && await answers(ip, READY_PORT, 400)) this.answered.set(node.name, since);
     }));
   }
 
@@ -123,22 +109,6 @@ class UnitWatch {
       condition: this.condition(n),
       address: this.address(n),
     }));
-  }
-
-  /** Waits until systemd reports the unit inactive (or gone); false after the timeout. */
-  async waitInactive(unit: string, timeoutMs: number): Promise<boolean> {
-    const deadline = performance.now() + timeoutMs;
-    while (performance.now() < deadline) {
-      const systemd = this.session.systemd;
-      const state = await systemd?.unitState(unit).catch(() => undefined);
-      if (
-        systemd && (!state || state.activeState === "inactive" || state.activeState === "failed")
-      ) {
-        return true;
-      }
-      await Promise.race([this.changed, new Promise((r) => setTimeout(r, 200))]);
-    }
-    return false;
   }
 
   sidecarGaveUp(): boolean {
@@ -175,26 +145,21 @@ async function stopEverything(
   const started = performance.now();
   const nodesDown = Promise.all(plan.nodes.map(async (node) => {
     const condition = watch.condition(node);
-    const systemd = watch.session.systemd;
     if (condition === "stopped" || condition === "gave-up") {
-      await systemd?.resetFailed(node.unit.name).catch(() => {});
+      await watch.session.systemd?.resetFailed(node.unit.name).catch(() => {});
       return;
     }
-    const grace = condition === "ready" ? stopTimeoutSec * 1000 : BOOTING_GRACE_MS;
-    const result = condition === "restarting"
-      ? "unreachable"
-      : await powerdownAndWait(node.qmpSocket, grace);
-    if (result === "exited") {
-      log.info(`Node ${node.name} powered down in ${Math.round(performance.now() - started)} ms`);
-    } else if (condition === "ready") {
-      log.warning(`Node ${node.name} did not power down in ${stopTimeoutSec} s; stopping its unit`);
-    }
-    // QEMU is on its way out: its unit ends by itself (no ExecStop= run needed).
-    if (result === "exited" && await watch.waitInactive(node.unit.name, 5000)) return;
-    // Cancels a pending restart, and ends QEMU if the guest did not go by itself.
-    await systemd?.killUnit(node.unit.name, "SIGTERM").catch(() => {});
-    await systemd?.stopUnit(node.unit.name, (stopTimeoutSec + 10) * 1000).catch((e) =>
-      log.warning(`Cannot stop ${node.unit.name}: ${(e as Error).message}`)
+    await powerDownNode(
+      watch.session.systemd,
+      {
+        name: node.name,
+        unit: node.unit.name,
+        qmpSocket: node.qmpSocket,
+        phase: condition === "ready" ? "up" : condition === "restarting" ? "restarting" : "booting",
+      },
+      stopTimeoutSec,
+      log,
+      () => watch.changed,
     );
   }));
   await nodesDown;
