@@ -214,16 +214,19 @@ Examples:
 
   program.command("run")
     .description(
-      "ExecStart: prepare disks, start the sidecar, monitor and node units; READY when all nodes have addresses",
+      "ExecStart, unprivileged: READY when the nodes are usable, STATUS, the route monitor; on stop, ACPI powerdown",
     )
     .addHelpText("after", "\nExample (as systemd runs it):\n  ExecStart=/usr/bin/aos-unit run")
     .action(() => select({ command: "run", logFile: true, run: (ctx) => runCommand(ctx) }));
 
   program.command("monitor")
     .description(
-      "aos-unit-route-monitor.service: follow default-route changes, keep NAT and the table current",
+      "the route monitor (it runs inside `run`) in the foreground: follow default routes, keep NAT and the tables",
     )
-    .addHelpText("after", "\nExample:\n  systemctl status aos-unit-route-monitor")
+    .addHelpText(
+      "after",
+      "\nExample:\n  sudo aos-unit monitor   (its log in the unit: journalctl -u aos-unit)",
+    )
     .action(() => select({ command: "monitor", logFile: true, run: (ctx) => monitorCommand(ctx) }));
 
   program.command("powerdown")

@@ -665,24 +665,36 @@ export function systemScenario(suite: Suite) {
           const c = await serial("secondary");
           const killed = performance.now();
           await sh("systemctl kill -s KILL aos-unit-dnsmasq.service");
-          const answered = await waitFor(
-            "DNS from dnsmasq again",
-            async () => {
-              const a = await dnsFrom(topo.host, "10.200.1.1", 5300, "secondary.aos-unit", 200);
-              return a.startsWith("answer") ? performance.now() - killed : undefined;
-            },
-            10_000,
-            50,
-          );
-          c.skip();
-          await c.send("kill -USR1 $(pidof udhcpc)");
-          await c.expect(/AOSTEST lease ip=\S+ .*event=renew/, 5000, "a DHCP renewal");
-          const dhcp = performance.now() - killed;
+          // DNS from the host, and a one-shot DHCP client in the guest, both tried until
+          // the restarted dnsmasq answers.
+          const [answered, dhcp] = await Promise.all([
+            waitFor(
+              "DNS from dnsmasq again",
+              async () => {
+                const a = await dnsFrom(topo.host, "10.200.1.1", 5300, "secondary.aos-unit", 200);
+                return a.startsWith("answer") ? performance.now() - killed : undefined;
+              },
+              10_000,
+              50,
+            ),
+            waitFor(
+              "a DHCP answer again",
+              async () => {
+                const ok = await guestOk(
+                  c,
+                  "udhcpc -n -q -t 1 -T 1 -i eth0 -s /bin/true >/dev/null 2>&1",
+                );
+                return ok ? performance.now() - killed : undefined;
+              },
+              10_000,
+              0,
+            ),
+          ]);
           console.log(
-            `dnsmasq kill -> DNS ${Math.round(answered)} ms, DHCP renewal ${Math.round(dhcp)} ms`,
+            `dnsmasq kill -> DNS ${Math.round(answered)} ms, DHCP ${Math.round(dhcp)} ms`,
           );
           assert.ok(answered < 2000, `DNS back after ${answered} ms`);
-          assert.ok(dhcp < 2000 + 1000, `DHCP back after ${dhcp} ms`);
+          assert.ok(dhcp < 2000, `DHCP back after ${dhcp} ms`);
           assert.deepEqual(await show("aos-unit.service", "NRestarts", "InvocationID"), manager);
           assert.deepEqual([await leaseOf("main"), await leaseOf("secondary")], addresses);
           assert.deepEqual(await boots(), { main: 1, secondary: 1 });
@@ -913,7 +925,7 @@ export function systemScenario(suite: Suite) {
         await sh("systemctl stop aos-unit");
         const ms = Math.round(performance.now() - started);
         console.log(`stop during start-up: ${ms} ms`);
-        assert.ok(ms < 8000, `stop took ${ms} ms`);
+        assert.ok(ms < 8000, `stop took ${ms} ms:\n${await journal(60)}`);
         await noLeftovers();
       });
 
