@@ -8,6 +8,7 @@ import { Command, CommanderError, Option } from "commander";
 import type { CommandContext } from "./commands/context.ts";
 import { cleanupCommand } from "./commands/cleanup.ts";
 import { consoleCommand } from "./commands/console.ts";
+import { doctorCommand } from "./commands/doctor.ts";
 import { failedCommand } from "./commands/failed.ts";
 import { resetCommand } from "./commands/reset.ts";
 import { runCommand } from "./commands/run.ts";
@@ -149,6 +150,24 @@ Exit status: 0 when the unit and every node are running with an address, 1 other
     )
     .action((opts: { json?: boolean }) =>
       select({ command: "status", run: (ctx) => statusCommand(ctx, opts.json === true) })
+    );
+
+  program.command("doctor")
+    .description(
+      "check every host prerequisite without changing anything: ok/warn/fail, with the fix for each problem",
+    )
+    .option("--json", "print the checks as JSON")
+    .addHelpText(
+      "after",
+      `
+Examples:
+  sudo aos-unit doctor
+  aos-unit doctor --json | jq '.checks[] | select(.status != "ok")'
+
+Exit status: 0 when the unit can start (warnings allowed), 1 when a check failed.`,
+    )
+    .action((opts: { json?: boolean }) =>
+      select({ command: "doctor", run: (ctx) => doctorCommand(ctx, opts.json === true) })
     );
 
   program.command("console")

@@ -24,6 +24,7 @@ export const TOOLS = {
   sysctl: "/usr/sbin/sysctl",
   ss: "/usr/bin/ss",
   ln: "/usr/bin/ln",
+  cat: "/usr/bin/cat",
 } as const;
 
 /** The installed executable (the broker starts `aos-unit prepare` through it). */
@@ -33,7 +34,9 @@ export const SYSTEM_BUS_SOCKET = "/run/dbus/system_bus_socket";
 export const NOTIFY_SOCKET_DEFAULT = "/run/systemd/notify";
 export const MACHINE_ID_FILE = "/etc/machine-id";
 export const FIRMWARE_DIRS = ["/usr/share/OVMF", "/usr/share/AAVMF"] as const;
-export const KVM_DEVICE = "/dev/kvm";
+/** What `aos-unit doctor` looks at besides the usual places. */
+export const POLKIT_RULES = "/usr/share/polkit-1/rules.d/50-aos-unit.rules";
+export const PROC_CGROUPS = "/proc/cgroups";
 /** The shipped sample configuration (`aos-unit plan --config-dir` it). */
 export const EXAMPLES_DIR = "/usr/share/aos-unit/examples";
 
@@ -114,6 +117,7 @@ export const SUBCOMMANDS = [
   "validate",
   "plan",
   "status",
+  "doctor",
   "console",
   "reset",
   "startup",
@@ -135,7 +139,6 @@ function planning(p: Paths): Partial<PermissionSet> {
       p.stateDir,
       p.runtimeDir,
       MACHINE_ID_FILE,
-      KVM_DEVICE,
       ...FIRMWARE_DIRS,
       // Whether each guest architecture's emulator is installed.
       QEMU_BINARY.x86_64,
@@ -165,6 +168,30 @@ export function permissionsFor(command: Subcommand, ctx: PermissionContext): Per
       return merge(planning(p), { read: [EXAMPLES_DIR] });
     case "status":
       return merge(planning(p), dbus(), { read: [p.logsDir], run: [TOOLS.ip] });
+    case "doctor":
+      // Looks at everything the unit needs; changes nothing (no write grant at all).
+      return merge(planning(p), dbus(), {
+        read: [
+          p.logsDir,
+          PASSWD_FILE,
+          GROUP_FILE,
+          POLKIT_RULES,
+          TOOLS.ip,
+          TOOLS.nft,
+          TOOLS.dnsmasq,
+          TOOLS.conntrack,
+          TOOLS.qemuImg,
+        ],
+        run: [
+          TOOLS.ip,
+          TOOLS.nft,
+          TOOLS.ss,
+          TOOLS.sysctl,
+          TOOLS.cat,
+          TOOLS.qemuX86,
+          TOOLS.qemuArm,
+        ],
+      });
     case "console":
       return merge({ read: [p.runtimeDir], write: [p.runtimeDir], net: ["*"] });
     case "reset":

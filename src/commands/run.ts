@@ -33,6 +33,7 @@ import { SystemdSession } from "../systemd/session.ts";
 import type { Systemd, UnitState } from "../systemd/systemd1.ts";
 import { lastFailures } from "../vm/failures.ts";
 import { powerDownNode } from "../vm/shutdown.ts";
+import { boundLog } from "../vm/log_bounds.ts";
 import { answers, READY_PORT } from "../net/probe.ts";
 import type { CommandContext } from "./context.ts";
 import { startupErrorFile } from "./startup.ts";
@@ -214,6 +215,7 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
     onConnect: () => watch?.notifyChange(),
   });
   let notifier: Notifier | undefined;
+  let logBounds: ReturnType<typeof setInterval> | undefined;
   try {
     // 0. A permanent error the broker (ExecStartPre=) deferred to us, so systemd sees exit 2.
     let deferred: string | undefined;
@@ -253,6 +255,22 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
 
     await linkDocumentedPaths(runner, plan);
     await monitor.start();
+    // Size-bounded logs, checked every second (a console can be written flat out).
+    const logs: [string, number][] = [
+      ...plan.nodes.map((n) =>
+        [n.serialLog, config.runtime.serialLogMaxKb * 1024] as [string, number]
+      ),
+      [plan.failureLog, config.runtime.failureLogMaxKb * 1024],
+    ];
+    logBounds = setInterval(() => {
+      for (const [path, max] of logs) {
+        try {
+          if (boundLog(path, max)) log.info(`Rotated ${path} (cap ${Math.round(max / 1024)} KiB)`);
+        } catch (error) {
+          log.warning(`Cannot rotate ${path}: ${(error as Error).message}`);
+        }
+      }
+    }, 1000);
 
     // Ready means usable: every node running and answering, or given up on by systemd.
     const started = performance.now();
@@ -351,6 +369,7 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
     }
     throw error;
   } finally {
+    clearInterval(logBounds);
     session.close();
     notifier?.close();
   }

@@ -53,6 +53,7 @@ import { connectSystemBus } from "../systemd/bus.ts";
 import { reconcileUnit, stopStale } from "../systemd/reconcile.ts";
 import { Systemd } from "../systemd/systemd1.ts";
 import { preparationNeeded } from "../vm/disk.ts";
+import { accessProblem, type Identity, nodeFileNeeds } from "../vm/file_access.ts";
 import type { CommandContext } from "./context.ts";
 
 export interface StartupOptions {
@@ -114,6 +115,25 @@ async function prepare(
     const text = result?.stderr.trim().split("\n").map((l) => l.replace(/^<\d>/, "")).join("\n");
     if (result?.code === EXIT_CONFIG) throw new ConfigError([], text ?? "aos-unit prepare failed");
     throw new RuntimeError(`Cannot prepare the nodes' files: ${text ?? (error as Error).message}`);
+  }
+}
+
+/**
+ * Pre-flight: every file QEMU will open, checked for its user before any unit
+ * starts. A problem is a configuration error (exit 2) naming the file and the
+ * fix, not a node crash-looping into its start limit.
+ */
+function checkNodeFiles(plan: Plan, who: Identity): void {
+  const problems = plan.nodes.flatMap((n) =>
+    nodeFileNeeds(n, plan.failureLog).map((need) => accessProblem(need, who)).filter((p) =>
+      p !== undefined
+    )
+  );
+  if (problems.length > 0) {
+    throw new ConfigError(
+      [],
+      [...new Set(problems.map((p) => `${p.message}; fix: ${p.fix}`))].join("\n"),
+    );
   }
 }
 
@@ -185,6 +205,7 @@ export async function startupCommand(
 
     if (systemd) {
       await prepare(ctx, runner, plan, user, loaded.facts.executable, log);
+      checkNodeFiles(plan, { name: loaded.facts.serviceUser, uid: user.uid, gids: [user.gid] });
       // Nodes the configuration no longer has go first: their taps are about to be removed.
       await stopStale(
         systemd,

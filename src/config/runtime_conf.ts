@@ -17,6 +17,8 @@ export const RUNTIME_DEFAULTS = {
   ROUTE_DEBOUNCE_MS: "250",
   READY_TIMEOUT_SEC: "300",
   STOP_TIMEOUT_SEC: "60",
+  SERIAL_LOG_MAX_KB: "16384",
+  FAILURE_LOG_MAX_KB: "4096",
 } as const;
 
 export type RuntimeKey = keyof typeof RUNTIME_DEFAULTS;
@@ -168,6 +170,8 @@ export function parseRuntimeConf(
   const routeDebounceMs = integer("ROUTE_DEBOUNCE_MS", 0, 60000, "milliseconds");
   const readyTimeoutSec = integer("READY_TIMEOUT_SEC", 1, 86400, "seconds");
   const stopTimeoutSec = integer("STOP_TIMEOUT_SEC", 1, 3600, "seconds");
+  const serialLogMaxKb = integer("SERIAL_LOG_MAX_KB", 64, 16777216, "kibibytes");
+  const failureLogMaxKb = integer("FAILURE_LOG_MAX_KB", 64, 16777216, "kibibytes");
 
   const upstreamEntry = get("UPSTREAM_DNS");
   const upstreamDns = upstreamEntry.value;
@@ -205,6 +209,8 @@ export function parseRuntimeConf(
       routeDebounceMs,
       readyTimeoutSec,
       stopTimeoutSec,
+      serialLogMaxKb,
+      failureLogMaxKb,
     },
     diagnostics,
   };
@@ -237,5 +243,7 @@ export function formatRuntimeConf(config: RuntimeConfig): string {
     `ROUTE_DEBOUNCE_MS="${config.routeDebounceMs}"`,
     `READY_TIMEOUT_SEC="${config.readyTimeoutSec}"`,
     `STOP_TIMEOUT_SEC="${config.stopTimeoutSec}"`,
+    `SERIAL_LOG_MAX_KB="${config.serialLogMaxKb}"`,
+    `FAILURE_LOG_MAX_KB="${config.failureLogMaxKb}"`,
   ].join("\n") + "\n";
 }

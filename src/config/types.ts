@@ -48,6 +48,10 @@ export interface RuntimeConfig {
   readyTimeoutSec: number;
   /** How long a guest gets to power down after ACPI powerdown. */
   stopTimeoutSec: number;
+  /** A node's serial log is rotated (one old copy kept) before it grows past this. */
+  serialLogMaxKb: number;
+  /** vm-failures.log likewise. */
+  failureLogMaxKb: number;
 }
 
 export interface Config {

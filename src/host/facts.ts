@@ -4,7 +4,7 @@ import type { Arch } from "../config/types.ts";
 import { rethrowAccessErrors, RuntimeError } from "../errors.ts";
 import { isMachineId } from "../plan/identity.ts";
 import type { Firmware, HostFacts, ImageFile, Paths } from "../plan/types.ts";
-import { KVM_DEVICE, MACHINE_ID_FILE } from "../permissions.ts";
+import { MACHINE_ID_FILE } from "../permissions.ts";
 import { QEMU_BINARY } from "../plan/qemu.ts";
 
 export const SERVICE_USER = "aos-unit";
@@ -90,10 +90,6 @@ export function findEmulators(): Partial<Record<Arch, boolean>> {
   return { x86_64: exists(QEMU_BINARY.x86_64), aarch64: exists(QEMU_BINARY.aarch64) };
 }
 
-export function kvmDevicePresent(): boolean {
-  return exists(KVM_DEVICE);
-}
-
 export interface FactOverrides {
   serviceUser?: string | undefined;
   executable?: string | undefined;
@@ -129,7 +125,8 @@ export function gatherFacts(paths: Paths, overrides: FactOverrides = {}): HostFa
   return {
     machineId: readMachineId(),
     hostArch: hostArch(),
-    kvmUsable: overrides.kvmUsable ?? cachedKvmProbe(paths) ?? kvmDevicePresent(),
+    // Known once the broker has probed it (cached per boot); TCG until then.
+    kvmUsable: overrides.kvmUsable ?? cachedKvmProbe(paths) ?? false,
     firmware: findFirmware(),
     emulators: findEmulators(),
     images: listImages(paths.stateDir),

@@ -42,7 +42,8 @@ export function lastFailures(
   const out = new Map<string, FailureRecord>();
   let text = "";
   try {
-    text = Deno.readTextFileSync(failureLogPath(logsDir));
+    // Only the end: the log is bounded, and the newest records are what counts.
+    text = readTail(failureLogPath(logsDir), TAIL_BYTES);
   } catch (error) {
     rethrowAccessErrors(error, failureLogPath(logsDir));
     return out;
@@ -57,30 +58,39 @@ export function lastFailures(
   return out;
 }
 
-/** The last `n` lines of a text file (reads only its end). */
+/** How much of vm-failures.log `status` reads: far more than the last record of each node. */
+const TAIL_BYTES = 256 * 1024;
+
+/**
+ * The last `maxBytes` of a file, from the first complete line on.
+ * @throws when the file cannot be read
+ */
+export function readTail(path: string, maxBytes: number): string {
+  const file = Deno.openSync(path, { read: true });
+  try {
+    const size = file.statSync().size;
+    const start = Math.max(0, size - maxBytes);
+    file.seekSync(start, Deno.SeekMode.Start);
+    const buf = new Uint8Array(size - start);
+    let read = 0;
+    while (read < buf.length) {
+      const k = file.readSync(buf.subarray(read));
+      if (k === null) break;
+      read += k;
+    }
+    const text = new TextDecoder().decode(buf.subarray(0, read));
+    return start > 0 ? text.slice(text.indexOf("\n") + 1) : text;
+  } finally {
+    file.close();
+  }
+}
+
+/** The last `n` lines of a text file (reads only its end); none when it cannot be read. */
 export function tailLines(path: string, n: number, maxBytes = 64 * 1024): string[] {
   try {
-    const file = Deno.openSync(path, { read: true });
-    try {
-      const size = file.statSync().size;
-      const start = Math.max(0, size - maxBytes);
-      file.seekSync(start, Deno.SeekMode.Start);
-      const buf = new Uint8Array(size - start);
-      let read = 0;
-      while (read < buf.length) {
-        const k = file.readSync(buf.subarray(read));
-        if (k === null) break;
-        read += k;
-      }
-      const lines = new TextDecoder().decode(buf.subarray(0, read)).replaceAll("\r", "").split(
-        "\n",
-      );
-      if (start > 0) lines.shift();
-      while (lines.length > 0 && lines.at(-1) === "") lines.pop();
-      return lines.slice(-n);
-    } finally {
-      file.close();
-    }
+    const lines = readTail(path, maxBytes).replaceAll("\r", "").split("\n");
+    while (lines.length > 0 && lines.at(-1) === "") lines.pop();
+    return lines.slice(-n);
   } catch {
     return [];
   }
