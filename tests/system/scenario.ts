@@ -10,6 +10,7 @@
 
 import assert from "node:assert/strict";
 import type { Status } from "../../src/commands/status.ts";
+import type { CheckResult } from "../../src/host/checks.ts";
 import type { FailureRecord } from "../../src/vm/failures.ts";
 import { buildGuests, ROOT } from "../lib/aos.ts";
 import { Bed } from "../lib/bed.ts";
@@ -130,6 +131,13 @@ export function systemScenario(suite: Suite) {
       }
       await sh("chown aos-unit:aos-unit /var/lib/aos-unit/*.qcow2");
       await writeConfig(UNIT_CONFIG);
+    };
+    const doctorJson = async () => {
+      const r = await bed.exec(["aos-unit", "doctor", "--json"]);
+      return {
+        code: r.code,
+        ...JSON.parse(r.stdout) as { canStart: boolean; checks: CheckResult[] },
+      };
     };
     const journal = async (lines = 80) =>
       (await bed.exec(["journalctl", "-u", "aos-*", "-n", String(lines), "--no-pager"])).stdout;
@@ -405,6 +413,39 @@ export function systemScenario(suite: Suite) {
             10_000,
             200,
           );
+        },
+      );
+
+      await t.step("aos-unit doctor on the running unit: every check passes but KVM", async () => {
+        const d = await doctorJson();
+        assert.equal(d.code, 0, JSON.stringify(d.checks, null, 2));
+        const notOk = d.checks.filter((c) => c.status !== "ok").map((c) => c.id);
+        assert.deepEqual(notOk, ["kvm"], "only KVM (no /dev/kvm in a container) is not ok");
+        assert.match(d.checks.find((c) => c.id === "kvm")!.detail, /TCG/);
+      });
+
+      await t.step(
+        "doctor names a stopped systemd-resolved and a missing polkit rule, with fixes",
+        async () => {
+          await sh("systemctl stop systemd-resolved");
+          try {
+            const c = (await doctorJson()).checks.find((x) => x.id === "resolved")!;
+            assert.equal(c.status, "warn");
+            assert.match(c.fix!, /systemctl enable --now systemd-resolved/);
+          } finally {
+            await sh("systemctl start systemd-resolved");
+          }
+          const rules = "/usr/share/polkit-1/rules.d/50-aos-unit.rules";
+          await sh(`mv ${rules} /root/rules.saved`);
+          try {
+            const d = await doctorJson();
+            assert.equal(d.code, 1, "the unit cannot start without its polkit rule");
+            const c = d.checks.find((x) => x.id === "polkit")!;
+            assert.equal(c.status, "fail");
+            assert.match(c.fix!, /apt-get install --reinstall aos-unit/);
+          } finally {
+            await sh(`mv /root/rules.saved ${rules}`);
+          }
         },
       );
 
@@ -889,6 +930,54 @@ export function systemScenario(suite: Suite) {
         },
       );
 
+      // The full minute on one release; the other shows the same mechanism in less time.
+      const floodSec = suite === "bookworm" ? 60 : 15;
+      await t.step(
+        `a guest writing its console flat out for ${floodSec} s leaves logs under the cap`,
+        async () => {
+          const capKb = 256;
+          await bed.exec(["sh", "-c", "cat > /etc/aos-unit/runtime.conf"], {
+            stdin: `SERIAL_LOG_MAX_KB="${capKb}"\n`,
+          });
+          await sh("systemctl restart aos-unit");
+          await waitRunning();
+          const since = (await sh("date +%s.%N")).trim();
+          const c = await serial("secondary");
+          await c.send(
+            `timeout ${floodSec} sh -c 'while :; do echo flood-0123456789-abcdefghijklmnopqrstuvwxyz-0123456789; done'; echo AOSTEST flood done`,
+          );
+          let largest = 0;
+          const sizes = async () => {
+            const out = await sh(
+              "stat -c %s /var/log/aos-unit/secondary-serial.log /var/log/aos-unit/secondary-serial.log.1 2>/dev/null || true",
+            );
+            return out.split("\n").filter(Boolean).map(Number);
+          };
+          const sampler = setInterval(async () => {
+            for (const size of await sizes().catch(() => [])) largest = Math.max(largest, size);
+          }, 500);
+          try {
+            await c.expect(/^AOSTEST flood done/, (floodSec + 60) * 1000, "the flood's end");
+          } finally {
+            clearInterval(sampler);
+          }
+          for (const size of await sizes()) largest = Math.max(largest, size);
+          const rotations = (await sh(`journalctl -u aos-unit --no-pager --since @${since}`))
+            .split("\n").filter((l) => l.includes("Rotated /var/log/aos-unit/secondary-serial.log"))
+            .length;
+          console.log(
+            `console flood ${floodSec} s: ${rotations} rotation(s), largest file ${
+              Math.round(largest / 1024)
+            } KiB, cap ${capKb} KiB`,
+          );
+          assert.ok(rotations > 0, "the flood was big enough to need rotation");
+          assert.ok(largest <= capKb * 1024, `a log grew to ${largest} bytes`);
+          c.close();
+          await sh("rm /etc/aos-unit/runtime.conf && systemctl restart aos-unit");
+          await waitRunning();
+        },
+      );
+
       await t.step(
         "systemctl stop aos-unit powers guests down gracefully and leaves nothing",
         async () => {
@@ -907,6 +996,59 @@ export function systemScenario(suite: Suite) {
             runtime.code !== 0 || runtime.stdout.trim() === "",
             `runtime files left: ${runtime.stdout}`,
           );
+        },
+      );
+
+      await t.step(
+        "a serial log left to root: exit 2 naming the file and the fix, no node started",
+        async () => {
+          await sh(
+            "chown root:root /var/log/aos-unit/main-serial.log && chmod 644 /var/log/aos-unit/main-serial.log",
+          );
+          const since = (await sh("date +%s.%N")).trim();
+          const r = await bed.exec(["systemctl", "start", "aos-unit"]);
+          assert.notEqual(r.code, 0);
+          const j = await sh(`journalctl --no-pager --since @${since}`);
+          assert.match(
+            j,
+            /QEMU \(user aos-unit\) cannot write the serial log \/var\/log\/aos-unit\/main-serial\.log .*fix: chown aos-unit:aos-unit \/var\/log\/aos-unit\/main-serial\.log/,
+          );
+          assert.match(j, /status=2/);
+          assert.doesNotMatch(j, /Started aos-node-/, "no node unit started");
+          const d = await doctorJson();
+          const c = d.checks.find((x) => x.id === "node-files")!;
+          assert.equal(c.status, "fail");
+          assert.match(c.fix!, /chown aos-unit:aos-unit \/var\/log\/aos-unit\/main-serial\.log/);
+          await sh(
+            "chown aos-unit:aos-unit /var/log/aos-unit/main-serial.log; systemctl reset-failed aos-unit",
+          );
+          await noLeftovers();
+        },
+      );
+
+      await t.step(
+        "an aarch64 node without the arm emulator: exit 2 naming the package to install",
+        async () => {
+          await sh(
+            "cp /var/lib/aos-unit/aos-vm-secondary-qemux86-64.qcow2 /var/lib/aos-unit/aos-vm-arm-arm64.qcow2",
+          );
+          await writeConfig(UNIT_CONFIG + "    - { name: arm, cpu: 1, mem: 512M, arch: arm64 }\n");
+          const since = (await sh("date +%s.%N")).trim();
+          const r = await bed.exec(["systemctl", "start", "aos-unit"]);
+          assert.notEqual(r.code, 0);
+          const j = await sh(`journalctl --no-pager --since @${since}`);
+          assert.match(
+            j,
+            /No QEMU for aarch64 guests on this host: install qemu-system-arm \(node "arm"\)/,
+          );
+          assert.match(j, /install qemu-efi-aarch64/);
+          assert.match(j, /status=2/);
+          const c = (await doctorJson()).checks.find((x) => x.id === "emulator")!;
+          assert.equal(c.status, "fail");
+          assert.equal(c.fix, "apt-get install qemu-system-arm");
+          await sh("systemctl reset-failed aos-unit; rm /var/lib/aos-unit/aos-vm-arm-arm64.qcow2");
+          await writeConfig(UNIT_CONFIG);
+          await noLeftovers();
         },
       );
 
