@@ -255,7 +255,7 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
 
     await linkDocumentedPaths(runner, plan);
     await monitor.start();
-    // Size-bounded logs, checked every second (a console can be written flat out).
+    // Size-bounded logs, checked four times a second (a console can be written flat out).
     const logs: [string, number][] = [
       ...plan.nodes.map((n) =>
         [n.serialLog, config.runtime.serialLogMaxKb * 1024] as [string, number]
@@ -270,7 +270,7 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
           log.warning(`Cannot rotate ${path}: ${(error as Error).message}`);
         }
       }
-    }, 1000);
+    }, 250);
 
     // Ready means usable: every node running and answering, or given up on by systemd.
     const started = performance.now();

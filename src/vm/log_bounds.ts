@@ -1,6 +1,6 @@
 /**
  * Size-bounded logs: a guest that writes its console flat out must not fill
- * the disk between two logrotate runs. Past three quarters of its cap a log
+ * the disk between two logrotate runs. Past half of its cap a log
  * is copied to FILE.1 (replacing the older copy) and truncated in place;
  * QEMU appends (O_APPEND), so it simply goes on at the start.
  */
@@ -8,8 +8,8 @@
 import { writeFileAtomic } from "../host/atomic.ts";
 import { readTail } from "./failures.ts";
 
-/** Rotates when the file passes this share of its cap (checks come every second). */
-export const ROTATE_AT = 0.75;
+/** Rotates when the file passes this share of its cap: the rest is room for what a guest writes until the next check (every 250 ms). */
+export const ROTATE_AT = 0.5;
 
 /**
  * Keeps `path` and `path.1` each under `maxBytes`.
