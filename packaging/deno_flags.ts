@@ -1,15 +1,60 @@
 /**
- * Prints the Deno permission flags of the installed aos-unit (the union of
- * every subcommand's set, for the FHS paths), one per line. Used by
- * build_package.sh for the launcher and for `deno compile`.
+ * The Deno flags of the installed aos-unit, from the permission table.
+ *   deno run packaging/deno_flags.ts           the union of every subcommand's set, one flag
+ *                                              per line (for `deno compile`)
+ *   deno run packaging/deno_flags.ts launcher  the /usr/bin/aos-unit launcher of the bundle
+ *                                              flavour: each subcommand started with exactly
+ *                                              its own set (exact unix socket paths where the
+ *                                              table names them), then narrowed again inside
  */
 import { FHS_PATHS } from "../src/host/paths.ts";
-import { denoFlags, NOTIFY_SOCKET_DEFAULT, unionPermissions } from "../src/permissions.ts";
+import {
+  denoFlags,
+  NOTIFY_SOCKET_DEFAULT,
+  permissionsFor,
+  SUBCOMMANDS,
+  unionPermissions,
+} from "../src/permissions.ts";
 
-for (
-  const flag of denoFlags(
-    unionPermissions({ paths: FHS_PATHS, notifySocket: NOTIFY_SOCKET_DEFAULT }),
-  )
-) {
-  console.log(flag);
+const ctx = { paths: FHS_PATHS, notifySocket: NOTIFY_SOCKET_DEFAULT };
+/** The env every subcommand's dispatch reads before it narrows (see DISPATCH_ENV). */
+const dispatchEnv = unionPermissions(ctx).env;
+
+/** Lower memory for every process: a small young generation, no optimizing compiler. */
+export const V8_FLAGS = "--v8-flags=--max-semi-space-size=1,--lite-mode";
+
+function quote(flag: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(flag) ? flag : `'${flag.replaceAll("'", `'\\''`)}'`;
+}
+
+if (Deno.args[0] === "launcher") {
+  const lines = [
+    "#!/bin/sh",
+    "# aos-unit launcher (bundle flavour): the pinned Deno runtime runs the bundled program.",
+    "# Each subcommand starts with exactly its own Deno permissions (aos-unit(8), SECURITY",
+    "# MODEL), generated from src/permissions.ts; it narrows itself again once running.",
+    "DENO_NO_UPDATE_CHECK=1 DENO_NO_PROMPT=1",
+    "export DENO_NO_UPDATE_CHECK DENO_NO_PROMPT",
+    "# Root (the broker) never writes Deno's code cache: it would land in the service user's",
+    "# directories. The service user's cache is in CacheDirectory= (/var/cache/aos-unit).",
+    'if [ "$(id -u)" = 0 ]; then cache=--no-code-cache',
+    'elif [ -n "${CACHE_DIRECTORY:-}" ]; then cache=; DENO_DIR=${CACHE_DIRECTORY%%:*}/deno; export DENO_DIR',
+    "else cache=; fi",
+    'case "${1:-}" in',
+  ];
+  for (const command of SUBCOMMANDS) {
+    const set = permissionsFor(command, ctx);
+    const flags = denoFlags({ ...set, env: [...new Set([...set.env, ...dispatchEnv])].sort() });
+    lines.push(`${command}) perms='${flags.map(quote).join(" ").replaceAll("'", `'\\''`)}' ;;`);
+  }
+  lines.push(
+    // --help, --version, typos: the union (commander answers before any subcommand runs).
+    `*) perms='${denoFlags(unionPermissions(ctx)).map(quote).join(" ").replaceAll("'", `'\\''`)}' ;;`,
+    "esac",
+    "# shellcheck disable=SC2086 # $perms and $cache are lists of flags",
+    `eval "exec /usr/lib/aos-unit/deno run --quiet --no-config --no-lock --cached-only --unstable-net ${V8_FLAGS} \\$cache $perms /usr/lib/aos-unit/aos-unit.js \\"\\$@\\""`,
+  );
+  console.log(lines.join("\n"));
+} else {
+  for (const flag of denoFlags(unionPermissions(ctx))) console.log(flag);
 }

@@ -1,36 +1,47 @@
 #!/usr/bin/env bash
 # Build tiny qcow2 guest disks that boot like the real AosCore images
-# (UEFI: GPT + ESP + standalone GRUB; BIOS: MBR + GRUB i386-pc), from Debian
-# packages only, without loop devices or mounts. See README.md beside this file.
+# (UEFI: GPT + ESP + standalone GRUB; BIOS: MBR + GRUB i386-pc; arm64: UEFI
+# only), from Debian packages only, without loop devices or mounts. See
+# README.md beside this file.
 set -euo pipefail
 
 PROG=${0##*/}
 
 usage() {
 	cat <<'EOF'
-Usage: tests/guest/build.sh --out DIR --name NAME [--name NAME...] [--arch amd64]
+Usage: tests/guest/build.sh --out DIR --name NAME [--name NAME...] [--arch amd64|arm64]
 
 Builds, for each NAME, into DIR:
+  --arch amd64 (default):
   aos-vm-NAME-amd64-uefi.qcow2  GPT disk, p1 = EFI system partition (standalone
                                 GRUB as /EFI/BOOT/BOOTX64.EFI), p2 and p3 empty
   aos-vm-NAME-amd64.qcow2       MBR disk for SeaBIOS (GRUB i386-pc), same layout
+  --arch arm64:
+  aos-vm-NAME-arm64-uefi.qcow2  GPT disk for AAVMF, same layout, GRUB as
+                                /EFI/BOOT/BOOTAA64.EFI
 
-Both boot Debian's linux-image-6.1.0-*-amd64 with a busybox initramfs whose
-/init prints "AOSTEST ..." marker lines on ttyS0 (see tests/guest/README.md).
-The node name is passed to the kernel as aos.name=NAME by the GRUB config.
+They boot Debian's linux-image-6.1.0-*-ARCH with a busybox initramfs whose
+/init prints "AOSTEST ..." marker lines on the serial console (ttyS0; ttyAMA0
+on arm64; see tests/guest/README.md). The node name is passed to the kernel as
+aos.name=NAME by the GRUB config. The arm64 kernel, busybox-static and GRUB
+modules are arm64 .debs that are downloaded and unpacked, never installed (apt
+needs the arm64 architecture: "dpkg --add-architecture arm64" is done if
+missing).
 
 Options:
   --out DIR     output directory (created if missing)
   --name NAME   node name (letters, digits, '-'; max 63); repeatable
-  --arch ARCH   guest architecture; only amd64 is supported (default amd64)
+  --arch ARCH   guest architecture: amd64 (x86_64) or arm64 (aarch64);
+                default amd64
   -h, --help    show this help
 
 Environment:
   AOS_TEST_CACHE       cache root (default /var/cache/aos-unit-tests); results
-                       go to $AOS_TEST_CACHE/guest/<key>/, kernel .debs to
+                       go to $AOS_TEST_CACHE/guest/<key>/, .debs to
                        $AOS_TEST_CACHE/guest/debs/
   AOS_TEST_KERNEL_PKG  use this kernel package instead of the newest
                        linux-image-6.1.0-N-amd64 that apt knows about
+  AOS_TEST_KERNEL_PKG_ARM64  the same for arm64 (linux-image-6.1.0-N-arm64)
   TMPDIR               scratch space if /dev/shm is not usable
 EOF
 }
@@ -92,7 +103,11 @@ done
 	usage >&2
 	die "at least one --name is required"
 }
-[[ $ARCH == amd64 ]] || die "unsupported --arch '$ARCH' (only amd64)"
+case $ARCH in
+amd64 | x86_64) ARCH=amd64 ;;
+arm64 | aarch64) ARCH=arm64 ;;
+*) die "unsupported --arch '$ARCH' (amd64 or arm64)" ;;
+esac
 for n in "${NAMES[@]}"; do
 	[[ $n =~ ^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$ ]] ||
 		die "invalid name '$n' (letters, digits and '-', 1-63 chars, no leading/trailing '-')"
@@ -116,9 +131,13 @@ REQUIRED=(
 	"grub-mkimage=grub-common"
 	"flock=util-linux"
 	"sha256sum=coreutils"
-	"/usr/lib/grub/x86_64-efi/linux.mod=grub-efi-amd64-bin"
-	"/usr/lib/grub/i386-pc/boot.img=grub-pc-bin"
 )
+if [[ $ARCH == amd64 ]]; then
+	REQUIRED+=(
+		"/usr/lib/grub/x86_64-efi/linux.mod=grub-efi-amd64-bin"
+		"/usr/lib/grub/i386-pc/boot.img=grub-pc-bin"
+	)
+fi
 ensure_tools() {
 	local item what pkg missing=()
 	for item in "${REQUIRED[@]}"; do
@@ -131,7 +150,8 @@ ensure_tools() {
 		fi
 		missing+=("$pkg")
 	done
-	# The guest userland is the host's static busybox.
+	# The amd64 guest userland is the host's static busybox; for arm64 its
+	# --list-full gives the applet links.
 	if [[ $(dpkg-query -W -f='${Status}' busybox-static 2>/dev/null) != "install ok installed" ]]; then
 		missing+=(busybox-static)
 	fi
@@ -148,42 +168,105 @@ ensure_tools
 BUSYBOX=/bin/busybox
 [[ -x $BUSYBOX ]] || die "$BUSYBOX missing (package busybox-static)"
 
+# ---------------------------------------------------------------- arch
+# VARIANTS: the images built per name (uefi: GPT; bios: MBR).
+if [[ $ARCH == amd64 ]]; then
+	CONSOLE=ttyS0
+	VARIANTS=(uefi bios)
+	GRUB_EFI_TARGET=x86_64-efi
+	EFI_BOOT_FILE=BOOTX64.EFI
+else
+	CONSOLE=ttyAMA0 # PL011 on the "virt" machine
+	VARIANTS=(uefi)
+	GRUB_EFI_TARGET=arm64-efi
+	EFI_BOOT_FILE=BOOTAA64.EFI
+fi
+
 # ---------------------------------------------------------------- cache key
 # With Debian's container apt config (no pkgcache.bin) every apt-cache call
-# costs ~0.5 s, so ask once: "PKG VERSION" for each package with a candidate.
-apt_candidates() { # PATTERN (package name or apt regex)
-	apt-cache policy "$1" 2>/dev/null | awk '
-		/^[^ ].*:$/ { pkg = substr($0, 1, length($0) - 1) }
+# costs ~0.5 s, so ask once: "PKG VERSION" for each package with a candidate
+# (an ":ARCH" qualifier is dropped from PKG).
+apt_candidates() { # PATTERN... (package names or apt regexes)
+	apt-cache policy "$@" 2>/dev/null | awk '
+		/^[^ ].*:$/ { pkg = substr($0, 1, length($0) - 1); sub(/:[a-z0-9]+$/, "", pkg) }
 		/^  Candidate:/ && $2 != "(none)" { print pkg, $2 }'
 }
-pick_kernel() { # prints "PKG VERSION" of the newest linux-image-6.1.0-N-amd64
-	if [[ -n ${AOS_TEST_KERNEL_PKG:-} ]]; then
-		apt_candidates "$AOS_TEST_KERNEL_PKG" | awk 'NR == 1'
+# arm64 also needs busybox-static and the GRUB modules as arm64 .debs.
+EXTRA_DEBS=()
+[[ $ARCH == arm64 ]] && EXTRA_DEBS=(busybox-static grub-efi-arm64-bin)
+KPIN=${AOS_TEST_KERNEL_PKG:-}
+[[ $ARCH == arm64 ]] && KPIN=${AOS_TEST_KERNEL_PKG_ARM64:-}
+KPIN=${KPIN%%:*}
+KRE="^linux-image-6[.]1[.]0-[0-9]+-$ARCH"
+CANDIDATES=""
+query_apt() {
+	local p extra=()
+	for p in "${EXTRA_DEBS[@]}"; do
+		extra+=("$p:$ARCH")
+	done
+	CANDIDATES=$(apt_candidates "${KPIN:-$KRE\$}" "${extra[@]}")
+}
+pick_kernel() { # prints "PKG VERSION" of the newest linux-image-6.1.0-N-ARCH
+	if [[ -n $KPIN ]]; then
+		awk -v p="$KPIN" '$1 == p { print; exit }' <<<"$CANDIDATES"
 		return 0
 	fi
-	apt_candidates '^linux-image-6\.1\.0-[0-9]+-amd64$' |
-		grep -E '^linux-image-6\.1\.0-[0-9]+-amd64 ' | sort -rV | awk 'NR == 1'
+	grep -E "$KRE " <<<"$CANDIDATES" | sort -rV | awk 'NR == 1'
 }
-KSEL=$(pick_kernel)
-if [[ -z $KSEL ]]; then
-	log "no linux-image-6.1.0-*-amd64 known to apt; running apt-get update"
-	apt-get update -qq >&2
-	KSEL=$(pick_kernel)
+candidate() { awk -v p="$1" '$1 == p { print $2; exit }' <<<"$CANDIDATES"; }
+have_candidates() {
+	local p
+	[[ -n $(pick_kernel) ]] || return 1
+	for p in "${EXTRA_DEBS[@]}"; do
+		[[ -n $(candidate "$p") ]] || return 1
+	done
+}
+query_apt
+if ! have_candidates; then
+	if [[ $ARCH != "$(dpkg --print-architecture)" ]] &&
+		! dpkg --print-foreign-architectures | grep -qx "$ARCH"; then
+		log "adding the $ARCH architecture to dpkg (for apt-get download only)"
+		dpkg --add-architecture "$ARCH"
+	fi
+	log "no linux-image-6.1.0-*-$ARCH (or ${EXTRA_DEBS[*]:-nothing else}) known to apt; running apt-get update"
+	apt-get update -qq >&2 || log "warning: apt-get update failed; trying what apt has"
+	query_apt
 fi
-[[ -n $KSEL ]] || die "no linux-image-6.1.0-*-amd64 package available"
+KSEL=$(pick_kernel)
+[[ -n $KSEL ]] || die "no linux-image-6.1.0-*-$ARCH package available"
 KPKG=${KSEL% *}
 KVER=${KSEL#* }
 pkgver() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo none; }
-BBVER=$(pkgver busybox-static)
+GRUBVER=""
+if [[ $ARCH == amd64 ]]; then
+	BBVER=$(pkgver busybox-static)
+else
+	BBVER=$(candidate busybox-static)
+	GRUBVER=$(candidate grub-efi-arm64-bin)
+	[[ -n $BBVER && -n $GRUBVER ]] || die "apt knows no busybox-static:$ARCH or grub-efi-arm64-bin:$ARCH"
+fi
 
+# Every key hashes this script: an edit rebuilds the images (a few seconds).
 SELF=$(readlink -f "${BASH_SOURCE[0]}")
-KEY=$({
-	sha256sum <"$SELF"
-	echo "kernel=$KPKG=$KVER"
-	echo "busybox-static=$BBVER"
-	echo "grub-efi-amd64-bin=$(pkgver grub-efi-amd64-bin)"
-	echo "grub-pc-bin=$(pkgver grub-pc-bin)"
-} | sha256sum | cut -c1-16)
+SELF_SUM=$(sha256sum <"$SELF")
+if [[ $ARCH == amd64 ]]; then
+	KEY=$({
+		echo "$SELF_SUM"
+		echo "kernel=$KPKG=$KVER"
+		echo "busybox-static=$BBVER"
+		echo "grub-efi-amd64-bin=$(pkgver grub-efi-amd64-bin)"
+		echo "grub-pc-bin=$(pkgver grub-pc-bin)"
+	} | sha256sum | cut -c1-16)
+else
+	KEY=$({
+		echo "$SELF_SUM"
+		echo "arch=$ARCH"
+		echo "kernel=$KPKG=$KVER"
+		echo "busybox-static=$BBVER"
+		echo "grub-efi-arm64-bin=$GRUBVER"
+		echo "grub-common=$(pkgver grub-common)"
+	} | sha256sum | cut -c1-16)
+fi
 
 CACHE_ROOT=${AOS_TEST_CACHE:-/var/cache/aos-unit-tests}/guest
 KEYDIR=$CACHE_ROOT/$KEY
@@ -224,8 +307,8 @@ ESP_TYPE_GPT=C12A7328-F81F-11D2-BA4B-00A0C93EC93B
 LINUX_TYPE_GPT=0FC63DAF-8483-4772-8E79-3D69D8477DE4
 
 # ---------------------------------------------------------------- guest files
-write_init() {
-	cat >"$1" <<'EOF'
+write_init() { # FILE CONSOLE (ttyS0, ttyAMA0)
+	sed "s/@CONSOLE@/$2/g" >"$1" <<'EOF'
 #!/bin/sh
 # aos-unit test guest /init (generated by tests/guest/build.sh)
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
@@ -280,7 +363,7 @@ fi
 echo "AOSTEST ready name=$NAME"
 # Interactive shell for the test harness, forever.
 while :; do
-	setsid cttyhack sh -l </dev/ttyS0 >/dev/ttyS0 2>&1
+	setsid cttyhack sh -l </dev/@CONSOLE@ >/dev/@CONSOLE@ 2>&1
 	sleep 1
 done
 EOF
@@ -383,17 +466,18 @@ EOF
 }
 
 # ---------------------------------------------------------------- kernel
-fetch_kernel_deb_path() { echo "$DEBDIR/${KPKG}_${KVER//:/%3a}_amd64.deb"; }
-fetch_kernel_deb() { # -> path of the cached .deb (downloaded if missing)
+deb_path() { echo "$DEBDIR/${1}_${2//:/%3a}_$ARCH.deb"; } # PKG VERSION
+fetch_deb() { # PKG VERSION -> path of the cached .deb (downloaded if missing)
 	local deb dl
-	deb=$(fetch_kernel_deb_path)
+	deb=$(deb_path "$1" "$2")
 	if [[ ! -s $deb ]]; then
-		log "downloading $KPKG $KVER"
+		log "downloading $1:$ARCH $2"
 		dl=$WORK/dl
+		rm -rf "$dl"
 		mkdir -p "$dl"
-		(cd "$dl" && apt-get download -qq -o APT::Sandbox::User=root "$KPKG=$KVER" >&2)
+		(cd "$dl" && apt-get download -qq -o APT::Sandbox::User=root "$1:$ARCH=$2" >&2)
 		local got=("$dl"/*.deb)
-		[[ -s ${got[0]} ]] || die "apt-get download $KPKG=$KVER produced nothing"
+		[[ -s ${got[0]} ]] || die "apt-get download $1:$ARCH=$2 produced nothing"
 		mv -f "${got[0]}" "$deb.tmp"
 		mv -f "$deb.tmp" "$deb"
 	fi
@@ -438,8 +522,8 @@ add_module() { # NAME DESTDIR
 
 # ---------------------------------------------------------------- base build
 build_base() { # DEST (a fresh directory)
-	local dest=$1 deb kroot moddir kdir vmlinuz f m root fat efi bios
-	deb=$(fetch_kernel_deb)
+	local dest=$1 deb kroot moddir kdir vmlinuz f m root fat efi bios bbin grubdir
+	deb=$(fetch_deb "$KPKG" "$KVER")
 	kroot=$WORK/kernel
 	mkdir -p "$kroot"
 	log "extracting $KPKG"
@@ -449,6 +533,20 @@ build_base() { # DEST (a fresh directory)
 	[[ -n $vmlinuz ]] || die "no vmlinuz in $deb"
 	kdir=$(find "$kroot" -mindepth 3 -maxdepth 4 -type d -path '*/lib/modules/*' -name '6.1*' -print -quit)
 	[[ -n $kdir ]] || die "no lib/modules/<version> in $deb"
+
+	# busybox and the GRUB modules: the host's for amd64, unpacked .debs for
+	# arm64 (their applets are those of the host's busybox that the arm64
+	# binary also names: it cannot run here to list them itself).
+	bbin=$BUSYBOX
+	grubdir=/usr/lib/grub/$GRUB_EFI_TARGET
+	if [[ $ARCH != amd64 ]]; then
+		dpkg-deb -x "$(fetch_deb busybox-static "$BBVER")" "$WORK/busybox"
+		bbin=$WORK/busybox/bin/busybox
+		[[ -f $bbin ]] || die "no bin/busybox in busybox-static:$ARCH"
+		dpkg-deb -x "$(fetch_deb grub-efi-arm64-bin "$GRUBVER")" "$WORK/grub"
+		grubdir=$WORK/grub/usr/lib/grub/$GRUB_EFI_TARGET
+		[[ -f $grubdir/kernel.img ]] || die "no $GRUB_EFI_TARGET modules in grub-efi-arm64-bin:$ARCH"
+	fi
 
 	while IFS= read -r f; do
 		MODFILE[$(norm "${f##*/}")]=$f
@@ -473,17 +571,27 @@ build_base() { # DEST (a fresh directory)
 	printf '%s\n' "${MODORDER[@]}" >"$root/etc/modules.order"
 	log "modules: ${MODORDER[*]}"
 
-	cp "$BUSYBOX" "$root/bin/busybox"
-	while IFS= read -r f; do
+	cp "$bbin" "$root/bin/busybox"
+	local applets=()
+	if [[ $bbin == "$BUSYBOX" ]]; then
+		mapfile -t applets < <("$BUSYBOX" --list-full)
+	else
+		# NUL-separated strings of the binary, then the applets found there
+		tr '\0' '\n' <"$bbin" | grep -a -E '^[][a-z0-9._-]+$' | LC_ALL=C sort -u >"$WORK/bb-strings"
+		mapfile -t applets < <("$BUSYBOX" --list-full |
+			awk -F / 'NR == FNR { s[$0] = 1; next } s[$NF]' "$WORK/bb-strings" -)
+		[[ ${#applets[@]} -gt 100 ]] || die "busybox-static:$ARCH names only ${#applets[@]} applets of the host's"
+	fi
+	for f in "${applets[@]}"; do
 		f=${f#/}
 		[[ $f == bin/busybox || $f == linuxrc || -e $root/$f ]] && continue
 		mkdir -p "$root/${f%/*}"
 		ln -s /bin/busybox "$root/$f"
-	done < <("$BUSYBOX" --list-full)
+	done
 	mknod -m 600 "$root/dev/console" c 5 1 2>/dev/null || true
 	mknod -m 666 "$root/dev/null" c 1 3 2>/dev/null || true
 
-	write_init "$root/init"
+	write_init "$root/init" "$CONSOLE"
 	write_udhcpc_script "$root/etc/udhcpc.script"
 	write_probe "$root/usr/bin/aos-probe"
 	write_poweroff "$root/etc/acpi/PWRF/00000080"
@@ -495,9 +603,9 @@ build_base() { # DEST (a fresh directory)
 	printf '127.0.0.1\tlocalhost\n' >"$root/etc/hosts"
 	printf 'hosts: files dns\n' >"$root/etc/nsswitch.conf"
 	: >"$root/etc/resolv.conf"
-	cat >"$root/etc/profile" <<'EOF'
+	sed "s/@CONSOLE@/$CONSOLE/g" >"$root/etc/profile" <<'EOF'
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
-# No echo and no prompt: everything on ttyS0 is program output, so marker
+# No echo and no prompt: everything on @CONSOLE@ is program output, so marker
 # lines always start a line, and busybox line editing (with its "ESC [ 6 n"
 # cursor queries) stays off. For a human: stty echo; PS1='# '
 PS1=''
@@ -511,8 +619,9 @@ EOF
 	# UEFI boots the kernel's EFI stub with "chainloader" (the stub loads
 	# initrd= itself): GRUB 2.06's "linux" command fails with "out of memory"
 	# under OVMF with -m 256M (the 6.1 kernel asks for a 67 MB init_size).
+	# The same works with AAVMF for the (uncompressed, 33 MB) arm64 Image.
 	# shellcheck disable=SC2016 # ${aos_name} is a GRUB variable
-	local head cmdline='console=ttyS0,115200 aos.name=${aos_name}'
+	local head cmdline="console=$CONSOLE,115200"' aos.name=${aos_name}'
 	head=$(
 		cat <<'EOF'
 set timeout=0
@@ -531,7 +640,16 @@ menuentry "aos-unit test guest" {
 	chainloader /vmlinuz $cmdline initrd=\\initrd.img
 }
 EOF
-	cat >"$WORK/grub-bios.cfg" <<EOF
+	local efi_mods="part_gpt fat normal chain configfile test echo boot"
+	efi=$WORK/$EFI_BOOT_FILE
+	grub-mkstandalone -O "$GRUB_EFI_TARGET" -d "$grubdir" -o "$efi" \
+		--modules="$efi_mods" --install-modules="$efi_mods" \
+		--locales= --fonts= --themes= \
+		"boot/grub/grub.cfg=$WORK/grub-efi.cfg"
+
+	local core_sectors=0
+	if [[ $ARCH == amd64 ]]; then
+		cat >"$WORK/grub-bios.cfg" <<EOF
 insmod part_msdos
 insmod fat
 set root=(hd0,msdos1)
@@ -541,30 +659,28 @@ menuentry "aos-unit test guest" {
 	initrd /initrd.img
 }
 EOF
-	printf '%s\n' 'set root=(hd0,msdos1)' 'set prefix=(hd0,msdos1)/boot/grub' \
-		'serial --unit=0 --speed=115200' 'terminal_output serial' >"$WORK/grub-bios-early.cfg"
+		printf '%s\n' 'set root=(hd0,msdos1)' 'set prefix=(hd0,msdos1)/boot/grub' \
+			'serial --unit=0 --speed=115200' 'terminal_output serial' >"$WORK/grub-bios-early.cfg"
+		bios=$WORK/core.img
+		local bios_mods="biosdisk part_msdos fat normal linux configfile test echo boot serial terminal"
+		# shellcheck disable=SC2086 # word splitting of the module list is intended
+		grub-mkimage -O i386-pc -o "$bios" -c "$WORK/grub-bios-early.cfg" \
+			-p '(hd0,msdos1)/boot/grub' $bios_mods
+		core_sectors=$((($(stat -c %s "$bios") + 511) / 512))
+		[[ $core_sectors -lt 2047 ]] || die "core.img too big ($core_sectors sectors)"
+	fi
 
-	local efi_mods="part_gpt fat normal chain configfile test echo boot"
-	efi=$WORK/BOOTX64.EFI
-	grub-mkstandalone -O x86_64-efi -o "$efi" \
-		--modules="$efi_mods" --install-modules="$efi_mods" \
-		--locales= --fonts= --themes= \
-		"boot/grub/grub.cfg=$WORK/grub-efi.cfg"
-	bios=$WORK/core.img
-	local bios_mods="biosdisk part_msdos fat normal linux configfile test echo boot serial terminal"
-	# shellcheck disable=SC2086 # word splitting of the module list is intended
-	grub-mkimage -O i386-pc -o "$bios" -c "$WORK/grub-bios-early.cfg" \
-		-p '(hd0,msdos1)/boot/grub' $bios_mods
-	local core_sectors=$((($(stat -c %s "$bios") + 511) / 512))
-	[[ $core_sectors -lt 2047 ]] || die "core.img too big ($core_sectors sectors)"
-
-	# FAT filesystem shared by both variants
+	# FAT filesystem shared by both variants (arm64: no BIOS grub.cfg)
 	fat=$WORK/fat.img
 	truncate -s "${ESP_MIB}M" "$fat"
 	mkfs.vfat -F 32 -n AOSBOOT "$fat" >/dev/null
-	mmd -i "$fat" ::/EFI ::/EFI/BOOT ::/boot ::/boot/grub ::/aos
-	mcopy -i "$fat" "$efi" ::/EFI/BOOT/BOOTX64.EFI
-	mcopy -i "$fat" "$WORK/grub-bios.cfg" ::/boot/grub/grub.cfg
+	if [[ $ARCH == amd64 ]]; then
+		mmd -i "$fat" ::/EFI ::/EFI/BOOT ::/boot ::/boot/grub ::/aos
+	else
+		mmd -i "$fat" ::/EFI ::/EFI/BOOT ::/aos
+	fi
+	mcopy -i "$fat" "$efi" "::/EFI/BOOT/$EFI_BOOT_FILE"
+	[[ $ARCH == amd64 ]] && mcopy -i "$fat" "$WORK/grub-bios.cfg" ::/boot/grub/grub.cfg
 	mcopy -i "$fat" "$vmlinuz" ::/vmlinuz
 	mcopy -i "$fat" "$WORK/initrd.img" ::/initrd.img
 
@@ -582,38 +698,42 @@ EOF
 
 	# BIOS: MBR + boot.img (first 440 bytes, keeps the partition table) +
 	# core.img in the gap (sector 1; boot.img/diskboot defaults expect that).
-	raw=$WORK/bios.raw
-	truncate -s "${DISK_MIB}M" "$raw"
-	sfdisk --quiet --no-reread --no-tell-kernel "$raw" >/dev/null <<EOF
+	if [[ $ARCH == amd64 ]]; then
+		raw=$WORK/bios.raw
+		truncate -s "${DISK_MIB}M" "$raw"
+		sfdisk --quiet --no-reread --no-tell-kernel "$raw" >/dev/null <<EOF
 label: dos
 start=2048, size=${ESP_MIB}MiB, type=c, bootable
 size=${P2_MIB}MiB, type=83
 size=${P3_MIB}MiB, type=83
 EOF
-	dd if=/usr/lib/grub/i386-pc/boot.img of="$raw" bs=440 count=1 conv=notrunc status=none
-	dd if="$bios" of="$raw" bs=512 seek=1 conv=notrunc status=none
-	dd if="$fat" of="$raw" bs=1M seek=1 conv=notrunc,sparse status=none
-	cp --sparse=always "$raw" "$dest/bios.raw"
+		dd if=/usr/lib/grub/i386-pc/boot.img of="$raw" bs=440 count=1 conv=notrunc status=none
+		dd if="$bios" of="$raw" bs=512 seek=1 conv=notrunc status=none
+		dd if="$fat" of="$raw" bs=1M seek=1 conv=notrunc,sparse status=none
+		cp --sparse=always "$raw" "$dest/bios.raw"
+	fi
 
 	{
 		echo "key=$KEY"
+		echo "arch=$ARCH"
 		echo "kernel=$KPKG $KVER (${vmlinuz##*/})"
 		echo "busybox-static=$BBVER"
 		echo "modules=${MODORDER[*]}"
 		echo "initrd_bytes=$(stat -c %s "$WORK/initrd.img")"
 		echo "grub_efi_bytes=$(stat -c %s "$efi")"
-		echo "grub_core_sectors=$core_sectors"
+		[[ $ARCH == amd64 ]] && echo "grub_core_sectors=$core_sectors"
+		[[ $ARCH == amd64 ]] || echo "grub-efi-arm64-bin=$GRUBVER"
 	} >"$dest/manifest.txt"
-	rm -rf "$kroot" "$root"
+	rm -rf "$kroot" "$root" "$WORK/busybox" "$WORK/grub"
 }
 
 # ---------------------------------------------------------------- per name
 name_image() { # NAME VARIANT(uefi|bios) -> cached qcow2 path
 	local name=$1 variant=$2 file raw
 	if [[ $variant == uefi ]]; then
-		file=aos-vm-$name-amd64-uefi.qcow2
+		file=aos-vm-$name-$ARCH-uefi.qcow2
 	else
-		file=aos-vm-$name-amd64.qcow2
+		file=aos-vm-$name-$ARCH.qcow2
 	fi
 	if [[ ! -s $KEYDIR/images/$file ]]; then
 		raw=$WORK/$name-$variant.raw
@@ -629,7 +749,7 @@ name_image() { # NAME VARIANT(uefi|bios) -> cached qcow2 path
 }
 
 START=$SECONDS
-# Drop cache entries (other keys, other kernel .debs) unused for 7 days.
+# Drop cache entries (other keys, other .debs) unused for 7 days.
 find "$CACHE_ROOT" -mindepth 1 -maxdepth 1 -type d -regextype posix-extended \
 	-regex '.*/[0-9a-f]{16}' ! -name "$KEY" -mtime +7 -exec rm -rf {} + 2>/dev/null || true
 find "$DEBDIR" -maxdepth 1 -type f -name '*.deb' -mtime +7 -exec rm -f {} + 2>/dev/null || true
@@ -642,9 +762,12 @@ if [[ ! -f $KEYDIR/base/.complete ]]; then
 	mv "$KEYDIR/base.tmp" "$KEYDIR/base"
 fi
 
-touch -c "$KEYDIR" "$(fetch_kernel_deb_path)" 2>/dev/null || true
+touch -c "$KEYDIR" "$(deb_path "$KPKG" "$KVER")" 2>/dev/null || true
+if [[ $ARCH == arm64 ]]; then
+	touch -c "$(deb_path busybox-static "$BBVER")" "$(deb_path grub-efi-arm64-bin "$GRUBVER")" 2>/dev/null || true
+fi
 for name in "${NAMES[@]}"; do
-	for variant in uefi bios; do
+	for variant in "${VARIANTS[@]}"; do
 		src=$(name_image "$name" "$variant")
 		dst=$OUT/${src##*/}
 		PARTIAL=$dst.tmp.$$

@@ -8,10 +8,12 @@ PROG=${0##*/}
 usage() {
 	cat <<'EOF'
 Usage: tests/guest/smoke.sh --disk FILE.qcow2 [--name NAME] [--net user|netns]
+                            [--arch amd64|arm64] [--cpu MODEL]
                             [--log FILE] [--timeout SECS]
 
-Boots FILE (UEFI if its name ends in -uefi.qcow2, else BIOS) with the
-planner's QEMU command line, then checks:
+Boots FILE (UEFI if its name ends in -uefi.qcow2, else BIOS; arm64 if its
+name has -arm64-, else amd64) with the planner's QEMU command line, then
+checks:
   AOSTEST boot name=NAME, AOSTEST lease ... event=bound, some probes typed on
   the serial socket, and QMP system_powerdown -> AOSTEST poweroff + QEMU exit.
 
@@ -25,8 +27,16 @@ planner's QEMU command line, then checks:
              probes: dns by FQDN, by short name (search domain), of the guest's
              own DHCP-registered name, http by name and by IP, ping.
 
+--arch        overrides the guest architecture taken from the file name.
+             arm64 boots like the planner's aarch64 TCG node: qemu-system-aarch64
+             -machine virt -cpu cortex-a57 -m 512M, AAVMF (a copy of
+             AAVMF_VARS.fd), console ttyAMA0.
+--cpu MODEL  another -cpu (for arm64, e.g. max; to compare speed).
+--timeout    seconds to wait for "AOSTEST boot" (default 90; arm64 120).
+
 Prints "smoke: <what> <seconds>" timing lines and "N passed, N failed".
---log FILE keeps the serial log.
+--log FILE keeps the serial log. AOS_SMOKE_PREFIX (default aosg-smoke) names
+the network namespace (PREFIX-PID) and the run directory in /dev/shm.
 EOF
 }
 die() {
@@ -34,7 +44,7 @@ die() {
 	exit 1
 }
 
-DISK="" NAME="" NET=user KEEP="" TMO=90
+DISK="" NAME="" NET=user KEEP="" TMO="" ARCH="" CPU=""
 while [[ $# -gt 0 ]]; do
 	case $1 in
 	-h | --help)
@@ -46,24 +56,46 @@ while [[ $# -gt 0 ]]; do
 	--net) NET=$2 && shift 2 ;;
 	--log) KEEP=$2 && shift 2 ;;
 	--timeout) TMO=$2 && shift 2 ;;
+	--arch) ARCH=$2 && shift 2 ;;
+	--cpu) CPU=$2 && shift 2 ;;
 	*) die "unknown argument $1" ;;
 	esac
 done
 [[ -f $DISK ]] || die "--disk FILE required"
 [[ $NET == user || $NET == netns ]] || die "--net user|netns"
 base=${DISK##*/}
+if [[ -z $ARCH ]]; then
+	ARCH=amd64
+	[[ $base == *-arm64-* || $base == *-arm64.qcow2 ]] && ARCH=arm64
+fi
+case $ARCH in
+amd64 | x86_64) ARCH=amd64 ;;
+arm64 | aarch64) ARCH=arm64 ;;
+*) die "--arch amd64|arm64" ;;
+esac
 if [[ -z $NAME ]]; then
 	NAME=${base#aos-vm-}
-	NAME=${NAME%-amd64*}
+	NAME=${NAME%-"$ARCH"*}
 fi
 UEFI=0
 [[ $base == *-uefi.qcow2 ]] && UEFI=1
-for c in socat:socat dnsmasq:dnsmasq; do
+[[ $ARCH == arm64 && $UEFI == 0 ]] && die "arm64 boots only through UEFI (a -uefi.qcow2 disk)"
+[[ -n $TMO ]] || { [[ $ARCH == arm64 ]] && TMO=120 || TMO=90; }
+NEED=(socat:socat dnsmasq:dnsmasq)
+[[ $ARCH == arm64 ]] && NEED+=(qemu-system-aarch64:qemu-system-arm
+	/usr/share/AAVMF/AAVMF_CODE.fd:qemu-efi-aarch64)
+for c in "${NEED[@]}"; do
 	[[ $NET == user && ${c%%:*} == dnsmasq ]] && continue
-	command -v "${c%%:*}" >/dev/null || apt-get install -y -qq --no-install-recommends "${c#*:}" >&2
+	if [[ ${c%%:*} == /* ]]; then
+		[[ -e ${c%%:*} ]] && continue
+	else
+		command -v "${c%%:*}" >/dev/null && continue
+	fi
+	apt-get install -y -qq --no-install-recommends "${c#*:}" >&2
 done
 
-RUN=$(mktemp -d /dev/shm/aos-smoke.XXXXXX)
+PREFIX=${AOS_SMOKE_PREFIX:-}
+RUN=$(mktemp -d "/dev/shm/${PREFIX:-aos-smoke}.XXXXXX")
 LOG=$RUN/serial.log
 NS="" QPID="" SERFD="" PIDS=()
 cleanup() {
@@ -87,7 +119,7 @@ mkdir -p "$RUN/www"
 echo "hello-from-aos-smoke" >"$RUN/www/index.html"
 NSEXEC=()
 if [[ $NET == netns ]]; then
-	NS=aosg-smoke-$$
+	NS=${PREFIX:-aosg-smoke}-$$
 	SUB=10.213.77
 	ip netns add "$NS"
 	NSEXEC=(ip netns exec "$NS")
@@ -123,20 +155,37 @@ else
 fi
 
 # ---------------------------------------------------------------- qemu
-args=(-name "guest=$NAME" -no-user-config -nodefaults -machine q35 -accel tcg -cpu max -smp 1 -m 256M
-	-display none -vga none)
-if [[ $UEFI == 1 ]]; then
-	cp /usr/share/OVMF/OVMF_VARS_4M.fd "$RUN/vars.fd"
-	args+=(-drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd
-		-drive "if=pflash,format=raw,unit=1,file=$RUN/vars.fd")
-fi
 cp "$DISK" "$RUN/disk.qcow2"
-args+=(-device virtio-scsi-pci,id=scsi0
-	-drive "file=$RUN/disk.qcow2,if=none,id=disk0,format=qcow2" -device scsi-hd,drive=disk0,bus=scsi0.0
-	"${NETDEV[@]}" -device virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56
-	-chardev "socket,id=serial0,path=$RUN/serial.sock,server=on,wait=off,logfile=$LOG,logappend=on" -serial chardev:serial0
-	-chardev "socket,id=qmp0,path=$RUN/qmp.sock,server=on,wait=off" -mon chardev=qmp0,mode=control
-	-device virtio-rng-pci)
+SERIAL=(-chardev "socket,id=serial0,path=$RUN/serial.sock,server=on,wait=off,logfile=$LOG,logappend=on" -serial chardev:serial0
+	-chardev "socket,id=qmp0,path=$RUN/qmp.sock,server=on,wait=off" -mon chardev=qmp0,mode=control)
+if [[ $ARCH == arm64 ]]; then
+	# src/plan/qemu.ts qemuArgv() for an aarch64 TCG node (without -name's process=)
+	QEMU=qemu-system-aarch64
+	cp /usr/share/AAVMF/AAVMF_VARS.fd "$RUN/vars.fd"
+	args=(-name "guest=$NAME" -no-user-config -nodefaults -machine virt -accel tcg,tb-size=256
+		-cpu "${CPU:-cortex-a57}" -smp 1 -m 512M -display none -msg timestamp=on -rtc base=utc
+		-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny
+		-drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/AAVMF/AAVMF_CODE.fd
+		-drive "if=pflash,format=raw,unit=1,file=$RUN/vars.fd"
+		-device virtio-scsi-pci,id=scsi0
+		-drive "file=$RUN/disk.qcow2,if=none,id=disk0,format=qcow2,discard=unmap"
+		-device scsi-hd,drive=disk0,bus=scsi0.0,bootindex=1
+		"${NETDEV[@]}" -device virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56
+		-device virtio-rng-pci "${SERIAL[@]}")
+else
+	QEMU=qemu-system-x86_64
+	args=(-name "guest=$NAME" -no-user-config -nodefaults -machine q35 -accel tcg -cpu "${CPU:-max}" -smp 1 -m 256M
+		-display none -vga none)
+	if [[ $UEFI == 1 ]]; then
+		cp /usr/share/OVMF/OVMF_VARS_4M.fd "$RUN/vars.fd"
+		args+=(-drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd
+			-drive "if=pflash,format=raw,unit=1,file=$RUN/vars.fd")
+	fi
+	args+=(-device virtio-scsi-pci,id=scsi0
+		-drive "file=$RUN/disk.qcow2,if=none,id=disk0,format=qcow2" -device scsi-hd,drive=disk0,bus=scsi0.0
+		"${NETDEV[@]}" -device virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56
+		"${SERIAL[@]}" -device virtio-rng-pci)
+fi
 
 PASS=0 FAIL=0
 ok() {
@@ -167,7 +216,7 @@ wait_marker() { # REGEX TIMEOUT [FROM_BYTE] -> prints the line
 
 : >"$LOG"
 T0=$(now)
-"${NSEXEC[@]}" qemu-system-x86_64 "${args[@]}" >"$RUN/qemu.out" 2>&1 &
+"${NSEXEC[@]}" "$QEMU" "${args[@]}" >"$RUN/qemu.out" 2>&1 &
 QPID=$!
 
 if line=$(wait_marker "^AOSTEST boot name=" "$TMO"); then
