@@ -122,18 +122,7 @@ else
 	install -d "$stage/usr/lib/aos-unit"
 	install -m 0755 "$(readlink -f "$(command -v deno)")" "$stage/usr/lib/aos-unit/deno"
 	install -m 0644 "$bundle" "$stage/usr/lib/aos-unit/aos-unit.js"
-	{
-		echo '#!/bin/sh'
-		echo '# aos-unit launcher (bundle flavour): the pinned Deno runtime runs the bundled'
-		echo '# program with the union of the subcommands'"'"' permissions; each subcommand'
-		echo '# then narrows itself to its own set.'
-		echo '# Deno keeps its V8 code cache under $HOME/.cache/deno when writable (faster starts).'
-		echo 'DENO_NO_UPDATE_CHECK=1 DENO_NO_PROMPT=1'
-		echo 'export DENO_NO_UPDATE_CHECK DENO_NO_PROMPT'
-		printf 'exec /usr/lib/aos-unit/deno run --quiet --no-config --no-lock --cached-only --unstable-net'
-		printf ' %s' "${flags[@]}"
-		printf ' /usr/lib/aos-unit/aos-unit.js "$@"\n'
-	} >"$stage/usr/bin/aos-unit"
+	deno run --quiet --no-prompt --allow-read="$ROOT" packaging/deno_flags.ts launcher >"$stage/usr/bin/aos-unit"
 	chmod 0755 "$stage/usr/bin/aos-unit"
 fi
 for hook in lease-hook node-stop node-stopped manager-stopped; do

@@ -23,8 +23,10 @@ const dispatchEnv = unionPermissions(ctx).env;
 /** Lower memory for every process: a small young generation, no optimizing compiler. */
 export const V8_FLAGS = "--v8-flags=--max-semi-space-size=1,--lite-mode";
 
-function quote(flag: string): string {
-  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(flag) ? flag : `'${flag.replaceAll("'", `'\\''`)}'`;
+/** The launcher splits the flags on spaces: none may contain one, or a quote. */
+function plain(flag: string): string {
+  if (!/^[A-Za-z0-9_@%+=:,./*-]+$/.test(flag)) throw new Error(`cannot pass ${flag} unquoted`);
+  return flag;
 }
 
 if (Deno.args[0] === "launcher") {
@@ -45,16 +47,16 @@ if (Deno.args[0] === "launcher") {
   for (const command of SUBCOMMANDS) {
     const set = permissionsFor(command, ctx);
     const flags = denoFlags({ ...set, env: [...new Set([...set.env, ...dispatchEnv])].sort() });
-    lines.push(`${command}) perms='${flags.map(quote).join(" ").replaceAll("'", `'\\''`)}' ;;`);
+    lines.push(`${command}) perms='${flags.map(plain).join(" ")}' ;;`);
   }
   lines.push(
     // --help, --version, typos: the union (commander answers before any subcommand runs).
-    `*) perms='${denoFlags(unionPermissions(ctx)).map(quote).join(" ").replaceAll("'", `'\\''`)}' ;;`,
+    `*) perms='${denoFlags(unionPermissions(ctx)).map(plain).join(" ")}' ;;`,
     "esac",
-    "# shellcheck disable=SC2086 # $perms and $cache are lists of flags",
-    `eval "exec /usr/lib/aos-unit/deno run --quiet --no-config --no-lock --cached-only --unstable-net ${V8_FLAGS} \\$cache $perms /usr/lib/aos-unit/aos-unit.js \\"\\$@\\""`,
+    "# shellcheck disable=SC2086 # $perms and $cache are lists of flags (no spaces inside)",
+    `exec /usr/lib/aos-unit/deno run --quiet --no-config --no-lock --cached-only --unstable-net ${V8_FLAGS} $cache $perms /usr/lib/aos-unit/aos-unit.js "$@"`,
   );
   console.log(lines.join("\n"));
 } else {
-  for (const flag of denoFlags(unionPermissions(ctx))) console.log(flag);
+  for (const flag of [V8_FLAGS, ...denoFlags(unionPermissions(ctx))]) console.log(flag);
 }

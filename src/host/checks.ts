@@ -86,6 +86,19 @@ async function nameHasOwner(bus: MessageBus, name: string): Promise<boolean> {
   return has;
 }
 
+/** Running, or started by the bus on the first call (polkitd is bus-activated). */
+async function nameAvailable(bus: MessageBus, name: string): Promise<boolean> {
+  if (await nameHasOwner(bus, name)) return true;
+  const [names] = await call(bus, {
+    destination: "org.freedesktop.DBus",
+    path: "/org/freedesktop/DBus",
+    interface: "org.freedesktop.DBus",
+    member: "ListActivatableNames",
+    timeoutMs: 2000,
+  }) as [string[]];
+  return names.includes(name);
+}
+
 /** Runs every check; never throws (a check that cannot run reports why). */
 export async function runChecks(i: CheckInput): Promise<CheckResult[]> {
   const out: CheckResult[] = [];
@@ -341,7 +354,7 @@ export async function runChecks(i: CheckInput): Promise<CheckResult[]> {
         "apt-get install --reinstall aos-unit",
       );
     }
-    const running = i.bus ? await nameHasOwner(i.bus, "org.freedesktop.PolicyKit1") : true;
+    const running = i.bus ? await nameAvailable(i.bus, "org.freedesktop.PolicyKit1") : true;
     return running ? ok("polkit", `rules installed (${POLKIT_RULES})`) : problem(
       "polkit",
       "fail",
