@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks (not tests): print numbers. Needs root.
-#   sudo bash tests/bench/run.sh [network|system]...   (default: both)
+#   bash tests/bench/run.sh [network|system|soak]...   (default: network and system)
+#   soak runs BENCH_SOAK_MIN minutes (default 30); system runs on BENCH_SUITES (bookworm,trixie)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"

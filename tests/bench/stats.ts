@@ -14,3 +14,30 @@ export function report(name: string, xs: number[], unit = "ms"): void {
     } (n=${xs.length})`,
   );
 }
+
+/** RSS and PSS (smaps_rollup) of the manager, its children and dnsmasq, in MiB. */
+export async function processMemory(
+  sh: (s: string) => Promise<string>,
+): Promise<{ text: string; rssKiB: number; pssKiB: number }> {
+  const lines = await sh(
+    `for p in $(systemctl show -p MainPID --value aos-unit) ` +
+      `$(pgrep -P $(systemctl show -p MainPID --value aos-unit)) ` +
+      `$(systemctl show -p MainPID --value aos-unit-dnsmasq); do ` +
+      `echo "$(cat /proc/$p/comm) $(awk '/^Rss:/ {r=$2} /^Pss:/ {p=$2} END {print r, p}' /proc/$p/smaps_rollup)"; done`,
+  );
+  let rss = 0;
+  let pss = 0;
+  const parts = lines.split("\n").map((l) => {
+    const [comm, r, p] = l.split(" ");
+    rss += Number(r);
+    pss += Number(p);
+    return `${comm} ${Math.round(Number(r) / 1024)}/${Math.round(Number(p) / 1024)}`;
+  });
+  return {
+    text: `total RSS ${Math.round(rss / 1024)} MiB, PSS ${
+      Math.round(pss / 1024)
+    } MiB (RSS/PSS MiB: ${parts.join(", ")})`,
+    rssKiB: rss,
+    pssKiB: pss,
+  };
+}

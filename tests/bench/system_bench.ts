@@ -1,114 +1,214 @@
 /**
- * Benchmarks under a real systemd (the test bed): `systemctl start aos-unit`
- * to READY for 1, 2, 4 and 8 nodes and the orchestration's own share of it,
- * stop time, RSS of aos-unit's processes with 2 nodes, D-Bus call latency.
+ * Benchmarks under a real systemd (the test beds), on each supported Debian
+ * release, printed side by side: start to first QEMU and to READY for 1, 2
+ * and 4 nodes, stop wall time, RSS and PSS of every aos-unit process at READY,
+ * a manager SIGKILL and a package upgrade to READY (with guest reboot counts),
+ * the systemd-analyze security exposure of each unit, D-Bus latency.
+ *
+ *   bash tests/bench/run.sh system            both releases
+ *   BENCH_SUITES=trixie BENCH_NODES=1,2 ...   fewer
+ *   bash tests/bench/run.sh soak              the long run (BENCH_SOAK_MIN, default 30)
  */
 
 import { buildGuests, bundle, ROOT } from "../lib/aos.ts";
 import { Bed } from "../lib/bed.ts";
-import { run } from "../lib/proc.ts";
-import { median, report } from "./stats.ts";
+import { run, waitFor } from "../lib/proc.ts";
+import { Topology } from "../lib/topology.ts";
+import { median, processMemory, report } from "./stats.ts";
 
-const SIZES = (Deno.env.get("BENCH_NODES") ?? "1,2,4,8").split(",").map(Number);
+type Suite = "bookworm" | "trixie";
+const SUITES = (Deno.env.get("BENCH_SUITES") ?? "bookworm,trixie").split(",") as Suite[];
+const SIZES = (Deno.env.get("BENCH_NODES") ?? "1,2,4").split(",").map(Number);
+const REPEAT = Number(Deno.env.get("BENCH_REPEAT") ?? "3");
+const names = Array.from({ length: Math.max(...SIZES, 2) }, (_, i) => `n${i + 1}`);
+
+/** One line per measurement, one column per release. */
+const table = new Map<string, Map<Suite, string>>();
+function record(what: string, suite: Suite, value: string): void {
+  if (!table.has(what)) table.set(what, new Map());
+  table.get(what)!.set(suite, value);
+  console.log(`  [${suite}] ${what}: ${value}`);
+}
+
 const work = await Deno.makeTempDir({ prefix: "aosu-sbench-" });
-const bed = new Bed(`aosbench${Deno.pid % 10000}`);
-const names = Array.from({ length: Math.max(...SIZES) }, (_, i) => `n${i + 1}`);
 
-async function inBed(script: string): Promise<string> {
-  const r = await bed.sh(script);
-  if (r.code !== 0) throw new Error(`${script}: ${r.stderr}`);
-  return r.stdout.trim();
+async function buildDeb(out: string, epoch: number): Promise<string> {
+  const r = await run(
+    ["bash", `${ROOT}/packaging/build_package.sh`, "--out", out, "--compress", "gzip"],
+    { env: { ...Deno.env.toObject(), SOURCE_DATE_EPOCH: String(epoch) } },
+  );
+  if (r.code !== 0) throw new Error(r.stderr);
+  return r.stdout.trim().split("\n").at(-1)!;
+}
+
+const epoch = Math.floor(Date.now() / 1000);
+const deb = await buildDeb(`${work}/1`, epoch);
+const deb2 = await buildDeb(`${work}/2`, epoch + 60);
+await buildGuests(`${work}/images`, names);
+
+async function benchSuite(suite: Suite): Promise<void> {
+  console.log(`== ${suite}`);
+  const topo = new Topology(`aosb${suite[0]}${Deno.pid % 1000}`, work);
+  const bed = new Bed(`aosbench${suite[0]}${Deno.pid % 1000}`, suite);
+  const sh = async (script: string) => {
+    const r = await bed.sh(script);
+    if (r.code !== 0) throw new Error(`${script}: ${r.stderr}`);
+    return r.stdout.trim();
+  };
+  const config = (size: number) =>
+    "unit:\n  node_configs:\n" +
+    names.slice(0, size).map((n) => `    - { name: ${n}, cpu: 1, mem: 512M }\n`).join("");
+  const boots = async (size: number) =>
+    (await Promise.all(
+      names.slice(0, size).map((n) =>
+        sh(`grep -c 'AOSTEST boot' /var/log/aos-unit/${n}-serial.log || true`)
+      ),
+    )).map(Number).reduce((a, b) => a + b, 0);
+  const running = () =>
+    waitFor(
+      "READY",
+      async () => {
+        const s = await sh("systemctl show -p ActiveState,SubState,StatusText aos-unit");
+        return /ActiveState=active\nSubState=running\nStatusText=Running/.test(s)
+          ? true
+          : undefined;
+      },
+      120_000,
+      50,
+    );
+  try {
+    await topo.create();
+    await bed.up({ flavour: "base", netns: topo.host });
+    record("systemd", suite, (await sh("systemctl --version | head -n1")).split(" ")[1]!);
+    for (const d of [deb, deb2]) await bed.cpIn(d, "/tmp/");
+    await sh(`apt-get install -y -q /tmp/${deb.split("/").pop()} >/dev/null`);
+    for (const n of names) {
+      await bed.cpIn(
+        `${work}/images/aos-vm-${n}-amd64-uefi.qcow2`,
+        `/var/lib/aos-unit/aos-vm-${n}-amd64.qcow2`,
+      );
+    }
+    await sh("chown aos-unit:aos-unit /var/lib/aos-unit/*.qcow2");
+
+    for (const size of SIZES) {
+      await bed.exec(["sh", "-c", "cat > /etc/aos-unit/unit_config.yaml"], { stdin: config(size) });
+      const firsts: number[] = [];
+      const readies: number[] = [];
+      const stops: number[] = [];
+      // The first start makes the nodes' files (aos-unit prepare): measured apart.
+      for (let i = 0; i <= REPEAT; i++) {
+        const since = await sh("date +%s.%N");
+        const t0 = performance.now();
+        await sh("systemctl start aos-unit");
+        const ready = performance.now() - t0;
+        const first = Number(
+          await sh(
+            `journalctl -o short-unix --no-pager --since @${since} | awk '/Starting aos-unit.service/ && !s { s = $1 } /Started aos-node-/ && s && !f { f = $1 } END { printf "%d", (f - s) * 1000 }'`,
+          ),
+        );
+        const s0 = performance.now();
+        await sh("systemctl stop aos-unit");
+        const stop = performance.now() - s0;
+        if (i === 0) {
+          record(
+            `first start ever (prepare), ${size} node(s): start -> first QEMU`,
+            suite,
+            `${first} ms`,
+          );
+          continue;
+        }
+        firsts.push(first);
+        readies.push(ready);
+        stops.push(stop);
+      }
+      record(
+        `start -> first QEMU, ${size} node(s) (median)`,
+        suite,
+        `${Math.round(median(firsts))} ms`,
+      );
+      record(
+        `start -> READY, ${size} node(s) (median)`,
+        suite,
+        `${Math.round(median(readies))} ms`,
+      );
+      record(`systemctl stop, ${size} node(s) (median)`, suite, `${Math.round(median(stops))} ms`);
+    }
+
+    // Two nodes running: memory, faults, exposure.
+    await bed.exec(["sh", "-c", "cat > /etc/aos-unit/unit_config.yaml"], { stdin: config(2) });
+    await sh("systemctl start aos-unit");
+    await new Promise((r) => setTimeout(r, 5000)); // settled after READY
+    record(
+      "memory of aos-unit's processes at READY (2 nodes)",
+      suite,
+      (await processMemory(sh)).text,
+    );
+
+    const b0 = await boots(2);
+    const k0 = performance.now();
+    await sh("systemctl kill -s KILL --kill-whom=main aos-unit");
+    await waitFor(
+      "a restart",
+      async () =>
+        (await sh("systemctl show -p NRestarts --value aos-unit")) !== "0" ? true : undefined,
+      10_000,
+      50,
+    );
+    await running();
+    record(
+      "manager SIGKILL -> READY again",
+      suite,
+      `${Math.round(performance.now() - k0)} ms, ${(await boots(2)) - b0} guest reboot(s)`,
+    );
+
+    const u0 = performance.now();
+    await sh(`apt-get install -y -q /tmp/${deb2.split("/").pop()} >/dev/null`);
+    await running();
+    record(
+      "apt-get install of a new build -> READY",
+      suite,
+      `${Math.round(performance.now() - u0)} ms, ${(await boots(2)) - b0} guest reboot(s)`,
+    );
+
+    for (
+      const unit of [
+        "aos-unit.service",
+        "aos-node-n1.service",
+        "aos-unit-dnsmasq.service",
+        "aos-unit-vm-failed@n1.service",
+      ]
+    ) {
+      const r = await bed.exec(["systemd-analyze", "security", "--no-pager", unit]);
+      const level = /Overall exposure level for \S+: ([\d.]+ \S+)/.exec(r.stdout + r.stderr)?.[1];
+      record(`systemd-analyze security ${unit}`, suite, level ?? "?");
+    }
+
+    const probe = `${work}/dbus_probe.js`;
+    await bundle(`${ROOT}/tests/bench/dbus_probe.ts`, probe);
+    await bed.cpIn(probe, "/tmp/");
+    const out = JSON.parse(
+      await sh(
+        "DENO_NO_UPDATE_CHECK=1 /usr/lib/aos-unit/deno run -A --quiet --no-config /tmp/dbus_probe.js",
+      ),
+    ) as { connectMs: number; reads: number[]; starts: number[] };
+    record("D-Bus connect + Subscribe", suite, `${Math.round(out.connectMs)} ms`);
+    report(`[${suite}] D-Bus unit state read`, out.reads);
+    report(`[${suite}] D-Bus StartTransientUnit to JobRemoved`, out.starts);
+    await sh("systemctl stop aos-unit");
+  } finally {
+    await bed.down();
+    await topo.destroy();
+  }
 }
 
 try {
-  const built = await run([
-    "bash",
-    `${ROOT}/packaging/build_package.sh`,
-    "--out",
-    work,
-    "--compress",
-    "gzip",
-  ]);
-  const deb = built.stdout.trim().split("\n").at(-1)!;
-  await buildGuests(`${work}/images`, names);
-  await bed.up({ flavour: "base" });
-  await bed.cpIn(deb, "/tmp/");
-  await inBed(`apt-get install -y -q /tmp/${deb.split("/").pop()} >/dev/null`);
-  for (const n of names) {
-    await bed.cpIn(
-      `${work}/images/aos-vm-${n}-amd64-uefi.qcow2`,
-      `/var/lib/aos-unit/aos-vm-${n}-amd64.qcow2`,
-    );
+  for (const suite of SUITES) await benchSuite(suite);
+  console.log("\n== side by side");
+  const header = ["", ...SUITES];
+  console.log(header.join(" | "));
+  for (const [what, values] of table) {
+    console.log([what, ...SUITES.map((s) => values.get(s) ?? "-")].join(" | "));
   }
-  await inBed("chown aos-unit:aos-unit /var/lib/aos-unit/*.qcow2");
-
-  for (const size of SIZES) {
-    const config = "unit:\n  node_configs:\n" +
-      names.slice(0, size).map((n) => `    - { name: ${n}, cpu: 1, mem: 320M }\n`).join("");
-    await bed.exec(["sh", "-c", "cat > /etc/aos-unit/unit_config.yaml"], { stdin: config });
-    const t0 = Date.now();
-    const started = await bed.exec(["systemctl", "start", "aos-unit"]);
-    const total = Date.now() - t0;
-    if (started.code !== 0) throw new Error(`start with ${size} nodes: ${started.stderr}`);
-    // Guest boot: from the first node process start to the last lease.
-    const unitStarts = await Promise.all(
-      names.slice(0, size).map(async (n) =>
-        Date.parse(
-          (await inBed(
-            `systemctl show aos-node-${n} -p ExecMainStartTimestamp --timestamp=us+utc --value`,
-          )).replace(/^\w+ /, "").replace(" UTC", "Z").replace(" ", "T").replace(
-            /(\.\d{3})\d+/,
-            "$1",
-          ),
-        )
-      ),
-    );
-    const leases = JSON.parse(await inBed("cat /var/lib/aos-unit/leases.json")).leases as Record<
-      string,
-      { updated: string }
-    >;
-    const lastLease = Math.max(...Object.values(leases).map((l) => Date.parse(l.updated)));
-    const boot = lastLease - Math.min(...unitStarts);
-    console.log(
-      `start -> READY, ${
-        String(size).padStart(2)
-      } node(s): ${total} ms; guests' boot to last lease ${boot} ms; ` +
-        `orchestration's share ${total - boot} ms`,
-    );
-    if (size === 2) {
-      const rss = await inBed(
-        "ps -eo rss=,args= | grep -E 'aos-unit.js (run|monitor)|dnsmasq --keep' | grep -v grep | awk '{s+=$1} END {print s}'",
-      );
-      console.log(
-        `RSS of aos-unit's processes with 2 nodes (run + monitor + dnsmasq): ${
-          Math.round(Number(rss) / 1024)
-        } MiB`,
-      );
-    }
-    const s0 = Date.now();
-    await inBed("systemctl stop aos-unit");
-    console.log(`systemctl stop aos-unit, ${size} node(s): ${Date.now() - s0} ms`);
-    await inBed("rm -f /var/lib/aos-unit/leases.json");
-  }
-
-  await inBed("systemctl start aos-unit");
-  const probe = `${work}/dbus_probe.js`;
-  await bundle(`${ROOT}/tests/bench/dbus_probe.ts`, probe);
-  await bed.cpIn(probe, "/tmp/");
-  const out = JSON.parse(
-    await inBed(
-      "DENO_NO_UPDATE_CHECK=1 /usr/lib/aos-unit/deno run -A --quiet --no-config /tmp/dbus_probe.js",
-    ),
-  ) as {
-    connectMs: number;
-    reads: number[];
-    starts: number[];
-  };
-  console.log(`D-Bus connect + Subscribe: ${Math.round(out.connectMs)} ms`);
-  report("D-Bus unit state read (GetUnit + 2x GetAll)", out.reads);
-  report("D-Bus StartTransientUnit to JobRemoved (oneshot)", out.starts);
-  void median;
 } finally {
-  await bed.down();
   await Deno.remove(work, { recursive: true }).catch(() => {});
 }
