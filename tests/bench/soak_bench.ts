@@ -36,7 +36,7 @@ export function slope(points: [number, number][]): number {
   return den === 0 ? 0 : num / den;
 }
 
-const timers: number[] = [];
+const timers: ReturnType<typeof setInterval>[] = [];
 try {
   const built = await run([
     "bash",
