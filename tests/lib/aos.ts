@@ -84,12 +84,18 @@ export class DevUnit {
 }
 
 /** Builds (or reuses from the cache) test guest disks for these names. */
-export async function buildGuests(outDir: string, names: string[]): Promise<void> {
+export async function buildGuests(
+  outDir: string,
+  names: string[],
+  arch: "amd64" | "arm64" = "amd64",
+): Promise<void> {
   const r = await run([
     "bash",
     `${ROOT}/tests/guest/build.sh`,
     "--out",
     outDir,
+    "--arch",
+    arch,
     ...names.flatMap((n) => ["--name", n]),
   ]);
   if (r.code !== 0) throw new Error(`tests/guest/build.sh failed: ${r.stderr.slice(-2000)}`);

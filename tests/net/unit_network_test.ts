@@ -1,8 +1,8 @@
 /**
  * Tier 2: the network half of aos-unit with real components, in namespaces
- * this test creates - bridge, nftables, dnsmasq, the route monitor and two
- * QEMU guests (TCG) booted from AosCore-like test disks with the planner's
- * own command line. Two uplink namespaces hold the same "internet" address,
+ * this test creates - bridge, nftables, dnsmasq, the route monitor and three
+ * QEMU guests (TCG; two x86_64, one aarch64) booted from AosCore-like test
+ * disks with the planner's own command line. Two uplink namespaces hold the same "internet" address,
  * so a guest's HTTP reply shows which path its traffic took.
  */
 
@@ -30,6 +30,10 @@ const UNIT_CONFIG = `unit:
       mem: 256M
       uefi: false
       image: aos-vm-secondary-amd64.qcow2
+    - name: arm
+      cpu: 1
+      mem: 512M
+      arch: arm64
 `;
 const RUNTIME_CONF = `ENABLE_KVM="false"\nROUTE_DEBOUNCE_MS="150"\n`;
 const URL_ = `http://${INTERNET_IP}/`;
@@ -87,6 +91,12 @@ Deno.test({
       await Deno.copyFile(
         `${images}/aos-vm-secondary-amd64.qcow2`,
         `${unit.stateDir}/aos-vm-secondary-amd64.qcow2`,
+      );
+      // An aarch64 UEFI node (AAVMF, virt): the planner's aarch64 argv under TCG.
+      await buildGuests(images, ["arm"], "arm64");
+      await Deno.copyFile(
+        `${images}/aos-vm-arm-arm64-uefi.qcow2`,
+        `${unit.stateDir}/aos-vm-arm-arm64-uefi.qcow2`,
       );
     });
 
@@ -166,7 +176,7 @@ Deno.test({
     );
 
     await t.step(
-      "dnsmasq, the monitor and two guests start concurrently; both get their addresses",
+      "dnsmasq, the monitor and three guests (one aarch64) start concurrently; all get their addresses",
       async () => {
         dnsmasq = startDnsmasq();
         monitor = topo.procs.start(unit.argv(["monitor"]), `${work}/monitor.log`);
@@ -196,11 +206,25 @@ Deno.test({
         );
         const leases = await waitFor("lease-hook records", () => {
           const s = readLeaseState(plan!.leaseState).leases;
-          return Object.keys(s).length === 2 ? s : undefined;
+          return Object.keys(s).length === plan!.nodes.length ? s : undefined;
         }, 10_000);
         assert.equal(leases[plan!.nodes[0]!.mac]?.ip, "10.200.1.100");
         assert.equal(leases[plan!.nodes[1]!.mac]?.ip, dyn);
         assert.equal(leases[plan!.nodes[1]!.mac]?.hostname, "secondary");
+      },
+    );
+
+    await t.step(
+      "the aarch64 node resolves a peer by name and reaches the internet host through NAT",
+      async () => {
+        const arm = plan!.nodes.find((n) =>
+          n.name === "arm"
+        )!;
+        assert.equal(arm.arch, "aarch64");
+        assert.ok(arm.qemu.includes("virt") && arm.efiVars !== undefined, "virt with UEFI vars");
+        assert.equal(await dns("arm", "main.aos-unit"), "10.200.1.100");
+        assert.equal(await dns("arm", "secondary"), ipOf.get("secondary"));
+        assert.equal(await http("arm"), "uplink1");
       },
     );
 
@@ -281,8 +305,7 @@ Deno.test({
         // monitor still records the handover (set of uplinks, stale NAT flows dropped).
         const logged = await waitFor(
           "the monitor's handover record",
-          () =>
-            /Uplink handover: uplink1 -> uplink2 in (\d+) ms/.exec(monitorLog())?.[1],
+          () => /Uplink handover: uplink1 -> uplink2 in (\d+) ms/.exec(monitorLog())?.[1],
           5000,
         );
         console.log(`monitor handover record: ${logged} ms after the first route event`);
@@ -319,8 +342,7 @@ Deno.test({
         ]);
         await waitFor(
           "traffic back on uplink1",
-          async () =>
-            (await http("main")) === "uplink1" ? true : undefined,
+          async () => (await http("main")) === "uplink1" ? true : undefined,
           10_000,
           100,
         );

@@ -63,6 +63,17 @@ function packages(): Promise<[string, string]> {
   return debs;
 }
 
+let armGuests: Promise<string> | undefined;
+function armImages(): Promise<string> {
+  armGuests ??= (async () => {
+    const dir = await Deno.makeTempDir({ prefix: "aosu-guests-arm-" });
+    globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
+    await buildGuests(dir, ["arm"], "arm64");
+    return dir;
+  })();
+  return armGuests;
+}
+
 function guestImages(): Promise<string> {
   guests ??= (async () => {
     const dir = await Deno.makeTempDir({ prefix: "aosu-guests-" });
@@ -228,6 +239,7 @@ export function systemScenario(suite: Suite) {
         await topo.create();
         [deb, deb2] = await packages();
         await guestImages();
+        await armImages();
         await bed.up({ flavour: "base", netns: topo.host, machineId: MACHINE_ID });
         const version = await sh("systemctl --version | head -n1");
         console.log(`${suite}: ${version.trim()}`);
@@ -1049,6 +1061,48 @@ export function systemScenario(suite: Suite) {
           await sh("systemctl reset-failed aos-unit; rm /var/lib/aos-unit/aos-vm-arm-arm64.qcow2");
           await writeConfig(UNIT_CONFIG);
           await noLeftovers();
+        },
+      );
+
+      await t.step(
+        "a mixed unit: an x86_64 main and an aarch64 secondary, once the arm emulator is installed",
+        async () => {
+          const r = await bed.exec([
+            "apt-get",
+            "install",
+            "-y",
+            "qemu-system-arm",
+            "qemu-efi-aarch64",
+          ]);
+          assert.equal(r.code, 0, r.stderr);
+          await bed.cpIn(`${await armImages()}/aos-vm-arm-arm64-uefi.qcow2`, "/var/lib/aos-unit/");
+          await sh("chown aos-unit:aos-unit /var/lib/aos-unit/*.qcow2");
+          await writeConfig(`unit:
+  node_configs:
+    - { name: main, cpu: 1, mem: 512M, ip: 10.200.1.100 }
+    - { name: arm, cpu: 1, mem: 512M, arch: arm64 }
+`);
+          const ms = await startUnit();
+          console.log(`mixed unit (x86_64 + aarch64) start -> READY: ${ms} ms`);
+          const { code, status: s } = await status();
+          assert.equal(code, 0, JSON.stringify(s));
+          const arm = s.nodes.find((n) => n.name === "arm")!;
+          assert.match(arm.address ?? "", /^10\.200\.1\.\d+$/);
+          assert.match(
+            (await show("aos-node-arm.service", "ExecStart")).ExecStart ?? "",
+            /qemu-system-aarch64 .*-machine virt/,
+          );
+          assert.match(
+            await sh("getent hosts arm.aos-unit"),
+            new RegExp(`^${arm.address!.replaceAll(".", "\\.")}\\s`),
+          );
+          const c = await serial("arm");
+          assert.equal(await http(c), "uplink1", "the aarch64 guest reaches the internet host");
+          c.close();
+          await sh("systemctl stop aos-unit");
+          assert.match(await sh("tail -n 5 /var/log/aos-unit/arm-serial.log"), /AOSTEST poweroff/);
+          await noLeftovers();
+          await writeConfig(UNIT_CONFIG);
         },
       );
 
