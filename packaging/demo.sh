@@ -2,10 +2,10 @@
 # The aos-unit demo: a two-node unit on the built-in test images, under a real
 # systemd booted in a container (PID 1 on this machine need not be systemd).
 #
-#   sudo bash packaging/demo.sh          build, install, start, show, tear down
-#   sudo bash packaging/demo.sh --keep   ... and leave it running
-#   sudo bash packaging/demo.sh stop     tear a kept demo down
-#   sudo bash packaging/demo.sh shell    a shell inside the demo container
+#   bash packaging/demo.sh          build, install, start, show, tear down
+#   bash packaging/demo.sh --keep   ... and leave it running
+#   bash packaging/demo.sh stop     tear a kept demo down
+#   bash packaging/demo.sh shell    a shell inside the demo container
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -29,7 +29,7 @@ shell) exec bash "$BED" exec "$NAME" -- bash ;;
 -h | --help) sed -n '2,10p' "$0"; exit 0 ;;
 *) echo "demo.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
 esac
-[ "$(id -u)" = 0 ] || { echo "demo.sh: run as root (sudo bash packaging/demo.sh)" >&2; exit 2; }
+[ "$(id -u)" = 0 ] || { echo "demo.sh: run as root (bash packaging/demo.sh, or with sudo)" >&2; exit 2; }
 
 teardown() {
 	say "Tearing down"
@@ -83,7 +83,7 @@ inbed systemctl list-units --no-pager 'aos-*'
 echo
 echo "Demo ready after $(($(date +%s) - started)) s."
 if [ "$keep" = 1 ]; then
-	echo "It keeps running. Look around: sudo bash packaging/demo.sh shell"
+	echo "It keeps running. Look around: bash packaging/demo.sh shell"
 	echo "  (inside: aos-unit status, aos-unit console main, journalctl -u 'aos-*')"
-	echo "Stop it with: sudo bash packaging/demo.sh stop"
+	echo "Stop it with: bash packaging/demo.sh stop"
 fi

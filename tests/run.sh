@@ -6,7 +6,7 @@
 # Installs what it needs first (packaging/setup.sh). The last line is
 # "N passed, N failed".
 #
-# Usage: sudo bash tests/run.sh [--tier static|1|2|3]...   (default: all)
+# Usage (as root): bash tests/run.sh [--tier static|1|2|3]...   (default: all)
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -71,7 +71,7 @@ deno_tier() {
 
 needs_root() {
   if [ "$(id -u)" != 0 ]; then
-    failed=$((failed + 1)); echo "FAIL tier $1 needs root (run: sudo bash tests/run.sh)"
+    failed=$((failed + 1)); echo "FAIL tier $1 needs root (run as root: bash tests/run.sh)"
     return 1
   fi
 }

@@ -808,6 +808,34 @@ export function systemScenario(suite: Suite) {
       });
 
       await t.step(
+        "a changed node and a new node on restart: only those start, the rest keeps running",
+        async () => {
+          const before = await boots();
+          await writeConfig(
+            UNIT_CONFIG.replace(/(name: secondary\n\s+cpu: 1\n\s+mem: )512M/, "$1640M"),
+          );
+          await sh("systemctl restart aos-unit");
+          await waitRunning();
+          const after = await boots();
+          assert.equal(after.main, before.main, "main kept running");
+          assert.equal(
+            after.secondary,
+            before.secondary! + 1,
+            "secondary restarted with its new plan",
+          );
+          assert.equal(
+            (await show("aos-node-secondary.service", "MemoryMax")).MemoryMax,
+            String((640 + 256 + 40 + 256) * 1024 * 1024),
+          );
+          assert.match(await journal(60), /aos-node-secondary\.service runs from another plan/);
+          await writeConfig(UNIT_CONFIG);
+          await sh("systemctl restart aos-unit");
+          await waitRunning();
+          assert.equal((await boots()).main, before.main, "main still the same boot");
+        },
+      );
+
+      await t.step(
         "killing a node's QEMU restarts that node alone and writes exactly one record",
         async () => {
           await sh(": > /var/log/aos-unit/vm-failures.log");
