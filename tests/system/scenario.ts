@@ -808,6 +808,31 @@ export function systemScenario(suite: Suite) {
       });
 
       await t.step(
+        "systemctl stop aos-node-secondary by hand: the guest gets the ACPI power button first",
+        async () => {
+          const since = (await sh("date +%s.%N")).trim();
+          await sh("systemctl stop aos-node-secondary.service");
+          assert.match(
+            await sh("tail -n 5 /var/log/aos-unit/secondary-serial.log"),
+            /AOSTEST poweroff/,
+            "an ACPI powerdown, not a signal",
+          );
+          assert.doesNotMatch(
+            await sh(`journalctl -u aos-node-secondary --no-pager --since @${since}`),
+            /terminating on signal/,
+          );
+          await waitFor("STATUS names the stopped node", async () => {
+            const text = (await show("aos-unit.service", "StatusText")).StatusText ?? "";
+            return /^Degraded: main=10\.200\.1\.100; secondary stopped$/.test(text)
+              ? true
+              : undefined;
+          }, 10_000);
+          await sh("systemctl restart aos-unit");
+          await waitRunning();
+        },
+      );
+
+      await t.step(
         "a changed node and a new node on restart: only those start, the rest keeps running",
         async () => {
           const before = await boots();
@@ -1152,6 +1177,26 @@ export function systemScenario(suite: Suite) {
         assert.ok(ms < 8000, `stop took ${ms} ms:\n${await journal(60)}`);
         await noLeftovers();
       });
+
+      await t.step(
+        "a node failing at start: READY without it, STATUS names it, the rest works",
+        async () => {
+          await writeConfig(
+            UNIT_CONFIG.replace(
+              /(name: secondary\n\s+cpu: 1\n\s+mem: 512M)/,
+              "$1\n      machine_type: no-such-machine",
+            ),
+          );
+          await startUnit();
+          const text = (await show("aos-unit.service", "StatusText")).StatusText ?? "";
+          assert.match(text, /^Degraded: main=10\.200\.1\.100; secondary gave-up$/);
+          assert.equal((await show("aos-unit.service", "ActiveState")).ActiveState, "active");
+          assert.equal((await status()).code, 1, "status: not healthy");
+          await sh("systemctl stop aos-unit");
+          await noLeftovers();
+          await writeConfig(UNIT_CONFIG);
+        },
+      );
 
       await t.step(
         "every node failing at start: systemctl start fails naming each node; nothing left",

@@ -94,3 +94,28 @@ Deno.test("a subcommand that steps outside its set fails with a clear error, not
     });
   }
 });
+
+Deno.test("the packaged launcher starts each subcommand with exactly its own set", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", "--allow-read", "packaging/deno_flags.ts", "launcher"],
+    stdout: "piped",
+  }).output();
+  const launcher = new TextDecoder().decode(out.stdout);
+  const line = (command: string) =>
+    launcher.split("\n").find((l) => l.startsWith(`${command}) perms=`)) ?? "";
+  // No network at all where the table has none, the bus socket by its path where that is all.
+  assert.doesNotMatch(line("validate"), /--allow-net/);
+  assert.doesNotMatch(line("lease-hook"), /--allow-net/);
+  assert.doesNotMatch(line("monitor"), /--allow-net/);
+  for (const command of ["status", "startup", "failed", "doctor", "reset"]) {
+    assert.match(line(command), /--allow-net=unix:\/run\/dbus\/system_bus_socket( |,|')/, command);
+    assert.doesNotMatch(line(command), /--allow-net /, `${command} has no unscoped network`);
+  }
+  // Unscoped only where sockets named after the configuration or leased addresses are reached.
+  for (const command of ["run", "console", "powerdown", "cleanup"]) {
+    assert.match(line(command), /--allow-net /, command);
+  }
+  assert.match(line("lease-hook"), /--allow-write=\/var\/lib\/aos-unit\/dhcp /);
+  assert.match(launcher, /--v8-flags=--max-semi-space-size=1,--lite-mode/);
+  assert.match(launcher, /id -u.*--no-code-cache/s, "root keeps no code cache");
+});
