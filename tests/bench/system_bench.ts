@@ -68,8 +68,9 @@ async function benchSuite(suite: Suite): Promise<void> {
     waitFor(
       "READY",
       async () => {
-        const s = await sh("systemctl show -p ActiveState,SubState,StatusText aos-unit");
-        return /ActiveState=active\nSubState=running\nStatusText=Running/.test(s)
+        const s = await bed.systemctlShow("aos-unit", "ActiveState", "SubState", "StatusText");
+        return s.ActiveState === "active" && s.SubState === "running" &&
+            (s.StatusText ?? "").startsWith("Running")
           ? true
           : undefined;
       },
