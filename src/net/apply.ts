@@ -182,20 +182,6 @@ export function writeNetworkConf(plan: Plan): void {
   writeFileAtomic(plan.networkConf.path, plan.networkConf.content);
 }
 
-/** The whole network half of a plan, in order (startup without units, and the tests). */
-export async function applyNetwork(
-  runner: Runner,
-  plan: Plan,
-  user: string,
-  existingBridge: LinkInfo | undefined,
-  log: Logger,
-): Promise<void> {
-  await applyLinks(runner, plan, user, existingBridge, log);
-  await applyFirewall(runner, plan, log);
-  await routeDomain(runner, plan, log);
-  writeNetworkConf(plan);
-}
-
 /** The bridge name recorded by startup, if any. */
 export function recordedBridge(runtimeDir: string): string | undefined {
   try {

@@ -259,14 +259,20 @@ export class Systemd {
   }
 
   /** All properties of one interface of a unit, or undefined when the unit is not loaded. */
-  async #properties(
-    name: string,
+  #properties(name: string, iface: string): Promise<Record<string, unknown> | undefined> {
+    return this.#getAll(unitPath(name), iface, name);
+  }
+
+  /** GetAll on a unit object; undefined when the object is gone. */
+  async #getAll(
+    path: string,
     iface: string,
+    name: string,
   ): Promise<Record<string, unknown> | undefined> {
     try {
       const [all] = await call(this.bus, {
         destination: SYSTEMD.destination,
-        path: unitPath(name),
+        path,
         interface: "org.freedesktop.DBus.Properties",
         member: "GetAll",
         signature: "s",
@@ -314,24 +320,8 @@ export class Systemd {
       }
       throw busError(`look up ${name}`, error);
     }
-    const props = async (iface: string) => {
-      try {
-        const [all] = await call(this.bus, {
-          destination: SYSTEMD.destination,
-          path,
-          interface: "org.freedesktop.DBus.Properties",
-          member: "GetAll",
-          signature: "s",
-          body: [iface],
-        }) as [Record<string, { value: unknown }>];
-        return Object.fromEntries(Object.entries(all).map(([k, v]) => [k, v.value]));
-      } catch (error) {
-        if ((error as { type?: string }).type === "org.freedesktop.DBus.Error.UnknownObject") {
-          return {};
-        }
-        throw busError(`read the state of ${name}`, error);
-      }
-    };
+    // By the path GetUnit returned: no lookup that would load a unit systemd does not have.
+    const props = async (iface: string) => (await this.#getAll(path, iface, name)) ?? {};
     const unit = await props("org.freedesktop.systemd1.Unit");
     const service = name.endsWith(".service")
       ? await props("org.freedesktop.systemd1.Service")
