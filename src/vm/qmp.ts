@@ -6,29 +6,48 @@ export class QmpError extends RuntimeError {
   override name = "QmpError";
 }
 
-async function readLine(
-  conn: Deno.UnixConn,
-  buffer: { text: string },
-  deadline: number,
-): Promise<string> {
-  const bytes = new Uint8Array(4096);
-  while (!buffer.text.includes("\n")) {
-    if (performance.now() > deadline) throw new QmpError("QMP: no answer in time");
-    const n = await Promise.race([
-      conn.read(bytes),
-      new Promise<null>((resolve) =>
-        setTimeout(() => resolve(null), Math.max(1, deadline - performance.now()))
-      ),
-    ]);
-    if (n === null) {
-      if (performance.now() > deadline) throw new QmpError("QMP: no answer in time");
-      throw new QmpError("QMP: connection closed");
+const TIMEOUT = Symbol("timeout");
+
+/**
+ * Lines from a QMP connection. One read is kept pending across calls: a read
+ * abandoned at a timeout would otherwise swallow the next reply.
+ */
+class LineReader {
+  #pending: Promise<number | null> | undefined;
+  #bytes = new Uint8Array(4096);
+  #text = "";
+
+  constructor(private readonly conn: Deno.UnixConn) {}
+
+  /** The next line; "eof" once QEMU closed the connection; TIMEOUT at the deadline. */
+  async next(deadline: number): Promise<string | "eof" | typeof TIMEOUT> {
+    while (!this.#text.includes("\n")) {
+      const wait = deadline - performance.now();
+      if (wait <= 0) return TIMEOUT;
+      this.#pending ??= this.conn.read(this.#bytes).catch(() => null);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const n = await Promise.race([
+        this.#pending,
+        new Promise<typeof TIMEOUT>((resolve) => timer = setTimeout(() => resolve(TIMEOUT), wait)),
+      ]);
+      clearTimeout(timer);
+      if (n === TIMEOUT) return TIMEOUT;
+      this.#pending = undefined;
+      if (n === null) return "eof";
+      this.#text += new TextDecoder().decode(this.#bytes.subarray(0, n));
     }
-    buffer.text += new TextDecoder().decode(bytes.subarray(0, n));
+    const index = this.#text.indexOf("\n");
+    const line = this.#text.slice(0, index);
+    this.#text = this.#text.slice(index + 1);
+    return line;
   }
-  const index = buffer.text.indexOf("\n");
-  const line = buffer.text.slice(0, index);
-  buffer.text = buffer.text.slice(index + 1);
+}
+
+/** The next line, or a QmpError saying why there is none. */
+async function readLine(reader: LineReader, deadline: number): Promise<string> {
+  const line = await reader.next(deadline);
+  if (line === TIMEOUT) throw new QmpError("QMP: no answer in time");
+  if (line === "eof") throw new QmpError("QMP: connection closed");
   return line;
 }
 
@@ -48,14 +67,14 @@ export async function qmpExecute(
   } catch (error) {
     throw new QmpError(`Cannot connect to QMP socket ${socket}: ${(error as Error).message}`);
   }
-  const buffer = { text: "" };
+  const reader = new LineReader(conn);
   const encoder = new TextEncoder();
   try {
-    await readLine(conn, buffer, deadline); // greeting
+    await readLine(reader, deadline); // greeting
     for (const execute of ["qmp_capabilities", command]) {
       await conn.write(encoder.encode(JSON.stringify({ execute }) + "\n"));
       while (true) {
-        const reply = JSON.parse(await readLine(conn, buffer, deadline)) as {
+        const reply = JSON.parse(await readLine(reader, deadline)) as {
           return?: unknown;
           error?: { desc: string };
           event?: string;
@@ -98,10 +117,10 @@ export async function powerdownAndWait(
     return "unreachable";
   }
   const encoder = new TextEncoder();
-  const buffer = { text: "" };
+  const reader = new LineReader(conn);
   const send = (execute: string) => conn.write(encoder.encode(JSON.stringify({ execute }) + "\n"));
   try {
-    await readLine(conn, buffer, Math.min(deadline, performance.now() + 3000)); // greeting
+    if (await reader.next(Math.min(deadline, performance.now() + 3000)) === "eof") return "exited";
     await send("qmp_capabilities");
     let lastSend = -Infinity;
     while (performance.now() < deadline) {
@@ -109,11 +128,8 @@ export async function powerdownAndWait(
         lastSend = performance.now();
         await send("system_powerdown");
       }
-      try {
-        await readLine(conn, buffer, Math.min(deadline, lastSend + resendMs));
-      } catch (error) {
-        if ((error as Error).message.includes("closed")) return "exited";
-      }
+      // Replies and events are skipped; only the end of the connection counts.
+      if (await reader.next(Math.min(deadline, lastSend + resendMs)) === "eof") return "exited";
     }
     return "timeout";
   } catch {

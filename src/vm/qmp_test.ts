@@ -1,0 +1,70 @@
+import assert from "node:assert/strict";
+import { powerdownAndWait, qmpExecute } from "./qmp.ts";
+
+/** A QMP server stand-in: greets, answers every command, and on system_powerdown obeys or not. */
+function fakeQemu(path: string, obeys: boolean): { close(): void; powerdowns: () => number } {
+  const listener = Deno.listen({ transport: "unix", path });
+  let powerdowns = 0;
+  const conns: Deno.Conn[] = [];
+  (async () => {
+    for await (const conn of listener) {
+      conns.push(conn);
+      (async () => {
+        const enc = new TextEncoder();
+        await conn.write(enc.encode('{"QMP": {"version": {}, "capabilities": []}}\n'));
+        const buf = new Uint8Array(1024);
+        let text = "";
+        while (true) {
+          const n = await conn.read(buf).catch(() => null);
+          if (n === null) return;
+          text += new TextDecoder().decode(buf.subarray(0, n));
+          for (; text.includes("\n"); text = text.slice(text.indexOf("\n") + 1)) {
+            const cmd = JSON.parse(text.slice(0, text.indexOf("\n"))).execute;
+            await conn.write(enc.encode('{"return": {}}\n')).catch(() => {});
+            if (cmd === "system_powerdown") {
+              powerdowns++;
+              if (obeys) {
+                conn.close();
+                return;
+              }
+            }
+          }
+        }
+      })();
+    }
+  })().catch(() => {});
+  return {
+    close() {
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch { /* closed */ }
+      }
+      listener.close();
+    },
+    powerdowns: () => powerdowns,
+  };
+}
+
+Deno.test("powerdownAndWait(): exited, timeout or unreachable - never a timeout taken for an exit", async () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    const obeying = fakeQemu(`${dir}/obeys`, true);
+    const t0 = performance.now();
+    assert.equal(await powerdownAndWait(`${dir}/obeys`, 5000), "exited");
+    assert.ok(performance.now() - t0 < 1000);
+    obeying.close();
+
+    const deaf = fakeQemu(`${dir}/deaf`, false);
+    const t1 = performance.now();
+    assert.equal(await powerdownAndWait(`${dir}/deaf`, 1200, 500), "timeout");
+    assert.ok(performance.now() - t1 >= 1200, "waited the whole grace");
+    assert.ok(deaf.powerdowns() >= 2, "the power button was pressed again");
+    assert.deepEqual(await qmpExecute(`${dir}/deaf`, "query-status"), {}, "replies still read");
+    deaf.close();
+
+    assert.equal(await powerdownAndWait(`${dir}/none`, 500), "unreachable");
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
