@@ -30,6 +30,7 @@ import {
 } from "../systemd/node_state.ts";
 import { createNotifier, type Notifier } from "../systemd/notify.ts";
 import { SystemdSession } from "../systemd/session.ts";
+import { Waker } from "../systemd/waker.ts";
 import type { Systemd, UnitState } from "../systemd/systemd1.ts";
 import { lastFailures } from "../vm/failures.ts";
 import { powerDownNode } from "../vm/shutdown.ts";
@@ -46,26 +47,19 @@ class UnitDown extends RuntimeError {
   override name = "UnitDown";
 }
 
-type Outcome = "stop" | "tick" | "changed";
-
 /** The manager's view of the unit: node states, addresses, readiness. */
 class UnitWatch {
   states = new Map<string, UnitState | undefined>();
   /** Nodes that answered on their address since their unit last became active. */
   answered = new Map<string, number>();
-  #changed = Promise.withResolvers<"changed">();
 
-  constructor(readonly plan: Plan, readonly session: SystemdSession, readonly log: Logger) {}
-
-  /** Resolves at the next unit change systemd announces. */
-  get changed(): Promise<"changed"> {
-    return this.#changed.promise;
-  }
-
-  notifyChange(): void {
-    this.#changed.resolve("changed");
-    this.#changed = Promise.withResolvers<"changed">();
-  }
+  constructor(
+    readonly plan: Plan,
+    readonly session: SystemdSession,
+    readonly log: Logger,
+    /** Woken by every unit change systemd announces (and by a stop request). */
+    readonly waker: Waker,
+  ) {}
 
   address(node: NodePlan): string | undefined {
     return readLeaseState(this.plan.leaseState).leases[node.mac]?.ip ?? node.ip;
@@ -160,7 +154,7 @@ async function stopEverything(
       },
       stopTimeoutSec,
       log,
-      () => watch.changed,
+      () => watch.waker.wait(100),
     );
   }));
   await nodesDown;
@@ -195,16 +189,20 @@ async function runningNodes(systemd: Systemd | undefined): Promise<string[]> {
 export async function runCommand(ctx: CommandContext): Promise<number> {
   const log = logger("run");
   const runner = createRunner();
-  const stop = Promise.withResolvers<"stop">();
+  const waker = new Waker();
+  let stopping = false;
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
-    Deno.addSignalListener(signal, () => stop.resolve("stop"));
+    Deno.addSignalListener(signal, () => {
+      stopping = true;
+      waker.wake();
+    });
   }
 
   let watch: UnitWatch | undefined;
   let plan: Plan | undefined;
   const session = await SystemdSession.open({
     log,
-    onUnitChange: () => watch?.notifyChange(),
+    onUnitChange: () => waker.wake(),
     names: ["org.freedesktop.resolve1"],
     // systemd-resolved forgets per-link DNS when it restarts: set it again.
     onNameOwner: () =>
@@ -212,7 +210,7 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
       void routeDomain(runner, plan, log).catch((e) =>
         log.warning(`Cannot re-apply resolved settings: ${(e as Error).message}`)
       ),
-    onConnect: () => watch?.notifyChange(),
+    onConnect: () => waker.wake(),
   });
   let notifier: Notifier | undefined;
   let logBounds: ReturnType<typeof setInterval> | undefined;
@@ -243,7 +241,7 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
     await session.watchUnits([...plan.nodes.map((n) => n.unit.name), DNSMASQ_UNIT]);
     const monitor = monitorFor(plan, config.runtime.routeDebounceMs, runner, log);
     const live = session;
-    watch = new UnitWatch(plan, live, log);
+    watch = new UnitWatch(plan, live, log, waker);
     notifier = createNotifier(ctx.env.NOTIFY_SOCKET, `${ctx.paths.runtimeDir}/notify.sock`);
     const send = notifier.send.bind(notifier);
     let lastStatus = "";
@@ -275,8 +273,7 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
     // Ready means usable: every node running and answering, or given up on by systemd.
     const started = performance.now();
     const deadline = started + config.runtime.readyTimeoutSec * 1000;
-    let outcome: Outcome = "tick";
-    while (true) {
+    while (!stopping) {
       await watch.refresh();
       await watch.probe();
       const views = watch.views();
@@ -297,15 +294,10 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
           },
         );
       }
-      outcome = await Promise.race([
-        stop.promise,
-        watch.changed,
-        new Promise<"tick">((r) => setTimeout(() => r("tick"), 250)),
-      ]);
-      if (outcome === "stop") break;
+      await waker.wait(250);
     }
 
-    if (outcome !== "stop") {
+    if (!stopping) {
       const views = watch.views();
       if (!views.some((v) => v.condition === "ready")) {
         throw new UnitDown(`No node could start: ${lastFailureText(plan, watch)}`, {
@@ -320,12 +312,8 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
       // Supervise: STATUS follows the nodes; the unit fails when every node gave up.
       let lastRetry = performance.now();
       while (true) {
-        outcome = await Promise.race([
-          stop.promise,
-          watch.changed,
-          new Promise<"tick">((r) => setTimeout(() => r("tick"), 5000)),
-        ]);
-        if (outcome === "stop") break;
+        await waker.wait(5000);
+        if (stopping) break;
         await watch.refresh();
         await watch.probe();
         const now = watch.views();

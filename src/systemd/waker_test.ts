@@ -1,0 +1,17 @@
+import assert from "node:assert/strict";
+import { Waker } from "./waker.ts";
+
+Deno.test("Waker: a wake ends the wait, or the next one when it came in between", async () => {
+  const w = new Waker();
+  const t0 = performance.now();
+  setTimeout(() => w.wake(), 20);
+  await w.wait(5000);
+  assert.ok(performance.now() - t0 < 1000);
+  w.wake();
+  const t1 = performance.now();
+  await w.wait(5000);
+  assert.ok(performance.now() - t1 < 50, "a wake before the wait is not lost");
+  const t2 = performance.now();
+  await w.wait(30);
+  assert.ok(performance.now() - t2 >= 25, "without a wake, the time passes");
+});
