@@ -238,7 +238,8 @@ export function permissionsFor(command: Subcommand, ctx: PermissionContext): Per
       });
     case "monitor":
       return merge(planning(p), {
-        write: [p.runtimeDir],
+        read: [p.logsDir],
+        write: [p.runtimeDir, p.logsDir],
         run: [TOOLS.ip, TOOLS.nft, TOOLS.conntrack],
       });
     case "powerdown":

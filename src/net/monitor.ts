@@ -30,6 +30,11 @@ export function isRelevantRouteEvent(line: string): boolean {
   return false;
 }
 
+/** The interface of a new default route (`default via GW dev IF ...`), if the line is one. */
+export function newDefaultRouteDevice(line: string): string | undefined {
+  return /^default (?:via \S+ )?dev (\S+)/.exec(line.trim())?.[1];
+}
+
 /** True for `nft monitor` lines that may have removed part of our table. */
 export function isTableTamper(line: string, table: string): boolean {
   return (/^delete /.test(line) && line.includes(table)) || /^flush (ruleset|table)/.test(line);
@@ -87,6 +92,7 @@ export class RouteMonitor {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #burstStart: number | undefined;
   #verifyTimer: ReturnType<typeof setTimeout> | undefined;
+  #verifyDue = 0;
   #queue: Promise<void> = Promise.resolve();
   #children = new Set<Deno.ChildProcess>();
   #stopped = false;
@@ -127,7 +133,10 @@ export class RouteMonitor {
   async start(): Promise<void> {
     // Watch first: a route change between the first read and the watch would be missed.
     this.#watch([TOOLS.ip, "monitor", "route", "link"], (line) => {
-      if (isRelevantRouteEvent(line)) this.routeEvent();
+      if (!isRelevantRouteEvent(line)) return;
+      const admitted = newDefaultRouteDevice(line);
+      if (admitted) void this.#enqueue(() => this.#admit(admitted));
+      this.routeEvent();
     });
     this.#watch([TOOLS.nft, "monitor"], (line) => {
       if (isTableTamper(line, NFT_TABLE)) this.scheduleVerify(20);
@@ -144,6 +153,20 @@ export class RouteMonitor {
       );
     });
     this.scheduleVerify(this.o.verifyEveryMs ?? 5000);
+  }
+
+  /**
+   * A new default route: its interface joins @uplinks at once (one element,
+   * no debounce), so the guests' first packets out of it are not dropped by
+   * the fence; the debounced reconcile then does the rest (removals, flows).
+   */
+  async #admit(device: string): Promise<void> {
+    if (this.o.network.internetInterface || this.#uplinks.includes(device)) return;
+    const r = await this.o.runner.run(
+      [TOOLS.nft, "add", "element", "inet", NFT_TABLE, "uplinks", `{ "${device}" }`],
+      { okCodes: [0, 1] },
+    );
+    if (r.code === 0) this.#applied = await currentTable(this.o.runner);
   }
 
   /** A route or link event arrived: (re)start the quiet-time timer, within the cap. */
@@ -197,10 +220,18 @@ export class RouteMonitor {
     }
   }
 
+  /**
+   * Verifies the table after `delayMs`, or sooner when a verify is already due
+   * sooner: the periodic check must not push back one a tamper event asked for.
+   */
   scheduleVerify(delayMs: number): void {
     if (this.#stopped) return;
+    const due = performance.now() + delayMs;
+    if (this.#verifyTimer !== undefined && this.#verifyDue <= due) return;
     clearTimeout(this.#verifyTimer);
+    this.#verifyDue = due;
     this.#verifyTimer = setTimeout(() => {
+      this.#verifyTimer = undefined;
       void this.#enqueue(async () => void (await this.verifyTable())).then(() =>
         this.scheduleVerify(this.o.verifyEveryMs ?? 5000)
       );

@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { isRelevantRouteEvent, isTableTamper, settleDelay } from "./monitor.ts";
+import {
+  isRelevantRouteEvent,
+  isTableTamper,
+  newDefaultRouteDevice,
+  settleDelay,
+} from "./monitor.ts";
 
 Deno.test("settleDelay() waits for quiet, but never past the cap from the first event", () => {
   // A lone event: the full debounce.
@@ -25,4 +30,11 @@ Deno.test("isTableTamper() notices deletions and flushes of our tables", () => {
   assert.ok(isTableTamper("flush ruleset", "aos_unit"));
   assert.ok(!isTableTamper("delete table inet other", "aos_unit"));
   assert.ok(!isTableTamper("add rule inet aos_unit forward ...", "aos_unit"));
+});
+
+Deno.test("newDefaultRouteDevice() names the interface of a new default route only", () => {
+  assert.equal(newDefaultRouteDevice("default via 10.202.2.1 dev uplink2 metric 100 "), "uplink2");
+  assert.equal(newDefaultRouteDevice("default dev wg0 scope link"), "wg0");
+  assert.equal(newDefaultRouteDevice("Deleted default via 10.202.1.1 dev uplink1 "), undefined);
+  assert.equal(newDefaultRouteDevice("3: uplink1: <BROADCAST> state DOWN"), undefined);
 });

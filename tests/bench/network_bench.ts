@@ -170,6 +170,9 @@ try {
     restores.push(performance.now() - t0);
   }
   report("table deleted by someone else to restored", restores);
+  if (Deno.env.get("BENCH_VERBOSE")) {
+    console.log(Deno.readTextFileSync(`${work}/monitor.log`));
+  }
 } finally {
   for (const c of consoles) c.close();
   await topo.destroy();
