@@ -29,6 +29,7 @@ import {
   statusLine,
 } from "../systemd/node_state.ts";
 import { createNotifier, type Notifier } from "../systemd/notify.ts";
+import { call, type MessageBus } from "../systemd/bus.ts";
 import { SystemdSession } from "../systemd/session.ts";
 import { Waker } from "../systemd/waker.ts";
 import type { Systemd, UnitState } from "../systemd/systemd1.ts";
@@ -175,6 +176,17 @@ async function managerJob(session: SystemdSession): Promise<string | undefined> 
   }
 }
 
+/** Any call to polkitd makes the bus start it if it is not running. */
+async function pingPolkit(bus: MessageBus): Promise<void> {
+  await call(bus, {
+    destination: "org.freedesktop.PolicyKit1",
+    path: "/org/freedesktop/PolicyKit1/Authority",
+    interface: "org.freedesktop.DBus.Peer",
+    member: "Ping",
+    timeoutMs: 5000,
+  }).catch(() => {});
+}
+
 /** Node units that still run (for the message of a configuration error). */
 async function runningNodes(systemd: Systemd | undefined): Promise<string[]> {
   try {
@@ -210,7 +222,11 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
       void routeDomain(runner, plan, log).catch((e) =>
         log.warning(`Cannot re-apply resolved settings: ${(e as Error).message}`)
       ),
-    onConnect: () => waker.wake(),
+    onConnect: (systemd) => {
+      waker.wake();
+      // polkitd (bus-activated) ends when the bus restarts; start it now, not in the stop path.
+      void pingPolkit(systemd.bus);
+    },
   });
   let notifier: Notifier | undefined;
   let logBounds: ReturnType<typeof setInterval> | undefined;

@@ -11,7 +11,7 @@ import type { Logger } from "../log.ts";
 import { TOOLS } from "../permissions.ts";
 import type { Plan } from "../plan/types.ts";
 import { connectSystemBus, type MessageBus } from "../systemd/bus.ts";
-import { revertLink, setLinkDns } from "../systemd/resolved.ts";
+import { resolvedUnreachable, revertLink, setLinkDns } from "../systemd/resolved.ts";
 import { isOurs, type LinkInfo, listLinks, ownerAlias } from "./links.ts";
 import { applyRuleset, deleteTable } from "./nft.ts";
 
@@ -134,6 +134,11 @@ export async function routeDomain(
   let own: MessageBus | undefined;
   try {
     own = bus ?? await connectSystemBus();
+    const unreachable = await resolvedUnreachable(own);
+    if (unreachable) {
+      log.warning(`Host-side resolution of *.${plan.network.domain} is off: ${unreachable}`);
+      return false;
+    }
     await setLinkDns(own, {
       ifindex,
       server: plan.network.bridgeIp,

@@ -107,6 +107,11 @@ export interface CallSpec {
   body?: unknown[];
   /** A call on a dead connection never returns: give up after this long (default 10 s). */
   timeoutMs?: number;
+  /**
+   * Fail at once if nobody owns the destination instead of having the bus start it: in a
+   * stop path, that start would be queued behind the stopping unit's own job (a stall).
+   */
+  noAutoStart?: boolean;
 }
 
 /** The D-Bus error name a call timing out gets (as libdbus names it). */
@@ -125,6 +130,7 @@ export async function call(bus: MessageBus, spec: CallSpec): Promise<unknown[]> 
     member: spec.member,
     signature: spec.signature ?? "",
     body: spec.body ?? [],
+    flags: spec.noAutoStart ? dbus.MessageFlag.NO_AUTO_START : 0,
   });
   const timeoutMs = spec.timeoutMs ?? 10_000;
   let timer: ReturnType<typeof setTimeout> | undefined;

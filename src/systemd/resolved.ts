@@ -3,6 +3,7 @@
 import { Buffer } from "node:buffer";
 import type { MessageBus } from "./bus.ts";
 import { busError, call } from "./bus.ts";
+import { unitPath } from "./systemd1.ts";
 
 const RESOLVED = {
   destination: "org.freedesktop.resolve1",
@@ -27,12 +28,44 @@ async function manager(
   signature: string,
   body: unknown[],
   what: string,
+  noAutoStart = false,
 ) {
   try {
-    return await call(bus, { ...RESOLVED, member, signature, body });
+    return await call(bus, { ...RESOLVED, member, signature, body, noAutoStart });
   } catch (error) {
     throw busError(what, error);
   }
+}
+
+/**
+ * Why resolved cannot take settings now, or undefined when it can (or may be started by
+ * the bus). systemd-resolved does not rejoin a restarted D-Bus (systemd 252 and 257):
+ * it keeps running, unreachable, and a call would wait for the bus's activation timeout.
+ */
+export async function resolvedUnreachable(bus: MessageBus): Promise<string | undefined> {
+  const [owned] = await call(bus, {
+    destination: "org.freedesktop.DBus",
+    path: "/org/freedesktop/DBus",
+    interface: "org.freedesktop.DBus",
+    member: "NameHasOwner",
+    signature: "s",
+    body: [RESOLVED.destination],
+    timeoutMs: 2000,
+  });
+  if (owned) return undefined;
+  const state = await call(bus, {
+    destination: "org.freedesktop.systemd1",
+    path: unitPath("systemd-resolved.service"),
+    interface: "org.freedesktop.DBus.Properties",
+    member: "Get",
+    signature: "ss",
+    body: ["org.freedesktop.systemd1.Unit", "ActiveState"],
+    timeoutMs: 2000,
+  }).then(([v]) => String((v as { value: unknown }).value), () => "unknown");
+  return state === "active"
+    ? "systemd-resolved runs but is not on the system bus (was D-Bus restarted?); " +
+      "`systemctl restart systemd-resolved aos-unit` restores it"
+    : undefined;
 }
 
 /**
@@ -65,7 +98,10 @@ export async function setLinkDns(bus: MessageBus, link: LinkDns): Promise<void> 
   );
 }
 
-/** Forgets everything set on the link. */
+/**
+ * Forgets everything set on the link. Never starts resolved: when it does not run, it
+ * holds no settings worth reverting (the link is deleted next anyway).
+ */
 export async function revertLink(bus: MessageBus, ifindex: number): Promise<void> {
   await manager(
     bus,
@@ -73,5 +109,6 @@ export async function revertLink(bus: MessageBus, ifindex: number): Promise<void
     "i",
     [ifindex],
     "revert the link's DNS settings in systemd-resolved",
+    true,
   );
 }

@@ -1048,6 +1048,46 @@ export function systemScenario(suite: Suite) {
       );
 
       await t.step(
+        "systemctl restart dbus: the manager reconnects, follows nodes, and its stop activates nothing",
+        async () => {
+          const since = (await sh("date +%s.%N")).trim();
+          const pid = (await show("aos-unit.service", "MainPID")).MainPID;
+          await sh("systemctl restart dbus");
+          await waitFor(
+            "the manager back on the bus",
+            async () =>
+              /Reconnected to the system bus/.test(
+                  await sh(`journalctl -u aos-unit --no-pager --since @${since}`),
+                )
+                ? true
+                : undefined,
+            15_000,
+          );
+          // Signals flow again: a node stopped by hand shows in STATUS.
+          await sh("systemctl stop aos-node-secondary.service");
+          await waitFor("STATUS names the stopped node", async () => {
+            const text = (await show("aos-unit.service", "StatusText")).StatusText ?? "";
+            return /secondary stopped$/.test(text) ? true : undefined;
+          }, 10_000);
+          const stopSince = (await sh("date +%s.%N")).trim();
+          await sh("systemctl stop aos-unit");
+          // Activating a service from the stop path is queued behind that very stop (a stall).
+          const bus = await sh(`journalctl -u dbus --no-pager --since @${stopSince}`);
+          assert.doesNotMatch(bus, new RegExp(`Activating via systemd: .*pid=${pid} `), bus);
+          await noLeftovers();
+          // resolved (252 and 257) does not rejoin a restarted bus; startup says so, then it is fixed.
+          await startUnit();
+          assert.match(
+            await sh(`journalctl -u aos-unit --no-pager --since @${stopSince}`),
+            /systemd-resolved runs but is not on the system bus/,
+          );
+          await sh("systemctl restart systemd-resolved aos-unit");
+          await waitRunning();
+          assert.match(await sh("getent hosts main.aos-unit"), /^10\.200\.1\.100\s/);
+        },
+      );
+
+      await t.step(
         "systemctl stop aos-unit powers guests down gracefully and leaves nothing",
         async () => {
           const started = performance.now();
