@@ -436,6 +436,7 @@ export async function main(args: string[], io: Io = STDIO): Promise<number> {
   const ctx: PermissionContext = {
     paths,
     notifySocket: env.NOTIFY_SOCKET ?? NOTIFY_SOCKET_DEFAULT,
+    executable: env.AOS_UNIT_EXECUTABLE,
   };
 
   if (hasBlanketGrant()) return await reexecNarrowed(ctx, args);

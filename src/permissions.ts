@@ -78,7 +78,7 @@ export interface PermissionContext {
   paths: Paths;
   notifySocket: string;
   /** The aos-unit executable the broker runs `prepare` with (AOS_UNIT_EXECUTABLE in tests). */
-  executable?: string;
+  executable?: string | undefined;
 }
 
 function set(partial: Partial<PermissionSet>): PermissionSet {

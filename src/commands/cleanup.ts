@@ -50,6 +50,9 @@ async function stopUnits(ctx: CommandContext, systemd: Systemd, log: Logger): Pr
     const name = unit.slice(NODE_UNIT_PREFIX.length, -".service".length);
     const state = await systemd.unitState(unit);
     if (state?.activeState === "failed" || state?.activeState === "inactive") {
+      // On systemd < 254 a crash passes through "failed" on its way to a restart: a stop
+      // cancels that restart, so no QEMU boots onto a network being removed.
+      if (state.activeState === "failed") await systemd.stopUnit(unit, 10_000).catch(() => {});
       await systemd.resetFailed(unit).catch(() => {});
       return;
     }

@@ -41,7 +41,7 @@ import type { CommandContext } from "./context.ts";
 import { startupErrorFile } from "./startup.ts";
 
 /** systemd job types that mean "the manager comes back": guests keep running. */
-const RESTART_JOBS = new Set(["restart", "try-restart", "reload-or-restart", "reload-or-start"]);
+const RESTART_JOBS = new Set(["restart", "try-restart"]);
 
 /** The unit as a whole failed (no node could start, every node gave up): take it all down. */
 class UnitDown extends RuntimeError {
@@ -62,12 +62,16 @@ class UnitWatch {
     readonly waker: Waker,
   ) {}
 
+  /** The lease records as of the last refresh (read once per pass, not per node and call). */
+  #leases: ReturnType<typeof readLeaseState>["leases"] = {};
+
   address(node: NodePlan): string | undefined {
-    return readLeaseState(this.plan.leaseState).leases[node.mac]?.ip ?? node.ip;
+    return this.#leases[node.mac]?.ip ?? node.ip;
   }
 
   /** Reads every unit's state (a lost bus is repaired by the session; the old view stays). */
   async refresh(): Promise<void> {
+    this.#leases = readLeaseState(this.plan.leaseState).leases;
     const systemd = this.session.systemd;
     if (!systemd) return;
     try {
@@ -219,7 +223,7 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
     // systemd-resolved forgets per-link DNS when it restarts: set it again.
     onNameOwner: () =>
       plan &&
-      void routeDomain(runner, plan, log).catch((e) =>
+      void routeDomain(runner, plan, log, session.systemd?.bus).catch((e) =>
         log.warning(`Cannot re-apply resolved settings: ${(e as Error).message}`)
       ),
     onConnect: (systemd) => {
@@ -230,6 +234,7 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
   });
   let notifier: Notifier | undefined;
   let logBounds: ReturnType<typeof setInterval> | undefined;
+  let monitor: ReturnType<typeof monitorFor> | undefined;
   try {
     // 0. A permanent error the broker (ExecStartPre=) deferred to us, so systemd sees exit 2.
     let deferred: string | undefined;
@@ -255,9 +260,8 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
     plan = loaded.plan;
     const config = loaded.config;
     await session.watchUnits([...plan.nodes.map((n) => n.unit.name), DNSMASQ_UNIT]);
-    const monitor = monitorFor(plan, config.runtime.routeDebounceMs, runner, log);
-    const live = session;
-    watch = new UnitWatch(plan, live, log, waker);
+    monitor = monitorFor(plan, config.runtime.routeDebounceMs, runner, log);
+    watch = new UnitWatch(plan, session, log, waker);
     notifier = createNotifier(ctx.env.NOTIFY_SOCKET, `${ctx.paths.runtimeDir}/notify.sock`);
     const send = notifier.send.bind(notifier);
     let lastStatus = "";
@@ -343,7 +347,9 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
         if (watch.sidecarGaveUp() && performance.now() - lastRetry > 30_000) {
           lastRetry = performance.now();
           log.warning(`${DNSMASQ_UNIT} gave up; restarting it (guests keep running)`);
-          await live.systemd?.restartUnit(DNSMASQ_UNIT).catch((e) =>
+          // Its start limit refuses a restart until the failed state is reset.
+          await session.systemd?.resetFailed(DNSMASQ_UNIT).catch(() => {});
+          await session.systemd?.restartUnit(DNSMASQ_UNIT).catch((e) =>
             log.warning(`Cannot restart ${DNSMASQ_UNIT}: ${(e as Error).message}`)
           );
         }
@@ -351,7 +357,7 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
     }
 
     // A restart (upgrade, `systemctl restart`) keeps every guest; a stop powers them down.
-    const job = await managerJob(live);
+    const job = await managerJob(session);
     await monitor.stop();
     if (job && RESTART_JOBS.has(job)) {
       await send("STOPPING=1\nSTATUS=Restarting; the guests keep running");
@@ -363,6 +369,8 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
     }
     return EXIT_OK;
   } catch (error) {
+    // Before any teardown: a route event must not re-create the table behind it.
+    await monitor?.stop().catch(() => {});
     // The unit failed as a whole: nothing that could run is worth keeping half-made. Any
     // other failure (a bug, a lost bus) keeps the guests: systemd restarts us and we adopt them.
     if (watch && error instanceof UnitDown) {

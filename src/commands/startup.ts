@@ -226,8 +226,17 @@ export async function startupCommand(
       await applyFirewall(runner, plan, log);
       if (systemd) await startDnsmasq(runner, systemd, plan, log);
     } catch (error) {
-      // Leave nothing half-made when this run created the bridge.
+      // Leave nothing half-made when this run created the bridge: guests this run started
+      // would otherwise keep running on deleted taps, and the next start would adopt them.
       if (!existing) {
+        if (systemd) {
+          const sd = systemd;
+          await Promise.all(plan.nodes.map(async ({ unit: { name } }) => {
+            await sd.enqueueStop(name);
+            await sd.killUnit(name, "SIGKILL");
+            await sd.clearOld(name);
+          })).catch((e) => log.warning(`Cannot stop the nodes: ${(e as Error).message}`));
+        }
         await teardownNetwork(runner, ctx.paths.runtimeDir, [plan.network.bridge], log).catch(
           () => {},
         );

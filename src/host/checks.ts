@@ -18,13 +18,14 @@ import {
 import { POLKIT_RULES, PROC_CGROUPS, TOOLS } from "../permissions.ts";
 import type { HostFacts, Plan } from "../plan/types.ts";
 import { DNSMASQ_UNIT } from "../plan/units.ts";
-import { call, type MessageBus } from "../systemd/bus.ts";
+import { call, type MessageBus, nameHasOwner } from "../systemd/bus.ts";
+import { resolvedUnreachable } from "../systemd/resolved.ts";
 import type { Systemd } from "../systemd/systemd1.ts";
 import { accessProblem, nodeFileNeeds } from "../vm/file_access.ts";
 import { exists } from "./facts.ts";
 import { probeKvm } from "./kvm.ts";
 import type { Runner } from "./runner.ts";
-import { lookupUser } from "./users.ts";
+import { lookupGroup, lookupUser } from "./users.ts";
 
 export type CheckStatus = "ok" | "warn" | "fail";
 
@@ -71,19 +72,6 @@ export function enabledControllers(procCgroups: string): Set<string> {
     procCgroups.split("\n").filter((l) => l && !l.startsWith("#")).map((l) => l.split(/\s+/))
       .filter((f) => f[3] === "1").map((f) => f[0]!),
   );
-}
-
-async function nameHasOwner(bus: MessageBus, name: string): Promise<boolean> {
-  const [has] = await call(bus, {
-    destination: "org.freedesktop.DBus",
-    path: "/org/freedesktop/DBus",
-    interface: "org.freedesktop.DBus",
-    member: "NameHasOwner",
-    signature: "s",
-    body: [name],
-    timeoutMs: 2000,
-  }) as [boolean];
-  return has;
 }
 
 /** Running, or started by the bus on the first call (polkitd is bus-activated). */
@@ -214,7 +202,11 @@ export async function runChecks(i: CheckInput): Promise<CheckResult[]> {
       return ok("kvm", "ENABLE_KVM is false: nodes run under TCG");
     }
     const arch = i.facts?.hostArch ?? "x86_64";
-    const probe = await probeKvm(i.runner, arch);
+    // As the broker probes: the user QEMU runs as, with /dev/kvm's group (root only can).
+    const as = user && Deno.uid() === 0
+      ? { uid: user.uid, gid: lookupGroup("kvm") ?? user.gid }
+      : undefined;
+    const probe = await probeKvm(i.runner, arch, as);
     return probe.usable ? ok("kvm", "KVM works: nodes of the host's architecture use it") : problem(
       "kvm",
       "warn",
@@ -334,6 +326,8 @@ export async function runChecks(i: CheckInput): Promise<CheckResult[]> {
   }
 
   await safely("resolved", async () => {
+    const offBus = i.bus ? await resolvedUnreachable(i.bus) : undefined;
+    if (offBus) return problem("resolved", "warn", offBus, "systemctl restart systemd-resolved");
     const running = i.bus ? await nameHasOwner(i.bus, "org.freedesktop.resolve1") : false;
     return running
       ? ok("resolved", "systemd-resolved runs: the host resolves NAME.aos-unit")

@@ -30,9 +30,14 @@ export function isRelevantRouteEvent(line: string): boolean {
   return false;
 }
 
-/** The interface of a new default route (`default via GW dev IF ...`), if the line is one. */
+/**
+ * The interface of a new IPv4 default route (`default via GW dev IF ...`), if the line is
+ * one. An IPv6 default (a router advertisement) must never widen the guests' fence.
+ */
 export function newDefaultRouteDevice(line: string): string | undefined {
-  return /^default (?:via \S+ )?dev (\S+)/.exec(line.trim())?.[1];
+  const m = /^default (?:via (\S+) )?dev (\S+)/.exec(line.trim());
+  if (!m || m[1]?.includes(":") || / pref \w+/.test(line)) return undefined;
+  return m[2];
 }
 
 /** True for `nft monitor` lines that may have removed part of our table. */
@@ -89,6 +94,8 @@ export class RouteMonitor {
   #uplinks: string[] = [];
   /** The table as applied (nft -s), for the tamper check. */
   #applied: string | undefined;
+  /** Devices added to @uplinks ahead of the reconcile: it must re-apply even if the list is unchanged. */
+  #admitted = new Set<string>();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #burstStart: number | undefined;
   #verifyTimer: ReturnType<typeof setTimeout> | undefined;
@@ -132,7 +139,8 @@ export class RouteMonitor {
   /** Starts watching, then applies the ruleset for the current uplinks. */
   async start(): Promise<void> {
     // Watch first: a route change between the first read and the watch would be missed.
-    this.#watch([TOOLS.ip, "monitor", "route", "link"], (line) => {
+    // IPv4 routes only (guests have no IPv6), link events still come.
+    this.#watch([TOOLS.ip, "-4", "monitor", "route", "link"], (line) => {
       if (!isRelevantRouteEvent(line)) return;
       const admitted = newDefaultRouteDevice(line);
       if (admitted) void this.#enqueue(() => this.#admit(admitted));
@@ -166,7 +174,10 @@ export class RouteMonitor {
       [TOOLS.nft, "add", "element", "inet", NFT_TABLE, "uplinks", `{ "${device}" }`],
       { okCodes: [0, 1] },
     );
-    if (r.code === 0) this.#applied = await currentTable(this.o.runner);
+    if (r.code === 0) {
+      this.#admitted.add(device);
+      this.#applied = await currentTable(this.o.runner);
+    }
   }
 
   /** A route or link event arrived: (re)start the quiet-time timer, within the cap. */
@@ -186,10 +197,18 @@ export class RouteMonitor {
     const burstStart = this.#burstStart ?? performance.now();
     this.#burstStart = undefined;
     const next = await this.#currentUplinks();
-    if (next.join(",") === this.#uplinks.join(",")) return;
+    const changed = next.join(",") !== this.#uplinks.join(",");
+    // A default route that came and went within the debounce left its device in @uplinks.
+    const stale = [...this.#admitted].some((d) => !next.includes(d));
+    if (!changed && !stale) {
+      this.#admitted.clear();
+      return;
+    }
     const from = this.#uplinks;
     try {
       await this.#apply(next);
+      this.#admitted.clear();
+      if (!changed) return;
       // NATed flows keep their old source address; drop them so they re-NAT via the new uplink.
       const r = await this.o.runner.run(
         [TOOLS.conntrack, "-D", "-s", this.o.network.cidr, "--src-nat"],

@@ -37,4 +37,10 @@ Deno.test("newDefaultRouteDevice() names the interface of a new default route on
   assert.equal(newDefaultRouteDevice("default dev wg0 scope link"), "wg0");
   assert.equal(newDefaultRouteDevice("Deleted default via 10.202.1.1 dev uplink1 "), undefined);
   assert.equal(newDefaultRouteDevice("3: uplink1: <BROADCAST> state DOWN"), undefined);
+  // IPv6 defaults (router advertisements) never widen the fence.
+  assert.equal(
+    newDefaultRouteDevice("default via fe80::1 dev eth1 proto ra metric 1024 pref medium"),
+    undefined,
+  );
+  assert.equal(newDefaultRouteDevice("default dev wg0 metric 1024 pref medium"), undefined);
 });

@@ -77,11 +77,11 @@ export function makePlan(config: Config, facts: HostFacts, paths: Paths): Plan {
         attachedTo: attachment(network) + "\n" + conf,
       }),
     },
-    nft: {
+    nft: ((guards) => ({
       table: NFT_TABLE,
-      guards: tapGuards(nodes),
-      ruleset: nftRuleset(network, tapGuards(nodes), uplinks),
-    },
+      guards,
+      ruleset: nftRuleset(network, guards, uplinks),
+    }))(tapGuards(nodes)),
     networkConf: {
       path: join(paths.runtimeDir, "network.conf"),
       content: [

@@ -154,6 +154,20 @@ export async function call(bus: MessageBus, spec: CallSpec): Promise<unknown[]> 
   }
 }
 
+/** Whether someone owns a bus name now (never starts a bus-activatable service). */
+export async function nameHasOwner(bus: MessageBus, name: string): Promise<boolean> {
+  const [has] = await call(bus, {
+    destination: "org.freedesktop.DBus",
+    path: "/org/freedesktop/DBus",
+    interface: "org.freedesktop.DBus",
+    member: "NameHasOwner",
+    signature: "s",
+    body: [name],
+    timeoutMs: 2000,
+  });
+  return has === true;
+}
+
 /**
  * Calls `fn` once when the connection is lost (the bus daemon restarted or
  * closed it): dbus-next reports that as an error or as the stream ending.

@@ -74,14 +74,19 @@ export function statusLine(
 ): string {
   const ready = nodes.filter((n) => n.condition === "ready");
   const missing = nodes.filter((n) => n.condition !== "ready");
+  if (phase === "starting") {
+    // Only nodes that may still come are waited for; the others are named as failed.
+    const waiting = missing.filter((n) => pending(n.condition)).map((n) => n.name);
+    const failed = missing.filter((n) => !pending(n.condition)).map((n) => n.name);
+    return `${ready.length}/${nodes.length} nodes ready${
+      waiting.length ? ` (waiting for ${waiting.join(", ")})` : ""
+    }${failed.length ? `; failed: ${failed.join(", ")}` : ""}${
+      sidecar.gaveUp ? `; ${sidecar.name} gave up` : ""
+    }`;
+  }
   const parts = ready.map((n) => `${n.name}=${n.address ?? "?"}`);
   const problems = missing.map((n) => `${n.name} ${n.condition}`);
   if (sidecar.gaveUp) problems.push(`${sidecar.name} gave up (DHCP and DNS down)`);
-  if (phase === "starting") {
-    return `${ready.length}/${nodes.length} nodes ready${
-      missing.length ? ` (waiting for ${missing.map((n) => n.name).join(", ")})` : ""
-    }${sidecar.gaveUp ? `; ${sidecar.name} gave up` : ""}`;
-  }
   const head = problems.length === 0 ? "Running" : "Degraded";
   return `${head}: ${parts.join(" ") || "no node ready"}${
     problems.length ? `; ${problems.join(", ")}` : ""

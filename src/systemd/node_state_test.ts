@@ -103,6 +103,17 @@ Deno.test("statusLine() names ready nodes with addresses and every problem", () 
   assert.equal(
     statusLine(
       [
+        { name: "main", condition: "starting", address: undefined },
+        { name: "secondary", condition: "gave-up", address: undefined },
+      ],
+      dnsmasq,
+      "starting",
+    ),
+    "0/2 nodes ready (waiting for main); failed: secondary",
+  );
+  assert.equal(
+    statusLine(
+      [
         { name: "main", condition: "ready", address: "10.200.1.100" },
         { name: "secondary", condition: "ready", address: "10.200.1.231" },
       ],

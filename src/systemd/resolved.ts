@@ -2,7 +2,7 @@
 
 import { Buffer } from "node:buffer";
 import type { MessageBus } from "./bus.ts";
-import { busError, call } from "./bus.ts";
+import { busError, call, nameHasOwner } from "./bus.ts";
 import { unitPath } from "./systemd1.ts";
 
 const RESOLVED = {
@@ -43,15 +43,7 @@ async function manager(
  * it keeps running, unreachable, and a call would wait for the bus's activation timeout.
  */
 export async function resolvedUnreachable(bus: MessageBus): Promise<string | undefined> {
-  const [owned] = await call(bus, {
-    destination: "org.freedesktop.DBus",
-    path: "/org/freedesktop/DBus",
-    interface: "org.freedesktop.DBus",
-    member: "NameHasOwner",
-    signature: "s",
-    body: [RESOLVED.destination],
-    timeoutMs: 2000,
-  });
+  const owned = await nameHasOwner(bus, RESOLVED.destination);
   if (owned) return undefined;
   const state = await call(bus, {
     destination: "org.freedesktop.systemd1",

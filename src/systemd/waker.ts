@@ -1,15 +1,16 @@
 /**
- * One loop waiting for "something happened or time passed", without the
- * growth of racing a long-lived promise: each `Promise.race([stop, changed,
- * timer])` leaves a reaction on the promises that did not settle, and a
- * manager that runs for weeks would collect them. Here a wait registers one
- * callback and removes it when it ends.
+ * Waiting for "something happened or time passed", without the growth of
+ * racing a long-lived promise: each `Promise.race([stop, changed, timer])`
+ * leaves a reaction on the promises that did not settle, and a manager that
+ * runs for weeks would collect them. Here a wait registers one callback and
+ * removes it when it ends. Several waits may run at once (one per node while
+ * powering down); a wake ends all of them.
  */
 export class Waker {
-  #wake: (() => void) | undefined;
+  #waiting = new Set<() => void>();
   #pending = false;
 
-  /** Resolves at the next wake() (or one that came since the last wait), or after `ms`. */
+  /** Resolves at the next wake() (or one that came while nobody waited), or after `ms`. */
   wait(ms: number): Promise<void> {
     if (this.#pending) {
       this.#pending = false;
@@ -18,17 +19,20 @@ export class Waker {
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(timer);
-        this.#wake = undefined;
+        this.#waiting.delete(done);
         resolve();
       };
       const timer = setTimeout(done, ms);
-      this.#wake = done;
+      this.#waiting.add(done);
     });
   }
 
-  /** Ends the current wait, or the next one at once. */
+  /** Ends every current wait, or the next one at once. */
   wake(): void {
-    if (this.#wake) this.#wake();
-    else this.#pending = true;
+    if (this.#waiting.size === 0) {
+      this.#pending = true;
+      return;
+    }
+    for (const done of [...this.#waiting]) done();
   }
 }

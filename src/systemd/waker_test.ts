@@ -15,3 +15,19 @@ Deno.test("Waker: a wake ends the wait, or the next one when it came in between"
   await w.wait(30);
   assert.ok(performance.now() - t2 >= 25, "without a wake, the time passes");
 });
+
+Deno.test("Waker: one wake ends every concurrent wait", async () => {
+  const w = new Waker();
+  const t0 = performance.now();
+  setTimeout(() => w.wake(), 20);
+  await Promise.all([w.wait(5000), w.wait(5000), w.wait(5000)]);
+  assert.ok(performance.now() - t0 < 1000, "no wait was left to its timeout");
+  // A timed-out wait does not take a later waiter's registration with it.
+  const short = w.wait(10);
+  const long = w.wait(5000);
+  await short;
+  const t1 = performance.now();
+  setTimeout(() => w.wake(), 10);
+  await long;
+  assert.ok(performance.now() - t1 < 1000);
+});

@@ -27,8 +27,9 @@ export async function processMemory(
   );
   let rss = 0;
   let pss = 0;
-  const parts = lines.split("\n").map((l) => {
-    const [comm, r, p] = l.split(" ");
+  // A child that exits between listing and reading (a short-lived nft, conntrack) is skipped.
+  const parts = lines.split("\n").filter((l) => /^\S+ \d+ \d+$/.test(l.trim())).map((l) => {
+    const [comm, r, p] = l.trim().split(" ");
     rss += Number(r);
     pss += Number(p);
     return `${comm} ${Math.round(Number(r) / 1024)}/${Math.round(Number(p) / 1024)}`;
