@@ -369,6 +369,49 @@ Deno.test({
     );
 
     await t.step(
+      "an IPv6 default route (a router advertisement) never opens the fence to its interface",
+      async () => {
+        const ns = ["ip", "-n", topo.host];
+        await run([...ns, "link", "add", "ra0", "type", "veth", "peer", "name", "ra1"]);
+        try {
+          await run([...ns, "link", "set", "ra0", "up"]);
+          await run([...ns, "link", "set", "ra1", "up"]);
+          await run([...ns, "-6", "addr", "add", "2001:db8:6::2/64", "dev", "ra0", "nodad"]);
+          const added = await run([
+            ...ns,
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            "2001:db8:6::1",
+            "dev",
+            "ra0",
+          ]);
+          assert.equal(added.code, 0, `the IPv6 default route: ${added.stderr}`);
+          // Longer than the debounce and the immediate admit of an IPv4 default.
+          await new Promise((r) => setTimeout(r, 1500));
+          const set = await run([
+            "ip",
+            "netns",
+            "exec",
+            topo.host,
+            "nft",
+            "list",
+            "set",
+            "inet",
+            "aos_unit",
+            "uplinks",
+          ]);
+          assert.match(set.stdout, /uplink2/);
+          assert.doesNotMatch(set.stdout, /ra0/, set.stdout);
+        } finally {
+          await run([...ns, "link", "del", "ra0"]);
+        }
+      },
+    );
+
+    await t.step(
       "the table deleted by someone else is restored, and DNS through port 53 works again",
       async () => {
         const want = await aosTableRules(topo.host);
