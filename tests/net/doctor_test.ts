@@ -29,10 +29,11 @@ Deno.test({
     await unit.init(UNIT_CONFIG, `ENABLE_KVM="false"\n`);
     const bridge = (await unit.plan()).network.bridge;
     // The service user QEMU would run as (the tests run everything else as root).
-    const doctor = async (user = "nobody") => {
+    const doctor = async (user = "nobody", wrap: string[] = []) => {
       // Not through the dev wrapper: it pins AOS_UNIT_SERVICE_USER to root.
       const r = await run(
         [
+          ...wrap,
           "ip",
           "netns",
           "exec",
@@ -205,6 +206,40 @@ Deno.test({
       assert.match(d.check("resolved").fix!, /systemctl enable --now systemd-resolved/);
       assert.equal(d.check("cgroups").status, "ok", "this kernel has cpu and memory");
     });
+
+    await t.step(
+      "the memory controller disabled (as cgroup_disable=memory does): warn",
+      async () => {
+        // The kernel's own view, replaced in a private mount namespace that ends with doctor.
+        const fake = `${work}/cgroups`;
+        await Deno.writeTextFile(
+          fake,
+          "#subsys_name\thierarchy\tnum_cgroups\tenabled\n" +
+            "cpuset\t0\t1\t1\ncpu\t0\t1\t1\nio\t0\t1\t1\nmemory\t0\t1\t0\npids\t0\t1\t1\n",
+        );
+        const c = (await doctor("nobody", [
+          "unshare",
+          "-m",
+          "--propagation",
+          "private",
+          "sh",
+          "-c",
+          'mount --bind "$0" /proc/cgroups && exec "$@"',
+          fake,
+        ])).check("cgroups");
+        assert.equal(c.status, "warn");
+        assert.match(
+          c.detail,
+          /cgroup controllers missing: memory \(CPUQuota=\/MemoryMax= are not enforced\)/,
+        );
+        assert.match(c.fix!, /cgroup_enable=memory/);
+        assert.equal(
+          (await doctor()).check("cgroups").status,
+          "ok",
+          "the host's view is untouched",
+        );
+      },
+    );
   } finally {
     await stopListener();
     await topo.destroy();
