@@ -21,6 +21,11 @@ export function dhcpDir(paths: Paths): string {
   return join(paths.stateDir, "dhcp");
 }
 
+/** The forensic records of every node (JSON Lines), beside the serial logs. */
+export function failureLogPath(logsDir: string): string {
+  return join(logsDir, "vm-failures.log");
+}
+
 /** RuntimeDirectory= takes a path below /run; tests and development use other roots. */
 export function relativeToRun(path: string): string {
   return path.startsWith("/run/") ? path.slice("/run/".length) : path.replace(/^\/+/, "");

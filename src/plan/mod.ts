@@ -13,7 +13,7 @@ import { NFT_TABLE, nftRuleset, type TapGuard } from "./nft.ts";
 import { defaultCpuType, defaultMachineType, memoryMaxMiB, qemuArgv } from "./qemu.ts";
 import type { Accel, HostFacts, NodePlan, Paths, Plan } from "./types.ts";
 import { dnsmasqUnit, nodeUnit } from "./units.ts";
-import { dhcpDir, join, nodeDir, nodeRunDir, relativeToRun } from "./layout.ts";
+import { dhcpDir, failureLogPath, join, nodeDir, nodeRunDir, relativeToRun } from "./layout.ts";
 
 export { dhcpDir, nodeDir, nodeRunDir } from "./layout.ts";
 
@@ -96,7 +96,7 @@ export function makePlan(config: Config, facts: HostFacts, paths: Paths): Plan {
       ].join("\n"),
     },
     leaseState: join(dhcp, "leases.json"),
-    failureLog: join(paths.logsDir, "vm-failures.log"),
+    failureLog: failureLogPath(paths.logsDir),
     warnings,
   };
 }
@@ -234,7 +234,7 @@ function planOneNode(
       nodeDir: dir,
       runtimeDirectory: relativeToRun(runDir),
       serialLog,
-      failureLog: join(paths.logsDir, "vm-failures.log"),
+      failureLog: failureLogPath(paths.logsDir),
       stopTimeoutSec: config.runtime.stopTimeoutSec,
       systemdVersion: facts.systemdVersion,
       attachedTo,

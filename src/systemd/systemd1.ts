@@ -222,8 +222,9 @@ export class Systemd {
    * or undefined when none: tells a real stop from a restart.
    */
   async jobType(name: string): Promise<string | undefined> {
-    const unit = await this.#properties(name, "org.freedesktop.systemd1.Unit");
-    const job = unit?.Job as [number, string] | undefined;
+    const job = await this.#get(unitPath(name), "org.freedesktop.systemd1.Unit", "Job", name) as
+      | [number, string]
+      | undefined;
     if (!job || job[0] === 0) return undefined;
     try {
       const [variant] = await call(this.bus, {
@@ -253,37 +254,13 @@ export class Systemd {
 
   /** The plan fingerprint a running unit was created with (see PLAN_HASH_ENV), if any. */
   async planHashOf(name: string, envName: string): Promise<string | undefined> {
-    const service = await this.#properties(name, "org.freedesktop.systemd1.Service");
-    const env = (service?.Environment ?? []) as string[];
+    const env = (await this.#get(
+      unitPath(name),
+      "org.freedesktop.systemd1.Service",
+      "Environment",
+      name,
+    ) ?? []) as string[];
     return env.find((e) => e.startsWith(`${envName}=`))?.slice(envName.length + 1);
-  }
-
-  /** All properties of one interface of a unit, or undefined when the unit is not loaded. */
-  #properties(name: string, iface: string): Promise<Record<string, unknown> | undefined> {
-    return this.#getAll(unitPath(name), iface, name);
-  }
-
-  /** GetAll on a unit object; undefined when the object is gone. */
-  async #getAll(
-    path: string,
-    iface: string,
-    name: string,
-  ): Promise<Record<string, unknown> | undefined> {
-    try {
-      const [all] = await call(this.bus, {
-        destination: SYSTEMD.destination,
-        path,
-        interface: "org.freedesktop.DBus.Properties",
-        member: "GetAll",
-        signature: "s",
-        body: [iface],
-      }) as [Record<string, { value: unknown }>];
-      return Object.fromEntries(Object.entries(all).map(([k, v]) => [k, v.value]));
-    } catch (error) {
-      const type = (error as { type?: string }).type;
-      if (type === "org.freedesktop.DBus.Error.UnknownObject") return undefined;
-      throw busError(`read the state of ${name}`, error);
-    }
   }
 
   /** SetUnitProperties with runtime=true: lasts until reboot, not written to disk. */
@@ -321,22 +298,56 @@ export class Systemd {
       throw busError(`look up ${name}`, error);
     }
     // By the path GetUnit returned: no lookup that would load a unit systemd does not have.
-    const props = async (iface: string) => (await this.#getAll(path, iface, name)) ?? {};
-    const unit = await props("org.freedesktop.systemd1.Unit");
-    const service = name.endsWith(".service")
-      ? await props("org.freedesktop.systemd1.Service")
-      : {};
+    // One Get per property used: GetAll on a service returns some 250 properties (argv,
+    // environment, ...) whose parsed copies were most of the manager's garbage.
+    const get = (iface: string, prop: string) => this.#get(path, iface, prop, name);
+    const unit = "org.freedesktop.systemd1.Unit";
+    const svc = "org.freedesktop.systemd1.Service";
+    const isService = name.endsWith(".service");
+    const [load, active, sub, enter, change, result, restarts, pid] = await Promise.all([
+      get(unit, "LoadState"),
+      get(unit, "ActiveState"),
+      get(unit, "SubState"),
+      get(unit, "ActiveEnterTimestamp"),
+      get(unit, "StateChangeTimestamp"),
+      isService ? get(svc, "Result") : undefined,
+      isService ? get(svc, "NRestarts") : undefined,
+      isService ? get(svc, "MainPID") : undefined,
+    ]);
     return {
       name,
-      loadState: String(unit.LoadState ?? "not-found"),
-      activeState: String(unit.ActiveState ?? "inactive"),
-      subState: String(unit.SubState ?? ""),
-      result: service.Result === undefined ? undefined : String(service.Result),
-      nRestarts: service.NRestarts === undefined ? undefined : Number(service.NRestarts),
-      activeEnterUsec: Number(unit.ActiveEnterTimestamp ?? 0),
-      stateChangeUsec: Number(unit.StateChangeTimestamp ?? 0),
-      mainPid: service.MainPID === undefined ? undefined : Number(service.MainPID),
+      loadState: String(load ?? "not-found"),
+      activeState: String(active ?? "inactive"),
+      subState: String(sub ?? ""),
+      result: result === undefined ? undefined : String(result),
+      nRestarts: restarts === undefined ? undefined : Number(restarts),
+      activeEnterUsec: Number(enter ?? 0),
+      stateChangeUsec: Number(change ?? 0),
+      mainPid: pid === undefined ? undefined : Number(pid),
     };
+  }
+
+  /** One property of a unit object; undefined when the object (or property) is gone. */
+  async #get(path: string, iface: string, prop: string, name: string): Promise<unknown> {
+    try {
+      const [variant] = await call(this.bus, {
+        destination: SYSTEMD.destination,
+        path,
+        interface: "org.freedesktop.DBus.Properties",
+        member: "Get",
+        signature: "ss",
+        body: [iface, prop],
+      }) as [{ value: unknown }];
+      return variant.value;
+    } catch (error) {
+      const type = (error as { type?: string }).type;
+      if (
+        type === "org.freedesktop.DBus.Error.UnknownObject" ||
+        type === "org.freedesktop.DBus.Error.UnknownProperty" ||
+        type === "org.freedesktop.DBus.Error.UnknownInterface"
+      ) return undefined;
+      throw busError(`read the state of ${name}`, error);
+    }
   }
 
   /** A slice's CPUQuotaPerSecUSec, or undefined when it has none (infinity). */

@@ -4,6 +4,7 @@
  */
 
 import { rethrowAccessErrors } from "../errors.ts";
+import { failureLogPath } from "../plan/layout.ts";
 
 export interface FailureRecord {
   time: string;
@@ -18,10 +19,6 @@ export interface FailureRecord {
   final: boolean;
   journal: string[];
   serial_tail: string[];
-}
-
-export function failureLogPath(logsDir: string): string {
-  return `${logsDir}/vm-failures.log`;
 }
 
 export function appendFailure(logsDir: string, record: FailureRecord): void {
