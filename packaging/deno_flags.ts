@@ -12,6 +12,7 @@ import {
   denoFlags,
   NOTIFY_SOCKET_DEFAULT,
   permissionsFor,
+  type Subcommand,
   SUBCOMMANDS,
   unionPermissions,
 } from "../src/permissions.ts";
@@ -22,6 +23,9 @@ const dispatchEnv = unionPermissions(ctx).env;
 
 /** Lower memory for every process: a small young generation, no optimizing compiler. */
 export const V8_FLAGS = "--v8-flags=--max-semi-space-size=1,--lite-mode";
+
+/** Stands for the node operand of console and powerdown while the flags are generated. */
+const PLACEHOLDER = "aosunitnodeplaceholder";
 
 /** The launcher splits the flags on spaces: none may contain one, or a quote. */
 function plain(flag: string): string {
@@ -42,12 +46,37 @@ if (Deno.args[0] === "launcher") {
     'if [ "$(id -u)" = 0 ]; then cache=--no-code-cache',
     'elif [ -n "${CACHE_DIRECTORY:-}" ]; then cache=; DENO_DIR=${CACHE_DIRECTORY%%:*}/deno; export DENO_DIR',
     "else cache=; fi",
-    'case "${1:-}" in',
   ];
-  for (const command of SUBCOMMANDS) {
-    const set = permissionsFor(command, ctx);
+  const flagsOf = (command: Subcommand, node?: string) => {
+    const set = permissionsFor(command, { ...ctx, node });
     const flags = denoFlags({ ...set, env: [...new Set([...set.env, ...dispatchEnv])].sort() });
-    lines.push(`${command}) perms='${flags.map(plain).join(" ")}' ;;`);
+    return flags.map(plain).join(" ");
+  };
+  lines.push(
+    "# console and powerdown may open one node's socket: the node operand, when it is a node",
+    "# name (the NODE_NAME rule; anything else gets no socket and is refused inside).",
+    "node_of() {",
+    "  shift",
+    "  while [ $# -gt 0 ]; do",
+    '    case "$1" in --timeout) shift ;; --) shift; break ;; -*) ;; *) break ;; esac',
+    "    shift",
+    "  done",
+    "  case \"${1:-}\" in ''|-*|*-|*[!A-Za-z0-9-]*) return 0 ;; esac",
+    '  if [ "${#1}" -le 63 ]; then node=$1; fi',
+    "}",
+    'node=; node_of "$@"',
+    'case "${1:-}" in',
+  );
+  for (const command of SUBCOMMANDS) {
+    if (command === "console" || command === "powerdown") {
+      // The placeholder is a valid name, replaced by the checked operand in the script.
+      const named = flagsOf(command, PLACEHOLDER).replaceAll(PLACEHOLDER, `'"$node"'`);
+      lines.push(
+        `${command}) if [ -n "$node" ]; then perms='${named}'; else perms='${
+          flagsOf(command)
+        }'; fi ;;`,
+      );
+    } else lines.push(`${command}) perms='${flagsOf(command)}' ;;`);
   }
   lines.push(
     // --help, --version, typos: the union (commander answers before any subcommand runs).

@@ -62,6 +62,8 @@ export const STDIO: Io = {
 interface Selected {
   command: Subcommand;
   configDir?: string | undefined;
+  /** The node argument of `console` and `powerdown`: names the one socket they may open. */
+  node?: string;
   /** Long-running subcommands also log to a file in the logs directory. */
   logFile?: boolean;
   run(ctx: CommandContext): Promise<number> | number;
@@ -181,7 +183,7 @@ Examples:
   (press Ctrl-] to detach; the serial log in /var/log/aos-unit/main-serial.log keeps growing)`,
     )
     .action((node: string) =>
-      select({ command: "console", run: (ctx) => consoleCommand(ctx, node) })
+      select({ command: "console", node, run: (ctx) => consoleCommand(ctx, node) })
     );
 
   program.command("reset")
@@ -256,6 +258,7 @@ Examples:
     .action((node: string, opts: { timeout: string }) =>
       select({
         command: "powerdown",
+        node,
         run: (ctx) => powerdownCommand(ctx, node, Math.max(1, Number(opts.timeout) || 60)),
       })
     );
@@ -437,6 +440,7 @@ export async function main(args: string[], io: Io = STDIO): Promise<number> {
     paths,
     notifySocket: env.NOTIFY_SOCKET ?? NOTIFY_SOCKET_DEFAULT,
     executable: env.AOS_UNIT_EXECUTABLE,
+    node: chosen.node,
   };
 
   if (hasBlanketGrant()) return await reexecNarrowed(ctx, args);

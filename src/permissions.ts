@@ -7,7 +7,7 @@
 
 import type { Paths } from "./plan/types.ts";
 import { GROUP_FILE, PASSWD_FILE } from "./host/users.ts";
-import { dhcpDir } from "./plan/layout.ts";
+import { dhcpDir, nodeRunDir } from "./plan/layout.ts";
 import { DNSMASQ_BINARY } from "./plan/dnsmasq.ts";
 import { NFT_BINARY } from "./plan/nft.ts";
 import { QEMU_BINARY } from "./plan/qemu.ts";
@@ -79,6 +79,24 @@ export interface PermissionContext {
   notifySocket: string;
   /** The aos-unit executable the broker runs `prepare` with (AOS_UNIT_EXECUTABLE in tests). */
   executable?: string | undefined;
+  /** The node `console` or `powerdown` talks to: its socket is the only one they may open. */
+  node?: string | undefined;
+}
+
+/** What a node may be called; the launcher checks the same before naming its sockets. */
+export const NODE_NAME = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
+
+/** A node's sockets `console` and `powerdown` open (none for a name that is not one). */
+export function nodeSockets(
+  p: Paths,
+  node: string | undefined,
+): { qmp: string[]; serial: string[] } {
+  if (node === undefined || !NODE_NAME.test(node)) return { qmp: [], serial: [] };
+  return {
+    qmp: [`unix:${nodeRunDir(p, node)}/qmp`],
+    // The documented symlink: Deno checks the path it is given, not the link's target.
+    serial: [`unix:${p.runtimeDir}/${node}.serial`],
+  };
 }
 
 function set(partial: Partial<PermissionSet>): PermissionSet {
@@ -193,7 +211,11 @@ export function permissionsFor(command: Subcommand, ctx: PermissionContext): Per
         ],
       });
     case "console":
-      return merge({ read: [p.runtimeDir], write: [p.runtimeDir], net: ["*"] });
+      return merge({
+        read: [p.runtimeDir],
+        write: [p.runtimeDir],
+        net: nodeSockets(p, ctx.node).serial,
+      });
     case "reset":
       return merge(planning(p), dbus(), { write: [p.stateDir] });
     case "startup":
@@ -246,7 +268,7 @@ export function permissionsFor(command: Subcommand, ctx: PermissionContext): Per
       return merge({
         read: [p.runtimeDir],
         write: [p.runtimeDir],
-        net: ["*"],
+        net: nodeSockets(p, ctx.node).qmp,
       });
     case "lease-hook":
       return merge({
@@ -274,9 +296,11 @@ export function unionPermissions(ctx: PermissionContext): PermissionSet {
 /**
  * `net`: "*" stands for an unscoped grant. Deno 2.9 matches unix sockets by
  * exact path only (no directory scope) and cannot narrow an unscoped grant to
- * a list, so the subcommands that need sockets named by the configuration
- * (run, console, powerdown) keep it whole, the others get exact paths from
- * the launcher (see packaging/deno_flags.ts) or lose `net` entirely.
+ * a list, so `run` and `cleanup` (readiness probes to leased addresses, QMP
+ * sockets named by the configuration) keep it whole; `console` and
+ * `powerdown` get their one node's socket from the launcher, which reads the
+ * node from their argv (see packaging/deno_flags.ts); the others get exact
+ * paths or lose `net` entirely.
  */
 
 /** `deno run` / `deno compile` flags granting this set. */

@@ -1,11 +1,12 @@
 /** `aos-unit console NODE`: attach to a node's live serial console; Ctrl-] detaches. */
 
-import { EXIT_OK, RuntimeError } from "../errors.ts";
+import { EXIT_OK, RuntimeError, UsageError } from "../errors.ts";
+import { NODE_NAME } from "../permissions.ts";
 import { attachConsole } from "../vm/console.ts";
 import type { CommandContext } from "./context.ts";
 
 export async function consoleCommand(ctx: CommandContext, node: string): Promise<number> {
-  if (!/^[A-Za-z0-9-]{1,63}$/.test(node)) throw new RuntimeError(`"${node}" is not a node name`);
+  if (!NODE_NAME.test(node)) throw new UsageError(`"${node}" is not a node name`);
   const socket = `${ctx.paths.runtimeDir}/${node}.serial`;
   try {
     Deno.statSync(socket);

@@ -10,10 +10,9 @@
 import { EXIT_OK, UsageError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { nodeRunDir } from "../plan/layout.ts";
+import { NODE_NAME } from "../permissions.ts";
 import { powerdownAndWait } from "../vm/qmp.ts";
 import type { CommandContext } from "./context.ts";
-
-export const NODE_NAME = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
 
 export async function powerdownCommand(
   ctx: CommandContext,

@@ -480,6 +480,25 @@ export function systemScenario(suite: Suite) {
       });
 
       await t.step(
+        "aos-unit console: a live shell on main's serial port, granted that one socket only",
+        async () => {
+          // Input first, then time for the answer; end of input detaches.
+          const r = await bed.exec([
+            "sh",
+            "-c",
+            "(sleep 1; echo 'echo AOSCON$((6*7))'; sleep 2) | aos-unit console main",
+          ]);
+          assert.equal(r.code, 0, r.stderr);
+          assert.match(r.stdout, /AOSCON42/, "the guest's shell answered through the console");
+          assert.match(r.stderr, /Input ended; detached from main\./);
+          // A name that is not one gets no socket grant and a usage error.
+          const bad = await bed.exec(["aos-unit", "console", "../dnsmasq --allow-all"]);
+          assert.equal(bad.code, 2, bad.stderr);
+          assert.match(bad.stderr, /is not a node name/);
+        },
+      );
+
+      await t.step(
         "attack as the aos-unit user: no unit of its making runs, under any allowed name",
         async () => {
           for (const name of ["aos-node-evil", "aos-unit-dnsmasq", "aos-node-main", "evil"]) {

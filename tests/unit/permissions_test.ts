@@ -112,10 +112,45 @@ Deno.test("the packaged launcher starts each subcommand with exactly its own set
     assert.doesNotMatch(line(command), /--allow-net /, `${command} has no unscoped network`);
   }
   // Unscoped only where sockets named after the configuration or leased addresses are reached.
-  for (const command of ["run", "console", "powerdown", "cleanup"]) {
+  for (const command of ["run", "cleanup"]) {
     assert.match(line(command), /--allow-net /, command);
   }
   assert.match(line("lease-hook"), /--allow-write=\/var\/lib\/aos-unit\/dhcp /);
   assert.match(launcher, /--v8-flags=--max-semi-space-size=1,--lite-mode/);
   assert.match(launcher, /id -u.*--no-code-cache/s, "root keeps no code cache");
+});
+
+Deno.test("the launcher gives console and powerdown their one node's socket, and only for a node name", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", "--allow-read", "packaging/deno_flags.ts", "launcher"],
+    stdout: "piped",
+  }).output();
+  // The generated script, with deno replaced by a printer of the flags it would get.
+  const script = new TextDecoder().decode(out.stdout).replace(
+    /^exec \/usr\/lib\/aos-unit\/deno run .*$/m,
+    'printf "%s\\n" $perms',
+  );
+  const flags = async (...args: string[]) => {
+    const r = await new Deno.Command("sh", { args: ["-c", script, "aos-unit", ...args] })
+      .output();
+    assert.equal(r.code, 0, new TextDecoder().decode(r.stderr));
+    return new TextDecoder().decode(r.stdout).trim().split("\n");
+  };
+  const net = (f: string[]) => f.filter((x) => x.startsWith("--allow-net"));
+  assert.deepEqual(net(await flags("powerdown", "main", "--timeout", "60")), [
+    "--allow-net=unix:/run/aos-unit/nodes/main/qmp",
+  ]);
+  assert.deepEqual(net(await flags("powerdown", "--timeout", "5", "node-2")), [
+    "--allow-net=unix:/run/aos-unit/nodes/node-2/qmp",
+  ]);
+  assert.deepEqual(net(await flags("console", "main")), [
+    "--allow-net=unix:/run/aos-unit/main.serial",
+  ]);
+  // Not a node name: no socket at all (the command refuses the name with exit 2), and
+  // nothing in the operand reaches the flags.
+  for (const bad of ["x --allow-all", "../dnsmasq", "-main", "main-", "a".repeat(64), ""]) {
+    const f = await flags("powerdown", bad);
+    assert.deepEqual(net(f), [], bad);
+    assert.ok(!f.includes("--allow-all"), bad);
+  }
 });
