@@ -226,19 +226,10 @@ export class Systemd {
       | [number, string]
       | undefined;
     if (!job || job[0] === 0) return undefined;
-    try {
-      const [variant] = await call(this.bus, {
-        destination: SYSTEMD.destination,
-        path: job[1],
-        interface: "org.freedesktop.DBus.Properties",
-        member: "Get",
-        signature: "ss",
-        body: ["org.freedesktop.systemd1.Job", "JobType"],
-      }) as [{ value: string }];
-      return String(variant.value);
-    } catch {
-      return undefined; // finished in between
-    }
+    // The job may finish in between: its object is then gone.
+    const type = await this.#get(job[1], "org.freedesktop.systemd1.Job", "JobType", name)
+      .catch(() => undefined);
+    return type === undefined ? undefined : String(type);
   }
 
   /** Loaded units whose names match the glob patterns (ListUnitsByPatterns). */
@@ -363,15 +354,14 @@ export class Systemd {
     } catch (error) {
       throw busError(`load ${name}`, error);
     }
-    const [variant] = await call(this.bus, {
-      destination: SYSTEMD.destination,
+    const quota = await this.#get(
       path,
-      interface: "org.freedesktop.DBus.Properties",
-      member: "Get",
-      signature: "ss",
-      body: ["org.freedesktop.systemd1.Slice", "CPUQuotaPerSecUSec"],
-    }) as [{ value: bigint }];
-    const value = BigInt(variant.value);
+      "org.freedesktop.systemd1.Slice",
+      "CPUQuotaPerSecUSec",
+      name,
+    );
+    if (quota === undefined) return undefined;
+    const value = BigInt(quota as bigint);
     return value === 0xffffffffffffffffn ? undefined : Number(value);
   }
 
