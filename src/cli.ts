@@ -347,6 +347,12 @@ function missingGrants(needed: PermissionSet): string[] {
       missing.push(`write ${path}`);
     }
   }
+  for (const host of needed.net) {
+    if (host === "*") continue;
+    if (Deno.permissions.querySync({ name: "net", host }).state !== "granted") {
+      missing.push(`connect to ${host}`);
+    }
+  }
   return missing;
 }
 

@@ -274,20 +274,8 @@ export class Systemd {
 
   /** The unit's state, or undefined when systemd has no such unit loaded. */
   async unitState(name: string): Promise<UnitState | undefined> {
-    let path: string;
-    try {
-      [path] = await call(this.bus, {
-        ...SYSTEMD,
-        member: "GetUnit",
-        signature: "s",
-        body: [name],
-      }) as [string];
-    } catch (error) {
-      if ((error as { type?: string }).type === "org.freedesktop.systemd1.NoSuchUnit") {
-        return undefined;
-      }
-      throw busError(`look up ${name}`, error);
-    }
+    const path = await this.#unitObject(name);
+    if (path === undefined) return undefined;
     // By the path GetUnit returned: no lookup that would load a unit systemd does not have.
     // One Get per property used: GetAll on a service returns some 250 properties (argv,
     // environment, ...) whose parsed copies were most of the manager's garbage.
@@ -316,6 +304,36 @@ export class Systemd {
       stateChangeUsec: Number(change ?? 0),
       mainPid: pid === undefined ? undefined : Number(pid),
     };
+  }
+
+  /** The object path of a loaded unit (GetUnit: never loads one), or undefined. */
+  async #unitObject(name: string): Promise<string | undefined> {
+    try {
+      const [path] = await call(this.bus, {
+        ...SYSTEMD,
+        member: "GetUnit",
+        signature: "s",
+        body: [name],
+      }) as [string];
+      return path;
+    } catch (error) {
+      if ((error as { type?: string }).type === "org.freedesktop.systemd1.NoSuchUnit") {
+        return undefined;
+      }
+      throw busError(`look up ${name}`, error);
+    }
+  }
+
+  /** Just what waitGone polls for: GetUnit and two properties, not the whole state. */
+  async #loaded(name: string): Promise<{ loadState: string; activeState: string } | undefined> {
+    const path = await this.#unitObject(name);
+    if (path === undefined) return undefined;
+    const unit = "org.freedesktop.systemd1.Unit";
+    const [load, active] = await Promise.all([
+      this.#get(path, unit, "LoadState", name),
+      this.#get(path, unit, "ActiveState", name),
+    ]);
+    return { loadState: String(load ?? "not-found"), activeState: String(active ?? "inactive") };
   }
 
   /** One property of a unit object; undefined when the object (or property) is gone. */
@@ -373,7 +391,7 @@ export class Systemd {
   async waitGone(name: string, timeoutMs = 10_000): Promise<void> {
     const deadline = performance.now() + timeoutMs;
     while (true) {
-      const state = await this.unitState(name);
+      const state = await this.#loaded(name);
       if (!state || state.loadState === "not-found") return;
       if (performance.now() > deadline) {
         throw new RuntimeError(

@@ -113,7 +113,9 @@ export async function powerdownAndWait(
   let conn: Deno.UnixConn;
   try {
     conn = await Deno.connect({ transport: "unix", path: socket });
-  } catch {
+  } catch (error) {
+    // Not allowed is a bug to report, never a guest that is gone (that would be a power cut).
+    if (error instanceof Deno.errors.NotCapable) throw error;
     return "unreachable";
   }
   const encoder = new TextEncoder();

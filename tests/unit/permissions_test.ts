@@ -146,6 +146,15 @@ Deno.test("the launcher gives console and powerdown their one node's socket, and
   assert.deepEqual(net(await flags("console", "main")), [
     "--allow-net=unix:/run/aos-unit/main.serial",
   ]);
+  // dash ends the whole script on a shift past the end: these must still reach deno.
+  assert.ok((await flags()).includes("--no-prompt"), "no arguments at all");
+  assert.deepEqual(net(await flags("powerdown", "--timeout")), [], "a dangling option");
+  assert.deepEqual(net(await flags("powerdown", "main", "--timeout")), [
+    "--allow-net=unix:/run/aos-unit/nodes/main/qmp",
+  ]);
+  assert.deepEqual(net(await flags("console", "--", "main")), [
+    "--allow-net=unix:/run/aos-unit/main.serial",
+  ]);
   // Not a node name: no socket at all (the command refuses the name with exit 2), and
   // nothing in the operand reaches the flags.
   for (const bad of ["x --allow-all", "../dnsmasq", "-main", "main-", "a".repeat(64), ""]) {
