@@ -37,6 +37,16 @@ export function slope(points: [number, number][]): number {
 }
 
 const timers: ReturnType<typeof setInterval>[] = [];
+// Ctrl-C or a kill ends the soak early: the samples so far are printed, then everything it
+// made (bed, namespaces, servers) is taken down as after a full run.
+let interrupted = false;
+let wakeEarly = () => {};
+const interrupt = () => {
+  interrupted = true;
+  wakeEarly();
+};
+Deno.addSignalListener("SIGINT", interrupt);
+Deno.addSignalListener("SIGTERM", interrupt);
 try {
   const built = await run([
     "bash",
@@ -86,8 +96,14 @@ try {
   }, 1000));
 
   const samples: [number, number][] = [];
-  for (let minute = 0; minute <= MINUTES; minute++) {
-    if (minute > 0) await new Promise((r) => setTimeout(r, 60_000));
+  for (let minute = 0; minute <= MINUTES && !interrupted; minute++) {
+    if (minute > 0) {
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, 60_000);
+        wakeEarly = () => (clearTimeout(t), r());
+      });
+      if (interrupted) break;
+    }
     const m = await processMemory(sh);
     samples.push([minute, m.rssKiB / 1024]);
     console.log(`minute ${String(minute).padStart(2)}: ${m.text}`);
@@ -96,9 +112,13 @@ try {
   console.log(
     `${statusCalls} status calls; slope of the total RSS after minute 3: ${
       settled.length > 1 ? (slope(settled)).toFixed(3) : "n/a"
-    } MiB/min (${MINUTES} min)`,
+    } MiB/min (${
+      interrupted ? `interrupted after ${samples.length - 1} of ${MINUTES}` : MINUTES
+    } min)`,
   );
 } finally {
+  Deno.removeSignalListener("SIGINT", interrupt);
+  Deno.removeSignalListener("SIGTERM", interrupt);
   for (const t of timers) clearInterval(t);
   await bed.down();
   await topo.destroy();
