@@ -480,7 +480,7 @@ export function systemScenario(suite: Suite) {
       });
 
       await t.step(
-        "aos-unit console: a live shell on main's serial port, granted that one socket only",
+        "aos-unit console: a live shell on main's serial port, granted that one socket only; help",
         async () => {
           // Input first, then time for the answer; end of input detaches.
           const r = await bed.exec([
@@ -495,6 +495,12 @@ export function systemScenario(suite: Suite) {
           const bad = await bed.exec(["aos-unit", "console", "../dnsmasq --allow-all"]);
           assert.equal(bad.code, 2, bad.stderr);
           assert.match(bad.stderr, /is not a node name/);
+          // Help through the launcher's fallback grants, in a plain environment (no NO_COLOR).
+          const help = await bed.exec(["env", "-u", "NO_COLOR", "aos-unit", "--help"]);
+          assert.equal(help.code, 0, help.stderr);
+          const bare = await bed.exec(["env", "-u", "NO_COLOR", "aos-unit"]);
+          assert.equal(bare.code, 2, bare.stderr);
+          assert.match(bare.stderr, /Usage: aos-unit/);
         },
       );
 

@@ -1,6 +1,8 @@
 /** End-to-end CLI cases: exit code, stdout and stderr, through main.ts as users run it. */
 
 import assert from "node:assert/strict";
+import { FHS_PATHS } from "../../src/host/paths.ts";
+import { denoFlags, NOTIFY_SOCKET_DEFAULT, unionPermissions } from "../../src/permissions.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const CASES = new URL("../golden/cases", import.meta.url).pathname;
@@ -103,4 +105,34 @@ Deno.test("aos-unit --version and --help exit 0", async () => {
   assert.match(h.stdout, /Examples:/);
   const ph = await aosUnit(["plan", "--help"]);
   assert.match(ph.stdout, /Examples:/);
+});
+
+Deno.test("help works with the packaged grants in a plain environment (no NO_COLOR)", async () => {
+  // The launcher's fallback for --help, typos and no command: the union of every set.
+  const flags = denoFlags(
+    unionPermissions({ paths: FHS_PATHS, notifySocket: NOTIFY_SOCKET_DEFAULT }),
+  );
+  const run = async (...args: string[]) => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--quiet", "--unstable-net", ...flags, MAIN, ...args],
+      clearEnv: true,
+      env: {
+        PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+        DENO_DIR: Deno.env.get("DENO_DIR") ?? "",
+      },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    return {
+      code: out.code,
+      text: new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr),
+    };
+  };
+  const help = await run("--help");
+  assert.equal(help.code, 0, help.text);
+  assert.match(help.text, /Examples:/);
+  const bare = await run();
+  assert.equal(bare.code, 2, bare.text);
+  assert.match(bare.text, /Usage: aos-unit/);
+  assert.doesNotMatch(bare.text, /NotCapable/);
 });
