@@ -1248,6 +1248,40 @@ export function systemScenario(suite: Suite) {
       });
 
       await t.step(
+        "a stop after the broker finished but before the manager began takes everything down",
+        async () => {
+          // A second ExecStartPre= that exits 0 on SIGTERM holds the unit in that window: the
+          // stop then ends with SERVICE_RESULT=success and no manager ever ran.
+          const dropIn = "/run/systemd/system/aos-unit.service.d/window.conf";
+          await sh(
+            `mkdir -p ${dropIn.replace(/\/[^/]+$/, "")} && printf '%s\\n' '[Service]' ` +
+              `'ExecStartPre=+/bin/sh -c "trap \\"exit 0\\" TERM; sleep 60 & wait"' > ${dropIn} ` +
+              "&& systemctl daemon-reload",
+          );
+          try {
+            await sh("systemctl start --no-block aos-unit");
+            await waitFor(
+              "the broker done, the manager not started",
+              async () => (await bed.exec(["pgrep", "-f", "^sleep 60$"])).code === 0 || undefined,
+              30_000,
+              100,
+            );
+            assert.equal(
+              (await show("aos-node-main.service", "ActiveState")).ActiveState,
+              "active",
+            );
+            await sh("systemctl stop aos-unit");
+            await noLeftovers();
+          } finally {
+            await sh(
+              `rm -f ${dropIn} && systemctl daemon-reload && systemctl reset-failed aos-unit`,
+            )
+              .catch(() => {});
+          }
+        },
+      );
+
+      await t.step(
         "a node failing at start: READY without it, STATUS names it, the rest works",
         async () => {
           await writeConfig(
