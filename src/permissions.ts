@@ -6,39 +6,23 @@
  */
 
 import type { Paths } from "./plan/types.ts";
-import { GROUP_FILE, PASSWD_FILE } from "./host/users.ts";
+import {
+  EXAMPLES_DIR,
+  EXECUTABLE,
+  FIRMWARE_DIRS,
+  GROUP_FILE,
+  MACHINE_ID_FILE,
+  PASSWD_FILE,
+  POLKIT_RULES,
+  SYSTEM_BUS_SOCKET,
+} from "./base/host_files.ts";
+import { isNodeName } from "./base/names.ts";
+import { type Subcommand, SUBCOMMANDS } from "./base/subcommands.ts";
+import { QEMU_BINARY, TOOLS } from "./base/tools.ts";
 import { dhcpDir, nodeRunDir } from "./plan/layout.ts";
-import { DNSMASQ_BINARY } from "./plan/dnsmasq.ts";
-import { NFT_BINARY } from "./plan/nft.ts";
-import { QEMU_BINARY } from "./plan/qemu.ts";
 
-export const TOOLS = {
-  ip: "/usr/sbin/ip",
-  nft: NFT_BINARY,
-  dnsmasq: DNSMASQ_BINARY,
-  conntrack: "/usr/sbin/conntrack",
-  qemuImg: "/usr/bin/qemu-img",
-  qemuX86: QEMU_BINARY.x86_64,
-  qemuArm: QEMU_BINARY.aarch64,
-  journalctl: "/usr/bin/journalctl",
-  sysctl: "/usr/sbin/sysctl",
-  ss: "/usr/bin/ss",
-  ln: "/usr/bin/ln",
-  cat: "/usr/bin/cat",
-} as const;
-
-/** The installed executable (the broker starts `aos-unit prepare` through it). */
-export const EXECUTABLE = "/usr/bin/aos-unit";
-
-export const SYSTEM_BUS_SOCKET = "/run/dbus/system_bus_socket";
-export const NOTIFY_SOCKET_DEFAULT = "/run/systemd/notify";
-export const MACHINE_ID_FILE = "/etc/machine-id";
-export const FIRMWARE_DIRS = ["/usr/share/OVMF", "/usr/share/AAVMF"] as const;
-/** What `aos-unit doctor` looks at besides the usual places. */
-export const POLKIT_RULES = "/usr/share/polkit-1/rules.d/50-aos-unit.rules";
-export const PROC_CGROUPS = "/proc/cgroups";
-/** The shipped sample configuration (`aos-unit plan --config-dir` it). */
-export const EXAMPLES_DIR = "/usr/share/aos-unit/examples";
+export { NOTIFY_SOCKET_DEFAULT } from "./base/host_files.ts";
+export { type Subcommand, SUBCOMMANDS } from "./base/subcommands.ts";
 
 export interface PermissionSet {
   read: string[];
@@ -86,15 +70,12 @@ export interface PermissionContext {
   node?: string | undefined;
 }
 
-/** What a node may be called; the launcher checks the same before naming its sockets. */
-export const NODE_NAME = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
-
 /** A node's sockets `console` and `powerdown` open (none for a name that is not one). */
 export function nodeSockets(
   p: Paths,
   node: string | undefined,
 ): { qmp: string[]; serial: string[] } {
-  if (node === undefined || !NODE_NAME.test(node)) return { qmp: [], serial: [] };
+  if (node === undefined || !isNodeName(node)) return { qmp: [], serial: [] };
   return {
     qmp: [`unix:${nodeRunDir(p, node)}/qmp`],
     // The documented symlink: Deno checks the path it is given, not the link's target.
@@ -134,24 +115,6 @@ function merge(...parts: Partial<PermissionSet>[]): PermissionSet {
   return out;
 }
 
-export const SUBCOMMANDS = [
-  "validate",
-  "plan",
-  "status",
-  "doctor",
-  "console",
-  "reset",
-  "startup",
-  "prepare",
-  "run",
-  "monitor",
-  "powerdown",
-  "lease-hook",
-  "failed",
-  "cleanup",
-] as const;
-export type Subcommand = typeof SUBCOMMANDS[number];
-
 /** What a planning subcommand reads: config, images listing, host facts. */
 function planning(p: Paths): Partial<PermissionSet> {
   return {
@@ -169,123 +132,122 @@ function planning(p: Paths): Partial<PermissionSet> {
   };
 }
 
-/** The permission table: subcommand -> what it may touch. */
+/** The permission table: subcommand -> what it may touch. One entry per subcommand. */
+const TABLE: Record<Subcommand, (p: Paths, ctx: PermissionContext) => PermissionSet> = {
+  validate: (p) =>
+    merge({
+      read: [
+        p.configDir,
+        EXAMPLES_DIR,
+        p.stateDir,
+        ...FIRMWARE_DIRS,
+        QEMU_BINARY.x86_64,
+        QEMU_BINARY.aarch64,
+      ],
+      env: YAML_ENV,
+    }),
+  plan: (p) => merge(planning(p), { read: [EXAMPLES_DIR] }),
+  status: (p) => merge(planning(p), dbus(), { read: [p.logsDir], run: [TOOLS.ip] }),
+  // Looks at everything the unit needs; changes nothing (no write grant at all).
+  doctor: (p) =>
+    merge(planning(p), dbus(), {
+      read: [
+        p.logsDir,
+        PASSWD_FILE,
+        GROUP_FILE,
+        POLKIT_RULES,
+        TOOLS.ip,
+        TOOLS.nft,
+        TOOLS.dnsmasq,
+        TOOLS.conntrack,
+        TOOLS.qemuImg,
+      ],
+      run: [
+        TOOLS.ip,
+        TOOLS.nft,
+        TOOLS.ss,
+        TOOLS.sysctl,
+        TOOLS.cat,
+        TOOLS.qemuX86,
+        TOOLS.qemuArm,
+      ],
+    }),
+  console: (p, ctx) =>
+    merge({
+      read: [p.runtimeDir],
+      write: [p.runtimeDir],
+      net: nodeSockets(p, ctx.node).serial,
+    }),
+  reset: (p) => merge(planning(p), dbus(), { write: [p.stateDir] }),
+  // The root broker: reads the root-owned configuration and writes only whole files in
+  // the runtime directory; everything in the state directory is made by `prepare`.
+  startup: (p, ctx) =>
+    merge(planning(p), dbus(), {
+      read: [p.logsDir, PASSWD_FILE, GROUP_FILE],
+      write: [p.runtimeDir],
+      run: [
+        TOOLS.ip,
+        TOOLS.nft,
+        TOOLS.sysctl,
+        TOOLS.ss,
+        TOOLS.dnsmasq,
+        TOOLS.qemuX86,
+        TOOLS.qemuArm,
+        ctx.executable ?? EXECUTABLE,
+      ],
+    }),
+  prepare: (p) =>
+    merge(planning(p), {
+      read: [p.logsDir],
+      write: [p.stateDir, p.logsDir],
+      run: [TOOLS.qemuImg],
+    }),
+  // net: the readiness probe decides how long a guest gets, QMP asks it to power down.
+  cleanup: (p) =>
+    merge(planning(p), dbus(), {
+      read: [dhcpDir(p)],
+      write: [p.runtimeDir],
+      run: [TOOLS.ip, TOOLS.nft],
+      net: ["*"],
+    }),
+  // net stays unscoped here: readiness probes connect to leased addresses, and the
+  // QMP sockets are named after the configuration (Deno matches unix sockets exactly).
+  run: (p, ctx) =>
+    merge(planning(p), dbus(), {
+      read: [p.logsDir],
+      write: [p.runtimeDir, p.logsDir, ctx.notifySocket],
+      net: [`unix:${p.runtimeDir}/notify.sock`, `unix:${ctx.notifySocket}`, "*"],
+      run: [TOOLS.ip, TOOLS.nft, TOOLS.conntrack, TOOLS.ln],
+    }),
+  monitor: (p) =>
+    merge(planning(p), {
+      read: [p.logsDir],
+      write: [p.runtimeDir, p.logsDir],
+      run: [TOOLS.ip, TOOLS.nft, TOOLS.conntrack],
+    }),
+  powerdown: (p, ctx) =>
+    merge({
+      read: [p.runtimeDir],
+      write: [p.runtimeDir],
+      net: nodeSockets(p, ctx.node).qmp,
+    }),
+  "lease-hook": (p) =>
+    merge({
+      read: [dhcpDir(p)],
+      write: [dhcpDir(p)],
+    }),
+  failed: (p) =>
+    merge(dbus(), {
+      read: [p.logsDir],
+      write: [p.logsDir],
+      run: [TOOLS.journalctl],
+      env: STOP_POST_ENV,
+    }),
+};
+
+/** What `command` may touch. */
 export function permissionsFor(command: Subcommand, ctx: PermissionContext): PermissionSet {
-  const p = ctx.paths;
-  switch (command) {
-    case "validate":
-      return merge({
-        read: [
-          p.configDir,
-          EXAMPLES_DIR,
-          p.stateDir,
-          ...FIRMWARE_DIRS,
-          QEMU_BINARY.x86_64,
-          QEMU_BINARY.aarch64,
-        ],
-        env: YAML_ENV,
-      });
-    case "plan":
-      return merge(planning(p), { read: [EXAMPLES_DIR] });
-    case "status":
-      return merge(planning(p), dbus(), { read: [p.logsDir], run: [TOOLS.ip] });
-    case "doctor":
-      // Looks at everything the unit needs; changes nothing (no write grant at all).
-      return merge(planning(p), dbus(), {
-        read: [
-          p.logsDir,
-          PASSWD_FILE,
-          GROUP_FILE,
-          POLKIT_RULES,
-          TOOLS.ip,
-          TOOLS.nft,
-          TOOLS.dnsmasq,
-          TOOLS.conntrack,
-          TOOLS.qemuImg,
-        ],
-        run: [
-          TOOLS.ip,
-          TOOLS.nft,
-          TOOLS.ss,
-          TOOLS.sysctl,
-          TOOLS.cat,
-          TOOLS.qemuX86,
-          TOOLS.qemuArm,
-        ],
-      });
-    case "console":
-      return merge({
-        read: [p.runtimeDir],
-        write: [p.runtimeDir],
-        net: nodeSockets(p, ctx.node).serial,
-      });
-    case "reset":
-      return merge(planning(p), dbus(), { write: [p.stateDir] });
-    case "startup":
-      // The root broker: reads the root-owned configuration and writes only whole files in
-      // the runtime directory; everything in the state directory is made by `prepare`.
-      return merge(planning(p), dbus(), {
-        read: [p.logsDir, PASSWD_FILE, GROUP_FILE],
-        write: [p.runtimeDir],
-        run: [
-          TOOLS.ip,
-          TOOLS.nft,
-          TOOLS.sysctl,
-          TOOLS.ss,
-          TOOLS.dnsmasq,
-          TOOLS.qemuX86,
-          TOOLS.qemuArm,
-          ctx.executable ?? EXECUTABLE,
-        ],
-      });
-    case "prepare":
-      return merge(planning(p), {
-        read: [p.logsDir],
-        write: [p.stateDir, p.logsDir],
-        run: [TOOLS.qemuImg],
-      });
-    case "cleanup":
-      // net: the readiness probe decides how long a guest gets, QMP asks it to power down.
-      return merge(planning(p), dbus(), {
-        read: [dhcpDir(p)],
-        write: [p.runtimeDir],
-        run: [TOOLS.ip, TOOLS.nft],
-        net: ["*"],
-      });
-    case "run":
-      // net stays unscoped here: readiness probes connect to leased addresses, and the
-      // QMP sockets are named after the configuration (Deno matches unix sockets exactly).
-      return merge(planning(p), dbus(), {
-        read: [p.logsDir],
-        write: [p.runtimeDir, p.logsDir, ctx.notifySocket],
-        net: [`unix:${p.runtimeDir}/notify.sock`, `unix:${ctx.notifySocket}`, "*"],
-        run: [TOOLS.ip, TOOLS.nft, TOOLS.conntrack, TOOLS.ln],
-      });
-    case "monitor":
-      return merge(planning(p), {
-        read: [p.logsDir],
-        write: [p.runtimeDir, p.logsDir],
-        run: [TOOLS.ip, TOOLS.nft, TOOLS.conntrack],
-      });
-    case "powerdown":
-      return merge({
-        read: [p.runtimeDir],
-        write: [p.runtimeDir],
-        net: nodeSockets(p, ctx.node).qmp,
-      });
-    case "lease-hook":
-      return merge({
-        read: [dhcpDir(p)],
-        write: [dhcpDir(p)],
-      });
-    case "failed":
-      return merge(dbus(), {
-        read: [p.logsDir],
-        write: [p.logsDir],
-        run: [TOOLS.journalctl],
-        env: STOP_POST_ENV,
-      });
-  }
+  return TABLE[command](ctx.paths, ctx);
 }
 
 /** The union over every subcommand: what the executable is started with. */
@@ -297,6 +259,8 @@ export function unionPermissions(ctx: PermissionContext): PermissionSet {
 }
 
 /**
+ * `deno run` / `deno compile` flags granting this set.
+ *
  * `net`: "*" stands for an unscoped grant. Deno 2.9 matches unix sockets by
  * exact path only (no directory scope) and cannot narrow an unscoped grant to
  * a list, so `run` and `cleanup` (readiness probes to leased addresses, QMP
@@ -305,8 +269,6 @@ export function unionPermissions(ctx: PermissionContext): PermissionSet {
  * node from their argv (see packaging/deno_flags.ts); the others get exact
  * paths or lose `net` entirely.
  */
-
-/** `deno run` / `deno compile` flags granting this set. */
 export function denoFlags(p: PermissionSet): string[] {
   const flags = ["--no-prompt"];
   for (const name of NAMES) {

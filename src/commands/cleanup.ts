@@ -10,7 +10,7 @@
  * a crash it keeps everything, because the next `run` adopts the guests.
  */
 
-import { EXIT_OK } from "../errors.ts";
+import { EXIT_OK } from "../base/errors.ts";
 import { readMachineId } from "../host/facts.ts";
 import { createRunner } from "../host/runner.ts";
 import { type Logger, logger } from "../log.ts";
@@ -18,13 +18,14 @@ import { recordedBridge, teardownNetwork } from "../net/apply.ts";
 import { envOverrides, loadAndPlan } from "../host/load.ts";
 import { readLeaseState } from "../net/leases.ts";
 import { answers, READY_PORT } from "../net/probe.ts";
-import { bridgeName, nodeMac } from "../plan/identity.ts";
+import { bridgeName, nodeMac } from "../base/identity.ts";
 import { dhcpDir, nodeRunDir } from "../plan/layout.ts";
 import { powerDownNode } from "../vm/shutdown.ts";
 import { DNSMASQ_UNIT, MANAGER_UNIT, NODE_UNIT_PREFIX } from "../plan/units.ts";
-import { connectSystemBus } from "../systemd/bus.ts";
-import { Systemd } from "../systemd/systemd1.ts";
-import type { CommandContext } from "./context.ts";
+import { openSystemd } from "../systemd/connect.ts";
+import type { Systemd } from "../systemd/systemd1.ts";
+import type { CommandContext } from "./_context.ts";
+import { type CommandSpec, flag } from "./_spec.ts";
 
 /** The stop timeout when the configuration cannot be read (runtime.conf's default). */
 const DEFAULT_STOP_TIMEOUT_SEC = 60;
@@ -80,12 +81,9 @@ async function stopUnits(ctx: CommandContext, systemd: Systemd, log: Logger): Pr
 export async function cleanupCommand(ctx: CommandContext, afterFailure: boolean): Promise<number> {
   const log = logger("cleanup");
   const started = performance.now();
-  let systemd: Systemd | undefined;
-  try {
-    systemd = await Systemd.open(await connectSystemBus(undefined, 2000));
-  } catch (error) {
-    log.warning(`No systemd to stop units with: ${(error as Error).message}`);
-  }
+  const connection = await openSystemd();
+  const systemd = connection.systemd;
+  if (connection.problem) log.warning(`No systemd to stop units with: ${connection.problem}`);
   try {
     if (afterFailure) {
       const job = await systemd?.jobType(MANAGER_UNIT).catch(() => undefined);
@@ -117,6 +115,21 @@ export async function cleanupCommand(ctx: CommandContext, afterFailure: boolean)
     );
     return EXIT_OK;
   } finally {
-    systemd?.bus.disconnect();
+    connection.bus?.disconnect();
   }
 }
+
+export const cleanupSpec: CommandSpec = {
+  name: "cleanup",
+  summary:
+    "take the unit down: power the nodes down, remove dnsmasq, bridge, taps, nft tables, runtime files",
+  group: "internal",
+  options: [{
+    flags: "--after-failure",
+    description:
+      "ExecStopPost hook: only when systemd is stopping the unit (a crash keeps the guests)",
+  }],
+  examples:
+    "\nSafe to run twice; touches nothing aos-unit did not create.\nExample:\n  sudo aos-unit cleanup",
+  run: (ctx, call) => cleanupCommand(ctx, flag(call, "afterFailure")),
+};

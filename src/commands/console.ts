@@ -1,12 +1,13 @@
 /** `aos-unit console NODE`: attach to a node's live serial console; Ctrl-] detaches. */
 
-import { EXIT_OK, RuntimeError, UsageError } from "../errors.ts";
-import { NODE_NAME } from "../permissions.ts";
+import { EXIT_OK, RuntimeError, UsageError } from "../base/errors.ts";
+import { isNodeName } from "../base/names.ts";
 import { attachConsole } from "../vm/console.ts";
-import type { CommandContext } from "./context.ts";
+import type { CommandContext } from "./_context.ts";
+import type { CommandSpec } from "./_spec.ts";
 
 export async function consoleCommand(ctx: CommandContext, node: string): Promise<number> {
-  if (!NODE_NAME.test(node)) throw new UsageError(`"${node}" is not a node name`);
+  if (!isNodeName(node)) throw new UsageError(`"${node}" is not a node name`);
   const socket = `${ctx.paths.runtimeDir}/${node}.serial`;
   try {
     Deno.statSync(socket);
@@ -27,3 +28,16 @@ export async function consoleCommand(ctx: CommandContext, node: string): Promise
   ctx.err(`\r\n${said[how]}`);
   return EXIT_OK;
 }
+
+export const consoleSpec: CommandSpec = {
+  name: "console",
+  summary: "attach to a node's live serial console (Ctrl-] detaches; the VM keeps running)",
+  group: "user",
+  args: [{ name: "<node>", description: "node name from unit_config.yaml" }],
+  nodeOperand: true,
+  examples: `
+Examples:
+  sudo aos-unit console main
+  (press Ctrl-] to detach; the serial log in /var/log/aos-unit/main-serial.log keeps growing)`,
+  run: (ctx, call) => consoleCommand(ctx, String(call.args[0])),
+};

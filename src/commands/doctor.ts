@@ -4,56 +4,49 @@
  * the command that fixes it. Exit 0 when the unit can start, 1 otherwise.
  */
 
-import { loadConfig } from "../config/mod.ts";
-import { ConfigError, type Diagnostic, EXIT_OK, EXIT_RUNTIME } from "../errors.ts";
-import { type CheckResult, renderChecks, runChecks } from "../host/checks.ts";
-import { readConfigFile } from "../host/config_files.ts";
+import { ConfigError, type Diagnostic, EXIT_OK, EXIT_RUNTIME } from "../base/errors.ts";
+import type { Config } from "../base/config_types.ts";
+import { loadConfigFiles } from "../host/config_files.ts";
 import { gatherFacts } from "../host/facts.ts";
 import { envOverrides } from "../host/load.ts";
-import { configFiles } from "../host/paths.ts";
 import { createRunner } from "../host/runner.ts";
 import { makePlan } from "../plan/mod.ts";
-import { connectSystemBus, type MessageBus } from "../systemd/bus.ts";
-import { Systemd } from "../systemd/systemd1.ts";
-import type { CommandContext } from "./context.ts";
+import { openSystemd } from "../systemd/connect.ts";
+import type { CommandContext } from "./_context.ts";
+import { type CheckResult, renderChecks, runChecks } from "./_doctor_checks.ts";
+import { type CommandSpec, flag } from "./_spec.ts";
+
+/** The configuration and its problems; an invalid one is a finding, not a failure. */
+function readConfiguration(ctx: CommandContext): { config?: Config; diagnostics: Diagnostic[] } {
+  try {
+    const loaded = loadConfigFiles(ctx.paths);
+    return { config: loaded.config, diagnostics: [...loaded.warnings] };
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    return { diagnostics: [...error.diagnostics] };
+  }
+}
 
 export async function doctorCommand(ctx: CommandContext, json: boolean): Promise<number> {
-  let bus: MessageBus | undefined;
-  let systemd: Systemd | undefined;
-  let busProblem: string | undefined;
+  const connection = await openSystemd();
   try {
-    bus = await connectSystemBus(undefined, 2000);
-    systemd = await Systemd.open(bus);
-  } catch (error) {
-    busProblem = (error as Error).message;
-  }
-  try {
-    let diagnostics: Diagnostic[] = [];
-    let loaded;
-    try {
-      const files = configFiles(ctx.paths);
-      loaded = loadConfig(readConfigFile(files.runtime), readConfigFile(files.unit));
-      diagnostics = [...loaded.warnings];
-    } catch (error) {
-      if (!(error instanceof ConfigError)) throw error;
-      diagnostics = [...error.diagnostics];
-    }
-    const facts = loaded
+    const { config, diagnostics } = readConfiguration(ctx);
+    const facts = config
       ? gatherFacts(ctx.paths, {
         ...envOverrides(ctx.env),
-        systemdVersion: systemd ? await systemd.version().catch(() => 0) : 0,
+        systemdVersion: connection.systemd ? await connection.systemd.version().catch(() => 0) : 0,
       })
       : undefined;
-    const plan = loaded && facts ? makePlan(loaded.config, facts, ctx.paths) : undefined;
+    const plan = config && facts ? makePlan(config, facts, ctx.paths) : undefined;
     const results: CheckResult[] = await runChecks({
-      config: loaded?.config,
+      config,
       diagnostics,
       plan,
       facts,
       runner: createRunner(),
-      systemd,
-      bus,
-      busProblem,
+      systemd: connection.systemd,
+      bus: connection.bus,
+      busProblem: connection.problem,
     });
     const canStart = !results.some((r) => r.status === "fail");
     if (json) {
@@ -70,6 +63,21 @@ export async function doctorCommand(ctx: CommandContext, json: boolean): Promise
     }
     return canStart ? EXIT_OK : EXIT_RUNTIME;
   } finally {
-    bus?.disconnect();
+    connection.bus?.disconnect();
   }
 }
+
+export const doctorSpec: CommandSpec = {
+  name: "doctor",
+  summary:
+    "check every host prerequisite without changing anything: ok/warn/fail, with the fix for each problem",
+  group: "user",
+  options: [{ flags: "--json", description: "print the checks as JSON" }],
+  examples: `
+Examples:
+  sudo aos-unit doctor
+  aos-unit doctor --json | jq '.checks[] | select(.status != "ok")'
+
+Exit status: 0 when the unit can start (warnings allowed), 1 when a check failed.`,
+  run: (ctx, call) => doctorCommand(ctx, flag(call, "json")),
+};

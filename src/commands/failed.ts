@@ -5,15 +5,15 @@
  * aos-unit-vm-failed@NODE.service (--final) when systemd gives up.
  */
 
-import { EXIT_OK } from "../errors.ts";
+import { EXIT_OK } from "../base/errors.ts";
 import { createRunner } from "../host/runner.ts";
 import { logger } from "../log.ts";
-import { TOOLS } from "../permissions.ts";
+import { TOOLS } from "../base/tools.ts";
 import { nodeUnitName } from "../plan/units.ts";
-import { connectSystemBus } from "../systemd/bus.ts";
-import { Systemd } from "../systemd/systemd1.ts";
+import { withSystemd } from "../systemd/connect.ts";
 import { appendFailure, type FailureRecord, tailLines } from "../vm/failures.ts";
-import type { CommandContext } from "./context.ts";
+import type { CommandContext } from "./_context.ts";
+import { type CommandSpec, flag } from "./_spec.ts";
 
 export interface FailedOptions {
   final: boolean;
@@ -42,19 +42,14 @@ export async function failedCommand(
     // Only the final handler (aos-unit-vm-failed@.service) may read the bus and the journal;
     // the per-crash record is written from the node's own sandbox, which has neither.
     try {
-      const bus = await connectSystemBus(undefined, 1500);
-      try {
-        const state = await (await Systemd.open(bus)).unitState(unit);
-        if (state && ["active", "activating", "reloading"].includes(state.activeState)) {
-          // systemd >= 254 without RestartMode=direct runs OnFailure= on every crash.
-          log.info(`Node ${node} is ${state.activeState} again: systemd has not given up`);
-          return EXIT_OK;
-        }
-        restarts = state?.nRestarts ?? null;
-        result = state?.result ?? result;
-      } finally {
-        bus.disconnect();
+      const state = await withSystemd((systemd) => systemd.unitState(unit));
+      if (state && ["active", "activating", "reloading"].includes(state.activeState)) {
+        // systemd >= 254 without RestartMode=direct runs OnFailure= on every crash.
+        log.info(`Node ${node} is ${state.activeState} again: systemd has not given up`);
+        return EXIT_OK;
       }
+      restarts = state?.nRestarts ?? null;
+      result = state?.result ?? result;
     } catch (error) {
       log.debug(`No unit state from systemd: ${(error as Error).message}`);
     }
@@ -93,3 +88,17 @@ export async function failedCommand(
   );
   return EXIT_OK;
 }
+
+export const failedSpec: CommandSpec = {
+  name: "failed",
+  summary: "forensic handler: append a record of a node failure to vm-failures.log",
+  group: "internal",
+  args: [{ name: "<node>", description: "node name" }],
+  options: [{
+    flags: "--final",
+    description: "systemd gave up restarting the node (run by aos-unit-vm-failed@.service)",
+  }],
+  examples:
+    "\nExamples:\n  ExecStopPost=-/usr/bin/aos-unit failed main\n  jq . /var/log/aos-unit/vm-failures.log",
+  run: (ctx, call) => failedCommand(ctx, String(call.args[0]), { final: flag(call, "final") }),
+};

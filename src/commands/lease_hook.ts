@@ -5,11 +5,12 @@
  * needs no network and no writable cache.
  */
 
-import { EXIT_OK } from "../errors.ts";
+import { EXIT_OK } from "../base/errors.ts";
 import { type LeaseEvent, recordLease } from "../net/leases.ts";
 import { logger } from "../log.ts";
 import { dhcpDir } from "../plan/layout.ts";
-import type { CommandContext } from "./context.ts";
+import type { CommandContext } from "./_context.ts";
+import type { CommandSpec } from "./_spec.ts";
 
 export function leaseHookCommand(ctx: CommandContext, args: string[]): number {
   const started = performance.now();
@@ -38,3 +39,13 @@ export function leaseHookCommand(ctx: CommandContext, args: string[]): number {
   );
   return EXIT_OK;
 }
+
+export const leaseHookSpec: CommandSpec = {
+  name: "lease-hook",
+  summary: "dnsmasq dhcp-script: record a lease event (add|old|del MAC IP [HOSTNAME])",
+  group: "internal",
+  args: [{ name: "[event...]", description: "what dnsmasq passes: add|old|del MAC IP [HOSTNAME]" }],
+  passThrough: true,
+  examples: "\nExample:\n  aos-unit lease-hook add 52:54:00:fa:d5:8d 10.200.1.10 main",
+  run: (ctx, call) => leaseHookCommand(ctx, (call.args[0] ?? []) as string[]),
+};

@@ -4,12 +4,13 @@
  * runs the same monitor by hand, e.g. to watch handovers while debugging.
  */
 
-import { EXIT_OK } from "../errors.ts";
+import { EXIT_OK } from "../base/errors.ts";
 import { envOverrides, loadAndPlan } from "../host/load.ts";
 import { createRunner } from "../host/runner.ts";
 import { logger } from "../log.ts";
 import { monitorFor } from "../net/monitor.ts";
-import type { CommandContext } from "./context.ts";
+import type { CommandContext } from "./_context.ts";
+import type { CommandSpec } from "./_spec.ts";
 
 export async function monitorCommand(ctx: CommandContext): Promise<number> {
   const log = logger("monitor");
@@ -25,3 +26,13 @@ export async function monitorCommand(ctx: CommandContext): Promise<number> {
   log.info("Route monitor stopped");
   return EXIT_OK;
 }
+
+export const monitorSpec: CommandSpec = {
+  name: "monitor",
+  summary:
+    "the route monitor (it runs inside `run`) in the foreground: follow default routes, keep NAT and the tables",
+  group: "internal",
+  logFile: true,
+  examples: "\nExample:\n  sudo aos-unit monitor   (its log in the unit: journalctl -u aos-unit)",
+  run: (ctx) => monitorCommand(ctx),
+};

@@ -1,17 +1,16 @@
 /** `aos-unit plan [--json]`: what aos-unit would create, without touching anything. */
 
 import { loadConfig } from "../config/mod.ts";
-import { ConfigError, EXIT_CONFIG, EXIT_OK, formatDiagnostic } from "../errors.ts";
+import { ConfigError, EXIT_CONFIG, EXIT_OK, formatDiagnostic, summarize } from "../base/errors.ts";
 import { readConfigFile } from "../host/config_files.ts";
 import { gatherFacts } from "../host/facts.ts";
 import { configFiles } from "../host/paths.ts";
 import { makePlan } from "../plan/mod.ts";
 import { renderPlanText } from "../plan/render.ts";
-import type { CommandContext } from "./context.ts";
-import { summary } from "./validate.ts";
+import type { CommandContext } from "./_context.ts";
+import { type CommandSpec, flag } from "./_spec.ts";
 
-export { EXAMPLES_DIR as SAMPLE_CONFIG_DIR } from "../permissions.ts";
-import { EXAMPLES_DIR as SAMPLE_CONFIG_DIR } from "../permissions.ts";
+import { EXAMPLES_DIR as SAMPLE_CONFIG_DIR } from "../base/host_files.ts";
 
 export interface PlanOptions {
   json: boolean;
@@ -33,7 +32,7 @@ export function planCommand(ctx: CommandContext, options: PlanOptions): number {
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     for (const d of error.diagnostics) ctx.err(formatDiagnostic(d));
-    ctx.err(`${files.unit}: invalid configuration: ${summary(error.diagnostics)}`);
+    ctx.err(`${files.unit}: invalid configuration: ${summarize(error.diagnostics)}`);
     return EXIT_CONFIG;
   }
   const facts = gatherFacts(ctx.paths, {
@@ -46,3 +45,20 @@ export function planCommand(ctx: CommandContext, options: PlanOptions): number {
   ctx.out(options.json ? JSON.stringify(plan, null, 2) + "\n" : renderPlanText(plan));
   return EXIT_OK;
 }
+
+export const planSpec: CommandSpec = {
+  name: "plan",
+  summary:
+    "show what aos-unit would create: network, MACs, taps, QEMU argv, units, ruleset, dnsmasq config",
+  group: "user",
+  configDir: true,
+  options: [{ flags: "--json", description: "print the plan as JSON" }],
+  examples: `
+Examples:
+  aos-unit plan
+  aos-unit plan --json | jq '.nodes[] | {name, mac, ip}'
+  aos-unit plan --config-dir ${SAMPLE_CONFIG_DIR}
+
+Needs no root and changes nothing.`,
+  run: (ctx, call) => planCommand(ctx, { json: flag(call, "json") }),
+};

@@ -7,19 +7,20 @@
  * Needs no configuration: a node removed from it is powered down the same way.
  */
 
-import { EXIT_OK, UsageError } from "../errors.ts";
+import { EXIT_OK, UsageError } from "../base/errors.ts";
 import { logger } from "../log.ts";
 import { nodeRunDir } from "../plan/layout.ts";
-import { NODE_NAME } from "../permissions.ts";
+import { isNodeName } from "../base/names.ts";
 import { powerdownAndWait } from "../vm/qmp.ts";
-import type { CommandContext } from "./context.ts";
+import type { CommandContext } from "./_context.ts";
+import { type CommandSpec, stringOpt } from "./_spec.ts";
 
 export async function powerdownCommand(
   ctx: CommandContext,
   name: string,
   timeoutSec: number,
 ): Promise<number> {
-  if (!NODE_NAME.test(name)) throw new UsageError(`"${name}" is not a node name`);
+  if (!isNodeName(name)) throw new UsageError(`"${name}" is not a node name`);
   const log = logger("powerdown");
   const socket = `${nodeRunDir(ctx.paths, name)}/qmp`;
   const started = performance.now();
@@ -31,3 +32,23 @@ export async function powerdownCommand(
   } else log.info(`Node ${name}: nothing answers on ${socket}; systemd stops it`);
   return EXIT_OK;
 }
+
+export const powerdownSpec: CommandSpec = {
+  name: "powerdown",
+  summary: "a node unit's ExecStop: ACPI powerdown over QMP, then wait for QEMU to exit",
+  group: "internal",
+  args: [{ name: "<node>", description: "node name" }],
+  options: [{
+    flags: "--timeout <sec>",
+    description: "how long the guest gets before systemd signals QEMU",
+    default: "60",
+  }],
+  nodeOperand: true,
+  examples: "\nExample:\n  ExecStop=/usr/bin/aos-unit powerdown main --timeout 60",
+  run: (ctx, call) =>
+    powerdownCommand(
+      ctx,
+      String(call.args[0]),
+      Math.max(1, Number(stringOpt(call, "timeout")) || 60),
+    ),
+};

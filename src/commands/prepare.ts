@@ -6,15 +6,25 @@
  * serial logs, the DHCP directory and the failure log.
  */
 
-import { EXIT_OK } from "../errors.ts";
+import { EXIT_OK } from "../base/errors.ts";
 import { envOverrides, loadAndPlan } from "../host/load.ts";
 import { createRunner } from "../host/runner.ts";
 import { logger } from "../log.ts";
 import { prepareFiles } from "../vm/prepare.ts";
-import type { CommandContext } from "./context.ts";
+import type { CommandContext } from "./_context.ts";
+import type { CommandSpec } from "./_spec.ts";
 
 export async function prepareCommand(ctx: CommandContext): Promise<number> {
   const { plan } = loadAndPlan(ctx.paths, envOverrides(ctx.env));
   await prepareFiles(createRunner(), plan, logger("prepare"));
   return EXIT_OK;
 }
+
+export const prepareSpec: CommandSpec = {
+  name: "prepare",
+  summary:
+    "make the nodes' files (overlays, UEFI variables, serial logs) as the service user; run by startup",
+  group: "internal",
+  examples: "\nExample:\n  sudo -u aos-unit aos-unit prepare",
+  run: (ctx) => prepareCommand(ctx),
+};

@@ -1,11 +1,11 @@
 /** `aos-unit reset NODE [--efivars]`: start a stopped node from its base image again. */
 
-import { EXIT_OK, RuntimeError, UsageError } from "../errors.ts";
+import { EXIT_OK, RuntimeError, UsageError } from "../base/errors.ts";
 import { envOverrides, loadAndPlan } from "../host/load.ts";
-import { connectSystemBus } from "../systemd/bus.ts";
-import { Systemd } from "../systemd/systemd1.ts";
+import { withSystemd } from "../systemd/connect.ts";
 import { resetDisks } from "../vm/disk.ts";
-import type { CommandContext } from "./context.ts";
+import type { CommandContext } from "./_context.ts";
+import { type CommandSpec, flag } from "./_spec.ts";
 
 export async function resetCommand(
   ctx: CommandContext,
@@ -20,16 +20,11 @@ export async function resetCommand(
     );
   }
   try {
-    const bus = await connectSystemBus(undefined, 1500);
-    try {
-      const state = await (await Systemd.open(bus)).unitState(node.unit.name);
-      if (state && (state.activeState === "active" || state.activeState === "activating")) {
-        throw new RuntimeError(
-          `Node ${name} is running; stop the unit first: systemctl stop aos-unit`,
-        );
-      }
-    } finally {
-      bus.disconnect();
+    const state = await withSystemd((systemd) => systemd.unitState(node.unit.name));
+    if (state && (state.activeState === "active" || state.activeState === "activating")) {
+      throw new RuntimeError(
+        `Node ${name} is running; stop the unit first: systemctl stop aos-unit`,
+      );
     }
   } catch (error) {
     if (error instanceof RuntimeError && error.name === "RuntimeError") throw error;
@@ -53,3 +48,19 @@ export async function resetCommand(
   );
   return EXIT_OK;
 }
+
+export const resetSpec: CommandSpec = {
+  name: "reset",
+  summary: "discard a stopped node's overlay so it boots from its base image again",
+  group: "user",
+  args: [{ name: "<node>", description: "node name from unit_config.yaml" }],
+  options: [{
+    flags: "--efivars",
+    description: "also discard the node's UEFI variables (boot order, A/B state)",
+  }],
+  examples: `
+Examples:
+  sudo systemctl stop aos-unit && sudo aos-unit reset secondary
+  sudo aos-unit reset main --efivars`,
+  run: (ctx, call) => resetCommand(ctx, String(call.args[0]), flag(call, "efivars")),
+};

@@ -11,7 +11,8 @@
  * restart (an upgrade, `systemctl restart`) it leaves everything running.
  */
 
-import { ConfigError, EXIT_OK, RuntimeError } from "../errors.ts";
+import { EXIT_OK, RuntimeError, UsageError } from "../base/errors.ts";
+import type { Config } from "../base/config_types.ts";
 import { envOverrides, loadAndPlan } from "../host/load.ts";
 import { createRunner, type Runner } from "../host/runner.ts";
 import { type Logger, logger } from "../log.ts";
@@ -25,6 +26,7 @@ import {
   classify,
   gaveUp,
   type NodeCondition,
+  type NodeView,
   pending,
   statusLine,
 } from "../systemd/node_state.ts";
@@ -37,8 +39,9 @@ import { lastFailures } from "../vm/failures.ts";
 import { powerDownNode } from "../vm/shutdown.ts";
 import { boundLog } from "../vm/log_bounds.ts";
 import { answers, READY_PORT } from "../net/probe.ts";
-import type { CommandContext } from "./context.ts";
-import { startupErrorFile } from "./startup.ts";
+import type { CommandContext } from "./_context.ts";
+import type { CommandSpec } from "./_spec.ts";
+import { takeStartupError } from "../host/startup_error.ts";
 
 /** systemd job types that mean "the manager comes back": guests keep running. */
 const RESTART_JOBS = new Set(["restart", "try-restart"]);
@@ -202,50 +205,83 @@ async function runningNodes(systemd: Systemd | undefined): Promise<string[]> {
   }
 }
 
-export async function runCommand(ctx: CommandContext): Promise<number> {
-  const log = logger("run");
-  const runner = createRunner();
-  const waker = new Waker();
-  let stopping = false;
-  for (const signal of ["SIGTERM", "SIGINT"] as const) {
-    Deno.addSignalListener(signal, () => {
-      stopping = true;
-      waker.wake();
+/** What `start` sets up and every later phase works with. */
+interface Running {
+  plan: Plan;
+  config: Config;
+  watch: UnitWatch;
+  monitor: ReturnType<typeof monitorFor>;
+  notifier: Notifier;
+}
+
+/**
+ * The manager's life, in phases (runCommand reads like this file's header):
+ * start (the deferred error, the plan, the watch, the monitor, the log bounds),
+ * waitReady (READY=1 when the nodes are usable), supervise (STATUS follows the
+ * nodes until a stop or restart), stopOrKeep (a restart keeps the guests, a
+ * stop powers them down). Each pass refreshes, probes and sends STATUS once.
+ */
+class Manager {
+  readonly log = logger("run");
+  readonly runner = createRunner();
+  /** Woken by every unit change systemd announces, and by a stop request. */
+  readonly waker = new Waker();
+  stopping = false;
+  #session: SystemdSession | undefined;
+  #lastStatus = "";
+  #logBounds: ReturnType<typeof setInterval> | undefined;
+  #running: Running | undefined;
+
+  private constructor(readonly ctx: CommandContext) {}
+
+  /** Listens for SIGTERM/SIGINT and opens the self-healing systemd session. */
+  static async open(ctx: CommandContext): Promise<Manager> {
+    const manager = new Manager(ctx);
+    for (const signal of ["SIGTERM", "SIGINT"] as const) {
+      Deno.addSignalListener(signal, () => {
+        manager.stopping = true;
+        manager.waker.wake();
+      });
+    }
+    manager.#session = await SystemdSession.open({
+      log: manager.log,
+      onUnitChange: () => manager.waker.wake(),
+      names: ["org.freedesktop.resolve1"],
+      // systemd-resolved forgets per-link DNS when it restarts: set it again.
+      onNameOwner: () => manager.rerouteDomain(),
+      onConnect: (systemd) => {
+        manager.waker.wake();
+        // polkitd (bus-activated) ends when the bus restarts; start it now, not in the stop path.
+        void pingPolkit(systemd.bus);
+      },
     });
+    return manager;
   }
 
-  let watch: UnitWatch | undefined;
-  let plan: Plan | undefined;
-  const session = await SystemdSession.open({
-    log,
-    onUnitChange: () => waker.wake(),
-    names: ["org.freedesktop.resolve1"],
-    // systemd-resolved forgets per-link DNS when it restarts: set it again.
-    onNameOwner: () =>
-      plan &&
-      void routeDomain(runner, plan, log, session.systemd?.bus).catch((e) =>
-        log.warning(`Cannot re-apply resolved settings: ${(e as Error).message}`)
-      ),
-    onConnect: (systemd) => {
-      waker.wake();
-      // polkitd (bus-activated) ends when the bus restarts; start it now, not in the stop path.
-      void pingPolkit(systemd.bus);
-    },
-  });
-  let notifier: Notifier | undefined;
-  let logBounds: ReturnType<typeof setInterval> | undefined;
-  let monitor: ReturnType<typeof monitorFor> | undefined;
-  try {
-    // 0. A permanent error the broker (ExecStartPre=) deferred to us, so systemd sees exit 2.
-    let deferred: string | undefined;
-    try {
-      deferred = Deno.readTextFileSync(startupErrorFile(ctx.paths.runtimeDir)).trim();
-      Deno.removeSync(startupErrorFile(ctx.paths.runtimeDir));
-    } catch { /* none */ }
+  get session(): SystemdSession {
+    if (!this.#session) throw new Error("Manager: no session yet");
+    return this.#session;
+  }
+
+  rerouteDomain(): void {
+    const plan = this.#running?.plan;
+    if (!plan) return;
+    void routeDomain(this.runner, plan, this.log, this.session.systemd?.bus).catch((e) =>
+      this.log.warning(`Cannot re-apply resolved settings: ${(e as Error).message}`)
+    );
+  }
+
+  get running(): Running {
+    if (!this.#running) throw new Error("Manager: start() has not run");
+    return this.#running;
+  }
+
+  /** 0. A permanent error the broker deferred; then the plan, the watch, the monitor, the logs. */
+  async start(): Promise<void> {
+    const deferred = takeStartupError(this.ctx.paths.runtimeDir);
     if (deferred !== undefined) {
-      const running = await runningNodes(session.systemd);
-      throw new ConfigError(
-        [],
+      const running = await runningNodes(this.session.systemd);
+      throw new UsageError(
         deferred +
           (running.length
             ? `\n${running.join(", ")} keep running from the previous configuration; ` +
@@ -253,53 +289,65 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
             : ""),
       );
     }
-    const loaded = loadAndPlan(ctx.paths, {
-      ...envOverrides(ctx.env),
-      systemdVersion: await session.systemd!.version(),
+    const { plan, config } = loadAndPlan(this.ctx.paths, {
+      ...envOverrides(this.ctx.env),
+      systemdVersion: await this.session.systemd!.version(),
     });
-    plan = loaded.plan;
-    const config = loaded.config;
-    await session.watchUnits([...plan.nodes.map((n) => n.unit.name), DNSMASQ_UNIT]);
-    monitor = monitorFor(plan, config.runtime.routeDebounceMs, runner, log);
-    watch = new UnitWatch(plan, session, log, waker);
-    notifier = createNotifier(ctx.env.NOTIFY_SOCKET, `${ctx.paths.runtimeDir}/notify.sock`);
-    const send = notifier.send.bind(notifier);
-    let lastStatus = "";
-    const status = async (text: string) => {
-      if (text === lastStatus) return;
-      lastStatus = text;
-      await send(`STATUS=${text}`);
-    };
-
-    await linkDocumentedPaths(runner, plan);
+    await this.session.watchUnits([...plan.nodes.map((n) => n.unit.name), DNSMASQ_UNIT]);
+    const monitor = monitorFor(plan, config.runtime.routeDebounceMs, this.runner, this.log);
+    const watch = new UnitWatch(plan, this.session, this.log, this.waker);
+    const notifier = createNotifier(
+      this.ctx.env.NOTIFY_SOCKET,
+      `${this.ctx.paths.runtimeDir}/notify.sock`,
+    );
+    this.#running = { plan, config, watch, monitor, notifier };
+    await linkDocumentedPaths(this.runner, plan);
     await monitor.start();
-    // Size-bounded logs, checked four times a second (a console can be written flat out).
+    this.#boundLogs(plan, config);
+  }
+
+  /** Size-bounded logs, checked four times a second (a console can be written flat out). */
+  #boundLogs(plan: Plan, config: Config): void {
     const logs: [string, number][] = [
       ...plan.nodes.map((n) =>
         [n.serialLog, config.runtime.serialLogMaxKb * 1024] as [string, number]
       ),
       [plan.failureLog, config.runtime.failureLogMaxKb * 1024],
     ];
-    logBounds = setInterval(() => {
+    this.#logBounds = setInterval(() => {
       for (const [path, max] of logs) {
         try {
-          if (boundLog(path, max)) log.info(`Rotated ${path} (cap ${Math.round(max / 1024)} KiB)`);
+          if (boundLog(path, max)) {
+            this.log.info(`Rotated ${path} (cap ${Math.round(max / 1024)} KiB)`);
+          }
         } catch (error) {
-          log.warning(`Cannot rotate ${path}: ${(error as Error).message}`);
+          this.log.warning(`Cannot rotate ${path}: ${(error as Error).message}`);
         }
       }
     }, 250);
+  }
 
-    // Ready means usable: every node running and answering, or given up on by systemd.
+  /** One pass: unit states, readiness probes, STATUS. @returns each node's view */
+  async #pass(phase: "starting" | "running"): Promise<NodeView[]> {
+    const { watch, notifier } = this.running;
+    await watch.refresh();
+    await watch.probe();
+    const views = watch.views();
+    const line = statusLine(views, { name: "dnsmasq", gaveUp: watch.sidecarGaveUp() }, phase);
+    if (line !== this.#lastStatus) {
+      this.#lastStatus = line;
+      await notifier.send(`STATUS=${line}`);
+    }
+    return views;
+  }
+
+  /** Ready means usable: every node running and answering, or given up on by systemd. */
+  async waitReady(): Promise<void> {
+    const { plan, config, watch, notifier } = this.running;
     const started = performance.now();
     const deadline = started + config.runtime.readyTimeoutSec * 1000;
-    while (!stopping) {
-      await watch.refresh();
-      await watch.probe();
-      const views = watch.views();
-      await status(
-        statusLine(views, { name: "dnsmasq", gaveUp: watch.sidecarGaveUp() }, "starting"),
-      );
+    while (!this.stopping) {
+      const views = await this.#pass("starting");
       if (!views.some((v) => pending(v.condition))) break;
       if (performance.now() > deadline) {
         const waiting = views.filter((v) => pending(v.condition)).map((v) => v.name);
@@ -314,75 +362,113 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
           },
         );
       }
-      await waker.wait(250);
+      await this.waker.wait(250);
     }
+    if (this.stopping) return;
+    const views = watch.views();
+    if (!views.some((v) => v.condition === "ready")) {
+      throw new UnitDown(`No node could start: ${lastFailureText(plan, watch)}`, {
+        hint: "journalctl -u 'aos-node-*'; jq . /var/log/aos-unit/vm-failures.log",
+      });
+    }
+    const line = statusLine(views, { name: "dnsmasq", gaveUp: watch.sidecarGaveUp() }, "running");
+    this.#lastStatus = line;
+    await notifier.send(`READY=1\nSTATUS=${line}`);
+    this.log.info(`Ready in ${Math.round(performance.now() - started)} ms: ${line}`);
+  }
 
-    if (!stopping) {
-      const views = watch.views();
-      if (!views.some((v) => v.condition === "ready")) {
-        throw new UnitDown(`No node could start: ${lastFailureText(plan, watch)}`, {
-          hint: "journalctl -u 'aos-node-*'; jq . /var/log/aos-unit/vm-failures.log",
-        });
+  /** STATUS follows the nodes; the unit fails when every node gave up. */
+  async supervise(): Promise<void> {
+    const { plan, watch } = this.running;
+    let lastRetry = performance.now();
+    while (!this.stopping) {
+      await this.waker.wait(5000);
+      if (this.stopping) break;
+      const now = await this.#pass("running");
+      if (now.every((v) => v.condition === "gave-up" || v.condition === "stopped")) {
+        throw new UnitDown(`Every node is down: ${lastFailureText(plan, watch)}`);
       }
-      const line = statusLine(views, { name: "dnsmasq", gaveUp: watch.sidecarGaveUp() }, "running");
-      lastStatus = line;
-      await send(`READY=1\nSTATUS=${line}`);
-      log.info(`Ready in ${Math.round(performance.now() - started)} ms: ${line}`);
-
-      // Supervise: STATUS follows the nodes; the unit fails when every node gave up.
-      let lastRetry = performance.now();
-      while (true) {
-        await waker.wait(5000);
-        if (stopping) break;
-        await watch.refresh();
-        await watch.probe();
-        const now = watch.views();
-        await status(
-          statusLine(now, { name: "dnsmasq", gaveUp: watch.sidecarGaveUp() }, "running"),
-        );
-        if (now.every((v) => v.condition === "gave-up" || v.condition === "stopped")) {
-          throw new UnitDown(`Every node is down: ${lastFailureText(plan, watch)}`);
-        }
-        // A sidecar systemd gave up on: guests keep running; try it again now and then.
-        if (watch.sidecarGaveUp() && performance.now() - lastRetry > 30_000) {
-          lastRetry = performance.now();
-          log.warning(`${DNSMASQ_UNIT} gave up; restarting it (guests keep running)`);
-          // Its start limit refuses a restart until the failed state is reset.
-          await session.systemd?.resetFailed(DNSMASQ_UNIT).catch(() => {});
-          await session.systemd?.restartUnit(DNSMASQ_UNIT).catch((e) =>
-            log.warning(`Cannot restart ${DNSMASQ_UNIT}: ${(e as Error).message}`)
-          );
-        }
+      // A sidecar systemd gave up on: guests keep running; try it again now and then.
+      if (watch.sidecarGaveUp() && performance.now() - lastRetry > 30_000) {
+        lastRetry = performance.now();
+        await this.#retrySidecar();
       }
     }
+  }
 
-    // A restart (upgrade, `systemctl restart`) keeps every guest; a stop powers them down.
-    const job = await managerJob(session);
+  async #retrySidecar(): Promise<void> {
+    const systemd = this.session.systemd;
+    this.log.warning(`${DNSMASQ_UNIT} gave up; restarting it (guests keep running)`);
+    // Its start limit refuses a restart until the failed state is reset.
+    await systemd?.resetFailed(DNSMASQ_UNIT).catch(() => {});
+    await systemd?.restartUnit(DNSMASQ_UNIT).catch((e) =>
+      this.log.warning(`Cannot restart ${DNSMASQ_UNIT}: ${(e as Error).message}`)
+    );
+  }
+
+  /** A restart (upgrade, `systemctl restart`) keeps every guest; a stop powers them down. */
+  async stopOrKeep(): Promise<void> {
+    const { plan, config, watch, monitor, notifier } = this.running;
+    const job = await managerJob(this.session);
     await monitor.stop();
     if (job && RESTART_JOBS.has(job)) {
-      await send("STOPPING=1\nSTATUS=Restarting; the guests keep running");
-      log.info(`Restarting (${job}): ${plan.nodes.length} node(s) keep running for the next start`);
-    } else {
-      await send("STOPPING=1\nSTATUS=Powering down guests");
-      await watch.refresh();
-      await stopEverything(plan, watch, runner, config.runtime.stopTimeoutSec, log);
+      await notifier.send("STOPPING=1\nSTATUS=Restarting; the guests keep running");
+      this.log.info(
+        `Restarting (${job}): ${plan.nodes.length} node(s) keep running for the next start`,
+      );
+      return;
     }
-    return EXIT_OK;
-  } catch (error) {
+    await notifier.send("STOPPING=1\nSTATUS=Powering down guests");
+    await watch.refresh();
+    await stopEverything(plan, watch, this.runner, config.runtime.stopTimeoutSec, this.log);
+  }
+
+  /**
+   * After an error: the unit failed as a whole (UnitDown) takes everything down, nothing
+   * half-made is worth keeping; any other failure (a bug, a lost bus) keeps the guests:
+   * systemd restarts us and we adopt them.
+   */
+  async failed(error: unknown): Promise<void> {
+    const running = this.#running;
     // Before any teardown: a route event must not re-create the table behind it.
-    await monitor?.stop().catch(() => {});
-    // The unit failed as a whole: nothing that could run is worth keeping half-made. Any
-    // other failure (a bug, a lost bus) keeps the guests: systemd restarts us and we adopt them.
-    if (watch && error instanceof UnitDown) {
-      await watch.refresh().catch(() => {});
-      await stopEverything(watch.plan, watch, runner, 5, log).catch((e) =>
-        log.warning(`Cleanup after the failure was incomplete: ${(e as Error).message}`)
+    await running?.monitor.stop().catch(() => {});
+    if (running && error instanceof UnitDown) {
+      await running.watch.refresh().catch(() => {});
+      await stopEverything(running.plan, running.watch, this.runner, 5, this.log).catch((e) =>
+        this.log.warning(`Cleanup after the failure was incomplete: ${(e as Error).message}`)
       );
     }
-    throw error;
-  } finally {
-    clearInterval(logBounds);
-    session.close();
-    notifier?.close();
+  }
+
+  close(): void {
+    clearInterval(this.#logBounds);
+    this.#session?.close();
+    this.#running?.notifier.close();
   }
 }
+
+export async function runCommand(ctx: CommandContext): Promise<number> {
+  const manager = await Manager.open(ctx);
+  try {
+    await manager.start();
+    await manager.waitReady();
+    await manager.supervise();
+    await manager.stopOrKeep();
+    return EXIT_OK;
+  } catch (error) {
+    await manager.failed(error);
+    throw error;
+  } finally {
+    manager.close();
+  }
+}
+
+export const runSpec: CommandSpec = {
+  name: "run",
+  summary:
+    "ExecStart, unprivileged: READY when the nodes are usable, STATUS, the route monitor; on stop, ACPI powerdown",
+  group: "internal",
+  logFile: true,
+  examples: "\nExample (as systemd runs it):\n  ExecStart=/usr/bin/aos-unit run",
+  run: (ctx) => runCommand(ctx),
+};

@@ -23,10 +23,11 @@ import {
   formatDiagnostic,
   formatLocated,
   RuntimeError,
-} from "../errors.ts";
-import { writeFileAtomic } from "../host/atomic.ts";
-import { hostArch, kvmProbeFile } from "../host/facts.ts";
-import { probeKvm } from "../host/kvm.ts";
+  UsageError,
+} from "../base/errors.ts";
+import { leaveStartupError } from "../host/startup_error.ts";
+import { hostArch } from "../host/facts.ts";
+import { probeKvm, readKvmProbe, recordKvmProbe } from "../host/kvm.ts";
 import { envOverrides, loadAndPlan, type Loaded } from "../host/load.ts";
 import { createRunner, type Runner } from "../host/runner.ts";
 import { lookupGroup, lookupUser } from "../host/users.ts";
@@ -45,7 +46,7 @@ import {
   checkSubnetFree,
   foreignDropPolicies,
 } from "../net/preflight.ts";
-import { TOOLS } from "../permissions.ts";
+import { TOOLS } from "../base/tools.ts";
 import { writeDnsmasqConf } from "../net/sidecar_files.ts";
 import { NODE_UNIT_PREFIX, SLICE } from "../plan/units.ts";
 import type { Plan } from "../plan/types.ts";
@@ -54,7 +55,8 @@ import { reconcileUnit, stopStale } from "../systemd/reconcile.ts";
 import { Systemd } from "../systemd/systemd1.ts";
 import { preparationNeeded } from "../vm/disk.ts";
 import { accessProblem, type Identity, nodeFileNeeds } from "../vm/file_access.ts";
-import type { CommandContext } from "./context.ts";
+import type { CommandContext } from "./_context.ts";
+import { type CommandSpec, flag } from "./_spec.ts";
 
 export interface StartupOptions {
   /** Network only (bridge, taps, table, resolved): for running the parts by hand, as tier 2 does. */
@@ -73,18 +75,14 @@ async function kvmUsable(
   if (!loaded.config.runtime.enableKvm || !loaded.plan.nodes.some((n) => n.arch === arch)) {
     return undefined;
   }
-  const file = kvmProbeFile(ctx.paths);
-  try {
-    const cached = Deno.readTextFileSync(file).trim();
-    if (cached === "usable") return true;
-    if (cached.startsWith("broken")) return false;
-  } catch { /* first start of this boot */ }
+  const cached = readKvmProbe(ctx.paths);
+  if (cached !== undefined) return cached;
   // As the user QEMU runs as, with /dev/kvm's group: what QEMU itself will meet.
   const probe = await probeKvm(runner, arch, {
     uid: user.uid,
     gid: lookupGroup("kvm") ?? user.gid,
   });
-  writeFileAtomic(file, probe.usable ? "usable\n" : `broken: ${probe.reason}\n`);
+  recordKvmProbe(ctx.paths, probe);
   if (!probe.usable) {
     log.warning(`KVM is not usable here (${probe.reason}); nodes run under TCG emulation`);
   }
@@ -113,7 +111,7 @@ async function prepare(
   } catch (error) {
     const result = (error as { result?: { code: number; stderr: string } }).result;
     const text = result?.stderr.trim().split("\n").map((l) => l.replace(/^<\d>/, "")).join("\n");
-    if (result?.code === EXIT_CONFIG) throw new ConfigError([], text ?? "aos-unit prepare failed");
+    if (result?.code === EXIT_CONFIG) throw new UsageError(text ?? "aos-unit prepare failed");
     throw new RuntimeError(`Cannot prepare the nodes' files: ${text ?? (error as Error).message}`);
   }
 }
@@ -130,8 +128,7 @@ function checkNodeFiles(plan: Plan, who: Identity): void {
     )
   );
   if (problems.length > 0) {
-    throw new ConfigError(
-      [],
+    throw new UsageError(
       [...new Set(problems.map((p) => `${p.message}; fix: ${p.fix}`))].join("\n"),
     );
   }
@@ -247,7 +244,9 @@ export async function startupCommand(
     if (systemd) await capSlice(systemd, log);
     writeNetworkConf(plan);
     const chains = await runner.run([TOOLS.nft, "-j", "list", "chains"], { okCodes: [0, 1] });
-    for (const warning of foreignDropPolicies(chains.stdout, plan.network)) log.warning(warning);
+    for (const p of foreignDropPolicies(chains.stdout, plan.network)) {
+      log.warning(`${p.message}; allow them with: ${p.fix}`);
+    }
     log.info(
       `Ready in ${elapsed()} ms: bridge ${plan.network.bridge} ` +
         `${plan.network.bridgeIp}/${plan.network.prefix}, ${plan.nodes.length} node(s), DNS port ${plan.network.dnsPort}`,
@@ -256,11 +255,6 @@ export async function startupCommand(
   } finally {
     systemd?.bus.disconnect();
   }
-}
-
-/** Where startup leaves a permanent error for `run` (see startupDeferringErrors). */
-export function startupErrorFile(runtimeDir: string): string {
-  return `${runtimeDir}/startup-error`;
 }
 
 /**
@@ -282,8 +276,31 @@ export async function startupDeferringErrors(
       ? error.diagnostics.map(formatDiagnostic).join("\n")
       : (error as Error).message;
     logger("startup").error(`${text} (aos-unit run reports this and exits 2)`);
-    Deno.mkdirSync(ctx.paths.runtimeDir, { recursive: true });
-    writeFileAtomic(startupErrorFile(ctx.paths.runtimeDir), text + "\n");
+    leaveStartupError(ctx.paths.runtimeDir, text);
     return EXIT_OK;
   }
 }
+
+export const startupSpec: CommandSpec = {
+  name: "startup",
+  summary:
+    "ExecStartPre=+ (root): the broker; network, then the node and sidecar units from the root-owned config",
+  group: "internal",
+  options: [
+    {
+      flags: "--defer-config-errors",
+      description:
+        "on a configuration error exit 0 and leave it for `run` to report with exit 2 (as the unit does)",
+    },
+    {
+      flags: "--no-units",
+      description: "set up the network only (bridge, taps, table, resolved), start no unit",
+    },
+  ],
+  examples:
+    "\nExample (as systemd runs it):\n  ExecStartPre=+/usr/bin/aos-unit startup --defer-config-errors",
+  run: (ctx, call) =>
+    startupDeferringErrors(ctx, flag(call, "deferConfigErrors"), {
+      units: call.opts.units !== false,
+    }),
+};

@@ -1,16 +1,17 @@
 /** `aos-unit status [--json]`: every node's state, address, MAC, uptime, restarts and last failure. */
 
-import { EXIT_OK, EXIT_RUNTIME } from "../errors.ts";
+import { EXIT_OK, EXIT_RUNTIME } from "../base/errors.ts";
 import { envOverrides, loadAndPlan } from "../host/load.ts";
 import { readLeaseState } from "../net/leases.ts";
-import { TOOLS } from "../permissions.ts";
+import { linkInfo } from "../net/links.ts";
 import { createRunner } from "../host/runner.ts";
 import { DNSMASQ_UNIT, MANAGER_UNIT } from "../plan/units.ts";
 import { gaveUp } from "../systemd/node_state.ts";
-import { connectSystemBus } from "../systemd/bus.ts";
-import { Systemd, type UnitState } from "../systemd/systemd1.ts";
+import { withSystemd } from "../systemd/connect.ts";
+import type { UnitState } from "../systemd/systemd1.ts";
 import { lastFailures } from "../vm/failures.ts";
-import type { CommandContext } from "./context.ts";
+import type { CommandContext } from "./_context.ts";
+import { type CommandSpec, flag } from "./_spec.ts";
 
 export interface NodeStatus {
   name: string;
@@ -47,20 +48,47 @@ function duration(sec: number): string {
   return d > 0 ? `${d}d${h}h` : h > 0 ? `${h}h${m}m` : m > 0 ? `${m}m${s}s` : `${s}s`;
 }
 
+/** The human view: the service, sidecar and bridge, then one row per node. */
+export function renderStatus(s: Status): string {
+  const lines = [
+    `aos-unit.service: ${s.service}${s.healthy ? "" : "  (NOT HEALTHY)"}`,
+    `sidecar: ${
+      Object.entries(s.sidecars).map(([k, v]) => `${k} ${v}`).join(", ")
+    }; route monitor: in aos-unit.service`,
+    `bridge: ${s.bridge.name} ${s.bridge.address} (${s.bridge.operstate ?? "absent"}), uplink(s): ${
+      s.uplinks.join(", ") || "unknown"
+    }, DNS port ${s.dnsPort}`,
+    "",
+  ];
+  const rows = [["NODE", "STATE", "ADDRESS", "MAC", "UPTIME", "RESTARTS", "LAST FAILURE"]];
+  for (const n of s.nodes) {
+    rows.push([
+      n.name,
+      n.state,
+      n.address ?? (n.reserved ? `${n.reserved} (reserved)` : "-"),
+      n.mac,
+      n.uptimeSec === null ? "-" : duration(n.uptimeSec),
+      n.restarts === null ? "-" : String(n.restarts),
+      n.lastFailure
+        ? `${n.lastFailure.time} ${n.lastFailure.result}${n.lastFailure.final ? " (gave up)" : ""}`
+        : "-",
+    ]);
+  }
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  for (const r of rows) lines.push(r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd());
+  return lines.join("\n");
+}
+
 export async function statusCommand(ctx: CommandContext, json: boolean): Promise<number> {
   const { plan } = loadAndPlan(ctx.paths, envOverrides(ctx.env));
   const units = new Map<string, UnitState | undefined>();
   let busProblem: string | undefined;
   try {
-    const bus = await connectSystemBus(undefined, 2000);
-    try {
-      const systemd = await Systemd.open(bus);
+    await withSystemd(async (systemd) => {
       const names = [MANAGER_UNIT, DNSMASQ_UNIT, ...plan.nodes.map((n) => n.unit.name)];
       const states = await Promise.all(names.map((name) => systemd.unitState(name)));
       names.forEach((name, i) => units.set(name, states[i]));
-    } finally {
-      bus.disconnect();
-    }
+    });
   } catch (error) {
     busProblem = (error as Error).message;
   }
@@ -89,20 +117,8 @@ export async function statusCommand(ctx: CommandContext, json: boolean): Promise
         : null,
     };
   });
-  const link = await createRunner().run([
-    TOOLS.ip,
-    "-j",
-    "link",
-    "show",
-    "dev",
-    plan.network.bridge,
-  ], {
-    okCodes: [0, 1],
-  });
-  const operstate = link.code === 0
-    ? ((JSON.parse(link.stdout || "[]") as { operstate?: string }[])[0]?.operstate ?? "unknown")
-      .toLowerCase()
-    : null;
+  const link = await linkInfo(createRunner(), plan.network.bridge);
+  const operstate = link ? (link.operstate ?? "unknown").toLowerCase() : null;
 
   let uplinks: string[] = [];
   try {
@@ -127,38 +143,21 @@ export async function statusCommand(ctx: CommandContext, json: boolean): Promise
     dnsPort: plan.network.dnsPort,
     nodes,
   };
-  if (json) {
-    ctx.out(JSON.stringify(status, null, 2));
-  } else {
-    const lines = [
-      `aos-unit.service: ${status.service}${status.healthy ? "" : "  (NOT HEALTHY)"}`,
-      `sidecar: ${
-        Object.entries(status.sidecars).map(([k, v]) => `${k} ${v}`).join(", ")
-      }; route monitor: in aos-unit.service`,
-      `bridge: ${status.bridge.name} ${status.bridge.address} (${
-        status.bridge.operstate ?? "absent"
-      }), uplink(s): ${uplinks.join(", ") || "unknown"}, DNS port ${status.dnsPort}`,
-      "",
-    ];
-    const rows = [["NODE", "STATE", "ADDRESS", "MAC", "UPTIME", "RESTARTS", "LAST FAILURE"]];
-    for (const n of nodes) {
-      rows.push([
-        n.name,
-        n.state,
-        n.address ?? (n.reserved ? `${n.reserved} (reserved)` : "-"),
-        n.mac,
-        n.uptimeSec === null ? "-" : duration(n.uptimeSec),
-        n.restarts === null ? "-" : String(n.restarts),
-        n.lastFailure
-          ? `${n.lastFailure.time} ${n.lastFailure.result}${
-            n.lastFailure.final ? " (gave up)" : ""
-          }`
-          : "-",
-      ]);
-    }
-    const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-    for (const r of rows) lines.push(r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd());
-    ctx.out(lines.join("\n"));
-  }
+  ctx.out(json ? JSON.stringify(status, null, 2) : renderStatus(status));
   return status.healthy ? EXIT_OK : EXIT_RUNTIME;
 }
+
+export const statusSpec: CommandSpec = {
+  name: "status",
+  summary:
+    "show every node: unit state, address, MAC, uptime, restarts, last failure; exit 1 if unhealthy",
+  group: "user",
+  options: [{ flags: "--json", description: "print the status as JSON" }],
+  examples: `
+Examples:
+  aos-unit status
+  aos-unit status --json | jq '.nodes[] | {name, address}'
+
+Exit status: 0 when the unit and every node are running with an address, 1 otherwise.`,
+  run: (ctx, call) => statusCommand(ctx, flag(call, "json")),
+};

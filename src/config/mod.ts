@@ -1,8 +1,8 @@
 /** Loads the two configuration files into a validated Config, or a ConfigError listing every problem. */
 
-import { ConfigError, type Diagnostic } from "../errors.ts";
+import { ConfigError, type Diagnostic } from "../base/errors.ts";
 import { parseRuntimeConf } from "./runtime_conf.ts";
-import type { Config } from "./types.ts";
+import type { Config } from "../base/config_types.ts";
 import { parseUnitConfig } from "./unit_config.ts";
 import { crossCheck } from "./validate.ts";
 
@@ -13,7 +13,7 @@ export type {
   RuntimeConfig,
   SourceLocation,
   UnitConfig,
-} from "./types.ts";
+} from "../base/config_types.ts";
 export { RUNTIME_DEFAULTS, RUNTIME_KEYS } from "./runtime_conf.ts";
 export { NODE_KEYS } from "./unit_config.ts";
 

@@ -3,10 +3,10 @@
  * write them. Every key is optional.
  */
 
-import type { Diagnostic } from "../errors.ts";
-import { formatCidr, parseCidr, parseIpv4, type Subnet } from "../plan/ipv4.ts";
+import type { Diagnostic } from "../base/errors.ts";
+import { formatCidr, parseCidr, parseIpv4, type Subnet } from "../base/ipv4.ts";
 import { closest } from "./suggest.ts";
-import type { RuntimeConfig } from "./types.ts";
+import type { RuntimeConfig } from "../base/config_types.ts";
 
 export const RUNTIME_DEFAULTS = {
   DHCP_CIDR: "10.200.1.0/24",

@@ -16,9 +16,10 @@ import {
   type YAMLMap,
 } from "yaml";
 import { z } from "zod";
-import type { Diagnostic } from "../errors.ts";
+import type { Diagnostic } from "../base/errors.ts";
+import { isNodeName } from "../base/names.ts";
 import { closest } from "./suggest.ts";
-import type { Arch, NodeConfig, SourceLocation, UnitConfig } from "./types.ts";
+import type { Arch, NodeConfig, SourceLocation, UnitConfig } from "../base/config_types.ts";
 
 export const NODE_KEYS = [
   "name",
@@ -54,8 +55,6 @@ export function show(value: unknown): string {
   return String(value);
 }
 
-const DNS_LABEL = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
-
 /** Parses `8G`, `512M`, `8` (GiB) or a YAML number (GiB) into MiB; undefined if malformed. */
 export function parseMem(value: unknown): number | undefined {
   if (typeof value === "number") {
@@ -77,7 +76,7 @@ const FIELDS: { [K in NodeKey]: Field<unknown> } = {
       ctx.addIssue({ code: "custom", message: `name must be a string, got ${show(v)}` });
       return z.NEVER;
     }
-    if (!DNS_LABEL.test(v)) {
+    if (!isNodeName(v)) {
       ctx.addIssue({
         code: "custom",
         message: `name ${

@@ -1,10 +1,22 @@
 /** Checks that need both files: node addresses against the subnet, MAC collisions, pool size. */
 
-import type { Diagnostic } from "../errors.ts";
-import { nodeMac } from "../plan/identity.ts";
-import { broadcastOf, contains, formatCidr, formatIpv4, parseIpv4 } from "../plan/ipv4.ts";
-import { bridgeAddress, dhcpPool } from "../plan/network.ts";
-import type { NodeConfig, RuntimeConfig, SourceLocation, UnitConfig } from "./types.ts";
+import type { Diagnostic } from "../base/errors.ts";
+import { nodeMac } from "../base/identity.ts";
+import {
+  bridgeAddress,
+  broadcastOf,
+  contains,
+  dhcpPool,
+  formatCidr,
+  formatIpv4,
+  parseIpv4,
+} from "../base/ipv4.ts";
+import type {
+  NodeConfig,
+  RuntimeConfig,
+  SourceLocation,
+  UnitConfig,
+} from "../base/config_types.ts";
 
 export function crossCheck(
   runtime: RuntimeConfig,

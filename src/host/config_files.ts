@@ -1,6 +1,9 @@
 /** Reads the two configuration files for the (pure) config loader. */
 
-import type { FileText } from "../config/mod.ts";
+import type { Diagnostic } from "../base/errors.ts";
+import { type Config, type FileText, loadConfig } from "../config/mod.ts";
+import type { Paths } from "../plan/types.ts";
+import { configFiles } from "./paths.ts";
 
 export function readConfigFile(path: string): FileText {
   try {
@@ -16,4 +19,13 @@ export function readConfigFile(path: string): FileText {
     }
     return { path, unreadable: (error as Error).message };
   }
+}
+
+/**
+ * Reads and validates runtime.conf and unit_config.yaml of a configuration directory.
+ * @throws {ConfigError} listing every problem when any is an error (exit 2)
+ */
+export function loadConfigFiles(paths: Paths): { config: Config; warnings: Diagnostic[] } {
+  const files = configFiles(paths);
+  return loadConfig(readConfigFile(files.runtime), readConfigFile(files.unit));
 }

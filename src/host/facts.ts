@@ -1,11 +1,12 @@
 /** Gathers HostFacts: the only place the planner's inputs touch the machine. */
 
-import type { Arch } from "../config/types.ts";
-import { rethrowAccessErrors, RuntimeError } from "../errors.ts";
-import { isMachineId } from "../plan/identity.ts";
+import type { Arch } from "../base/config_types.ts";
+import { rethrowAccessErrors, RuntimeError } from "../base/errors.ts";
+import { isMachineId } from "../base/identity.ts";
 import type { Firmware, HostFacts, ImageFile, Paths } from "../plan/types.ts";
-import { MACHINE_ID_FILE } from "../permissions.ts";
-import { QEMU_BINARY } from "../plan/qemu.ts";
+import { MACHINE_ID_FILE } from "../base/host_files.ts";
+import { QEMU_BINARY } from "../base/tools.ts";
+import { readKvmProbe } from "./kvm.ts";
 
 export const SERVICE_USER = "aos-unit";
 export const DEFAULT_EXECUTABLE = "/usr/bin/aos-unit";
@@ -94,7 +95,7 @@ export interface FactOverrides {
   serviceUser?: string | undefined;
   executable?: string | undefined;
   leaseHook?: string | undefined;
-  /** Result of a real KVM probe; when absent, a cached probe or presence of /dev/kvm decides. */
+  /** Result of the broker's KVM probe; when absent, the recorded probe, else TCG. */
   kvmUsable?: boolean | undefined;
   /** Interfaces with a default route (from `ip route`, by the subcommands that may run ip). */
   uplinks?: string[] | undefined;
@@ -103,30 +104,12 @@ export interface FactOverrides {
   nodeStoppedHook?: string | undefined;
 }
 
-/** Cached result of the last KVM probe by `run` (so `plan` agrees with what runs). */
-export function kvmProbeFile(paths: Paths): string {
-  return `${paths.runtimeDir}/kvm-probe`;
-}
-
-export function cachedKvmProbe(paths: Paths): boolean | undefined {
-  try {
-    const text = Deno.readTextFileSync(kvmProbeFile(paths)).trim();
-    return text === "usable"
-      ? true
-      : text.startsWith("broken") || text === "absent"
-      ? false
-      : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 export function gatherFacts(paths: Paths, overrides: FactOverrides = {}): HostFacts {
   return {
     machineId: readMachineId(),
     hostArch: hostArch(),
     // Known once the broker has probed it (cached per boot); TCG until then.
-    kvmUsable: overrides.kvmUsable ?? cachedKvmProbe(paths) ?? false,
+    kvmUsable: overrides.kvmUsable ?? readKvmProbe(paths) ?? false,
     firmware: findFirmware(),
     emulators: findEmulators(),
     images: listImages(paths.stateDir),

@@ -5,9 +5,11 @@
  * QMP; only a clean exit counts.
  */
 
-import type { Arch } from "../config/types.ts";
+import type { Arch } from "../base/config_types.ts";
+import type { Paths } from "../plan/types.ts";
+import { writeFileAtomic } from "./atomic.ts";
 import type { Runner } from "./runner.ts";
-import { QEMU_BINARY } from "../plan/qemu.ts";
+import { QEMU_BINARY } from "../base/tools.ts";
 
 export type KvmProbe = { usable: true } | { usable: false; reason: string };
 
@@ -49,4 +51,26 @@ export async function probeKvm(
     const line = /qemu-system-[^:]+: (.*)/.exec(text)?.[1] ?? text;
     return { usable: false, reason: line.slice(0, 200) };
   }
+}
+
+/** Where the broker keeps the answer of its KVM probe for the boot (so `plan` agrees). */
+export function kvmProbeFile(paths: Paths): string {
+  return `${paths.runtimeDir}/kvm-probe`;
+}
+
+/** The recorded probe: true (usable), false (broken or absent), undefined (not probed yet). */
+export function readKvmProbe(paths: Paths): boolean | undefined {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(kvmProbeFile(paths)).trim();
+  } catch {
+    return undefined;
+  }
+  if (text === "usable") return true;
+  if (text.startsWith("broken") || text === "absent") return false;
+  return undefined;
+}
+
+export function recordKvmProbe(paths: Paths, probe: KvmProbe): void {
+  writeFileAtomic(kvmProbeFile(paths), probe.usable ? "usable\n" : `broken: ${probe.reason}\n`);
 }

@@ -1,12 +1,11 @@
 /** Reads the configuration from disk and plans it: the common first step of most subcommands. */
 
-import { type Config, loadConfig } from "../config/mod.ts";
-import type { Diagnostic } from "../errors.ts";
+import type { Config } from "../base/config_types.ts";
+import type { Diagnostic } from "../base/errors.ts";
 import { makePlan } from "../plan/mod.ts";
 import type { HostFacts, Paths, Plan } from "../plan/types.ts";
-import { readConfigFile } from "./config_files.ts";
+import { loadConfigFiles } from "./config_files.ts";
 import { type FactOverrides, gatherFacts } from "./facts.ts";
-import { configFiles } from "./paths.ts";
 
 export interface Loaded {
   config: Config;
@@ -30,11 +29,7 @@ export function envOverrides(env: Readonly<Record<string, string | undefined>>):
  * @throws {ConfigError} when the configuration is invalid (exit 2)
  */
 export function loadAndPlan(paths: Paths, overrides: FactOverrides): Loaded {
-  const files = configFiles(paths);
-  const { config, warnings } = loadConfig(
-    readConfigFile(files.runtime),
-    readConfigFile(files.unit),
-  );
+  const { config, warnings } = loadConfigFiles(paths);
   const facts = gatherFacts(paths, overrides);
   const plan = makePlan(config, facts, paths);
   return { config, facts, plan, warnings: [...warnings, ...plan.warnings] };

@@ -4,7 +4,9 @@
  * failures turned into readable errors. Every call is recorded.
  */
 
-import { RuntimeError } from "../errors.ts";
+import { RuntimeError } from "../base/errors.ts";
+import { quoteArgv } from "../base/quote.ts";
+import { packageOf } from "../base/tools.ts";
 
 export interface RunOptions {
   /** Exit codes the caller accepts (default: only 0). */
@@ -25,12 +27,6 @@ export interface RunResult {
   stderr: string;
   timedOut: boolean;
   ms: number;
-}
-
-/** Quotes argv for logs and dry runs only; never executed. */
-export function quoteArgv(argv: readonly string[]): string {
-  return argv.map((a) => /^[A-Za-z0-9_@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", `'\\''`)}'`)
-    .join(" ");
 }
 
 /** A subprocess that failed: argv, exit code or signal, timeout, and the tail of stderr. */
@@ -58,25 +54,13 @@ export class MissingToolError extends RuntimeError {
   override name = "MissingToolError";
 }
 
-/** Debian package that provides each tool, for "install X" hints. */
-const PACKAGES: Record<string, string> = {
-  ip: "iproute2",
-  nft: "nftables",
-  dnsmasq: "dnsmasq-base",
-  conntrack: "conntrack",
-  "qemu-img": "qemu-utils",
-  "qemu-system-x86_64": "qemu-system-x86",
-  "qemu-system-aarch64": "qemu-system-arm",
-  journalctl: "systemd",
-};
-
 export interface Runner {
   run(argv: readonly string[], options?: RunOptions): Promise<RunResult>;
   /** Every call made so far, oldest first. */
   readonly history: readonly RunResult[];
 }
 
-/** Creates a runner. `record` keeps at most `limit` results for diagnostics. */
+/** Creates a runner; its `history` keeps the last `limit` results, for diagnostics. */
 export function createRunner(limit = 200): Runner {
   const history: RunResult[] = [];
   return {
@@ -97,8 +81,7 @@ export function createRunner(limit = 200): Runner {
         }).spawn();
       } catch (error) {
         if (error instanceof Deno.errors.NotFound) {
-          const tool = program.split("/").pop() ?? program;
-          const pkg = PACKAGES[tool];
+          const pkg = packageOf(program);
           throw new MissingToolError(
             `Cannot run ${program}: not installed${
               pkg ? ` (install the Debian package "${pkg}")` : ""

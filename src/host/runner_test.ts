@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { CommandError, createRunner, MissingToolError, quoteArgv } from "./runner.ts";
+import { quoteArgv } from "../base/quote.ts";
+import { CommandError, createRunner, MissingToolError } from "./runner.ts";
 
 const DENO = Deno.execPath();
 

@@ -1,6 +1,6 @@
 /** The service user's and groups' numeric ids, from /etc/passwd and /etc/group. */
 
-import { RuntimeError } from "../errors.ts";
+import { RuntimeError } from "../base/errors.ts";
 
 export const PASSWD_FILE = "/etc/passwd";
 export const GROUP_FILE = "/etc/group";

@@ -9,10 +9,3 @@ Deno.test("parsePasswd() and parseGroup() read the numeric ids", () => {
   assert.equal(parseGroup("kvm:x:993:\naos-unit:x:997:\n", "kvm"), 993);
   assert.equal(parseGroup("kvm:x:993:\n", "libvirt"), undefined);
 });
-
-Deno.test("enabledControllers() reads /proc/cgroups' enabled column", async () => {
-  const { enabledControllers } = await import("./checks.ts");
-  const text =
-    "#subsys_name\thierarchy\tnum_cgroups\tenabled\ncpu\t3\t40\t1\nmemory\t0\t1\t0\npids\t5\t40\t1\n";
-  assert.deepEqual([...enabledControllers(text)].sort(), ["cpu", "pids"]);
-});

@@ -4,24 +4,22 @@
  * a crash, gives the same result; cleanup removes only what aos-unit made.
  */
 
-import { RuntimeError } from "../errors.ts";
+import { RuntimeError } from "../base/errors.ts";
 import { writeFileAtomic } from "../host/atomic.ts";
 import type { Runner } from "../host/runner.ts";
 import type { Logger } from "../log.ts";
-import { TOOLS } from "../permissions.ts";
+import { TOOLS } from "../base/tools.ts";
 import type { Plan } from "../plan/types.ts";
 import { connectSystemBus, type MessageBus } from "../systemd/bus.ts";
 import { resolvedUnreachable, revertLink, setLinkDns } from "../systemd/resolved.ts";
-import { isOurs, type LinkInfo, listLinks, ownerAlias } from "./links.ts";
+import { isOurs, type LinkInfo, linkInfo, listLinks, ownerAlias } from "./links.ts";
 import { applyRuleset, deleteTable } from "./nft.ts";
 
 export const TAP_PREFIX = "aostap";
 
 /** A link's index (Deno may not read /sys, so ask ip). */
 export async function ifindexOf(runner: Runner, name: string): Promise<number | undefined> {
-  const r = await runner.run([TOOLS.ip, "-j", "link", "show", "dev", name], { okCodes: [0, 1] });
-  if (r.code !== 0) return undefined;
-  return (JSON.parse(r.stdout || "[]") as { ifindex: number }[])[0]?.ifindex;
+  return (await linkInfo(runner, name))?.ifindex;
 }
 
 async function ensureBridge(

@@ -1,6 +1,6 @@
 /** The lease record lease-hook writes and run/status read: MAC -> address, name, since when. */
 
-import { rethrowAccessErrors } from "../errors.ts";
+import { rethrowAccessErrors } from "../base/errors.ts";
 import { writeFileAtomic } from "../host/atomic.ts";
 
 export interface LeaseEvent {

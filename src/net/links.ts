@@ -1,7 +1,7 @@
 /** Links, addresses and routes as `ip -j` reports them. */
 
 import type { Runner } from "../host/runner.ts";
-import { TOOLS } from "../permissions.ts";
+import { TOOLS } from "../base/tools.ts";
 
 export interface LinkInfo {
   ifname: string;
@@ -29,6 +29,13 @@ export interface RouteInfo {
 export async function listLinks(runner: Runner): Promise<LinkInfo[]> {
   const r = await runner.run([TOOLS.ip, "-j", "-d", "link", "show"]);
   return JSON.parse(r.stdout || "[]") as LinkInfo[];
+}
+
+/** One link by name (`ip -j link show dev NAME`), or undefined when there is none. */
+export async function linkInfo(runner: Runner, name: string): Promise<LinkInfo | undefined> {
+  const r = await runner.run([TOOLS.ip, "-j", "link", "show", "dev", name], { okCodes: [0, 1] });
+  if (r.code !== 0) return undefined;
+  return (JSON.parse(r.stdout || "[]") as LinkInfo[])[0];
 }
 
 export async function listAddresses(runner: Runner): Promise<AddrInfo[]> {

@@ -17,7 +17,7 @@ import { NFT_TABLE, nftRuleset } from "../plan/nft.ts";
 import type { Plan } from "../plan/types.ts";
 import { defaultRouteDevices, listRoutes } from "./links.ts";
 import type { NetworkPlan } from "../plan/network.ts";
-import { TOOLS } from "../permissions.ts";
+import { TOOLS } from "../base/tools.ts";
 import { applyRuleset, currentTable } from "./nft.ts";
 
 /** True for `ip monitor route link` lines that can change which interfaces are uplinks. */

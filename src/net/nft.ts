@@ -5,7 +5,7 @@ import { NFT_BRIDGE_FAMILY, NFT_FAMILY, NFT_TABLE } from "../plan/nft.ts";
 
 /** aos-unit's tables: the inet one (NAT, fence) and the bridge one (per-tap guard). */
 const FAMILIES = [NFT_FAMILY, NFT_BRIDGE_FAMILY] as const;
-import { TOOLS } from "../permissions.ts";
+import { TOOLS } from "../base/tools.ts";
 
 /**
  * Checks the ruleset with `nft -c`, then applies it, both from stdin: no file

@@ -1,12 +1,14 @@
 /**
  * Checks made before anything is created, so a conflict leaves nothing half-made:
  * the subnet against the host's routes and addresses, the bridge name against
- * existing links, the DNS port against listeners.
+ * existing links, the DNS port against listeners, other tables' drop policies.
+ * Each returns a structured Problem (check, message, fix): the broker raises it,
+ * `aos-unit doctor` renders it, and neither re-parses the other's text.
  */
 
-import { ConfigError, RuntimeError } from "../errors.ts";
-import type { Diagnostic } from "../errors.ts";
-import { overlaps, parseCidr, parseIpv4, type Subnet } from "../plan/ipv4.ts";
+import { ConfigError, type Problem, RuntimeError, UsageError } from "../base/errors.ts";
+import type { Diagnostic } from "../base/errors.ts";
+import { overlaps, parseCidr, parseIpv4, type Subnet } from "../base/ipv4.ts";
 import type { NetworkPlan } from "../plan/network.ts";
 import { type AddrInfo, isOurs, type LinkInfo, type RouteInfo } from "./links.ts";
 
@@ -19,7 +21,8 @@ export interface HostNetwork {
 /** Where DHCP_CIDR came from, for a message that points at it. */
 export type CidrOrigin = Pick<Diagnostic, "file" | "line" | "column">;
 
-export function checkSubnetFree(net: NetworkPlan, host: HostNetwork, origin: CidrOrigin): void {
+/** The host's routes and addresses that overlap the unit's subnet. */
+export function subnetConflicts(net: NetworkPlan, host: HostNetwork): string[] {
   const ours = parseCidr(net.cidr) as Subnet;
   const conflicts: string[] = [];
   for (const route of host.routes) {
@@ -39,15 +42,32 @@ export function checkSubnetFree(net: NetworkPlan, host: HostNetwork, origin: Cid
       }
     }
   }
-  if (conflicts.length > 0) {
-    throw new ConfigError([{
-      severity: "error",
-      ...origin,
-      message: `DHCP_CIDR ${net.cidr} overlaps the host's ${
-        [...new Set(conflicts)].join(", ")
-      }; choose a free subnet in runtime.conf`,
-    }]);
-  }
+  return [...new Set(conflicts)];
+}
+
+export function subnetProblem(
+  net: NetworkPlan,
+  host: HostNetwork,
+  runtimeFile: string,
+): Problem | undefined {
+  const conflicts = subnetConflicts(net, host);
+  if (conflicts.length === 0) return undefined;
+  return {
+    check: "subnet",
+    message: `DHCP_CIDR ${net.cidr} overlaps the host's ${conflicts.join(", ")}`,
+    fix: `choose a free subnet: DHCP_CIDR="..." in ${runtimeFile}`,
+  };
+}
+
+/** @throws {ConfigError} at DHCP_CIDR when the subnet overlaps the host's networks */
+export function checkSubnetFree(net: NetworkPlan, host: HostNetwork, origin: CidrOrigin): void {
+  const problem = subnetProblem(net, host, origin.file);
+  if (!problem) return;
+  throw new ConfigError([{
+    severity: "error",
+    ...origin,
+    message: `${problem.message}; choose a free subnet in runtime.conf`,
+  }]);
 }
 
 /** Routes like 10.0.0.0/8 parse fine; host routes and odd prefixes need a looser parse. */
@@ -60,17 +80,27 @@ function fallbackSubnet(dst: string): Subnet | undefined {
   return { network: ip - (ip % size), prefix: p };
 }
 
-export function checkBridgeName(net: NetworkPlan, host: HostNetwork): LinkInfo | undefined {
+/** A link of the bridge's name that aos-unit did not make. */
+export function bridgeProblem(net: NetworkPlan, host: HostNetwork): Problem | undefined {
   const existing = host.links.find((l) => l.ifname === net.bridge);
-  if (existing && !isOurs(existing)) {
-    throw new ConfigError(
-      [],
-      `Cannot create bridge ${net.bridge}: a ${
-        existing.linkinfo?.info_kind ?? "network"
-      } link with that name exists and was not created by aos-unit (remove it: ip link delete ${net.bridge})`,
-    );
-  }
-  return existing;
+  if (!existing || isOurs(existing)) return undefined;
+  return {
+    check: "bridge",
+    message: `Cannot create bridge ${net.bridge}: a ${
+      existing.linkinfo?.info_kind ?? "network"
+    } link with that name exists and was not created by aos-unit`,
+    fix: `ip link delete ${net.bridge}`,
+  };
+}
+
+/**
+ * @returns the bridge aos-unit made earlier, if any
+ * @throws {ConfigError} when a foreign link has the bridge's name
+ */
+export function checkBridgeName(net: NetworkPlan, host: HostNetwork): LinkInfo | undefined {
+  const problem = bridgeProblem(net, host);
+  if (problem) throw new UsageError(`${problem.message} (remove it: ${problem.fix})`);
+  return host.links.find((l) => l.ifname === net.bridge);
 }
 
 /**
@@ -85,19 +115,22 @@ export function wildcardListeners(ssOutput: string, port: number): string[] {
   }).map((f) => `${f[0]} ${f[4]}`);
 }
 
-export function checkDnsPortFree(net: NetworkPlan, ssOutput: string): void {
+export function dnsPortProblem(net: NetworkPlan, ssOutput: string): Problem | undefined {
   const busy = wildcardListeners(ssOutput, net.dnsPort);
-  if (busy.length > 0) {
-    throw new RuntimeError(
-      `Cannot use DNS port ${net.dnsPort}: another program already listens on it (${
-        busy.join(", ")
-      })`,
-      {
-        hint:
-          `find it with: ss -lunpt 'sport = :${net.dnsPort}'; or set DNS_ALT_PORT in runtime.conf`,
-      },
-    );
-  }
+  if (busy.length === 0) return undefined;
+  return {
+    check: "dns-port",
+    message: `Cannot use DNS port ${net.dnsPort}: another program already listens on it (${
+      busy.join(", ")
+    })`,
+    fix: `find it with: ss -lunpt 'sport = :${net.dnsPort}'; or set DNS_ALT_PORT in runtime.conf`,
+  };
+}
+
+/** @throws {RuntimeError} when another program holds the DNS port on every address */
+export function checkDnsPortFree(net: NetworkPlan, ssOutput: string): void {
+  const problem = dnsPortProblem(net, ssOutput);
+  if (problem) throw new RuntimeError(problem.message, { hint: problem.fix });
 }
 
 interface NftChain {
@@ -112,10 +145,10 @@ interface NftChain {
  * Other tables' input/forward chains that drop by default. An accept in
  * aos-unit's own table does not override a drop in another table (nftables
  * ends only the base chain it is in), so those rules need an exception there:
- * the commands to add one are part of the warning. Docker's iptables FORWARD
- * policy DROP shows up here too (as table ip filter).
+ * the commands to add one are the fix. Docker's iptables FORWARD policy DROP
+ * shows up here too (as table ip filter).
  */
-export function foreignDropPolicies(nftChainsJson: string, net: NetworkPlan): string[] {
+export function foreignDropPolicies(nftChainsJson: string, net: NetworkPlan): Problem[] {
   let chains: NftChain[] = [];
   try {
     chains = (JSON.parse(nftChainsJson) as { nftables: { chain?: NftChain }[] }).nftables
@@ -135,11 +168,11 @@ export function foreignDropPolicies(nftChainsJson: string, net: NetworkPlan): st
       ? `iptables -I DOCKER-USER -i ${br} -j ACCEPT; iptables -I DOCKER-USER -o ${br} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT` +
         ` (or: iptables -I FORWARD -i ${br} -j ACCEPT; iptables -I FORWARD -o ${br} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT)`
       : `nft insert rule ${where} iifname "${br}" accept; nft insert rule ${where} oifname "${br}" ct state established,related accept`;
-    return `Chain ${where} drops ${
+    const message = `Chain ${where} drops ${
       c.hook === "input" ? "incoming" : "forwarded"
-    } packets by default, ` +
-      `which ${
-        c.hook === "input" ? "blocks the guests' DHCP and DNS" : "cuts the guests off the internet"
-      }; allow them with: ${fix}`;
+    } packets by default, which ${
+      c.hook === "input" ? "blocks the guests' DHCP and DNS" : "cuts the guests off the internet"
+    }`;
+    return { check: "firewall", message, fix };
   });
 }

@@ -30,14 +30,17 @@ Deno.test("foreignDropPolicies() names other tables' drop chains with the comman
   });
   const w = foreignDropPolicies(json, net);
   assert.equal(w.length, 2);
-  assert.match(
-    w[0]!,
-    /^Chain inet filter input drops incoming packets by default, which blocks the guests' DHCP and DNS; allow them with: nft insert rule inet filter input iifname "aosbrabcdef" udp dport \{ 67, 5300 \} accept/,
+  assert.equal(w[0]!.check, "firewall");
+  assert.equal(
+    w[0]!.message,
+    "Chain inet filter input drops incoming packets by default, which blocks the guests' DHCP and DNS",
   );
   assert.match(
-    w[1]!,
-    /Chain ip filter FORWARD .* iptables -I DOCKER-USER -i aosbrabcdef -j ACCEPT/,
+    w[0]!.fix,
+    /^nft insert rule inet filter input iifname "aosbrabcdef" udp dport \{ 67, 5300 \} accept/,
   );
+  assert.match(w[1]!.message, /^Chain ip filter FORWARD drops forwarded packets/);
+  assert.match(w[1]!.fix, /iptables -I DOCKER-USER -i aosbrabcdef -j ACCEPT/);
   assert.deepEqual(foreignDropPolicies("not json", net), []);
 });
 

@@ -2,7 +2,7 @@
 
 import { writeFileAtomic } from "../host/atomic.ts";
 import type { Runner } from "../host/runner.ts";
-import { TOOLS } from "../permissions.ts";
+import { TOOLS } from "../base/tools.ts";
 import type { Plan } from "../plan/types.ts";
 
 /** dnsmasq.conf in the runtime directory, checked by dnsmasq itself before it is used. */

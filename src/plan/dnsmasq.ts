@@ -1,8 +1,8 @@
 /** The dnsmasq sidecar's configuration: DHCP reservations + pool, DNS for the aos-unit domain. */
 
+import { TOOLS } from "../base/tools.ts";
 import type { NetworkPlan } from "./network.ts";
 
-export const DNSMASQ_BINARY = "/usr/sbin/dnsmasq";
 export const LEASE_TIME = "12h";
 
 export interface DnsmasqNode {
@@ -78,5 +78,5 @@ export function dnsmasqConf(i: DnsmasqInput): string {
 
 /** dnsmasq's command line: foreground (systemd supervises), one config file. */
 export function dnsmasqArgv(confPath: string): string[] {
-  return [DNSMASQ_BINARY, "--keep-in-foreground", `--conf-file=${confPath}`];
+  return [TOOLS.dnsmasq, "--keep-in-foreground", `--conf-file=${confPath}`];
 }

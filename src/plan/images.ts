@@ -1,6 +1,6 @@
 /** Which base image a node boots: `image:` if given, else the naming rule of the AosCore releases. */
 
-import type { Arch } from "../config/types.ts";
+import type { Arch } from "../base/config_types.ts";
 import type { ImageFile } from "./types.ts";
 
 /** Architecture spellings in image names: Debian's, the kernel's, Yocto's machine names. */

@@ -3,10 +3,11 @@
  * processes. Everything aos-unit creates on the host is decided here.
  */
 
-import type { Arch, Config, NodeConfig } from "../config/types.ts";
-import type { Diagnostic } from "../errors.ts";
+import type { Arch, Config, NodeConfig } from "../base/config_types.ts";
+import type { Diagnostic } from "../base/errors.ts";
+import { EMULATOR_PACKAGE, FIRMWARE_PACKAGE } from "../base/tools.ts";
 import { dnsmasqArgv, dnsmasqConf } from "./dnsmasq.ts";
-import { nodeMac, tapName } from "./identity.ts";
+import { nodeMac, tapName } from "../base/identity.ts";
 import { chooseImage, imagePattern } from "./images.ts";
 import { planNetwork } from "./network.ts";
 import { NFT_TABLE, nftRuleset, type TapGuard } from "./nft.ts";
@@ -101,22 +102,21 @@ export function makePlan(config: Config, facts: HostFacts, paths: Paths): Plan {
   };
 }
 
-function planOneNode(
-  config: Config,
-  facts: HostFacts,
-  paths: Paths,
-  node: NodeConfig,
-  attachedTo: string,
-  warnings: Diagnostic[],
-): NodePlan {
-  const warn = (message: string, at = node.at, blocksRun = false) =>
-    warnings.push({ severity: "warning", ...at, message, ...(blocksRun ? { blocksRun } : {}) });
-  const arch: Arch = node.arch ?? facts.hostArch;
-  const accel: Accel = config.runtime.enableKvm && facts.kvmUsable && arch === facts.hostArch
-    ? "kvm"
-    : "tcg";
+/** Collects a node's warnings, each located at the node (or at its image key). */
+type Warn = (message: string, more?: Partial<Diagnostic>) => void;
+
+function nodeWarner(node: NodeConfig, warnings: Diagnostic[]): Warn {
+  return (message, more = {}) =>
+    warnings.push({ severity: "warning", ...node.at, message, ...more });
+}
+
+/** The node's base image, with a warning for a missing, unreadable or ambiguous one. */
+function planImage(node: NodeConfig, arch: Arch, facts: HostFacts, paths: Paths, warn: Warn) {
   const image = chooseImage(node.name, arch, node.image, facts.images);
   const imagePath = join(paths.stateDir, image.file);
+  const at = node.imageAt ?? node.at;
+  const copy =
+    `cp IMAGE.qcow2 ${paths.stateDir}/ && chown aos-unit:aos-unit ${paths.stateDir}/*.qcow2`;
   if (!image.found) {
     warn(
       image.source === "explicit"
@@ -124,14 +124,12 @@ function planOneNode(
         : `No image for node "${node.name}" in ${paths.stateDir}: expected a file matching ${
           imagePattern(node.name, arch).source
         } (for example ${image.file}), or set "image:"`,
-      node.imageAt ?? node.at,
-      true,
+      { ...at, blocksRun: true, check: "images", fix: copy },
     );
   } else if (!image.readable) {
     warn(
       `Image "${imagePath}" of node "${node.name}" is not readable (chown aos-unit:aos-unit it)`,
-      node.imageAt ?? node.at,
-      true,
+      { ...at, blocksRun: true, check: "images", fix: `chown aos-unit:aos-unit ${imagePath}` },
     );
   }
   if (image.alternatives.length > 0) {
@@ -141,6 +139,45 @@ function planOneNode(
       }; set "image:" to choose`,
     );
   }
+  return { file: image.file, path: imagePath, source: image.source, found: image.found };
+}
+
+/** The emulator and (for UEFI) the firmware the node needs, warned about when missing. */
+function planFirmware(node: NodeConfig, arch: Arch, uefi: boolean, facts: HostFacts, warn: Warn) {
+  if (!facts.emulators[arch]) {
+    warn(
+      `No QEMU for ${arch} guests on this host: install ${
+        EMULATOR_PACKAGE[arch]
+      } (node "${node.name}")`,
+      { blocksRun: true, check: "emulator", fix: `apt-get install ${EMULATOR_PACKAGE[arch]}` },
+    );
+  }
+  const firmware = uefi ? facts.firmware[arch] : undefined;
+  if (uefi && !firmware) {
+    warn(
+      `No UEFI firmware for ${arch} on this host: install ${
+        FIRMWARE_PACKAGE[arch]
+      } (node "${node.name}")`,
+      { blocksRun: true, check: "firmware", fix: `apt-get install ${FIRMWARE_PACKAGE[arch]}` },
+    );
+  }
+  return firmware;
+}
+
+function planOneNode(
+  config: Config,
+  facts: HostFacts,
+  paths: Paths,
+  node: NodeConfig,
+  attachedTo: string,
+  warnings: Diagnostic[],
+): NodePlan {
+  const warn = nodeWarner(node, warnings);
+  const arch: Arch = node.arch ?? facts.hostArch;
+  const accel: Accel = config.runtime.enableKvm && facts.kvmUsable && arch === facts.hostArch
+    ? "kvm"
+    : "tcg";
+  const image = planImage(node, arch, facts, paths, warn);
   // AosCore x86 images are EFI-only: UEFI is the default everywhere.
   const uefi = node.uefi ?? true;
   if (node.uefi === false && /uefi/i.test(image.file)) {
@@ -148,25 +185,7 @@ function planOneNode(
       `Node "${node.name}" has uefi: false but its image "${image.file}" looks like a UEFI image`,
     );
   }
-  if (!facts.emulators[arch]) {
-    warn(
-      `No QEMU for ${arch} guests on this host: install ${
-        arch === "x86_64" ? "qemu-system-x86" : "qemu-system-arm"
-      } (node "${node.name}")`,
-      node.at,
-      true,
-    );
-  }
-  const firmware = uefi ? facts.firmware[arch] : undefined;
-  if (uefi && !firmware) {
-    warn(
-      `No UEFI firmware for ${arch} on this host: install ${
-        arch === "x86_64" ? "ovmf" : "qemu-efi-aarch64"
-      } (node "${node.name}")`,
-      node.at,
-      true,
-    );
-  }
+  const firmware = planFirmware(node, arch, uefi, facts, warn);
 
   const mac = nodeMac(node.name);
   const tap = tapName(mac);
@@ -209,7 +228,7 @@ function planOneNode(
     uefi,
     machineType,
     cpuType,
-    image: { file: image.file, path: imagePath, source: image.source, found: image.found },
+    image,
     dir,
     overlay,
     efiVars,

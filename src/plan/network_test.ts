@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { parseRuntimeConf } from "../config/runtime_conf.ts";
-import { bridgeMac, bridgeName, nodeMac, tapName } from "./identity.ts";
-import { formatIpv4, parseCidr, parseIpv4, type Subnet } from "./ipv4.ts";
+import { bridgeMac, bridgeName, nodeMac, tapName } from "../base/identity.ts";
+import { formatIpv4, parseCidr, parseIpv4, type Subnet } from "../base/ipv4.ts";
 import { dhcpPool, planNetwork } from "./network.ts";
 
 const MACHINE_ID = "3d1219aa0000000000000000000000ff";

@@ -12,7 +12,6 @@
 
 import type { NetworkPlan } from "./network.ts";
 
-export const NFT_BINARY = "/usr/sbin/nft";
 export const NFT_FAMILY = "inet";
 export const NFT_TABLE = "aos_unit";
 /** The layer-2 table (same name, bridge family). */

@@ -1,12 +1,8 @@
 /** The QEMU command line of a node. One argument per element; never a shell string. */
 
-import type { Arch } from "../config/types.ts";
+import type { Arch } from "../base/config_types.ts";
+import { QEMU_BINARY } from "../base/tools.ts";
 import type { Accel } from "./types.ts";
-
-export const QEMU_BINARY: Record<Arch, string> = {
-  x86_64: "/usr/bin/qemu-system-x86_64",
-  aarch64: "/usr/bin/qemu-system-aarch64",
-};
 
 /** Translation-cache bound under TCG, in MiB (QEMU's default is 1 GiB and grows into RSS). */
 export const TCG_TB_SIZE_MIB = 256;

@@ -1,6 +1,6 @@
 /** Human-readable and JSON views of a plan (for `aos-unit plan`). */
 
-import { quoteArgv } from "../host/runner.ts";
+import { quoteArgv } from "../base/quote.ts";
 import type { NodePlan, Plan, TransientUnit, UnitProperty } from "./types.ts";
 
 /** One `Name=value` line per property, values as systemctl would show them. */

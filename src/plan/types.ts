@@ -1,7 +1,7 @@
 /** The plan: everything aos-unit will create, as plain data. */
 
-import type { Arch } from "../config/types.ts";
-import type { Diagnostic } from "../errors.ts";
+import type { Arch } from "../base/config_types.ts";
+import type { Diagnostic } from "../base/errors.ts";
 import type { NetworkPlan } from "./network.ts";
 import type { TapGuard } from "./nft.ts";
 

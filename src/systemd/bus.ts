@@ -4,8 +4,8 @@
  */
 
 import dbus from "dbus-next";
-import { RuntimeError } from "../errors.ts";
-import { SYSTEM_BUS_SOCKET } from "../permissions.ts";
+import { RuntimeError } from "../base/errors.ts";
+import { SYSTEM_BUS_SOCKET } from "../base/host_files.ts";
 
 export type MessageBus = dbus.MessageBus;
 

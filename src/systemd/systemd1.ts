@@ -6,7 +6,7 @@
 
 import dbus from "dbus-next";
 import { Buffer } from "node:buffer";
-import { RuntimeError } from "../errors.ts";
+import { RuntimeError } from "../base/errors.ts";
 import type { TransientUnit, UnitProperty } from "../plan/types.ts";
 import { addMatch, busError, call, type MessageBus } from "./bus.ts";
 
@@ -43,6 +43,11 @@ export function toVariant([name, signature, value]: UnitProperty): [string, dbus
 }
 
 type Job = { result: string; unit: string };
+
+/** systemd's answer for a unit it does not have loaded. */
+export function isNoSuchUnit(error: unknown): boolean {
+  return (error as { type?: string } | undefined)?.type === "org.freedesktop.systemd1.NoSuchUnit";
+}
 
 export class Systemd {
   #jobs = new Map<string, Job>();
@@ -166,9 +171,7 @@ export class Systemd {
     try {
       [job] = await this.#manager("StopUnit", "ss", [name, "replace"], `stop ${name}`);
     } catch (error) {
-      if ((error as { type?: string }).type === "org.freedesktop.systemd1.NoSuchUnit") {
-        return "done";
-      }
+      if (isNoSuchUnit(error)) return "done";
       throw error;
     }
     return await this.#waitJob(job as string, name, timeoutMs);
@@ -182,7 +185,7 @@ export class Systemd {
       [name, "all", signal === "SIGTERM" ? 15 : 9],
       `send ${signal} to ${name}`,
     ).catch((e) => {
-      if ((e as { type?: string }).type !== "org.freedesktop.systemd1.NoSuchUnit") throw e;
+      if (!isNoSuchUnit(e)) throw e;
     });
   }
 
@@ -192,7 +195,7 @@ export class Systemd {
    */
   async enqueueStop(name: string): Promise<void> {
     await this.#manager("StopUnit", "ss", [name, "replace"], `stop ${name}`).catch((e) => {
-      if ((e as { type?: string }).type !== "org.freedesktop.systemd1.NoSuchUnit") throw e;
+      if (!isNoSuchUnit(e)) throw e;
     });
   }
 
@@ -267,7 +270,7 @@ export class Systemd {
   async resetFailed(name: string): Promise<void> {
     await this.#manager("ResetFailedUnit", "s", [name], `reset the failed state of ${name}`).catch(
       (e) => {
-        if ((e as { type?: string }).type !== "org.freedesktop.systemd1.NoSuchUnit") throw e;
+        if (!isNoSuchUnit(e)) throw e;
       },
     );
   }
@@ -317,9 +320,7 @@ export class Systemd {
       }) as [string];
       return path;
     } catch (error) {
-      if ((error as { type?: string }).type === "org.freedesktop.systemd1.NoSuchUnit") {
-        return undefined;
-      }
+      if (isNoSuchUnit(error)) return undefined;
       throw busError(`look up ${name}`, error);
     }
   }
@@ -384,8 +385,7 @@ export class Systemd {
   }
 
   /**
-   * Waits until systemd has forgotten the unit
- (transient units are garbage
+   * Waits until systemd has forgotten the unit (transient units are garbage
    * collected asynchronously; re-creating one too early fails with UnitExists).
    */
   async waitGone(name: string, timeoutMs = 10_000): Promise<void> {

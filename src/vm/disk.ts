@@ -4,10 +4,11 @@
  * persist next to it (AosCore keeps A/B boot state there).
  */
 
-import { ConfigError, RuntimeError } from "../errors.ts";
+import { RuntimeError, UsageError } from "../base/errors.ts";
 import { writeFileAtomic } from "../host/atomic.ts";
 import type { Runner } from "../host/runner.ts";
-import { TOOLS } from "../permissions.ts";
+import { TOOLS } from "../base/tools.ts";
+import { FIRMWARE_PACKAGE } from "../base/tools.ts";
 import type { NodePlan } from "../plan/types.ts";
 
 /** What identifies the base image an overlay was made from. */
@@ -31,8 +32,8 @@ function sameBase(a: BaseIdentity, b: BaseIdentity): boolean {
   return a.path === b.path && a.size === b.size && a.mtime === b.mtime && a.ino === b.ino;
 }
 
-function problem(node: NodePlan, message: string): ConfigError {
-  return new ConfigError([], `Node "${node.name}": ${message}`);
+function problem(node: NodePlan, message: string): UsageError {
+  return new UsageError(`Node "${node.name}": ${message}`);
 }
 
 function readRecord(node: NodePlan): BaseIdentity | undefined {
@@ -172,7 +173,7 @@ export async function prepareDisks(runner: Runner, node: NodePlan): Promise<stri
           `Cannot create UEFI variables for node "${node.name}" from ${node.efiVars.template}: ${
             (error as Error).message
           }`,
-          { hint: "install the ovmf (x86_64) or qemu-efi-aarch64 (aarch64) package" },
+          { hint: `install the ${FIRMWARE_PACKAGE[node.arch]} package` },
         );
       }
       created.push(node.efiVars.path);

@@ -3,7 +3,7 @@
  * `jq` reads it and `aos-unit status` shows the latest per node.
  */
 
-import { rethrowAccessErrors } from "../errors.ts";
+import { rethrowAccessErrors } from "../base/errors.ts";
 import { failureLogPath } from "../plan/layout.ts";
 
 export interface FailureRecord {

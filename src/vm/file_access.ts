@@ -5,6 +5,7 @@
  * The fix text lives here, for the broker's error and for `aos-unit doctor`.
  */
 
+import { FIRMWARE_PACKAGE } from "../base/tools.ts";
 import type { NodePlan } from "../plan/types.ts";
 
 export interface FileNeed {
@@ -12,6 +13,8 @@ export interface FileNeed {
   access: "r" | "rw";
   /** What the file is, for the message. */
   what: string;
+  /** The Debian package that provides it, when a package does (the firmware). */
+  package?: string;
 }
 
 export interface Identity {
@@ -29,7 +32,12 @@ export function nodeFileNeeds(node: NodePlan, failureLog: string): FileNeed[] {
       ? [{ path: node.efiVars.path, access: "rw" as const, what: "UEFI variables" }]
       : []),
     ...(node.firmwareCode
-      ? [{ path: node.firmwareCode, access: "r" as const, what: "UEFI firmware" }]
+      ? [{
+        path: node.firmwareCode,
+        access: "r" as const,
+        what: "UEFI firmware",
+        package: FIRMWARE_PACKAGE[node.arch],
+      }]
       : []),
     { path: node.serialLog, access: "rw", what: "serial log" },
     { path: failureLog, access: "rw", what: "failure log" },
@@ -62,8 +70,8 @@ export function accessProblem(
   } catch {
     return {
       message: `The ${need.what} ${need.path} does not exist`,
-      fix: need.what === "UEFI firmware"
-        ? "apt-get install ovmf (x86_64) or qemu-efi-aarch64 (aarch64)"
+      fix: need.package
+        ? `apt-get install ${need.package}`
         : `systemctl restart aos-unit (aos-unit prepare makes it)`,
     };
   }
@@ -74,8 +82,6 @@ export function accessProblem(
   return {
     message: `QEMU (user ${who.name}) cannot ${want} the ${need.what} ${need.path} ` +
       `(owner uid ${st.uid}, mode ${((st.mode ?? 0) & 0o777).toString(8)})`,
-    fix: need.what === "UEFI firmware"
-      ? `chmod a+r ${need.path}`
-      : `chown ${who.name}:${who.name} ${need.path}`,
+    fix: need.package ? `chmod a+r ${need.path}` : `chown ${who.name}:${who.name} ${need.path}`,
   };
 }

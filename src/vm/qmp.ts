@@ -1,6 +1,6 @@
 /** A minimal QMP client: greeting, capabilities, one command, close. */
 
-import { RuntimeError } from "../errors.ts";
+import { RuntimeError } from "../base/errors.ts";
 
 export class QmpError extends RuntimeError {
   override name = "QmpError";

@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { loadConfig } from "../../src/config/mod.ts";
-import { ConfigError, formatDiagnostic } from "../../src/errors.ts";
+import { ConfigError, formatDiagnostic } from "../../src/base/errors.ts";
 import { assertGolden, assertNoUnusedGoldens } from "../lib/golden.ts";
 
 const BAD = new URL("./bad", import.meta.url).pathname;

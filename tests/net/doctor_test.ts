@@ -5,10 +5,10 @@
  */
 
 import assert from "node:assert/strict";
-import type { CheckResult } from "../../src/host/checks.ts";
-import { DevUnit, MAIN } from "../lib/aos.ts";
-import { run, waitFor } from "../lib/proc.ts";
-import { Topology } from "../lib/topology.ts";
+import type { CheckResult } from "../../src/commands/_doctor_checks.ts";
+import { NetBed } from "../lib/netbed.ts";
+import { MAIN } from "../lib/aos.ts";
+import { run } from "../lib/proc.ts";
 
 const UNIT_CONFIG = `unit:
   node_configs:
@@ -20,13 +20,10 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
 }, async (t) => {
-  const work = await Deno.makeTempDir({ prefix: "aosu-doctor-" });
-  const topo = new Topology(`aosd${Deno.pid % 100000}`, work);
-  const unit = new DevUnit(`${work}/unit`, topo.host);
+  const bed = await NetBed.open("doctor", UNIT_CONFIG, `ENABLE_KVM="false"\n`);
+  const { work, topo, unit } = bed;
   let stopListener = () => Promise.resolve();
   try {
-    await topo.create();
-    await unit.init(UNIT_CONFIG, `ENABLE_KVM="false"\n`);
     const bridge = (await unit.plan()).network.bridge;
     // The service user QEMU would run as (the tests run everything else as root).
     const doctor = async (user = "nobody", wrap: string[] = []) => {
@@ -103,74 +100,30 @@ Deno.test({
     });
 
     await t.step("a subnet that overlaps a host route: fail, pointing at DHCP_CIDR", async () => {
-      await run([
-        "ip",
-        "-n",
-        topo.host,
-        "route",
-        "add",
-        "10.200.0.0/16",
-        "via",
-        topo.uplinks[0].gateway,
-      ]);
+      await bed.ipQuiet("route", "add", "10.200.0.0/16", "via", topo.uplinks[0].gateway);
       const c = (await doctor()).check("subnet");
       assert.equal(c.status, "fail");
       assert.match(c.detail, /overlaps the host's route 10\.200\.0\.0\/16 via uplink1/);
       assert.match(c.fix!, /DHCP_CIDR=/);
-      await run(["ip", "-n", topo.host, "route", "del", "10.200.0.0/16"]);
+      await bed.ipQuiet("route", "del", "10.200.0.0/16");
       assert.equal((await doctor()).check("subnet").status, "ok");
     });
 
     await t.step(
       "the bridge name taken by a foreign link: fail, with the ip link delete",
       async () => {
-        await run([
-          "ip",
-          "-n",
-          topo.host,
-          "link",
-          "add",
-          bridge,
-          "type",
-          "veth",
-          "peer",
-          "name",
-          "x0",
-        ]);
+        await bed.ipQuiet("link", "add", bridge, "type", "veth", "peer", "name", "x0");
         const c = (await doctor()).check("bridge");
         assert.equal(c.status, "fail");
         assert.match(c.detail, /not created by aos-unit/);
         assert.equal(c.fix, `ip link delete ${bridge}`);
-        await run(["ip", "-n", topo.host, "link", "delete", bridge]);
+        await bed.ipQuiet("link", "delete", bridge);
         assert.equal((await doctor()).check("bridge").status, "ok");
       },
     );
 
     await t.step("the DNS port taken: fail, with how to find the program", async () => {
-      const listener = topo.procs.start(
-        topo.inNs(topo.host, ["socat", "UDP-LISTEN:5300,reuseaddr", "-"]),
-        `${work}/socat.log`,
-      );
-      stopListener = () => topo.procs.stop(listener).then(() => {});
-      await waitFor(
-        "the listener",
-        async () => {
-          const ss = await run([
-            "ip",
-            "netns",
-            "exec",
-            topo.host,
-            "ss",
-            "-Hlun",
-            "sport",
-            "=",
-            ":5300",
-          ]);
-          return ss.stdout.trim() ? true : undefined;
-        },
-        5000,
-        50,
-      );
+      stopListener = await bed.occupyUdp(5300);
       const c = (await doctor()).check("dns-port");
       assert.equal(c.status, "fail");
       assert.match(c.detail, /Cannot use DNS port 5300/);
@@ -242,7 +195,6 @@ Deno.test({
     );
   } finally {
     await stopListener();
-    await topo.destroy();
-    await Deno.remove(work, { recursive: true }).catch(() => {});
+    await bed.close();
   }
 });

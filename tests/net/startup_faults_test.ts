@@ -4,9 +4,8 @@
  */
 
 import assert from "node:assert/strict";
-import { DevUnit } from "../lib/aos.ts";
-import { run } from "../lib/proc.ts";
-import { aosTableRules, linksIn, Topology } from "../lib/topology.ts";
+import { NetBed } from "../lib/netbed.ts";
+import { aosTableRules, linksIn } from "../lib/topology.ts";
 
 const UNIT_CONFIG = `unit:
   node_configs:
@@ -26,25 +25,13 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
 }, async (t) => {
-  const work = await Deno.makeTempDir({ prefix: "aosu-faults-" });
-  const topo = new Topology(`aosf${Deno.pid % 100000}`, work);
-  const unit = new DevUnit(`${work}/unit`, topo.host);
+  const bed = await NetBed.open("faults", UNIT_CONFIG, `ENABLE_KVM="false"\n`);
+  const { topo, unit } = bed;
   try {
-    await topo.create();
-    await unit.init(UNIT_CONFIG, `ENABLE_KVM="false"\n`);
     const bridge = (await unit.plan()).network.bridge;
 
     await t.step("a CIDR that overlaps a host route: exit 2, names the route", async () => {
-      await run([
-        "ip",
-        "-n",
-        topo.host,
-        "route",
-        "add",
-        "10.200.0.0/16",
-        "via",
-        topo.uplinks[0].gateway,
-      ]);
+      await bed.ipQuiet("route", "add", "10.200.0.0/16", "via", topo.uplinks[0].gateway);
       const r = await unit.cli("startup", "--no-units");
       assert.equal(r.code, 2, r.stderr);
       assert.match(
@@ -52,25 +39,13 @@ Deno.test({
         /runtime\.conf:1:1: DHCP_CIDR 10\.200\.1\.0\/24 overlaps the host's route 10\.200\.0\.0\/16 via uplink1; choose a free subnet/,
       );
       assert.deepEqual(await ourLeftovers(topo.host), []);
-      await run(["ip", "-n", topo.host, "route", "del", "10.200.0.0/16"]);
+      await bed.ipQuiet("route", "del", "10.200.0.0/16");
     });
 
     await t.step(
       "a bridge name taken by a link aos-unit did not create: exit 2, the link is left alone",
       async () => {
-        await run([
-          "ip",
-          "-n",
-          topo.host,
-          "link",
-          "add",
-          bridge,
-          "type",
-          "veth",
-          "peer",
-          "name",
-          "foreign0",
-        ]);
+        await bed.ipQuiet("link", "add", bridge, "type", "veth", "peer", "name", "foreign0");
         const r = await unit.cli("startup", "--no-units");
         assert.equal(r.code, 2, r.stderr);
         assert.match(
@@ -80,48 +55,30 @@ Deno.test({
           ),
         );
         assert.deepEqual(await ourLeftovers(topo.host), []);
-        const still = await run(["ip", "-n", topo.host, "link", "show", bridge]);
+        const still = await bed.ipQuiet("link", "show", bridge);
         assert.equal(still.code, 0, "the foreign link survives");
         const cleanup = await unit.cli("cleanup");
         assert.equal(cleanup.code, 0);
         assert.match(cleanup.stderr, new RegExp(`Leaving ${bridge} alone`));
         assert.equal(
-          (await run(["ip", "-n", topo.host, "link", "show", bridge])).code,
+          (await bed.ipQuiet("link", "show", bridge)).code,
           0,
           "cleanup leaves it too",
         );
-        await run(["ip", "-n", topo.host, "link", "del", bridge]);
+        await bed.ipQuiet("link", "del", bridge);
       },
     );
 
     await t.step(
       "an occupied DNS port: exit 1, names the port and how to find the program",
       async () => {
-        const listener = topo.procs.start(
-          topo.inNs(topo.host, ["socat", "UDP-LISTEN:5300,reuseaddr", "-"]),
-          `${work}/socat.log`,
-        );
-        for (let i = 0; i < 50; i++) {
-          const ss = await run([
-            "ip",
-            "netns",
-            "exec",
-            topo.host,
-            "ss",
-            "-Hlun",
-            "sport",
-            "=",
-            ":5300",
-          ]);
-          if (ss.stdout.trim()) break;
-          await new Promise((r) => setTimeout(r, 50));
-        }
+        const stopListener = await bed.occupyUdp(5300);
         const r = await unit.cli("startup", "--no-units");
         assert.equal(r.code, 1, r.stderr);
         assert.match(r.stderr, /Cannot use DNS port 5300: another program already listens on it/);
         assert.match(r.stderr, /hint: .*DNS_ALT_PORT/);
         assert.deepEqual(await ourLeftovers(topo.host), []);
-        await topo.procs.stop(listener);
+        await stopListener();
       },
     );
 
@@ -140,7 +97,6 @@ Deno.test({
       assert.deepEqual(await ourLeftovers(topo.host), []);
     });
   } finally {
-    await topo.destroy();
-    await Deno.remove(work, { recursive: true }).catch(() => {});
+    await bed.close();
   }
 });

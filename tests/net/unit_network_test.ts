@@ -14,10 +14,11 @@ import { linkDocumentedPaths, writeDnsmasqConf } from "../../src/net/sidecar_fil
 import { logger } from "../../src/log.ts";
 import { prepareFiles } from "../../src/vm/prepare.ts";
 import { systemPowerdown } from "../../src/vm/qmp.ts";
-import { buildGuests, DevUnit } from "../lib/aos.ts";
+import { buildGuests } from "../lib/aos.ts";
+import { NetBed } from "../lib/netbed.ts";
 import { type Background, run, waitFor } from "../lib/proc.ts";
 import { SerialConsole } from "../lib/serial.ts";
-import { aosTableRules, INTERNET_IP, linksIn, Topology } from "../lib/topology.ts";
+import { aosTableRules, INTERNET_IP, linksIn } from "../lib/topology.ts";
 
 const UNIT_CONFIG = `unit:
   node_configs:
@@ -51,9 +52,8 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
 }, async (t) => {
-  const work = await Deno.makeTempDir({ prefix: "aosu-net-" });
-  const topo = new Topology(`aosu${Deno.pid % 100000}`, work);
-  const unit = new DevUnit(`${work}/unit`, topo.host);
+  const bed = await NetBed.open("net", UNIT_CONFIG, RUNTIME_CONF);
+  const { work, topo, unit } = bed;
   const consoles: SerialConsole[] = [];
   let plan: Plan | undefined;
   let dnsmasq: Background | undefined;
@@ -78,9 +78,6 @@ Deno.test({
     (await probe(node, `aos-probe dns ${name}`, /AOSTEST dns name=\S+ (ip=(\S+)|fail)/))[2];
 
   try {
-    await topo.create();
-    await unit.init(UNIT_CONFIG, RUNTIME_CONF);
-
     await t.step("test guests are built (or reused from the cache)", async () => {
       const images = `${work}/images`;
       await buildGuests(images, ["main", "secondary"]);
@@ -116,9 +113,9 @@ Deno.test({
           Deno.readTextFileSync(`${unit.runtimeDir}/network.conf`),
           new RegExp(`BRIDGE_NAME=${plan.network.bridge}`),
         );
-        const addr = await run(["ip", "-n", topo.host, "-br", "addr", "show", plan.network.bridge]);
+        const addr = await bed.ipQuiet("-br", "addr", "show", plan.network.bridge);
         assert.match(addr.stdout, /10\.200\.1\.1\/24/);
-        const mac = await run(["ip", "-n", topo.host, "-br", "link", "show", plan.network.bridge]);
+        const mac = await bed.ipQuiet("-br", "link", "show", plan.network.bridge);
         assert.match(mac.stdout, new RegExp(plan.network.bridgeMac));
       },
     );
@@ -127,23 +124,14 @@ Deno.test({
       const again = await unit.cli("startup", "--no-units");
       assert.equal(again.code, 0, again.stderr);
       await run(["ip", "netns", "exec", topo.host, "nft", "delete", "table", "inet", "aos_unit"]);
-      await run(["ip", "-n", topo.host, "link", "delete", plan!.nodes[1]!.tap]);
-      await run(["ip", "-n", topo.host, "addr", "flush", "dev", plan!.network.bridge]);
-      await run([
-        "ip",
-        "-n",
-        topo.host,
-        "addr",
-        "add",
-        "10.99.0.1/24",
-        "dev",
-        plan!.network.bridge,
-      ]);
+      await bed.ipQuiet("link", "delete", plan!.nodes[1]!.tap);
+      await bed.ipQuiet("addr", "flush", "dev", plan!.network.bridge);
+      await bed.ipQuiet("addr", "add", "10.99.0.1/24", "dev", plan!.network.bridge);
       const r = await unit.cli("startup", "--no-units");
       assert.equal(r.code, 0, r.stderr);
       assert.ok(await tableExists(topo.host));
       assert.ok((await links(topo.host)).includes(plan!.nodes[1]!.tap));
-      const addr = await run(["ip", "-n", topo.host, "-br", "addr", "show", plan!.network.bridge]);
+      const addr = await bed.ipQuiet("-br", "addr", "show", plan!.network.bridge);
       assert.match(addr.stdout, /10\.200\.1\.1\/24/);
       assert.doesNotMatch(addr.stdout, /10\.99\.0\.1/);
     });
@@ -316,20 +304,8 @@ Deno.test({
       "uplink 1's link goes down (no route event) and traffic continues over the backup",
       async () => {
         await topo.setDefault(0, 100);
-        await run([
-          "ip",
-          "-n",
-          topo.host,
-          "route",
-          "del",
-          "default",
-          "via",
-          topo.uplinks[1].gateway,
-        ]);
-        await run([
-          "ip",
-          "-n",
-          topo.host,
+        await bed.ipQuiet("route", "del", "default", "via", topo.uplinks[1].gateway);
+        await bed.ipQuiet(
           "route",
           "add",
           "default",
@@ -339,7 +315,7 @@ Deno.test({
           "uplink2",
           "metric",
           "200",
-        ]);
+        );
         await waitFor(
           "traffic back on uplink1",
           async () => (await http("main")) === "uplink1" ? true : undefined,
@@ -351,7 +327,7 @@ Deno.test({
           () => /-> uplink1, uplink2 in \d+ ms/.test(monitorLog()) || undefined,
           5000,
         );
-        await run(["ip", "-n", topo.host, "link", "set", "uplink1", "down"]);
+        await bed.ipQuiet("link", "set", "uplink1", "down");
         await waitFor(
           "traffic on uplink2 after uplink1 went down",
           async () => (await http("main")) === "uplink2" ? true : undefined,
@@ -443,18 +419,7 @@ Deno.test({
     await t.step("a restart of dnsmasq keeps every address", async () => {
       await topo.procs.stop(dnsmasq!);
       dnsmasq = startDnsmasq();
-      await waitFor("dnsmasq listening", async () =>
-        (await run([
-          "ip",
-          "netns",
-          "exec",
-          topo.host,
-          "ss",
-          "-Hlun",
-          "sport",
-          "=",
-          `:${plan!.network.dnsPort}`,
-        ])).stdout.trim() || undefined, 5000);
+      await bed.udpListener(plan!.network.dnsPort, "dnsmasq listening");
       for (const node of ["main", "secondary"]) {
         const c = serial.get(node)!;
         c.skip();
@@ -542,7 +507,6 @@ Deno.test({
     for (const c of consoles) {
       c.close();
     }
-    await topo.destroy();
-    await Deno.remove(work, { recursive: true }).catch(() => {});
+    await bed.close();
   }
 });

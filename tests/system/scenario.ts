@@ -10,7 +10,7 @@
 
 import assert from "node:assert/strict";
 import type { Status } from "../../src/commands/status.ts";
-import type { CheckResult } from "../../src/host/checks.ts";
+import type { CheckResult } from "../../src/commands/_doctor_checks.ts";
 import type { FailureRecord } from "../../src/vm/failures.ts";
 import { buildGuests, ROOT } from "../lib/aos.ts";
 import { Bed } from "../lib/bed.ts";

@@ -5,9 +5,9 @@ import {
   type PermissionSet,
   permissionsFor,
   SUBCOMMANDS,
-  TOOLS,
   unionPermissions,
 } from "../../src/permissions.ts";
+import { TOOLS } from "../../src/base/tools.ts";
 
 const FIXTURE = new URL("./fixtures/escape.ts", import.meta.url).pathname;
 const CONFIG = new URL("../golden/cases/default", import.meta.url).pathname;

@@ -75,3 +75,26 @@ export function formatCidr(subnet: Subnet): string {
 export function overlaps(a: Subnet, b: Subnet): boolean {
   return a.network <= broadcastOf(b) && b.network <= broadcastOf(a);
 }
+
+export interface Pool {
+  start: number;
+  end: number;
+}
+
+/** network + 1: the host's address on the bridge, the guests' router and DNS server. */
+export function bridgeAddress(subnet: Subnet): number {
+  return subnet.network + 1;
+}
+
+/**
+ * The dynamic DHCP pool: from the middle of the subnet (network + size/2) to
+ * broadcast - 1. A /24 gives .128-.254; a /30 gives just .2. Addresses below the
+ * pool (network + 2 up to the middle - 1) are left for static reservations.
+ */
+export function dhcpPool(subnet: Subnet): Pool {
+  const size = subnetSize(subnet.prefix);
+  return {
+    start: Math.max(subnet.network + size / 2, bridgeAddress(subnet) + 1),
+    end: broadcastOf(subnet) - 1,
+  };
+}

@@ -1,6 +1,6 @@
 /** The validated configuration: what an operator wrote, with defaults applied. */
 
-import type { Subnet } from "../plan/ipv4.ts";
+import type { Subnet } from "./ipv4.ts";
 
 export type Arch = "x86_64" | "aarch64";
 

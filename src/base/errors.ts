@@ -22,6 +22,9 @@ export interface Diagnostic {
    * its image or the UEFI firmware it needs.
    */
   blocksRun?: true;
+  /** The doctor check this diagnostic belongs to, and the command that fixes it. */
+  check?: string;
+  fix?: string;
 }
 
 /** Formats a diagnostic as `FILE:LINE:COLUMN: message` (warnings say so). */
@@ -33,6 +36,25 @@ export function formatDiagnostic(d: Diagnostic): string {
 /** `FILE:LINE:COLUMN: message` without the severity (for log lines that carry their own level). */
 export function formatLocated(d: Diagnostic): string {
   return `${d.file}:${d.line}:${d.column}: ${d.message}`;
+}
+
+/** "2 errors, 1 warning" */
+export function summarize(diagnostics: readonly Diagnostic[]): string {
+  const errors = diagnostics.filter((d) => d.severity === "error").length;
+  const warnings = diagnostics.length - errors;
+  const plural = (n: number, w: string) => `${n} ${w}${n === 1 ? "" : "s"}`;
+  return `${plural(errors, "error")}, ${plural(warnings, "warning")}`;
+}
+
+/**
+ * A problem a check found, in the shape every preflight and doctor check shares
+ * (vm/file_access.ts's): which check, what is wrong (who, what, why), and the
+ * command or change that fixes it.
+ */
+export interface Problem {
+  check: string;
+  message: string;
+  fix: string;
 }
 
 /** The configuration is wrong: permanent, exit code 2. Carries every problem found. */

@@ -1,0 +1,24 @@
+/**
+ * The subcommands, in the order help lists them. The command table (cli.ts),
+ * the permission table (permissions.ts), the completions and the manual page
+ * tests are all keyed by these names.
+ */
+
+export const SUBCOMMANDS = [
+  "validate",
+  "plan",
+  "status",
+  "doctor",
+  "console",
+  "reset",
+  "startup",
+  "prepare",
+  "run",
+  "monitor",
+  "powerdown",
+  "lease-hook",
+  "failed",
+  "cleanup",
+] as const;
+
+export type Subcommand = typeof SUBCOMMANDS[number];

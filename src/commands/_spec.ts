@@ -1,0 +1,57 @@
+/**
+ * What a subcommand declares about itself: the command table (cli.ts) turns
+ * these into commander commands, help and dispatch. A new subcommand is one
+ * file exporting its spec, one line in the table and one permission case.
+ */
+
+import type { Subcommand } from "../base/subcommands.ts";
+import type { CommandContext } from "./_context.ts";
+
+export interface OptionSpec {
+  /** commander flags, e.g. "--json" or "--timeout <sec>". */
+  flags: string;
+  description: string;
+  default?: string;
+}
+
+export interface ArgSpec {
+  /** commander's notation: "<node>" (required), "[event...]" (optional, variadic). */
+  name: string;
+  description: string;
+}
+
+/** The parsed command line of one invocation. */
+export interface Invocation {
+  args: readonly unknown[];
+  opts: Readonly<Record<string, unknown>>;
+}
+
+export interface CommandSpec {
+  name: Subcommand;
+  summary: string;
+  /** "user": listed first in help; "internal": run by the systemd units. */
+  group: "user" | "internal";
+  args?: readonly ArgSpec[];
+  options?: readonly OptionSpec[];
+  /** Takes -c/--config-dir DIR (validate, plan, ...). */
+  configDir?: boolean;
+  /** Help text after the options: examples, exit status. */
+  examples: string;
+  /** The first argument is a node whose one socket the command may open (console, powerdown). */
+  nodeOperand?: boolean;
+  /** Long-running: also logs to aos-unit.log in the logs directory. */
+  logFile?: boolean;
+  /** Passes unknown options through as arguments (lease-hook gets dnsmasq's argv). */
+  passThrough?: boolean;
+  run(ctx: CommandContext, call: Invocation): Promise<number> | number;
+}
+
+/** The string value of an option (commander gives strings for options with a value). */
+export function stringOpt(call: Invocation, name: string): string | undefined {
+  const value = call.opts[name];
+  return typeof value === "string" ? value : undefined;
+}
+
+export function flag(call: Invocation, name: string): boolean {
+  return call.opts[name] === true;
+}
