@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The aos-unit demo: a two-node unit on the built-in test images, under a real
-# systemd booted in a container (PID 1 on this machine need not be systemd).
+# The aos-unit demo: a two-node unit on the built-in test images, which network like
+# the stock AosCore ones (main static at 10.0.0.100, the secondary on DHCP), from the
+# shipped configuration, under a real systemd booted in a container (PID 1 on this
+# machine need not be systemd).
 #
 #   bash packaging/demo.sh          build, install, start, show, tear down
 #   bash packaging/demo.sh --keep   ... and leave it running
@@ -60,7 +62,7 @@ inbed apt-get install -y -q "/tmp/$(basename "$deb")" | grep -E '^(Setting up ao
 
 say "Placing the images as the README says; small guests for the demo"
 for n in main secondary; do
-	bash "$BED" cp-in "$NAME" "$WORK/images/aos-vm-$n-amd64-uefi.qcow2" "/var/lib/aos-unit/aos-vm-$n-qemux86-64.qcow2"
+	bash "$BED" cp-in "$NAME" "$WORK/images/aos-vm-$n-amd64-stock.qcow2" "/var/lib/aos-unit/aos-vm-$n-qemux86-64.qcow2"
 done
 inbed sh -c 'chown aos-unit:aos-unit /var/lib/aos-unit/*.qcow2 &&
 	sed -i "s/cpu: [0-9]*/cpu: 1/; s/mem: [0-9]*G/mem: 512M/" /etc/aos-unit/unit_config.yaml &&
@@ -76,6 +78,9 @@ inbed aos-unit status || true
 
 say "getent hosts main.aos-unit secondary.aos-unit   (host-side names via systemd-resolved)"
 inbed getent hosts main.aos-unit secondary.aos-unit
+
+say "main.aos-unit:8089 from the host (what aos-prov talks to)"
+inbed bash -c 'exec 3<>/dev/tcp/main.aos-unit/8089 && printf "GET / HTTP/1.0\r\n\r\n" >&3 && tail -n 1 <&3' || true
 
 say "systemctl list-units 'aos-*'"
 inbed systemctl list-units --no-pager 'aos-*'

@@ -19,7 +19,7 @@ import {
 import { isNodeName } from "./base/names.ts";
 import { type Subcommand, SUBCOMMANDS } from "./base/subcommands.ts";
 import { QEMU_BINARY, TOOLS } from "./base/tools.ts";
-import { dhcpDir, nodeRunDir } from "./plan/layout.ts";
+import { dhcpDir, imageCacheFile, nodeRunDir } from "./plan/layout.ts";
 
 export { NOTIFY_SOCKET_DEFAULT } from "./base/host_files.ts";
 export { type Subcommand, SUBCOMMANDS } from "./base/subcommands.ts";
@@ -140,6 +140,8 @@ const TABLE: Record<Subcommand, (p: Paths, ctx: PermissionContext) => Permission
         p.configDir,
         EXAMPLES_DIR,
         p.stateDir,
+        // The image-network cache the broker keeps.
+        imageCacheFile(p.runtimeDir),
         ...FIRMWARE_DIRS,
         QEMU_BINARY.x86_64,
         QEMU_BINARY.aarch64,

@@ -26,6 +26,8 @@ export interface NodeConfig {
   at: SourceLocation;
   /** Location of the node's `image` key, when given. */
   imageAt: SourceLocation | undefined;
+  /** Location of the node's `ip` value, when given. */
+  ipAt: SourceLocation | undefined;
 }
 
 export interface UnitConfig {
@@ -37,6 +39,8 @@ export interface RuntimeConfig {
   /** The file read, or where it would be (all keys are optional). */
   file: string;
   subnet: Subnet;
+  /** Where DHCP_CIDR is set (line 1 of the file when it is not). */
+  subnetAt: SourceLocation;
   dnsPort: number;
   upstreamDns: string;
   /** Pinned uplink; undefined = follow the default route(s). */

@@ -167,6 +167,25 @@ const bootables: Check = {
   },
 };
 
+/** What the images configure for themselves, against the plan (the planner's findings). */
+const imageNetwork: Check = {
+  id: "image-network",
+  run: ({ input: { plan } }) => {
+    if (!plan) return undefined;
+    const found = plan.warnings.filter((w) => w.check === "image-network");
+    if (found.length > 0) {
+      return found.map((w) => problem("image-network", "fail", w.message, w.fix));
+    }
+    const read = plan.nodes.filter((n) => n.image.network).map((n) => n.name);
+    return ok(
+      "image-network",
+      read.length > 0
+        ? `the images of ${read.join(", ")} agree with the plan`
+        : "no image configures its own network (or none could be read)",
+    );
+  },
+};
+
 const nodeFiles: Check = {
   id: "node-files",
   run: (d) => {
@@ -381,6 +400,7 @@ export const CHECKS: readonly Check[] = [
   config,
   tools,
   bootables,
+  imageNetwork,
   nodeFiles,
   kvm,
   cgroups,

@@ -43,6 +43,10 @@ import type { CommandContext } from "./_context.ts";
 import type { CommandSpec } from "./_spec.ts";
 import { takeStartupError } from "../host/startup_error.ts";
 
+/** While waiting, the start (or stop) timeout is pushed this far ahead, this often. */
+const EXTEND_BY_MS = 60_000;
+const EXTEND_EVERY_MS = 15_000;
+
 /** systemd job types that mean "the manager comes back": guests keep running. */
 const RESTART_JOBS = new Set(["restart", "try-restart"]);
 
@@ -106,12 +110,27 @@ class UnitWatch {
     return classify(state, this.answered.get(node.name) === (state?.activeEnterUsec ?? -1));
   }
 
-  views() {
-    return this.plan.nodes.map((n) => ({
-      name: n.name,
-      condition: this.condition(n),
-      address: this.address(n),
-    }));
+  views(): NodeView[] {
+    return this.plan.nodes.map((n) => {
+      const note = this.#silenceNote(n);
+      return {
+        name: n.name,
+        condition: this.condition(n),
+        address: this.address(n),
+        ...(note ? { note } : {}),
+      };
+    });
+  }
+
+  /** What says a reserved address may never answer: a lease elsewhere, or the image itself. */
+  #silenceNote(n: NodePlan): string | undefined {
+    const leased = this.#leases[n.mac]?.ip;
+    if (n.ip && leased && leased !== n.ip) return `reserved ${n.ip}, leased ${leased}`;
+    const own = n.image.network?.address;
+    if (own && own.ip !== (leased ?? n.ip)) {
+      return `its image configures ${own.ip}/${own.prefix}`;
+    }
+    return undefined;
   }
 
   sidecarGaveUp(): boolean {
@@ -174,13 +193,34 @@ async function stopEverything(
   log.info(`Unit down in ${Math.round(performance.now() - started)} ms`);
 }
 
-/** The job systemd runs on the manager right now ("stop", "restart", ...), if it can tell. */
-async function managerJob(session: SystemdSession): Promise<string | undefined> {
-  try {
-    return await session.systemd?.jobType(MANAGER_UNIT);
-  } catch {
-    return undefined;
+/** How long the manager waits for the bus to tell why it is being stopped. */
+const JOB_QUERY_MS = 10_000;
+
+/**
+ * The job systemd runs on the manager right now ("stop", "restart", ...; undefined:
+ * none). A lost bus is waited for (bounded) and asked again: a restart read as a stop
+ * would power every guest down.
+ * @returns the job type, "none" when there is no job, undefined when the bus never told
+ */
+async function managerJob(session: SystemdSession, waker: Waker): Promise<string | undefined> {
+  const deadline = performance.now() + JOB_QUERY_MS;
+  while (performance.now() < deadline) {
+    const systemd = session.systemd;
+    if (systemd) {
+      try {
+        return (await systemd.jobType(MANAGER_UNIT)) ?? "none";
+      } catch (error) {
+        session.reset((error as Error).message);
+      }
+    }
+    await waker.wait(250);
   }
+  return undefined;
+}
+
+/** The manager ended without a stop or a restart: the guests stay, systemd starts us again. */
+class KeptRunning extends RuntimeError {
+  override name = "KeptRunning";
 }
 
 /** Any call to polkitd makes the bus start it if it is not running. */
@@ -341,35 +381,43 @@ class Manager {
     return views;
   }
 
-  /** Ready means usable: every node running and answering, or given up on by systemd. */
+  /**
+   * READY=1 once every node runs and answers, or gave up; at READY_TIMEOUT_SEC at the
+   * latest, as long as any node runs: a slow or silent node never costs the others their
+   * uptime (STATUS names it, supervision keeps probing it). Only a unit where no node runs
+   * at all fails. The start timeout is extended while we wait (EXTEND_TIMEOUT_USEC).
+   */
   async waitReady(): Promise<void> {
     const { plan, config, watch, notifier } = this.running;
     const started = performance.now();
     const deadline = started + config.runtime.readyTimeoutSec * 1000;
+    let extended = 0;
     while (!this.stopping) {
-      const views = await this.#pass("starting");
-      if (!views.some((v) => pending(v.condition))) break;
-      if (performance.now() > deadline) {
-        const waiting = views.filter((v) => pending(v.condition)).map((v) => v.name);
-        throw new UnitDown(
-          `Nodes without an address after ${config.runtime.readyTimeoutSec} s: ${
-            waiting.join(", ")
-          }`,
-          {
-            hint: `look at ${plan.paths.logsDir}/${
-              waiting[0]
-            }-serial.log and journalctl -u aos-node-${waiting[0]}`,
-          },
-        );
+      if (performance.now() - extended > EXTEND_EVERY_MS) {
+        extended = performance.now();
+        await notifier.send(`EXTEND_TIMEOUT_USEC=${EXTEND_BY_MS * 1000}`);
       }
+      const views = await this.#pass("starting");
+      if (!views.some((v) => pending(v.condition)) || performance.now() > deadline) break;
       await this.waker.wait(250);
     }
     if (this.stopping) return;
     const views = watch.views();
-    if (!views.some((v) => v.condition === "ready")) {
+    const runs = views.filter((v) => v.condition === "ready" || pending(v.condition));
+    if (runs.length === 0) {
       throw new UnitDown(`No node could start: ${lastFailureText(plan, watch)}`, {
         hint: "journalctl -u 'aos-node-*'; jq . /var/log/aos-unit/vm-failures.log",
       });
+    }
+    const silent = views.filter((v) => pending(v.condition)).map((v) => v.name);
+    if (silent.length > 0) {
+      this.log.warning(
+        `No answer on port ${READY_PORT} after ${config.runtime.readyTimeoutSec} s from ${
+          silent.join(", ")
+        }; the unit is ready without them and keeps probing (look at ${plan.paths.logsDir}/${
+          silent[0]
+        }-serial.log)`,
+      );
     }
     const line = statusLine(views, { name: "dnsmasq", gaveUp: watch.sidecarGaveUp() }, "running");
     this.#lastStatus = line;
@@ -406,21 +454,42 @@ class Manager {
     );
   }
 
-  /** A restart (upgrade, `systemctl restart`) keeps every guest; a stop powers them down. */
+  /**
+   * A stop powers every guest down; a restart (upgrade, `systemctl restart`) keeps them.
+   * Anything else (no job: a start timeout, a SIGTERM by hand; or a bus that never told)
+   * keeps them too and exits 1, so that systemd starts the manager again and it adopts them.
+   */
   async stopOrKeep(): Promise<void> {
     const { plan, config, watch, monitor, notifier } = this.running;
-    const job = await managerJob(this.session);
+    const job = await managerJob(this.session, this.waker);
     await monitor.stop();
-    if (job && RESTART_JOBS.has(job)) {
-      await notifier.send("STOPPING=1\nSTATUS=Restarting; the guests keep running");
-      this.log.info(
-        `Restarting (${job}): ${plan.nodes.length} node(s) keep running for the next start`,
+    if (job === "stop") {
+      await notifier.send("STOPPING=1\nSTATUS=Powering down guests");
+      await watch.refresh();
+      const extend = setInterval(
+        () => void notifier.send(`EXTEND_TIMEOUT_USEC=${EXTEND_BY_MS * 1000}`).catch(() => {}),
+        EXTEND_EVERY_MS,
       );
+      try {
+        await notifier.send(`EXTEND_TIMEOUT_USEC=${(config.runtime.stopTimeoutSec + 30) * 1e6}`);
+        await stopEverything(plan, watch, this.runner, config.runtime.stopTimeoutSec, this.log);
+      } finally {
+        clearInterval(extend);
+      }
       return;
     }
-    await notifier.send("STOPPING=1\nSTATUS=Powering down guests");
-    await watch.refresh();
-    await stopEverything(plan, watch, this.runner, config.runtime.stopTimeoutSec, this.log);
+    const kept = `${plan.nodes.length} node(s) keep running for the next start`;
+    if (job && RESTART_JOBS.has(job)) {
+      await notifier.send("STOPPING=1\nSTATUS=Restarting; the guests keep running");
+      this.log.info(`Restarting (${job}): ${kept}`);
+      return;
+    }
+    await notifier.send("STOPPING=1\nSTATUS=Ended without a stop; the guests keep running");
+    throw new KeptRunning(
+      `Ended without a stop or a restart (${
+        job === undefined ? "systemd did not answer" : `job ${job}`
+      }): ${kept}`,
+    );
   }
 
   /**

@@ -134,6 +134,14 @@ function checkNodeFiles(plan: Plan, who: Identity): void {
   }
 }
 
+/** Nodes whose own images tie them to the unit's subnet (a static address in it). */
+function imageNeeds(plan: Plan): string[] {
+  return plan.nodes.flatMap((n) => {
+    const own = n.image.network?.address;
+    return own ? [`${n.name}'s image configures itself as ${own.ip}/${own.prefix}`] : [];
+  });
+}
+
 /** A total CPU cap for all VMs: 90% of the host's CPUs, unless the operator set one. */
 async function capSlice(systemd: Systemd, log: Logger): Promise<void> {
   try {
@@ -185,7 +193,10 @@ export async function startupCommand(
     let loaded = loadAndPlan(ctx.paths, overrides);
     // No image, an unreadable one or missing UEFI firmware: nothing can boot (the network
     // alone can still be made).
-    const blocking = options.units ? loaded.warnings.filter((w) => w.blocksRun) : [];
+    // ... or an image that configures itself for another network than the plan's.
+    const blocking = options.units
+      ? loaded.warnings.filter((w) => w.blocksRun || w.severity === "error")
+      : [];
     if (blocking.length > 0) {
       throw new ConfigError(blocking.map((w) => ({ ...w, severity: "error" as const })));
     }
@@ -197,7 +208,7 @@ export async function startupCommand(
     for (const w of loaded.warnings) log.warning(formatLocated(w));
 
     const existing = checkBridgeName(plan.network, host);
-    checkSubnetFree(plan.network, host, { file: config.runtime.file, line: 1, column: 1 });
+    checkSubnetFree(plan.network, host, config.runtime.subnetAt, imageNeeds(plan));
     checkDnsPortFree(plan.network, (await runner.run([TOOLS.ss, "-Hlnut"])).stdout);
 
     if (systemd) {

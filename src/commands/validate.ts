@@ -1,7 +1,9 @@
 /** `aos-unit validate`: check both files, list every problem, exit 0 or 2. */
 
 import { ConfigError, EXIT_CONFIG, EXIT_OK, formatDiagnostic, summarize } from "../base/errors.ts";
+import { sortDiagnostics } from "../config/mod.ts";
 import { loadConfigFiles } from "../host/config_files.ts";
+import { inspectImages } from "../host/image/inspect.ts";
 import { findEmulators, findFirmware, hostArch, listImages } from "../host/facts.ts";
 import { configFiles } from "../host/paths.ts";
 import { makePlan } from "../plan/mod.ts";
@@ -15,13 +17,15 @@ export function validateCommand(ctx: CommandContext): number {
   const files = configFiles(ctx.paths);
   try {
     const { config, warnings } = loadConfigFiles(ctx.paths);
+    const images = listImages(ctx.paths.stateDir);
     const plan = makePlan(config, {
       machineId: PLACEHOLDER_MACHINE_ID,
       hostArch: hostArch(),
       kvmUsable: false,
       firmware: findFirmware(),
       emulators: findEmulators(),
-      images: listImages(ctx.paths.stateDir),
+      images,
+      imageNetworks: inspectImages(ctx.paths.stateDir, images, ctx.paths.runtimeDir),
       serviceUser: "aos-unit",
       executable: "aos-unit",
       leaseHook: "lease-hook",
@@ -30,7 +34,9 @@ export function validateCommand(ctx: CommandContext): number {
       systemdVersion: 0,
       uplinks: [],
     }, ctx.paths);
-    const all = [...warnings, ...plan.warnings];
+    const all = sortDiagnostics([...warnings, ...plan.warnings]);
+    // What the images expect is checked against the plan: its errors are the config's.
+    if (all.some((d) => d.severity === "error")) throw new ConfigError(all);
     for (const d of all) ctx.err(formatDiagnostic(d));
     const names = config.unit.nodes.map((n) => n.name).join(", ");
     ctx.out(

@@ -200,6 +200,7 @@ export function parseRuntimeConf(
     config: {
       file,
       subnet,
+      subnetAt: { file, line: cidrEntry.line, column: cidrEntry.column },
       dnsPort,
       upstreamDns,
       internetInterface: ifEntry.value === "" || !isInterfaceName(ifEntry.value)

@@ -415,6 +415,7 @@ function parseNode(
     uefi: values.uefi as boolean | undefined,
     at: locations.name ?? entryAt,
     imageAt: locations.image,
+    ipAt: values.ip === undefined ? undefined : locations.ip,
   };
   return { node, ...(node.ip && locations.ip ? { ipAt: locations.ip } : {}) };
 }

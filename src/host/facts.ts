@@ -6,6 +6,7 @@ import { isMachineId } from "../base/identity.ts";
 import type { Firmware, HostFacts, ImageFile, Paths } from "../plan/types.ts";
 import { MACHINE_ID_FILE } from "../base/host_files.ts";
 import { QEMU_BINARY } from "../base/tools.ts";
+import { inspectImages } from "./image/inspect.ts";
 import { readKvmProbe } from "./kvm.ts";
 
 export const SERVICE_USER = "aos-unit";
@@ -105,6 +106,7 @@ export interface FactOverrides {
 }
 
 export function gatherFacts(paths: Paths, overrides: FactOverrides = {}): HostFacts {
+  const images = listImages(paths.stateDir);
   return {
     machineId: readMachineId(),
     hostArch: hostArch(),
@@ -112,7 +114,8 @@ export function gatherFacts(paths: Paths, overrides: FactOverrides = {}): HostFa
     kvmUsable: overrides.kvmUsable ?? readKvmProbe(paths) ?? false,
     firmware: findFirmware(),
     emulators: findEmulators(),
-    images: listImages(paths.stateDir),
+    images,
+    imageNetworks: inspectImages(paths.stateDir, images, paths.runtimeDir),
     serviceUser: overrides.serviceUser ?? SERVICE_USER,
     executable: overrides.executable ?? DEFAULT_EXECUTABLE,
     leaseHook: overrides.leaseHook ?? DEFAULT_LEASE_HOOK,

@@ -203,6 +203,7 @@ const RUNTIME_FILES = [
   /^dnsmasq\.(conf|leases)$/,
   /\.(serial|qmp)$/,
   /^kvm-probe$/,
+  /^image-network\.json$/,
   /^uplinks$/,
   /^notify\.sock$/,
   /^startup-error$/,

@@ -59,15 +59,25 @@ export function subnetProblem(
   };
 }
 
-/** @throws {ConfigError} at DHCP_CIDR when the subnet overlaps the host's networks */
-export function checkSubnetFree(net: NetworkPlan, host: HostNetwork, origin: CidrOrigin): void {
+/**
+ * @param needs why the subnet cannot simply move (e.g. "main's image configures itself as
+ *   10.0.0.100/24"), when the nodes' images say so
+ * @throws {ConfigError} at DHCP_CIDR when the subnet overlaps the host's networks
+ */
+export function checkSubnetFree(
+  net: NetworkPlan,
+  host: HostNetwork,
+  origin: CidrOrigin,
+  needs: readonly string[] = [],
+): void {
   const problem = subnetProblem(net, host, origin.file);
   if (!problem) return;
-  throw new ConfigError([{
-    severity: "error",
-    ...origin,
-    message: `${problem.message}; choose a free subnet in runtime.conf`,
-  }]);
+  const fix = needs.length > 0
+    ? `; ${
+      needs.join(", ")
+    }: free ${net.cidr} on the host (or give those images other addresses and choose a free subnet in runtime.conf)`
+    : "; choose a free subnet in runtime.conf";
+  throw new ConfigError([{ severity: "error", ...origin, message: problem.message + fix }]);
 }
 
 /** Routes like 10.0.0.0/8 parse fine; host routes and odd prefixes need a looser parse. */

@@ -26,6 +26,11 @@ export function failureLogPath(logsDir: string): string {
   return join(logsDir, "vm-failures.log");
 }
 
+/** The broker's record of what each image configures for itself (host/image/inspect.ts). */
+export function imageCacheFile(runtimeDir: string): string {
+  return join(runtimeDir, "image-network.json");
+}
+
 /** RuntimeDirectory= takes a path below /run; tests and development use other roots. */
 export function relativeToRun(path: string): string {
   return path.startsWith("/run/") ? path.slice("/run/".length) : path.replace(/^\/+/, "");

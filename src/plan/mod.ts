@@ -9,6 +9,7 @@ import { EMULATOR_PACKAGE, FIRMWARE_PACKAGE } from "../base/tools.ts";
 import { dnsmasqArgv, dnsmasqConf } from "./dnsmasq.ts";
 import { nodeMac, tapName } from "../base/identity.ts";
 import { chooseImage, imagePattern } from "./images.ts";
+import { checkImageNetworks } from "./image_check.ts";
 import { planNetwork } from "./network.ts";
 import { NFT_TABLE, nftRuleset, type TapGuard } from "./nft.ts";
 import { defaultCpuType, defaultMachineType, memoryMaxMiB, qemuArgv } from "./qemu.ts";
@@ -45,6 +46,14 @@ export function makePlan(config: Config, facts: HostFacts, paths: Paths): Plan {
   const nodes = config.unit.nodes.map((node) =>
     planOneNode(config, facts, paths, node, attachment(network), warnings)
   );
+  warnings.push(...checkImageNetworks(
+    config,
+    nodes.flatMap((n, i) =>
+      n.image.network
+        ? [{ node: config.unit.nodes[i]!, image: n.image.file, network: n.image.network }]
+        : []
+    ),
+  ));
 
   const dhcp = dhcpDir(paths);
   const leaseFile = join(dhcp, "dnsmasq.leases");
@@ -139,7 +148,14 @@ function planImage(node: NodeConfig, arch: Arch, facts: HostFacts, paths: Paths,
       }; set "image:" to choose`,
     );
   }
-  return { file: image.file, path: imagePath, source: image.source, found: image.found };
+  const network = image.found ? facts.imageNetworks?.[image.file] : undefined;
+  return {
+    file: image.file,
+    path: imagePath,
+    source: image.source,
+    found: image.found,
+    ...(network ? { network } : {}),
+  };
 }
 
 /** The emulator and (for UEFI) the firmware the node needs, warned about when missing. */

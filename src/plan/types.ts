@@ -2,6 +2,7 @@
 
 import type { Arch } from "../base/config_types.ts";
 import type { Diagnostic } from "../base/errors.ts";
+import type { ImageNetwork } from "../base/image_network.ts";
 import type { NetworkPlan } from "./network.ts";
 import type { TapGuard } from "./nft.ts";
 
@@ -50,6 +51,8 @@ export interface HostFacts {
   systemdVersion: number;
   /** Interfaces that currently carry a default route. */
   uplinks: string[];
+  /** What each readable image configures for itself (host/image/inspect.ts), by file name. */
+  imageNetworks?: Record<string, ImageNetwork>;
 }
 
 /** A D-Bus property of a transient unit: name, D-Bus signature, value (numbers for t/u). */
@@ -85,6 +88,8 @@ export interface NodePlan {
     /** explicit: from `image:`; discovered: matched the naming rule; expected: nothing found. */
     source: "explicit" | "discovered" | "expected";
     found: boolean;
+    /** The network the image configures for itself, when it could be read. */
+    network?: ImageNetwork;
   };
   /** This node's directory under the state directory. */
   dir: string;

@@ -64,6 +64,16 @@ export interface NodeView {
   name: string;
   condition: NodeCondition;
   address: string | undefined;
+  /** Why a node that does not answer may never answer (its lease or image says otherwise). */
+  note?: string;
+}
+
+/** How a node that is not ready reads in a running unit's STATUS. */
+function problemText(n: NodeView): string {
+  // Past READY, a node that runs but never answered on its address is silent, not starting.
+  const what = n.condition === "starting" ? "silent" : n.condition;
+  const at = n.condition === "starting" && n.address ? ` at ${n.address}` : "";
+  return `${n.name} ${what}${at}${n.note ? ` (${n.note})` : ""}`;
 }
 
 /** The STATUS= line systemd shows for aos-unit.service. */
@@ -85,7 +95,7 @@ export function statusLine(
     }`;
   }
   const parts = ready.map((n) => `${n.name}=${n.address ?? "?"}`);
-  const problems = missing.map((n) => `${n.name} ${n.condition}`);
+  const problems = missing.map(problemText);
   if (sidecar.gaveUp) problems.push(`${sidecar.name} gave up (DHCP and DNS down)`);
   const head = problems.length === 0 ? "Running" : "Degraded";
   return `${head}: ${parts.join(" ") || "no node ready"}${

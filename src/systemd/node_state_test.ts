@@ -134,3 +134,23 @@ Deno.test("statusLine() names ready nodes with addresses and every problem", () 
     "Degraded: main=10.200.1.100; secondary gave-up, dnsmasq gave up (DHCP and DNS down)",
   );
 });
+
+Deno.test("statusLine() in a running unit calls a node that never answered silent, with why", () => {
+  assert.equal(
+    statusLine(
+      [
+        { name: "main", condition: "ready", address: "10.0.0.100" },
+        { name: "secondary", condition: "starting", address: "10.0.0.131" },
+        {
+          name: "third",
+          condition: "starting",
+          address: "10.0.0.20",
+          note: "its image configures 10.0.0.120/24",
+        },
+      ],
+      { name: "dnsmasq", gaveUp: false },
+      "running",
+    ),
+    "Degraded: main=10.0.0.100; secondary silent at 10.0.0.131, third silent at 10.0.0.20 (its image configures 10.0.0.120/24)",
+  );
+});

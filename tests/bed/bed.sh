@@ -53,6 +53,9 @@ Commands:
                             Run CMD inside the bed (clean environment, stdin
                             passed through, CMD's exit code returned).
   cp-in NAME SRC DST        Copy a host file or directory into the bed.
+  reboot NAME               Power the bed off and boot it again on the same root
+                            (its files survive, as on a host reboot); prints
+                            "rebooted NAME LEADER_PID".
   down NAME                 Power off and remove the bed (idempotent).
   down-all                  Bring down every bed under $BED_RUN.
   list                      List beds.
@@ -460,8 +463,25 @@ up() {
     --bind-ro="$keydir/repo:$BED_REPO_MOUNT" "${binds[@]}"
     "$BED_INIT"
   )
-  # The launcher moves itself into the bed's cgroups, starts nspawn and
-  # reaps it (PID 1 here reaps orphans only lazily).
+  printf '%s\0' "${nspawn[@]}" >"$dir/nspawn-args"
+  launch "$name"
+  local leader
+  leader=$(state_get "$name" leader)
+
+  trap - EXIT
+  echo "ready $name $leader"
+}
+
+# Start systemd-nspawn for the bed with the arguments `up` recorded, wait for its
+# init and for the boot to finish. The launcher moves itself into the bed's cgroups,
+# starts nspawn and reaps it (PID 1 here reaps orphans only lazily).
+launch() {
+  local name=$1 dir netns
+  dir=$(bed_dir "$name")
+  netns=$(state_get "$name" netns)
+  local -a nspawn=()
+  mapfile -d '' -t nspawn <"$dir/nspawn-args"
+  rm -f "$dir/nspawn-pid"
   (
     local cg fd
     for cg in $(cgroup_dirs "$name"); do
@@ -477,7 +497,7 @@ up() {
     proc_start "$!" >"$dir/nspawn-start"
     mv "$dir/nspawn-pid.new" "$dir/nspawn-pid"
     wait "$!" || true
-  ) </dev/null >"$dir/console.log" 2>&1 &
+  ) </dev/null >>"$dir/console.log" 2>&1 &
   echo "$!" >"$dir/launcher-pid"
   proc_start "$!" >"$dir/launcher-start"
   local npid deadline=$((SECONDS + 10))
@@ -486,15 +506,40 @@ up() {
     sleep 0.05
   done
   npid=$(<"$dir/nspawn-pid")
-
   local leader
   leader=$(wait_leader "$name" "$npid")
   echo "$leader" >"$dir/leader"
   proc_start "$leader" >"$dir/leader-start"
   wait_booted "$name" "$leader"
+}
 
-  trap - EXIT
-  echo "ready $name $leader"
+# Power the container off and boot it again on the same root (what a host reboot is
+# to the guests: /var/lib survives, /run does not). Prints "rebooted NAME LEADER_PID".
+reboot_bed() {
+  local name=${1:?reboot: NAME is required}
+  check_name "$name"
+  local npid nstart leader deadline
+  npid=$(state_get "$name" nspawn-pid)
+  nstart=$(state_get "$name" nspawn-start)
+  leader=$(leader_of "$name")
+  timeout 5 nsenter -t "$leader" -a env -i PATH="$BED_PATH" \
+    systemctl start --no-block --job-mode=replace-irreversibly poweroff.target >/dev/null 2>&1 ||
+    kill -TERM "$npid"
+  deadline=$((SECONDS + BED_DOWN_TIMEOUT))
+  while proc_alive "$npid" "$nstart" && ((SECONDS < deadline)); do sleep 0.1; done
+  proc_alive "$npid" "$nstart" && die "bed '$name' did not power off in ${BED_DOWN_TIMEOUT}s"
+  local lpid lstart
+  lpid=$(state_get "$name" launcher-pid)
+  lstart=$(state_get "$name" launcher-start)
+  deadline=$((SECONDS + 3))
+  while proc_alive "$lpid" "$lstart" && ((SECONDS < deadline)); do sleep 0.05; done
+  # nspawn leaves its payload/ and supervisor/ cgroups behind; the next boot makes them anew.
+  local cg
+  for cg in $(cgroup_dirs "$name"); do
+    [[ -d $cg ]] && find "$cg" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null
+  done
+  launch "$name"
+  echo "rebooted $name $(state_get "$name" leader)"
 }
 
 up_failed() {
@@ -749,6 +794,7 @@ main() {
     exec) bed_exec "$@" ;;
     cp-in) cp_in "$@" ;;
     down) (($# == 1)) || die "usage: down NAME"; down "$1" ;;
+    reboot) (($# == 1)) || die "usage: reboot NAME"; reboot_bed "$1" ;;
     down-all) down_all ;;
     list) list ;;
     __customize) hook_customize "$@" ;;

@@ -16,6 +16,11 @@ Builds, for each NAME, into DIR:
   aos-vm-NAME-amd64-uefi.qcow2  GPT disk, p1 = EFI system partition (standalone
                                 GRUB as /EFI/BOOT/BOOTX64.EFI), p2 and p3 empty
   aos-vm-NAME-amd64.qcow2       MBR disk for SeaBIOS (GRUB i386-pc), same layout
+  aos-vm-NAME-amd64-stock.qcow2 GPT disk laid out and networked like the stock
+                                AosCore images: boot_a (the ESP), boot_b,
+                                rootfs (ext4, /dev/sda3), home, var, aos; "main"
+                                is static at --main-ip, every other name takes
+                                DHCP and finds main through /etc/hosts
   --arch arm64:
   aos-vm-NAME-arm64-uefi.qcow2  GPT disk for AAVMF, same layout, GRUB as
                                 /EFI/BOOT/BOOTAA64.EFI
@@ -33,6 +38,8 @@ Options:
   --name NAME   node name (letters, digits, '-'; max 63); repeatable
   --arch ARCH   guest architecture: amd64 (x86_64) or arm64 (aarch64);
                 default amd64
+  --main-ip CIDR     the stock main's static address (default 10.0.0.100/24);
+                     its gateway and DNS are the subnet's first address
   -h, --help    show this help
 
 Environment:
@@ -55,6 +62,7 @@ die() {
 # ---------------------------------------------------------------- arguments
 OUT=""
 ARCH=amd64
+MAIN_IP=10.0.0.100/24
 NAMES=()
 while [[ $# -gt 0 ]]; do
 	case $1 in
@@ -89,6 +97,11 @@ while [[ $# -gt 0 ]]; do
 		ARCH=${1#--arch=}
 		shift
 		;;
+	--main-ip)
+		[[ $# -ge 2 ]] || die "--main-ip needs a value"
+		MAIN_IP=$2
+		shift 2
+		;;
 	*)
 		usage >&2
 		die "unknown argument: $1"
@@ -108,6 +121,9 @@ amd64 | x86_64) ARCH=amd64 ;;
 arm64 | aarch64) ARCH=arm64 ;;
 *) die "unsupported --arch '$ARCH' (amd64 or arm64)" ;;
 esac
+[[ $MAIN_IP =~ ^([0-9]+)\.([0-9]+)\.([0-9]+)\.([0-9]+)/24$ ]] ||
+	die "--main-ip must be an address in a /24, like 10.0.0.100/24"
+MAIN_GW=${BASH_REMATCH[1]}.${BASH_REMATCH[2]}.${BASH_REMATCH[3]}.1
 for n in "${NAMES[@]}"; do
 	[[ $n =~ ^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$ ]] ||
 		die "invalid name '$n' (letters, digits and '-', 1-63 chars, no leading/trailing '-')"
@@ -131,6 +147,7 @@ REQUIRED=(
 	"grub-mkimage=grub-common"
 	"flock=util-linux"
 	"sha256sum=coreutils"
+	"mkfs.ext4=e2fsprogs"
 )
 if [[ $ARCH == amd64 ]]; then
 	REQUIRED+=(
@@ -172,7 +189,7 @@ BUSYBOX=/bin/busybox
 # VARIANTS: the images built per name (uefi: GPT; bios: MBR).
 if [[ $ARCH == amd64 ]]; then
 	CONSOLE=ttyS0
-	VARIANTS=(uefi bios)
+	VARIANTS=(uefi bios stock)
 	GRUB_EFI_TARGET=x86_64-efi
 	EFI_BOOT_FILE=BOOTX64.EFI
 else
@@ -303,6 +320,11 @@ P2_MIB=8
 P3_MIB=16
 DISK_MIB=$((1 + ESP_MIB + P2_MIB + P3_MIB + 1))
 ESP_OFFSET=$((1024 * 1024))
+# The stock layout (meta-aos-vm): boot_a (ESP), boot_b, rootfs (ext4), home, var, aos.
+STOCK_PARTS=("boot_b:8" "rootfs:16" "home:4" "var:4" "aos:4")
+STOCK_DISK_MIB=$((1 + ESP_MIB + 8 + 16 + 4 + 4 + 4 + 1))
+ROOTFS_OFFSET=$(((1 + ESP_MIB + 8) * 1024 * 1024))
+ROOTFS_MIB=16
 ESP_TYPE_GPT=C12A7328-F81F-11D2-BA4B-00A0C93EC93B
 LINUX_TYPE_GPT=0FC63DAF-8483-4772-8E79-3D69D8477DE4
 
@@ -324,6 +346,7 @@ exec </dev/console >/dev/console 2>&1
 # Keep kernel messages from splitting marker lines (dmesg still has them).
 echo 1 >/proc/sys/kernel/printk
 
+AOS_EFIVAR=/sys/firmware/efi/efivars/AosTest-5b1b2c6a-8b6e-4d8e-9a3f-0123456789ab
 NAME=unnamed
 for arg in $(cat /proc/cmdline); do
 	case $arg in aos.name=*) NAME=${arg#aos.name=} ;; esac
@@ -335,8 +358,39 @@ while read -r mod; do
 	insmod "/lib/modules/$mod.ko" || echo "aos-init: insmod $mod failed"
 done </etc/modules.order
 
+# The stock layout keeps its root on /dev/sda3 (ext4): a boot counter, the role, the
+# network the image configures itself with, /etc/hosts. Other test disks have an empty p3.
+i=0
+while [ ! -b /dev/sda3 ] && [ $i -lt 30 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+COUNT=""
+ROLE=""
+mkdir -p /aosroot
+if mount -t ext4 -o rw,sync /dev/sda3 /aosroot 2>/dev/null; then
+	n=$(cat /aosroot/var/aos-boot-count 2>/dev/null || echo 0)
+	n=$((n + 1))
+	mkdir -p /aosroot/var
+	echo "$n" >/aosroot/var/aos-boot-count
+	sync
+	COUNT=" count=$n"
+	ROLE=$(cat /aosroot/etc/aos-role 2>/dev/null)
+	[ -f /aosroot/etc/hosts ] && grep -v '^#' /aosroot/etc/hosts >>/etc/hosts
+fi
+
+# UEFI variables: efivarfs, and the test variable aos-probe efivar writes.
+mkdir -p /sys/firmware/efi/efivars
+mount -t efivarfs efivarfs /sys/firmware/efi/efivars 2>/dev/null
+
 hostname "$NAME"
-echo "AOSTEST boot name=$NAME"
+echo "AOSTEST boot name=$NAME$COUNT"
+if [ -f "$AOS_EFIVAR" ]; then
+	echo "AOSTEST efivar value=$(tail -c +5 "$AOS_EFIVAR")"
+fi
+if [ -n "$ROLE" ]; then
+	echo "AOSTEST seq value=$(aos-probe seq-read)"
+fi
 
 # ACPI power button (QMP system_powerdown) -> /etc/acpi/PWRF/00000080
 acpid -c /etc/acpi -l /run/acpid.log -p /run/acpid.pid
@@ -347,7 +401,25 @@ while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 50 ]; do
 	sleep 0.1
 	i=$((i + 1))
 done
-if [ -e /sys/class/net/eth0 ]; then
+# A networkd file with Address= (the stock main) is a static address; else DHCP.
+NETFILE=$(ls /aosroot/etc/systemd/network/*.network 2>/dev/null | head -n 1)
+ADDR=""
+if [ -n "$NETFILE" ]; then
+	ADDR=$(sed -n 's/^Address=//p' "$NETFILE" | head -n 1)
+	GW=$(sed -n 's/^Gateway=//p' "$NETFILE" | head -n 1)
+	DNS=$(sed -n 's/^DNS=//p' "$NETFILE" | tr '\n' ' ')
+fi
+if [ ! -e /sys/class/net/eth0 ]; then
+	echo "aos-init: no eth0"
+elif [ -n "$ADDR" ]; then
+	ip link set eth0 up
+	ip addr add "$ADDR" dev eth0
+	[ -n "$GW" ] && ip route add default via "$GW" dev eth0
+	for ns in $DNS; do echo "nameserver $ns"; done >/etc/resolv.conf
+	line="AOSTEST static ip=${ADDR%/*} prefix=${ADDR#*/} router=$GW dns=$(echo $DNS | tr ' ' ',')"
+	echo "$line"
+	echo "$line" >/run/aos-lease
+else
 	ip link set eth0 up
 	(
 		while :; do
@@ -356,8 +428,32 @@ if [ -e /sys/class/net/eth0 ]; then
 			sleep 1
 		done
 	) >/run/udhcpc.log 2>&1 &
-else
-	echo "aos-init: no eth0"
+fi
+
+# Stock roles: every node answers on 22 (sshd); main serves IAM on 8089; each secondary
+# keeps reaching main:8089 (found in /etc/hosts) and says so on the console.
+if [ -n "$ROLE" ]; then
+	mkdir -p /www
+	echo "aos-$ROLE name=$NAME" >/www/index.html
+	httpd -p 22 -h /www
+fi
+if [ "$ROLE" = main ]; then
+	httpd -p 8089 -h /www
+elif [ "$ROLE" = secondary ]; then
+	(
+		last=""
+		while :; do
+			main=$(awk '$2 == "main" { print $1; exit }' /etc/hosts)
+			if body=$(timeout 3 wget -q -O - "http://${main:-main}:8089/" 2>/dev/null); then
+				now="ok ip=$main body=$(echo $body | tr ' ' '_')"
+			else
+				now="fail ip=$main"
+			fi
+			[ "$now" != "$last" ] && echo "AOSTEST main-reached $now" >/dev/console
+			last=$now
+			sleep 2
+		done
+	) &
 fi
 
 echo "AOSTEST ready name=$NAME"
@@ -415,7 +511,7 @@ write_probe() {
 # aos-probe: one "AOSTEST ..." line per call, for the aos-unit test harness.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 usage() {
-	echo "usage: aos-probe dns NAME [SERVER] | http URL | ping IP | lease" >&2
+	echo "usage: aos-probe dns NAME [SERVER] | http URL | ping IP | lease | efivar [VALUE] | seq-start | seq-read | seq-stop | reboot" >&2
 	exit 2
 }
 [ $# -ge 1 ] || usage
@@ -452,6 +548,47 @@ ping)
 lease)
 	cat /run/aos-lease 2>/dev/null || echo "AOSTEST lease event=none"
 	;;
+efivar)
+	# efivar [VALUE]: write the test UEFI variable (non-volatile, boot and runtime access),
+	# then print what the firmware holds.
+	var=/sys/firmware/efi/efivars/AosTest-5b1b2c6a-8b6e-4d8e-9a3f-0123456789ab
+	if [ $# -ge 2 ]; then
+		printf '\007\000\000\000%s' "$2" >"$var" 2>/dev/null || {
+			echo "AOSTEST efivar fail"
+			exit 0
+		}
+	fi
+	if [ -f "$var" ]; then echo "AOSTEST efivar value=$(tail -c +5 "$var")"; else echo "AOSTEST efivar none"; fi
+	;;
+seq-start)
+	# A sequence number written straight to /dev/sda4 every 100 ms (O_DIRECT: on the disk,
+	# not in the guest's page cache), for snapshots taken at one instant.
+	(
+		n=$(aos-probe seq-read)
+		n=${n:-0}
+		while :; do
+			n=$((n + 1))
+			printf '%010d\n' "$n" | dd of=/dev/sda4 bs=512 count=1 conv=sync,notrunc oflag=direct 2>/dev/null
+			sleep 0.1
+		done
+	) </dev/null >/dev/null 2>&1 &
+	echo "AOSTEST seq started"
+	;;
+seq-read)
+	dd if=/dev/sda4 bs=512 count=1 iflag=direct 2>/dev/null | head -n 1 | tr -dc '0-9' | sed 's/^0*//'
+	echo
+	;;
+seq-stop)
+	pkill -f "dd of=/dev/sda4" 2>/dev/null
+	kill $(pgrep -f "aos-probe seq-start") 2>/dev/null
+	echo "AOSTEST seq stopped value=$(aos-probe seq-read)"
+	;;
+reboot)
+	# What an update does: the guest reboots itself (systemctl reboot --force).
+	echo "AOSTEST rebooting"
+	sync
+	reboot -f
+	;;
 *) usage ;;
 esac
 EOF
@@ -487,7 +624,8 @@ fetch_deb() { # PKG VERSION -> path of the cached .deb (downloaded if missing)
 # Modules wanted in the initramfs, in preferred order; dependencies from
 # modinfo are loaded first. Built-in ones are skipped.
 WANT_MODULES=(virtio_ring virtio_pci_modern_dev virtio_pci_legacy_dev virtio virtio_pci
-	failover net_failover virtio_net virtio_rng scsi_mod sd_mod virtio_scsi button evdev)
+	failover net_failover virtio_net virtio_rng scsi_mod sd_mod virtio_scsi button evdev
+	crc32c_generic ext4 efivarfs)
 REQUIRED_MODULES=(virtio_pci virtio_net button evdev)
 
 declare -A MODFILE=() BUILTIN=() SEEN=()
@@ -696,6 +834,22 @@ EOF
 	dd if="$fat" of="$raw" bs=1M seek=1 conv=notrunc,sparse status=none
 	cp --sparse=always "$raw" "$dest/uefi.raw"
 
+	# Stock: the meta-aos-vm GPT (boot_a = the ESP, then boot_b, rootfs, home, var, aos).
+	if [[ $ARCH == amd64 ]]; then
+		raw=$WORK/stock.raw
+		truncate -s "${STOCK_DISK_MIB}M" "$raw"
+		{
+			echo "label: gpt"
+			echo "start=2048, size=${ESP_MIB}MiB, type=$ESP_TYPE_GPT, name=\"boot_a\""
+			local part
+			for part in "${STOCK_PARTS[@]}"; do
+				echo "size=${part#*:}MiB, type=$LINUX_TYPE_GPT, name=\"${part%%:*}\""
+			done
+		} | sfdisk --quiet --no-reread --no-tell-kernel "$raw" >/dev/null
+		dd if="$fat" of="$raw" bs=1M seek=1 conv=notrunc,sparse status=none
+		cp --sparse=always "$raw" "$dest/stock.raw"
+	fi
+
 	# BIOS: MBR + boot.img (first 440 bytes, keeps the partition table) +
 	# core.img in the gap (sector 1; boot.img/diskboot defaults expect that).
 	if [[ $ARCH == amd64 ]]; then
@@ -728,18 +882,48 @@ EOF
 }
 
 # ---------------------------------------------------------------- per name
-name_image() { # NAME VARIANT(uefi|bios) -> cached qcow2 path
-	local name=$1 variant=$2 file raw
-	if [[ $variant == uefi ]]; then
-		file=aos-vm-$name-$ARCH-uefi.qcow2
+# The stock rootfs of one node (ext4 image at FILE): main is static at MAIN_IP with
+# gateway and DNS on the subnet's first address; other names use DHCP and find main
+# through /etc/hosts (meta-aos-vm v5.2.2).
+stock_rootfs() { # NAME FILE
+	local name=$1 dir=$WORK/rootfs-$1
+	rm -rf "$dir"
+	mkdir -p "$dir/etc/systemd/network" "$dir/var"
+	printf '127.0.0.1\tlocalhost\n%s\tmain\n' "${MAIN_IP%/*}" >"$dir/etc/hosts"
+	if [[ $name == main ]]; then
+		echo main >"$dir/etc/aos-role"
+		printf '[Match]\nName=en*\n\n[Network]\nAddress=%s\nGateway=%s\nDNS=%s\n' \
+			"$MAIN_IP" "$MAIN_GW" "$MAIN_GW" >"$dir/etc/systemd/network/20-wired.network"
 	else
-		file=aos-vm-$name-$ARCH.qcow2
+		echo secondary >"$dir/etc/aos-role"
+		printf '[Match]\nName=en*\n\n[Network]\nDHCP=yes\n' >"$dir/etc/systemd/network/20-wired.network"
+	fi
+	rm -f "$2"
+	mkfs.ext4 -q -F -L rootfs -d "$dir" "$2" "${ROOTFS_MIB}M" >/dev/null
+	rm -rf "$dir"
+}
+
+name_image() { # NAME VARIANT(uefi|bios|stock) -> cached qcow2 path
+	local name=$1 variant=$2 file raw
+	case $variant in
+	uefi) file=aos-vm-$name-$ARCH-uefi.qcow2 ;;
+	stock) file=aos-vm-$name-$ARCH-stock.qcow2 ;;
+	*) file=aos-vm-$name-$ARCH.qcow2 ;;
+	esac
+	if [[ $variant == stock && $MAIN_IP != 10.0.0.100/24 ]]; then
+		file=aos-vm-$name-$ARCH-stock-${MAIN_IP%/*}.qcow2
 	fi
 	if [[ ! -s $KEYDIR/images/$file ]]; then
 		raw=$WORK/$name-$variant.raw
 		cp --sparse=always "$KEYDIR/base/$variant.raw" "$raw"
 		printf 'set aos_name=%s\n' "$name" >"$WORK/name.cfg"
 		mcopy -o -i "$raw@@$ESP_OFFSET" "$WORK/name.cfg" ::/aos/name.cfg
+		if [[ $variant == stock ]]; then
+			stock_rootfs "$name" "$WORK/rootfs.img"
+			dd if="$WORK/rootfs.img" of="$raw" bs=1M seek=$((ROOTFS_OFFSET / 1024 / 1024)) \
+				conv=notrunc,sparse status=none
+			rm -f "$WORK/rootfs.img"
+		fi
 		mkdir -p "$KEYDIR/images"
 		qemu-img convert -f raw -O qcow2 "$raw" "$KEYDIR/images/$file.tmp"
 		mv -f "$KEYDIR/images/$file.tmp" "$KEYDIR/images/$file"

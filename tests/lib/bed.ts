@@ -59,6 +59,17 @@ export class Bed {
     return `/proc/${this.leader}/root${inside}`;
   }
 
+  /** Powers the container off and boots it again on the same root (a host reboot). */
+  async reboot(): Promise<number> {
+    const r = await run(["bash", BED, "reboot", this.name]);
+    const m = /^rebooted \S+ (\d+)$/m.exec(r.stdout);
+    if (r.code !== 0 || !m) {
+      throw new Error(`bed reboot failed (${r.code}): ${r.stderr.slice(-3000)}`);
+    }
+    this.leader = Number(m[1]);
+    return this.leader;
+  }
+
   /** Powers the bed off; returns the bed script's report ("poweroff took N s" or "killed"). */
   async down(): Promise<Result> {
     return await run(["bash", BED, "down", this.name]);

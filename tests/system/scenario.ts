@@ -32,6 +32,8 @@ unit:
       cpu: 1
       mem: 512M
 `;
+/** The DHCP test guests live on the built-in default subnet (the shipped sample is 10.0.0.0/24). */
+export const RUNTIME_CONF = 'DHCP_CIDR="10.200.1.0/24"\n';
 const MACHINE_ID = "a05b0e7e57bed0000000000000000042";
 const BRIDGE = `aosbr${MACHINE_ID.slice(0, 6)}`;
 const URL_ = `http://${INTERNET_IP}/`;
@@ -132,6 +134,8 @@ export function systemScenario(suite: Suite) {
       );
     const writeConfig = (text: string) =>
       bed.exec(["sh", "-c", "cat > /etc/aos-unit/unit_config.yaml"], { stdin: text });
+    const writeRuntime = (text: string) =>
+      bed.exec(["sh", "-c", "cat > /etc/aos-unit/runtime.conf"], { stdin: text });
     const placeImages = async () => {
       const images = await guestImages();
       for (const name of NODES) {
@@ -142,6 +146,7 @@ export function systemScenario(suite: Suite) {
       }
       await sh("chown aos-unit:aos-unit /var/lib/aos-unit/*.qcow2");
       await writeConfig(UNIT_CONFIG);
+      await writeRuntime(RUNTIME_CONF);
     };
     const doctorJson = async () => {
       const r = await bed.exec(["aos-unit", "doctor", "--json"]);
@@ -1030,9 +1035,7 @@ export function systemScenario(suite: Suite) {
         `a guest writing its console flat out for ${floodSec} s leaves logs under the cap`,
         async () => {
           const capKb = 256;
-          await bed.exec(["sh", "-c", "cat > /etc/aos-unit/runtime.conf"], {
-            stdin: `SERIAL_LOG_MAX_KB="${capKb}"\n`,
-          });
+          await writeRuntime(`${RUNTIME_CONF}SERIAL_LOG_MAX_KB="${capKb}"\n`);
           await sh("systemctl restart aos-unit");
           await waitRunning();
           const since = (await sh("date +%s.%N")).trim();
@@ -1067,7 +1070,8 @@ export function systemScenario(suite: Suite) {
           assert.ok(rotations > 0, "the flood was big enough to need rotation");
           assert.ok(largest <= capKb * 1024, `a log grew to ${largest} bytes`);
           c.close();
-          await sh("rm /etc/aos-unit/runtime.conf && systemctl restart aos-unit");
+          await writeRuntime(RUNTIME_CONF);
+          await sh("systemctl restart aos-unit");
           await waitRunning();
         },
       );
@@ -1339,6 +1343,248 @@ export function systemScenario(suite: Suite) {
           await noLeftovers();
           await sh("systemctl reset-failed aos-unit.service");
           await writeConfig(UNIT_CONFIG);
+        },
+      );
+
+      // The images users run: main static at 10.0.0.100/24, the secondary on DHCP finding main
+      // through /etc/hosts, the shipped configuration left untouched (tests/guest/README.md).
+      const useStock = async () => {
+        await sh(
+          "systemctl stop aos-unit; rm -rf /var/lib/aos-unit/nodes/* /var/lib/aos-unit/dhcp/*",
+        );
+        const images = await guestImages();
+        for (const name of NODES) {
+          await bed.cpIn(
+            `${images}/aos-vm-${name}-amd64-stock.qcow2`,
+            `/var/lib/aos-unit/aos-vm-${name}-qemux86-64.qcow2`,
+          );
+        }
+        await sh(
+          "chown aos-unit:aos-unit /var/lib/aos-unit/*.qcow2 && " +
+            "cp /usr/share/aos-unit/examples/unit_config.yaml /usr/share/aos-unit/examples/runtime.conf /etc/aos-unit/",
+        );
+      };
+      /** GET / on HOST:PORT from the bed (the host), with bash's /dev/tcp: the body's last line. */
+      const fetchFromHost = async (host: string, port: number) =>
+        (await bed.exec([
+          "timeout",
+          "5",
+          "bash",
+          "-c",
+          `exec 3<>/dev/tcp/${host}/${port} && printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3 && tail -n 1 <&3`,
+        ])).stdout.trim();
+      const stockRunning = (timeoutMs = 120_000) =>
+        waitFor(
+          "the stock unit running with every node",
+          async () => {
+            const u = await show("aos-unit.service", "ActiveState", "StatusText");
+            return u.ActiveState === "active" &&
+                /^Running: main=10\.0\.0\.100 secondary=10\.0\.0\.\d+$/.test(u.StatusText ?? "")
+              ? u
+              : undefined;
+          },
+          timeoutMs,
+          200,
+        );
+
+      await t.step(
+        "the Quick Start with stock-like images and the shipped configuration: READY, 8089 from the host, main from the secondary, the internet from both",
+        async () => {
+          await useStock();
+          const before = await boots();
+          const ms = await startUnit();
+          console.log(`stock images, shipped configuration: systemctl start -> READY ${ms} ms`);
+          const { code, status: s } = await status();
+          assert.equal(code, 0, JSON.stringify(s));
+          assert.equal(s.nodes.find((n) => n.name === "main")?.reserved, "10.0.0.100");
+          assert.match(
+            s.nodes.find((n) => n.name === "secondary")?.address ?? "",
+            /^10\.0\.0\.(1[3-9][0-9]|2[0-5][0-9]|12[89])$/,
+          );
+          assert.match(await sh("getent hosts main.aos-unit"), /^10\.0\.0\.100\s+main\.aos-unit/);
+          assert.equal(await fetchFromHost("main.aos-unit", 8089), "aos-main name=main");
+          await waitFor(
+            "the secondary reaching main:8089",
+            async () =>
+              (await bed.exec([
+                  "grep",
+                  "-c",
+                  "AOSTEST main-reached ok ip=10.0.0.100",
+                  "/var/log/aos-unit/secondary-serial.log",
+                ]))
+                  .stdout.trim() !== "0"
+                ? true
+                : undefined,
+            30_000,
+            500,
+          );
+          for (const name of NODES) {
+            const c = await serial(name);
+            assert.equal(await http(c), "uplink1", `${name} reaches the internet host`);
+            c.close();
+          }
+          const after = await boots();
+          assert.deepEqual(
+            NODES.map((n) => after[n]! - before[n]!),
+            [1, 1],
+            "each guest booted once",
+          );
+        },
+      );
+
+      await t.step(
+        "a stock guest rebooting itself (an update) is no crash: no record, no restart, the same unit",
+        async () => {
+          await sh(": > /var/log/aos-unit/vm-failures.log");
+          const before = await show(
+            "aos-node-secondary.service",
+            "NRestarts",
+            "InvocationID",
+            "MainPID",
+          );
+          const c = await serial("secondary");
+          await c.send("aos-probe reboot");
+          await c.expect(/^AOSTEST boot name=secondary count=2$/, 60_000, "the second boot");
+          await c.expect(/^AOSTEST main-reached ok /, 60_000, "main reached again");
+          c.close();
+          assert.deepEqual(
+            await show("aos-node-secondary.service", "NRestarts", "InvocationID", "MainPID"),
+            before,
+            "the same QEMU, no restart",
+          );
+          assert.deepEqual(await failures(), [], "no failure record");
+          await stockRunning();
+        },
+      );
+
+      await t.step(
+        "a UEFI variable written in a guest survives systemctl restart, a package change and a reboot of the host",
+        async () => {
+          const c = await serial("main");
+          assert.equal(
+            (await c.probe(
+              "aos-probe efivar boot-ab-17",
+              /^AOSTEST efivar (value=(\S+)|fail|none)$/,
+            ))[2],
+            "boot-ab-17",
+          );
+          c.close();
+          const mainBoots = (await boots()).main!;
+          await sh("systemctl restart aos-unit");
+          await stockRunning();
+          // Another build of the package (the older one: dpkg runs the same upgrade scripts).
+          const r = await bed.exec([
+            "apt-get",
+            "install",
+            "-y",
+            "--allow-downgrades",
+            `/tmp/${deb.split("/").pop()}`,
+          ]);
+          assert.equal(r.code, 0, r.stderr + r.stdout);
+          await stockRunning();
+          assert.equal((await boots()).main, mainBoots, "neither rebooted main");
+          await sh("systemctl enable aos-unit");
+          for (const c of consoles) c.close();
+          const rebooted = performance.now();
+          await bed.reboot();
+          await stockRunning(180_000);
+          console.log(
+            `host reboot -> stock unit READY again: ${Math.round(performance.now() - rebooted)} ms`,
+          );
+          const log = (await sh("cat /var/log/aos-unit/main-serial.log")).replaceAll("\r", "");
+          const lastBoot = log.slice(log.lastIndexOf("AOSTEST boot name=main"));
+          assert.match(
+            lastBoot,
+            /^AOSTEST efivar value=boot-ab-17$/m,
+            "read back after the reboot",
+          );
+          assert.equal(
+            (await boots()).main,
+            mainBoots + 1,
+            "main booted once more, from the host reboot",
+          );
+          await sh("systemctl disable aos-unit");
+        },
+      );
+
+      await t.step(
+        "a node silent on port 22, READY_TIMEOUT_SEC=30: READY degraded, main boots once in 90 s",
+        async () => {
+          await sh("systemctl stop aos-unit");
+          await writeRuntime('DHCP_CIDR="10.0.0.0/24"\nREADY_TIMEOUT_SEC="30"\n');
+          // The host's probes to the secondary (a pool address) go unanswered: no RST, nothing.
+          await sh(
+            "nft add table inet aostest && nft add chain inet aostest out '{ type filter hook output priority 0; }' && " +
+              "nft add rule inet aostest out ip daddr 10.0.0.128/25 tcp dport 22 drop",
+          );
+          try {
+            const before = await boots();
+            const started = performance.now();
+            await startUnit();
+            const readyMs = Math.round(performance.now() - started);
+            console.log(`one node silent: READY after ${readyMs} ms (READY_TIMEOUT_SEC=30)`);
+            const u = await show("aos-unit.service", "ActiveState", "StatusText", "NRestarts");
+            assert.equal(u.ActiveState, "active");
+            assert.match(
+              u.StatusText!,
+              /^Degraded: main=10\.0\.0\.100; secondary silent at 10\.0\.0\.\d+$/,
+            );
+            await new Promise((r) =>
+              setTimeout(r, Math.max(0, 90_000 - (performance.now() - started)))
+            );
+            const after = await boots();
+            assert.equal(after.main! - before.main!, 1, "main booted exactly once in 90 s");
+            assert.equal(after.secondary! - before.secondary!, 1, "and so did the secondary");
+            const later = await show("aos-unit.service", "ActiveState", "NRestarts", "StatusText");
+            assert.equal(later.ActiveState, "active");
+            assert.equal(later.NRestarts, u.NRestarts, "the manager never restarted");
+            assert.match(later.StatusText!, /secondary silent/);
+          } finally {
+            await sh("nft delete table inet aostest");
+          }
+          await stockRunning(30_000);
+          await sh("cp /usr/share/aos-unit/examples/runtime.conf /etc/aos-unit/");
+        },
+      );
+
+      await t.step(
+        "10.0.0.0/24 already taken on the host: exit 2 naming the route and the change, nothing left; validate names the line",
+        async () => {
+          await sh("systemctl stop aos-unit");
+          await sh("ip route add 10.0.0.0/16 dev uplink1");
+          try {
+            const since = (await sh("date +%s.%N")).trim();
+            const r = await bed.exec(["systemctl", "start", "aos-unit"]);
+            assert.notEqual(r.code, 0);
+            const j = await sh(`journalctl -u aos-unit --no-pager --since @${since}`);
+            assert.match(
+              j,
+              /runtime\.conf:9:11: DHCP_CIDR 10\.0\.0\.0\/24 overlaps the host's route 10\.0\.0\.0\/16 via uplink1; main's image configures itself as 10\.0\.0\.100\/24: free 10\.0\.0\.0\/24 on the host/,
+            );
+            assert.match(j, /status=2/);
+            await noLeftovers();
+          } finally {
+            await sh("ip route del 10.0.0.0/16 dev uplink1; systemctl reset-failed aos-unit");
+          }
+          await sh(
+            "mkdir -p /root/wrong && cp /etc/aos-unit/unit_config.yaml /root/wrong/ && " +
+              "printf 'DHCP_CIDR=\"10.200.1.0/24\"\\n' > /root/wrong/runtime.conf && " +
+              "sed -i 's/ip: 10.0.0.100/ip: 10.200.1.100/' /root/wrong/unit_config.yaml",
+          );
+          const v = await bed.exec(["aos-unit", "validate", "-c", "/root/wrong"]);
+          assert.equal(v.code, 2, v.stderr);
+          assert.match(
+            v.stderr,
+            /\/root\/wrong\/unit_config\.yaml:12:11: Node "main": its image aos-vm-main-qemux86-64\.qcow2 configures itself as 10\.0\.0\.100\/24 via 10\.0\.0\.1 .*set DHCP_CIDR="10\.0\.0\.0\/24" in \/root\/wrong\/runtime\.conf and ip: 10\.0\.0\.100/,
+          );
+          assert.equal(
+            (await bed.exec(["aos-unit", "validate"])).code,
+            0,
+            "the shipped one agrees",
+          );
+          // Back to the DHCP test guests for the steps that follow.
+          await sh("rm -rf /root/wrong /var/lib/aos-unit/nodes/* /var/lib/aos-unit/dhcp/*");
+          await placeImages();
         },
       );
 

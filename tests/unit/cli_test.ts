@@ -1,26 +1,13 @@
 /** End-to-end CLI cases: exit code, stdout and stderr, through main.ts as users run it. */
 
 import assert from "node:assert/strict";
+import { aosUnit } from "../lib/cli.ts";
 import { FHS_PATHS } from "../../src/host/paths.ts";
 import { denoFlags, NOTIFY_SOCKET_DEFAULT, unionPermissions } from "../../src/permissions.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const CASES = new URL("../golden/cases", import.meta.url).pathname;
 const BAD = new URL("../config/bad", import.meta.url).pathname;
-
-export async function aosUnit(args: string[], env: Record<string, string> = {}) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", "-A", MAIN, ...args],
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1", ...env },
-  }).output();
-  return {
-    code: out.code,
-    stdout: new TextDecoder().decode(out.stdout),
-    stderr: new TextDecoder().decode(out.stderr),
-  };
-}
 
 Deno.test("aos-unit validate accepts a good config (exit 0)", async () => {
   const r = await aosUnit(["validate", "--config-dir", `${CASES}/default`]);
