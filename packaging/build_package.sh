@@ -116,7 +116,9 @@ grep -q '"0.0.0-dev"' "$bundle" || die "version marker not found in the bundle"
 sed -i "s/\"0.0.0-dev\"/\"$version\"/" "$bundle"
 install -d "$stage/usr/bin" "$stage/usr/libexec/aos-unit"
 if [ "$flavour" = compiled ]; then
-	deno compile --quiet --unstable-net "${flags[@]}" --no-check -o "$stage/usr/bin/aos-unit" "$bundle" ||
+	# --no-code-cache: a compiled binary otherwise keeps a V8 code cache in $TMPDIR, where
+	# any local user could plant one for root to run (the broker, prerm, sudo aos-unit).
+	deno compile --quiet --unstable-net --no-code-cache "${flags[@]}" --no-check -o "$stage/usr/bin/aos-unit" "$bundle" ||
 		die "deno compile failed (set DENORT_BIN=/path/to/denort where the Deno download host is unreachable)"
 else
 	install -d "$stage/usr/lib/aos-unit"
@@ -133,6 +135,7 @@ done
 install -D -m 0644 units/aos-unit.service "$stage/usr/lib/systemd/system/aos-unit.service"
 install -D -m 0644 units/aos-unit.slice "$stage/usr/lib/systemd/system/aos-unit.slice"
 install -D -m 0644 units/aos-unit-vm-failed@.service "$stage/usr/lib/systemd/system/aos-unit-vm-failed@.service"
+install -D -m 0644 units/aos-unit-stopped.service "$stage/usr/lib/systemd/system/aos-unit-stopped.service"
 install -D -m 0644 units/aos-unit.sysusers "$stage/usr/lib/sysusers.d/aos-unit.conf"
 install -D -m 0644 units/aos-unit.tmpfiles "$stage/usr/lib/tmpfiles.d/aos-unit.conf"
 install -D -m 0644 units/aos-unit.sysctl "$stage/usr/lib/sysctl.d/50-aos-unit.conf"

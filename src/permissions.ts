@@ -104,6 +104,11 @@ function dbus(): Partial<PermissionSet> {
   };
 }
 
+/** Starting the same command again as the service user: passwd, the uid, the executable. */
+function asServiceUser(ctx: PermissionContext): Partial<PermissionSet> {
+  return { read: [PASSWD_FILE], run: [ctx.executable ?? EXECUTABLE], sys: ["uid"] };
+}
+
 function merge(...parts: Partial<PermissionSet>[]): PermissionSet {
   const out = set({});
   for (const part of parts) {
@@ -174,13 +179,14 @@ const TABLE: Record<Subcommand, (p: Paths, ctx: PermissionContext) => Permission
         TOOLS.qemuArm,
       ],
     }),
+  // Run by root, both start themselves again as the service user (host/as_service_user.ts).
   console: (p, ctx) =>
-    merge({
+    merge(asServiceUser(ctx), {
       read: [p.runtimeDir],
       write: [p.runtimeDir],
       net: nodeSockets(p, ctx.node).serial,
     }),
-  reset: (p) => merge(planning(p), dbus(), { write: [p.stateDir] }),
+  reset: (p, ctx) => merge(planning(p), dbus(), asServiceUser(ctx), { write: [p.stateDir] }),
   // The root broker: reads the root-owned configuration and writes only whole files in
   // the runtime directory; everything in the state directory is made by `prepare`.
   startup: (p, ctx) =>
@@ -219,7 +225,7 @@ const TABLE: Record<Subcommand, (p: Paths, ctx: PermissionContext) => Permission
       read: [p.logsDir],
       write: [p.runtimeDir, p.logsDir, ctx.notifySocket],
       net: [`unix:${p.runtimeDir}/notify.sock`, `unix:${ctx.notifySocket}`, "*"],
-      run: [TOOLS.ip, TOOLS.nft, TOOLS.conntrack, TOOLS.ln],
+      run: [TOOLS.ip, TOOLS.nft, TOOLS.conntrack, TOOLS.ln, TOOLS.fallocate],
     }),
   monitor: (p) =>
     merge(planning(p), {

@@ -20,6 +20,7 @@ const TABLE = {
   ss: ["/usr/bin/ss", "iproute2"],
   ln: ["/usr/bin/ln", "coreutils"],
   cat: ["/usr/bin/cat", "coreutils"],
+  fallocate: ["/usr/bin/fallocate", "util-linux"],
 } as const satisfies Record<string, readonly [string, string]>;
 
 export type ToolName = keyof typeof TABLE;

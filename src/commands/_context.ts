@@ -1,5 +1,7 @@
 /** What every subcommand gets from dispatch: directories, the environment it read, output. */
 
+import { EXECUTABLE } from "../base/host_files.ts";
+import { SERVICE_USER } from "../host/facts.ts";
 import type { Paths } from "../plan/types.ts";
 
 export interface CommandContext {
@@ -8,4 +10,17 @@ export interface CommandContext {
   env: Readonly<Record<string, string | undefined>>;
   out(text: string): void;
   err(text: string): void;
+}
+
+/** The service user and the executable to run as it (overridable in tests and development). */
+export function serviceUserOf(ctx: CommandContext): {
+  executable: string;
+  serviceUser: string;
+  env: CommandContext["env"];
+} {
+  return {
+    executable: ctx.env.AOS_UNIT_EXECUTABLE ?? EXECUTABLE,
+    serviceUser: ctx.env.AOS_UNIT_SERVICE_USER ?? SERVICE_USER,
+    env: ctx.env,
+  };
 }

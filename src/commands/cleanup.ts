@@ -10,15 +10,16 @@
  * a crash it keeps everything, because the next `run` adopts the guests.
  */
 
-import { EXIT_OK } from "../base/errors.ts";
+import { EXIT_OK, RuntimeError } from "../base/errors.ts";
 import { readMachineId } from "../host/facts.ts";
 import { createRunner } from "../host/runner.ts";
 import { type Logger, logger } from "../log.ts";
 import { recordedBridge, teardownNetwork } from "../net/apply.ts";
 import { envOverrides, loadAndPlan } from "../host/load.ts";
-import { readLeaseState } from "../net/leases.ts";
+import { readLeaseState } from "../host/leases.ts";
 import { answers, READY_PORT } from "../net/probe.ts";
 import { bridgeName, nodeMac } from "../base/identity.ts";
+import { contains, parseIpv4 } from "../base/ipv4.ts";
 import { dhcpDir, nodeRunDir } from "../plan/layout.ts";
 import { powerDownNode } from "../vm/shutdown.ts";
 import { DNSMASQ_UNIT, MANAGER_UNIT, NODE_UNIT_PREFIX } from "../plan/units.ts";
@@ -36,11 +37,15 @@ const DEFAULT_STOP_TIMEOUT_SEC = 60;
  * @returns the node units stopped
  */
 async function stopUnits(ctx: CommandContext, systemd: Systemd, log: Logger): Promise<string[]> {
-  let reserved = new Map<string, string>();
+  // Where each node lives: the plan's address (dnsmasq hands out only that one), else a
+  // lease record (the service user's file: only an address in the unit's subnet is probed).
+  let planned = new Map<string, string>();
+  let inSubnet = (_ip: string) => false;
   let stopTimeoutSec = DEFAULT_STOP_TIMEOUT_SEC;
   try {
     const { plan, config } = loadAndPlan(ctx.paths, envOverrides(ctx.env));
-    reserved = new Map(plan.nodes.flatMap((n) => (n.ip ? [[n.name, n.ip]] : [])));
+    planned = new Map(plan.nodes.map((n) => [n.name, n.address]));
+    inSubnet = (ip) => contains(config.runtime.subnet, parseIpv4(ip) ?? -1);
     stopTimeoutSec = config.runtime.stopTimeoutSec;
   } catch (error) {
     log.warning(`Reading the configuration: ${(error as Error).message}; using defaults`);
@@ -57,7 +62,8 @@ async function stopUnits(ctx: CommandContext, systemd: Systemd, log: Logger): Pr
       await systemd.resetFailed(unit).catch(() => {});
       return;
     }
-    const ip = leases[nodeMac(name)]?.ip ?? reserved.get(name);
+    const leased = leases[nodeMac(name)]?.ip;
+    const ip = planned.get(name) ?? (leased && inSubnet(leased) ? leased : undefined);
     const phase = state?.subState === "auto-restart"
       ? "restarting"
       : ip && await answers(ip, READY_PORT, 400)
@@ -78,25 +84,82 @@ async function stopUnits(ctx: CommandContext, systemd: Systemd, log: Logger): Pr
   return units.map((u) => u.name);
 }
 
-export async function cleanupCommand(ctx: CommandContext, afterFailure: boolean): Promise<number> {
+/**
+ * Without the bus no node can be stopped: taking the network away from guests that run
+ * would leave them on deleted taps (and the next start would adopt them so).
+ * @throws {RuntimeError} when a node's QMP socket shows a QEMU still there
+ */
+function refuseWithGuestsRunning(ctx: CommandContext): void {
+  let running: string[] = [];
+  try {
+    running = [...Deno.readDirSync(`${ctx.paths.runtimeDir}/nodes`)].map((e) => e.name).filter(
+      (name) => {
+        try {
+          return Deno.lstatSync(`${ctx.paths.runtimeDir}/nodes/${name}/qmp`).isSocket;
+        } catch {
+          return false;
+        }
+      },
+    );
+  } catch { /* no node ever ran */ }
+  if (running.length > 0) {
+    throw new RuntimeError(
+      `Cannot stop ${
+        running.join(", ")
+      } without the system bus; the network stays, so they keep it`,
+      { hint: "systemctl start dbus, then run aos-unit cleanup again" },
+    );
+  }
+}
+
+/** When to take the unit down: always (by hand), after a failure, or when it ended stopped. */
+export type CleanupWhen = "always" | "after-failure" | "if-stopped";
+
+/**
+ * Whether the manager's end leaves anything to take down.
+ * @returns why to leave everything as it is, or undefined to go on
+ */
+async function reasonToKeep(
+  ctx: CommandContext,
+  systemd: Systemd | undefined,
+  when: CleanupWhen,
+): Promise<string | undefined> {
+  if (when === "always") return undefined;
+  const job = await systemd?.jobType(MANAGER_UNIT).catch(() => undefined);
+  if (when === "after-failure") {
+    return job === "stop"
+      ? undefined
+      : `The manager ended without a stop (${
+        ctx.env.SERVICE_RESULT ?? "unknown result"
+      }): the guests and their network stay for the next start to adopt`;
+  }
+  if (!systemd) return "No system bus: cannot tell whether aos-unit.service runs again";
+  const state = await systemd.unitState(MANAGER_UNIT);
+  const active = state?.activeState ?? "inactive";
+  if (job !== undefined || !["inactive", "failed"].includes(active)) {
+    return `${MANAGER_UNIT} is ${active}${job ? ` with a ${job} job` : ""}: nothing to take down`;
+  }
+  return undefined;
+}
+
+export async function cleanupCommand(ctx: CommandContext, when: CleanupWhen): Promise<number> {
   const log = logger("cleanup");
   const started = performance.now();
   const connection = await openSystemd();
   const systemd = connection.systemd;
   if (connection.problem) log.warning(`No systemd to stop units with: ${connection.problem}`);
   try {
-    if (afterFailure) {
-      const job = await systemd?.jobType(MANAGER_UNIT).catch(() => undefined);
-      if (job !== "stop") {
-        log.info(
-          `The manager ended without a stop (${
-            ctx.env.SERVICE_RESULT ?? "unknown result"
-          }): the guests and their network stay for the next start to adopt`,
-        );
-        return EXIT_OK;
-      }
-      log.warning("The manager ended while the unit was being stopped: taking the unit down");
+    const keep = await reasonToKeep(ctx, systemd, when);
+    if (keep) {
+      log.info(keep);
+      return EXIT_OK;
     }
+    if (when === "after-failure") {
+      log.warning("The manager ended while the unit was being stopped: taking the unit down");
+    } else if (when === "if-stopped") {
+      log.warning(`${MANAGER_UNIT} ended stopped: taking down what is left`);
+    }
+    if (!systemd) refuseWithGuestsRunning(ctx);
     const stopped = systemd ? await stopUnits(ctx, systemd, log) : [];
     const bridges: string[] = [];
     const recorded = recordedBridge(ctx.paths.runtimeDir);
@@ -124,12 +187,27 @@ export const cleanupSpec: CommandSpec = {
   summary:
     "take the unit down: power the nodes down, remove dnsmasq, bridge, taps, nft tables, runtime files",
   group: "internal",
-  options: [{
-    flags: "--after-failure",
-    description:
-      "ExecStopPost hook: only when systemd is stopping the unit (a crash keeps the guests)",
-  }],
+  options: [
+    {
+      flags: "--after-failure",
+      description:
+        "ExecStopPost hook: only when systemd is stopping the unit (a crash keeps the guests)",
+    },
+    {
+      flags: "--if-stopped",
+      description:
+        "aos-unit-stopped.service: only when aos-unit.service is inactive with no job (a stop that raced a restart)",
+    },
+  ],
   examples:
     "\nSafe to run twice; touches nothing aos-unit did not create.\nExample:\n  sudo aos-unit cleanup",
-  run: (ctx, call) => cleanupCommand(ctx, flag(call, "afterFailure")),
+  run: (ctx, call) =>
+    cleanupCommand(
+      ctx,
+      flag(call, "afterFailure")
+        ? "after-failure"
+        : flag(call, "ifStopped")
+        ? "if-stopped"
+        : "always",
+    ),
 };

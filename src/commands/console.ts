@@ -2,12 +2,17 @@
 
 import { EXIT_OK, RuntimeError, UsageError } from "../base/errors.ts";
 import { isNodeName } from "../base/names.ts";
+import { againAsServiceUser } from "../host/as_service_user.ts";
 import { attachConsole } from "../vm/console.ts";
+import { serviceUserOf } from "./_context.ts";
 import type { CommandContext } from "./_context.ts";
 import type { CommandSpec } from "./_spec.ts";
 
 export async function consoleCommand(ctx: CommandContext, node: string): Promise<number> {
   if (!isNodeName(node)) throw new UsageError(`"${node}" is not a node name`);
+  // Root never connects to a socket path the service user can repoint.
+  const again = await againAsServiceUser(["console", node], serviceUserOf(ctx));
+  if (again !== undefined) return again;
   const socket = `${ctx.paths.runtimeDir}/${node}.serial`;
   try {
     Deno.statSync(socket);

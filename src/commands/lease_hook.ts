@@ -6,7 +6,7 @@
  */
 
 import { EXIT_OK } from "../base/errors.ts";
-import { type LeaseEvent, recordLease } from "../net/leases.ts";
+import { type LeaseEvent, recordLease } from "../host/leases.ts";
 import { logger } from "../log.ts";
 import { dhcpDir } from "../plan/layout.ts";
 import type { CommandContext } from "./_context.ts";

@@ -4,7 +4,8 @@ import { EXIT_OK, RuntimeError, UsageError } from "../base/errors.ts";
 import { envOverrides, loadAndPlan } from "../host/load.ts";
 import { withSystemd } from "../systemd/connect.ts";
 import { resetDisks } from "../vm/disk.ts";
-import type { CommandContext } from "./_context.ts";
+import { againAsServiceUser } from "../host/as_service_user.ts";
+import { type CommandContext, serviceUserOf } from "./_context.ts";
 import { type CommandSpec, flag } from "./_spec.ts";
 
 export async function resetCommand(
@@ -12,6 +13,12 @@ export async function resetCommand(
   name: string,
   efiVars: boolean,
 ): Promise<number> {
+  // Root never deletes in a node directory the service user could have replaced with a link.
+  const again = await againAsServiceUser(
+    ["reset", name, ...(efiVars ? ["--efivars"] : [])],
+    serviceUserOf(ctx),
+  );
+  if (again !== undefined) return again;
   const { plan } = loadAndPlan(ctx.paths, envOverrides(ctx.env));
   const node = plan.nodes.find((n) => n.name === name);
   if (!node) {

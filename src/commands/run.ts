@@ -17,7 +17,7 @@ import { envOverrides, loadAndPlan } from "../host/load.ts";
 import { createRunner, type Runner } from "../host/runner.ts";
 import { type Logger, logger } from "../log.ts";
 import { routeDomain, teardownNetwork } from "../net/apply.ts";
-import { readLeaseState } from "../net/leases.ts";
+import { readLeaseState } from "../host/leases.ts";
 import { monitorFor } from "../net/monitor.ts";
 import { linkDocumentedPaths } from "../net/sidecar_files.ts";
 import { DNSMASQ_UNIT, MANAGER_UNIT, NODE_UNIT_PREFIX } from "../plan/units.ts";
@@ -72,8 +72,9 @@ class UnitWatch {
   /** The lease records as of the last refresh (read once per pass, not per node and call). */
   #leases: ReturnType<typeof readLeaseState>["leases"] = {};
 
+  /** The lease, or the address the plan gives the node (dnsmasq hands out only that one). */
   address(node: NodePlan): string | undefined {
-    return this.#leases[node.mac]?.ip ?? node.ip;
+    return this.#leases[node.mac]?.ip ?? node.address;
   }
 
   /** Reads every unit's state (a lost bus is repaired by the session; the old view stays). */
@@ -354,16 +355,25 @@ class Manager {
       ),
       [plan.failureLog, config.runtime.failureLogMaxKb * 1024],
     ];
-    this.#logBounds = setInterval(() => {
+    let rotating = false;
+    this.#logBounds = setInterval(async () => {
+      if (rotating) return; // one pass at a time: a copy of a large log takes a while
+      rotating = true;
       for (const [path, max] of logs) {
         try {
-          if (boundLog(path, max)) {
-            this.log.info(`Rotated ${path} (cap ${Math.round(max / 1024)} KiB)`);
+          const r = await boundLog(this.runner, path, max);
+          if (r) {
+            this.log.info(
+              `Rotated ${path} (cap ${Math.round(max / 1024)} KiB, ${r.cut} bytes ${
+                r.how === "collapse" ? "collapsed" : "truncated"
+              })${r.copyError ? `; the copy to ${path}.1 failed: ${r.copyError}` : ""}`,
+            );
           }
         } catch (error) {
           this.log.warning(`Cannot rotate ${path}: ${(error as Error).message}`);
         }
       }
+      rotating = false;
     }, 250);
   }
 

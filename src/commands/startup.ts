@@ -47,7 +47,7 @@ import {
   foreignDropPolicies,
 } from "../net/preflight.ts";
 import { TOOLS } from "../base/tools.ts";
-import { writeDnsmasqConf } from "../net/sidecar_files.ts";
+import { checkDnsmasqConfig } from "../net/sidecar_files.ts";
 import { NODE_UNIT_PREFIX, SLICE } from "../plan/units.ts";
 import type { Plan } from "../plan/types.ts";
 import { connectSystemBus } from "../systemd/bus.ts";
@@ -121,11 +121,12 @@ async function prepare(
  * starts. A problem is a configuration error (exit 2) naming the file and the
  * fix, not a node crash-looping into its start limit.
  */
-function checkNodeFiles(plan: Plan, who: Identity): void {
+function checkNodeFiles(plan: Plan, who: Identity, onlyInputs = false): void {
   const problems = plan.nodes.flatMap((n) =>
-    nodeFileNeeds(n, plan.failureLog).map((need) => accessProblem(need, who)).filter((p) =>
-      p !== undefined
-    )
+    nodeFileNeeds(n, plan.failureLog)
+      // Before `prepare`: what it reads (a root-owned 0600 image is readable to root only).
+      .filter((need) => !onlyInputs || need.access === "r")
+      .map((need) => accessProblem(need, who)).filter((p) => p !== undefined)
   );
   if (problems.length > 0) {
     throw new UsageError(
@@ -160,7 +161,7 @@ async function capSlice(systemd: Systemd, log: Logger): Promise<void> {
 
 /** The dnsmasq sidecar: its configuration checked, then its unit (adopted when unchanged). */
 async function startDnsmasq(runner: Runner, systemd: Systemd, plan: Plan, log: Logger) {
-  await writeDnsmasqConf(runner, plan);
+  await checkDnsmasqConfig(runner, plan);
   const outcome = await reconcileUnit(systemd, plan.dnsmasq.unit, log);
   log.info(`${plan.dnsmasq.unit.name}: ${outcome}`);
 }
@@ -212,8 +213,10 @@ export async function startupCommand(
     checkDnsPortFree(plan.network, (await runner.run([TOOLS.ss, "-Hlnut"])).stdout);
 
     if (systemd) {
+      const who = { name: loaded.facts.serviceUser, uid: user.uid, gids: [user.gid] };
+      checkNodeFiles(plan, who, true);
       await prepare(ctx, runner, plan, user, loaded.facts.executable, log);
-      checkNodeFiles(plan, { name: loaded.facts.serviceUser, uid: user.uid, gids: [user.gid] });
+      checkNodeFiles(plan, who);
       // Nodes the configuration no longer has go first: their taps are about to be removed.
       await stopStale(
         systemd,
@@ -223,11 +226,18 @@ export async function startupCommand(
       );
     }
     try {
-      await applyLinks(runner, plan, loaded.facts.serviceUser, existing, log);
+      const newTaps = await applyLinks(runner, plan, loaded.facts.serviceUser, existing, log);
       if (systemd) {
         const sd = systemd;
         const outcomes = await Promise.all(
-          plan.nodes.map(async (n) => `${n.name} ${await reconcileUnit(sd, n.unit, log)}`),
+          plan.nodes.map(async (n) =>
+            `${n.name} ${await reconcileUnit(
+              sd,
+              n.unit,
+              log,
+              newTaps.includes(n.name) ? `its tap ${n.tap} was gone` : undefined,
+            )}`
+          ),
         );
         log.info(`Nodes after ${elapsed()} ms: ${outcomes.join(", ")}`);
       }

@@ -2,7 +2,7 @@
 
 import { EXIT_OK, EXIT_RUNTIME } from "../base/errors.ts";
 import { envOverrides, loadAndPlan } from "../host/load.ts";
-import { readLeaseState } from "../net/leases.ts";
+import { readLeaseState } from "../host/leases.ts";
 import { linkInfo } from "../net/links.ts";
 import { createRunner } from "../host/runner.ts";
 import { DNSMASQ_UNIT, MANAGER_UNIT } from "../plan/units.ts";

@@ -17,7 +17,7 @@ import {
 } from "yaml";
 import { z } from "zod";
 import type { Diagnostic } from "../base/errors.ts";
-import { isNodeName } from "../base/names.ts";
+import { dnsmasqMisreads, isNodeName } from "../base/names.ts";
 import { closest } from "./suggest.ts";
 import type { Arch, NodeConfig, SourceLocation, UnitConfig } from "../base/config_types.ts";
 
@@ -83,6 +83,11 @@ const FIELDS: { [K in NodeKey]: Field<unknown> } = {
           show(v)
         } is not a DNS label (1-63 letters, digits or "-", not starting or ending with "-")`,
       });
+      return z.NEVER;
+    }
+    const misread = dnsmasqMisreads(v);
+    if (misread) {
+      ctx.addIssue({ code: "custom", message: `name ${show(v)} cannot be used: ${misread}` });
       return z.NEVER;
     }
     return v;

@@ -8,6 +8,8 @@ import { MACHINE_ID_FILE } from "../base/host_files.ts";
 import { QEMU_BINARY } from "../base/tools.ts";
 import { inspectImages } from "./image/inspect.ts";
 import { readKvmProbe } from "./kvm.ts";
+import { leaseAddresses } from "./leases.ts";
+import { dhcpDir } from "../plan/layout.ts";
 
 export const SERVICE_USER = "aos-unit";
 export const DEFAULT_EXECUTABLE = "/usr/bin/aos-unit";
@@ -116,6 +118,7 @@ export function gatherFacts(paths: Paths, overrides: FactOverrides = {}): HostFa
     emulators: findEmulators(),
     images,
     imageNetworks: inspectImages(paths.stateDir, images, paths.runtimeDir),
+    leases: leaseAddresses(dhcpDir(paths)),
     serviceUser: overrides.serviceUser ?? SERVICE_USER,
     executable: overrides.executable ?? DEFAULT_EXECUTABLE,
     leaseHook: overrides.leaseHook ?? DEFAULT_LEASE_HOOK,

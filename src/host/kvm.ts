@@ -8,6 +8,7 @@
 import type { Arch } from "../base/config_types.ts";
 import type { Paths } from "../plan/types.ts";
 import { writeFileAtomic } from "./atomic.ts";
+import { readSmallFile } from "./safe_file.ts";
 import type { Runner } from "./runner.ts";
 import { QEMU_BINARY } from "../base/tools.ts";
 
@@ -62,7 +63,8 @@ export function kvmProbeFile(paths: Paths): string {
 export function readKvmProbe(paths: Paths): boolean | undefined {
   let text: string;
   try {
-    text = Deno.readTextFileSync(kvmProbeFile(paths)).trim();
+    // The runtime directory is the service user's: no link, no FIFO, a few bytes.
+    text = (readSmallFile(kvmProbeFile(paths), 4096) ?? "").trim();
   } catch {
     return undefined;
   }

@@ -6,6 +6,7 @@
 
 import { RuntimeError } from "../base/errors.ts";
 import { writeFileAtomic } from "../host/atomic.ts";
+import { readSmallFile } from "../host/safe_file.ts";
 import type { Runner } from "../host/runner.ts";
 import type { Logger } from "../log.ts";
 import { TOOLS } from "../base/tools.ts";
@@ -67,17 +68,23 @@ async function ensureBridge(
   await runner.run([TOOLS.ip, "link", "set", net.bridge, "up"]);
 }
 
-/** One persistent tap per node, owned by the service user, enslaved to the bridge. */
+/**
+ * One persistent tap per node, owned by the service user, enslaved to the bridge.
+ * @returns the nodes whose tap had to be made anew: a QEMU still running for one of them
+ *   holds a deleted tap and must be replaced
+ */
 export async function ensureTaps(
   runner: Runner,
   plan: Plan,
   user: string,
   links: LinkInfo[],
-): Promise<void> {
+): Promise<string[]> {
+  const created: string[] = [];
   for (const node of plan.nodes) {
     const tap = links.find((l) => l.ifname === node.tap);
     if (!tap) {
       await runner.run([TOOLS.ip, "tuntap", "add", "dev", node.tap, "mode", "tap", "user", user]);
+      created.push(node.name);
     }
     if (tap?.master !== plan.network.bridge) {
       await runner.run([TOOLS.ip, "link", "set", node.tap, "master", plan.network.bridge]);
@@ -94,6 +101,7 @@ export async function ensureTaps(
       await runner.run([TOOLS.ip, "link", "delete", link.ifname], { okCodes: [0, 1] });
     }
   }
+  return created;
 }
 
 /** Forwarding is normally on through the package's sysctl.d drop-in; try to turn it on if not. */
@@ -161,6 +169,7 @@ export async function routeDomain(
 /**
  * What a guest needs before QEMU starts: the bridge and its taps. The rest
  * (table, forwarding, resolved) follows while the guests boot.
+ * @returns the nodes whose tap was made anew (see ensureTaps)
  */
 export async function applyLinks(
   runner: Runner,
@@ -168,9 +177,9 @@ export async function applyLinks(
   user: string,
   existingBridge: LinkInfo | undefined,
   log: Logger,
-): Promise<void> {
+): Promise<string[]> {
   await ensureBridge(runner, plan, existingBridge, log);
-  await ensureTaps(runner, plan, user, await listLinks(runner));
+  return await ensureTaps(runner, plan, user, await listLinks(runner));
 }
 
 /** Forwarding and the nft table (NAT, DNS redirect, the guests' fence). */
@@ -185,11 +194,16 @@ export function writeNetworkConf(plan: Plan): void {
   writeFileAtomic(plan.networkConf.path, plan.networkConf.content);
 }
 
-/** The bridge name recorded by startup, if any. */
+/**
+ * The bridge name recorded by startup, if any. The runtime directory is the service
+ * user's: only a regular file is read, and only a name of aos-unit's own form counts
+ * (cleanup, as root, deletes that bridge).
+ */
 export function recordedBridge(runtimeDir: string): string | undefined {
   try {
-    const text = Deno.readTextFileSync(`${runtimeDir}/network.conf`);
-    return /^BRIDGE_NAME=(\S+)$/m.exec(text)?.[1];
+    const text = readSmallFile(`${runtimeDir}/network.conf`, 4096) ?? "";
+    const name = /^BRIDGE_NAME=(\S+)$/m.exec(text)?.[1];
+    return name && /^aosbr[0-9a-f]{6}$/.test(name) ? name : undefined;
   } catch {
     return undefined;
   }

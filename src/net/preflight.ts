@@ -137,10 +137,13 @@ export function dnsPortProblem(net: NetworkPlan, ssOutput: string): Problem | un
   };
 }
 
-/** @throws {RuntimeError} when another program holds the DNS port on every address */
+/**
+ * @throws {RuntimeError} (permanent, exit 2: a restart would meet the same listener) when
+ *   another program holds the DNS port on every address
+ */
 export function checkDnsPortFree(net: NetworkPlan, ssOutput: string): void {
   const problem = dnsPortProblem(net, ssOutput);
-  if (problem) throw new RuntimeError(problem.message, { hint: problem.fix });
+  if (problem) throw new RuntimeError(problem.message, { hint: problem.fix, permanent: true });
 }
 
 interface NftChain {

@@ -1,14 +1,27 @@
 /** The dnsmasq configuration and the documented paths that point into private places. */
 
-import { writeFileAtomic } from "../host/atomic.ts";
-import type { Runner } from "../host/runner.ts";
 import { TOOLS } from "../base/tools.ts";
+import type { Runner } from "../host/runner.ts";
 import type { Plan } from "../plan/types.ts";
 
-/** dnsmasq.conf in the runtime directory, checked by dnsmasq itself before it is used. */
-export async function writeDnsmasqConf(runner: Runner, plan: Plan): Promise<void> {
-  writeFileAtomic(plan.dnsmasq.confPath, plan.dnsmasq.conf);
-  await runner.run([TOOLS.dnsmasq, "--test", `--conf-file=${plan.dnsmasq.confPath}`]);
+/** The sidecar's options, checked by dnsmasq itself (`--test`) before its unit starts. */
+export async function checkDnsmasqConfig(runner: Runner, plan: Plan): Promise<void> {
+  const argv = dnsmasqExecStart(plan);
+  await runner.run([
+    argv[0]!,
+    "--test",
+    ...argv.slice(1).filter((a) => a !== "--keep-in-foreground"),
+  ]);
+}
+
+/** The argv of the sidecar's ExecStart= in the plan. */
+export function dnsmasqExecStart(plan: Plan): string[] {
+  const exec = plan.dnsmasq.unit.properties.find(([n]) => n === "ExecStart")![2] as [
+    string,
+    string[],
+    boolean,
+  ][];
+  return exec[0]![1];
 }
 
 /**

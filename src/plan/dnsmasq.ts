@@ -8,7 +8,10 @@ export const LEASE_TIME = "12h";
 export interface DnsmasqNode {
   name: string;
   mac: string;
+  /** The reservation from the configuration, if any. */
   ip: string | undefined;
+  /** The address the node gets: its reservation, or its place in the pool. */
+  address: string;
 }
 
 export interface DnsmasqInput {
@@ -48,18 +51,21 @@ export function dnsmasqConf(i: DnsmasqInput): string {
     `dhcp-option=option:dns-server,${n.bridgeIp}`,
     `dhcp-option=option:domain-search,${n.domain}`,
     "dhcp-authoritative",
+    // Leases by hardware address only: a guest cannot take more (or a peer's) with client-ids.
+    "dhcp-ignore-clid",
     // Without no-ping each new dynamic lease waits ~3 s for an ICMP probe.
     "no-ping",
     `dhcp-leasefile=${i.leaseFile}`,
     `dhcp-script=${i.leaseHook}`,
     "script-on-renewal",
     "",
-    "# One entry per node: the MAC derived from its name gives it its name (and its reserved address).",
+    "# One entry per node: the MAC derived from its name gives it its name and its address",
+    "# (a reservation, or a stable place in the pool: a guest never roams the pool).",
   ];
   for (const node of i.nodes) {
     lines.push(
       node.ip === undefined
-        ? `dhcp-host=${node.mac},${node.name}`
+        ? `dhcp-host=${node.mac},${node.name},${node.address}`
         : `dhcp-host=${node.mac},${node.name},${node.ip},infinite`,
     );
   }
@@ -76,7 +82,14 @@ export function dnsmasqConf(i: DnsmasqInput): string {
   return lines.join("\n") + "\n";
 }
 
-/** dnsmasq's command line: foreground (systemd supervises), one config file. */
-export function dnsmasqArgv(confPath: string): string[] {
-  return [TOOLS.dnsmasq, "--keep-in-foreground", `--conf-file=${confPath}`];
+/**
+ * dnsmasq's command line: foreground (systemd supervises), the whole configuration as
+ * options, and no file read at all (`--conf-file=/dev/null` keeps /etc/dnsmasq.conf out).
+ * The argv lives in the unit the root broker makes, where the service user cannot change
+ * it; a configuration file in the runtime directory could be swapped before a restart.
+ */
+export function dnsmasqArgv(conf: string): string[] {
+  const options = conf.split("\n").filter((l) => l.trim() !== "" && !l.startsWith("#"))
+    .map((l) => `--${l}`);
+  return [TOOLS.dnsmasq, "--keep-in-foreground", "--conf-file=/dev/null", ...options];
 }

@@ -9,6 +9,7 @@ import { EMULATOR_PACKAGE, FIRMWARE_PACKAGE } from "../base/tools.ts";
 import { dnsmasqArgv, dnsmasqConf } from "./dnsmasq.ts";
 import { nodeMac, tapName } from "../base/identity.ts";
 import { chooseImage, imagePattern } from "./images.ts";
+import { nodeAddresses } from "./addresses.ts";
 import { checkImageNetworks } from "./image_check.ts";
 import { planNetwork } from "./network.ts";
 import { NFT_TABLE, nftRuleset, type TapGuard } from "./nft.ts";
@@ -25,7 +26,7 @@ export { nftRuleset } from "./nft.ts";
 
 /** What the layer-2 guard lets each node's tap send. */
 export function tapGuards(nodes: readonly NodePlan[]): TapGuard[] {
-  return nodes.map((n) => ({ tap: n.tap, mac: n.mac, ip: n.ip }));
+  return nodes.map((n) => ({ tap: n.tap, mac: n.mac, ip: n.address }));
 }
 
 /** The network a running guest depends on: a change here restarts every node. */
@@ -43,8 +44,22 @@ function attachment(network: Plan["network"]): string {
 export function makePlan(config: Config, facts: HostFacts, paths: Paths): Plan {
   const warnings: Diagnostic[] = [];
   const network = planNetwork(config.runtime, facts.machineId);
+  const addresses = nodeAddresses(
+    config.runtime,
+    config.unit.nodes,
+    new Map(config.unit.nodes.map((n) => [n.name, nodeMac(n.name)])),
+    facts.leases,
+  );
   const nodes = config.unit.nodes.map((node) =>
-    planOneNode(config, facts, paths, node, attachment(network), warnings)
+    planOneNode(
+      config,
+      facts,
+      paths,
+      node,
+      attachment(network),
+      warnings,
+      addresses.get(node.name)!,
+    )
   );
   warnings.push(...checkImageNetworks(
     config,
@@ -57,10 +72,9 @@ export function makePlan(config: Config, facts: HostFacts, paths: Paths): Plan {
 
   const dhcp = dhcpDir(paths);
   const leaseFile = join(dhcp, "dnsmasq.leases");
-  const confPath = join(paths.runtimeDir, "dnsmasq.conf");
   const conf = dnsmasqConf({
     network,
-    nodes: nodes.map((n) => ({ name: n.name, mac: n.mac, ip: n.ip })),
+    nodes: nodes.map((n) => ({ name: n.name, mac: n.mac, ip: n.ip, address: n.address })),
     leaseFile,
     leaseHook: facts.leaseHook,
     user: facts.serviceUser,
@@ -72,13 +86,12 @@ export function makePlan(config: Config, facts: HostFacts, paths: Paths): Plan {
     network,
     nodes,
     dnsmasq: {
-      confPath,
       conf,
       dhcpDir: dhcp,
       leaseFile,
       leaseLink: join(paths.runtimeDir, "dnsmasq.leases"),
       unit: dnsmasqUnit({
-        argv: dnsmasqArgv(confPath),
+        argv: dnsmasqArgv(conf),
         user: facts.serviceUser,
         paths,
         dhcpDir: dhcp,
@@ -187,6 +200,7 @@ function planOneNode(
   node: NodeConfig,
   attachedTo: string,
   warnings: Diagnostic[],
+  address: string,
 ): NodePlan {
   const warn = nodeWarner(node, warnings);
   const arch: Arch = node.arch ?? facts.hostArch;
@@ -241,6 +255,7 @@ function planOneNode(
     mac,
     tap,
     ip: node.ip,
+    address,
     uefi,
     machineType,
     cpuType,

@@ -21,8 +21,8 @@ export const NFT_BRIDGE_FAMILY = "bridge";
 export interface TapGuard {
   tap: string;
   mac: string;
-  /** The node's reserved address; undefined: any address of the dynamic pool. */
-  ip: string | undefined;
+  /** The node's one address (its reservation, or its place in the pool). */
+  ip: string;
 }
 
 function quoted(names: readonly string[]): string {
@@ -34,10 +34,10 @@ function macHex(mac: string): string {
   return `0x${mac.replaceAll(":", "")}`;
 }
 
-function guardRules(n: NetworkPlan, g: TapGuard): string[] {
+function guardRules(g: TapGuard): string[] {
   const tap = `"${g.tap}"`;
   // DHCP discover/request come from 0.0.0.0; after that only the node's own address.
-  const own = g.ip ? `{ 0.0.0.0, ${g.ip} }` : `{ 0.0.0.0, ${n.poolStart}-${n.poolEnd} }`;
+  const own = `{ 0.0.0.0, ${g.ip} }`;
   return [
     `iifname ${tap} ether saddr != ${g.mac} counter drop comment "not ${g.tap}'s MAC"`,
     `iifname ${tap} arp saddr ether != ${g.mac} counter drop`,
@@ -47,9 +47,10 @@ function guardRules(n: NetworkPlan, g: TapGuard): string[] {
     `iifname ${tap} udp dport 67 @ih,224,48 != ${
       macHex(g.mac)
     } counter drop comment "DHCP for another MAC"`,
-    // No DHCP server on a guest, no IPv6 (the unit's network is IPv4 only).
+    // No DHCP server on a guest; IPv4 and ARP only (no IPv6, no 802.1Q tags hiding another
+    // frame behind the checks above).
     `iifname ${tap} udp sport 67 counter drop`,
-    `iifname ${tap} ether type ip6 counter drop`,
+    `iifname ${tap} ether type != { ip, arp } counter drop comment "IPv4 and ARP only"`,
   ];
 }
 
@@ -70,7 +71,7 @@ export function nftRuleset(
     // By source subnet, not by interface: VPNs and second uplinks are NATed too.
     : `ip saddr ${n.cidr} ip daddr != ${n.cidr}`;
   const uplinkSet = uplinks.length > 0 ? `\n\t\telements = { ${quoted(uplinks)} }` : "";
-  const guardLines = guards.flatMap((g) => guardRules(n, g)).map((l) => `\t\t${l}`).join("\n");
+  const guardLines = guards.flatMap((g) => guardRules(g)).map((l) => `\t\t${l}`).join("\n");
   return `table ${NFT_FAMILY} ${NFT_TABLE} {
 }
 delete table ${NFT_FAMILY} ${NFT_TABLE}

@@ -120,7 +120,7 @@ export function renderPlanText(plan: Plan): string {
     `nftables ruleset (nft -f; table inet ${plan.nft.table})`,
     ...plan.nft.ruleset.trimEnd().split("\n").map((l) => `  ${l}`),
     "",
-    `dnsmasq configuration (${plan.dnsmasq.confPath})`,
+    `dnsmasq configuration (the options of ${plan.dnsmasq.unit.name}'s ExecStart=, read from no file)`,
     ...plan.dnsmasq.conf.trimEnd().split("\n").map((l) => `  ${l}`),
     "",
     `${plan.networkConf.path}`,

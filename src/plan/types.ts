@@ -51,6 +51,8 @@ export interface HostFacts {
   systemdVersion: number;
   /** Interfaces that currently carry a default route. */
   uplinks: string[];
+  /** The address each MAC holds now (lease records), so a running dynamic node keeps it. */
+  leases?: Record<string, string>;
   /** What each readable image configures for itself (host/image/inspect.ts), by file name. */
   imageNetworks?: Record<string, ImageNetwork>;
 }
@@ -61,8 +63,10 @@ export type UnitProperty = [name: string, signature: string, value: unknown];
 export interface TransientUnit {
   name: string;
   properties: UnitProperty[];
-  /** Fingerprint of the planned properties (also in the unit's environment). */
+  /** Fingerprint of what the unit runs (also in the unit's environment): adoption compares it. */
   hash: string;
+  /** Older fingerprints of the same unit that a running unit may carry and still be adopted. */
+  accepts?: string[];
 }
 
 export type Accel = "kvm" | "tcg";
@@ -79,6 +83,8 @@ export interface NodePlan {
   tap: string;
   /** Reserved address, or undefined for a dynamic lease. */
   ip: string | undefined;
+  /** The one address the node gets and may use: its reservation, or its place in the pool. */
+  address: string;
   uefi: boolean;
   machineType: string;
   cpuType: string;
@@ -114,7 +120,7 @@ export interface Plan {
   network: NetworkPlan;
   nodes: NodePlan[];
   dnsmasq: {
-    confPath: string;
+    /** The configuration, as dnsmasq.conf lines (passed to dnsmasq as options, never as a file). */
     conf: string;
     /** The only directory dnsmasq and its lease hook write: the lease file and leases.json. */
     dhcpDir: string;

@@ -102,15 +102,36 @@ function restartMode(systemdVersion: number): UnitProperty[] {
 }
 
 /**
- * A short fingerprint of everything planned for a unit: a running unit with the
- * same fingerprint is adopted as it is, one with another is restarted.
+ * A short fingerprint of the properties given: a running unit with the same
+ * fingerprint is adopted as it is, one with another is replaced.
  */
 export function planHash(properties: readonly UnitProperty[], extra = ""): string {
   return createHash("sha256").update(JSON.stringify(properties) + extra).digest("hex").slice(0, 16);
 }
 
-function withPlanHash(name: string, properties: UnitProperty[], extra: string): TransientUnit {
-  const hash = planHash(properties, extra);
+/**
+ * What a running guest is: its QEMU command line (machine, disks, network, firmware) and
+ * the resources and devices it has. A change here replaces the node; a change anywhere
+ * else (sandbox, hooks, restart policy, environment) waits for the node's next start, so
+ * that an upgrade never reboots a guest for a property the guest cannot see.
+ */
+const NODE_HARDWARE = new Set([
+  "ExecStart",
+  "MemoryMax",
+  "CPUQuotaPerSecUSec",
+  "DeviceAllow",
+  "SupplementaryGroups",
+]);
+
+function withPlanHash(
+  name: string,
+  properties: UnitProperty[],
+  extra: string,
+  fingerprinted?: ReadonlySet<string>,
+): TransientUnit {
+  const hash = fingerprinted
+    ? planHash(properties.filter(([key]) => fingerprinted.has(key)), `hardware\n${extra}`)
+    : planHash(properties, extra);
   return {
     name,
     properties: properties.map(([key, sig, value]) =>
@@ -119,6 +140,9 @@ function withPlanHash(name: string, properties: UnitProperty[], extra: string): 
         : [key, sig, value] as UnitProperty
     ),
     hash,
+    // Units made before fingerprints covered only the hardware carry the hash of every
+    // property: the same guest, adopted too.
+    ...(fingerprinted ? { accepts: [planHash(properties, extra)] } : {}),
   };
 }
 
@@ -195,6 +219,7 @@ export function nodeUnit(n: NodeUnitInput): TransientUnit {
       ["SyslogIdentifier", "s", `aos-node-${n.name}`],
     ],
     n.attachedTo,
+    NODE_HARDWARE,
   );
 }
 

@@ -24,14 +24,20 @@ export async function reconcileUnit(
   systemd: Systemd,
   unit: TransientUnit,
   log: Logger,
+  /** Why a running unit must be replaced even with the same plan (its tap was made anew). */
+  replace?: string,
 ): Promise<Outcome> {
   const state = await systemd.unitState(unit.name);
   let outcome: Outcome = "started";
   if (state && RUNNING.has(state.activeState)) {
     const hash = await systemd.planHashOf(unit.name, PLAN_HASH_ENV);
-    if (hash === unit.hash) return "adopted";
+    if (!replace && (hash === unit.hash || (hash && unit.accepts?.includes(hash)))) {
+      return "adopted";
+    }
     log.info(
-      `${unit.name} runs from another plan (${hash ?? "none"} -> ${unit.hash}): replacing it`,
+      replace
+        ? `${unit.name} runs, but ${replace}: replacing it`
+        : `${unit.name} runs from another plan (${hash ?? "none"} -> ${unit.hash}): replacing it`,
     );
     outcome = "replaced";
   }

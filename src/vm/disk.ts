@@ -6,6 +6,7 @@
 
 import { RuntimeError, UsageError } from "../base/errors.ts";
 import { writeFileAtomic } from "../host/atomic.ts";
+import { readSmallFile } from "../host/safe_file.ts";
 import type { Runner } from "../host/runner.ts";
 import { TOOLS } from "../base/tools.ts";
 import { FIRMWARE_PACKAGE } from "../base/tools.ts";
@@ -36,9 +37,10 @@ function problem(node: NodePlan, message: string): UsageError {
   return new UsageError(`Node "${node.name}": ${message}`);
 }
 
+/** The record beside the overlay: the service user's file, read by root as well (the broker). */
 function readRecord(node: NodePlan): BaseIdentity | undefined {
   try {
-    return JSON.parse(Deno.readTextFileSync(baseRecordPath(node))) as BaseIdentity;
+    return JSON.parse(readSmallFile(baseRecordPath(node), 64 * 1024) ?? "") as BaseIdentity;
   } catch {
     return undefined;
   }

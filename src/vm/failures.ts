@@ -4,6 +4,7 @@
  */
 
 import { rethrowAccessErrors } from "../base/errors.ts";
+import { openRegular } from "../host/safe_file.ts";
 import { failureLogPath } from "../plan/layout.ts";
 
 export interface FailureRecord {
@@ -63,19 +64,12 @@ const TAIL_BYTES = 256 * 1024;
  * @throws when the file cannot be read
  */
 export function readTail(path: string, maxBytes: number): string {
-  const file = Deno.openSync(path, { read: true });
+  // Never through a link: the forensic handler reads with the systemd-journal group, and a
+  // serial log replaced by a link to the journal must not end up in a record.
+  const file = openRegular(path);
   try {
-    const size = file.statSync().size;
-    const start = Math.max(0, size - maxBytes);
-    file.seekSync(start, Deno.SeekMode.Start);
-    const buf = new Uint8Array(size - start);
-    let read = 0;
-    while (read < buf.length) {
-      const k = file.readSync(buf.subarray(read));
-      if (k === null) break;
-      read += k;
-    }
-    const text = new TextDecoder().decode(buf.subarray(0, read));
+    const start = Math.max(0, file.size - maxBytes);
+    const text = new TextDecoder().decode(file.read(start, file.size - start));
     return start > 0 ? text.slice(text.indexOf("\n") + 1) : text;
   } finally {
     file.close();

@@ -5,10 +5,10 @@
  */
 
 import { createRunner } from "../../src/host/runner.ts";
-import { readLeaseState } from "../../src/net/leases.ts";
+import { readLeaseState } from "../../src/host/leases.ts";
 import { FHS_PATHS } from "../../src/host/paths.ts";
 import { denoFlags, NOTIFY_SOCKET_DEFAULT, unionPermissions } from "../../src/permissions.ts";
-import { writeDnsmasqConf } from "../../src/net/sidecar_files.ts";
+import { checkDnsmasqConfig } from "../../src/net/sidecar_files.ts";
 import { logger } from "../../src/log.ts";
 import { prepareFiles } from "../../src/vm/prepare.ts";
 import { buildGuests, bundle, DevUnit, ROOT } from "../lib/aos.ts";
@@ -95,7 +95,7 @@ try {
   const s = await aos(["startup", "--no-units"]);
   if (s.code !== 0) throw new Error(s.stderr);
   const plan = await unit.plan();
-  await writeDnsmasqConf(createRunner(), plan);
+  await checkDnsmasqConfig(createRunner(), plan);
   await prepareFiles(createRunner(), plan, logger("bench"));
   const node = plan.nodes[0]!;
   Deno.mkdirSync(node.runDir, { recursive: true });

@@ -16,6 +16,8 @@ export interface DiskOptions {
   fs?: "ext4" | "ext2";
   /** GPT names; the default is the meta-aos-vm layout. */
   names?: string[];
+  /** Size of the root partition and its filesystem (default 8 MiB). */
+  rootMiB?: number;
 }
 
 const MIB = 1024 * 1024;
@@ -37,7 +39,8 @@ export async function buildStockDisk(out: string, o: DiskOptions): Promise<void>
       else await Deno.symlink(content.link, full);
     }
     const names = o.names ?? ["boot_a", "boot_b", "rootfs", "home", "var", "aos"];
-    const sizes = names.map((_, i) => (i === 2 ? 8 : 1));
+    const rootMiB = o.rootMiB ?? 8;
+    const sizes = names.map((_, i) => (i === 2 ? rootMiB : 1));
     const raw = `${work}/disk.raw`;
     await Deno.writeFile(raw, new Uint8Array());
     await Deno.truncate(raw, (sizes.reduce((a, b) => a + b, 0) + 2) * MIB);
@@ -54,7 +57,7 @@ export async function buildStockDisk(out: string, o: DiskOptions): Promise<void>
     });
     if (sfdisk.code !== 0) throw new Error(`sfdisk: ${sfdisk.stderr}`);
     const part = `${work}/root.img`;
-    await must([`/usr/sbin/mkfs.${o.fs ?? "ext4"}`, "-q", "-F", "-d", root, part, "8M"]);
+    await must([`/usr/sbin/mkfs.${o.fs ?? "ext4"}`, "-q", "-F", "-d", root, part, `${rootMiB}M`]);
     const offset = (1 + sizes[0]! + sizes[1]!) * MIB;
     await must([
       "dd",

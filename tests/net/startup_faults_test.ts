@@ -70,11 +70,11 @@ Deno.test({
     );
 
     await t.step(
-      "an occupied DNS port: exit 1, names the port and how to find the program",
+      "an occupied DNS port: exit 2, names the port and how to find the program",
       async () => {
         const stopListener = await bed.occupyUdp(5300);
         const r = await unit.cli("startup", "--no-units");
-        assert.equal(r.code, 1, r.stderr);
+        assert.equal(r.code, 2, r.stderr);
         assert.match(r.stderr, /Cannot use DNS port 5300: another program already listens on it/);
         assert.match(r.stderr, /hint: .*DNS_ALT_PORT/);
         assert.deepEqual(await ourLeftovers(topo.host), []);

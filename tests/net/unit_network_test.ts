@@ -8,9 +8,9 @@
 
 import assert from "node:assert/strict";
 import { createRunner } from "../../src/host/runner.ts";
-import { readLeaseState } from "../../src/net/leases.ts";
+import { readLeaseState } from "../../src/host/leases.ts";
 import type { NodePlan, Plan } from "../../src/plan/types.ts";
-import { linkDocumentedPaths, writeDnsmasqConf } from "../../src/net/sidecar_files.ts";
+import { checkDnsmasqConfig, linkDocumentedPaths } from "../../src/net/sidecar_files.ts";
 import { logger } from "../../src/log.ts";
 import { prepareFiles } from "../../src/vm/prepare.ts";
 import { systemPowerdown } from "../../src/vm/qmp.ts";
@@ -142,7 +142,7 @@ Deno.test({
         const runner = createRunner();
         // What the broker and the manager do before the units start (systemd makes the
         // nodes' runtime directories for their units; here the test does).
-        await writeDnsmasqConf(runner, plan!);
+        await checkDnsmasqConfig(runner, plan!);
         const before = new Map(
           plan!.nodes.map((n) => [n.name, Deno.statSync(n.image.path).mtime?.getTime()]),
         );

@@ -45,13 +45,40 @@ const SECONDARY_MAC = "52:54:00:1f:7b:a5";
 let debs: Promise<[string, string]> | undefined;
 let guests: Promise<string> | undefined;
 
-async function buildDeb(out: string, epoch: number): Promise<string> {
+async function buildDeb(out: string, epoch: number, tree = ROOT): Promise<string> {
   const r = await run(
-    ["bash", `${ROOT}/packaging/build_package.sh`, "--out", out, "--compress", "gzip"],
-    { env: { ...Deno.env.toObject(), SOURCE_DATE_EPOCH: String(epoch) } },
+    ["bash", `${tree}/packaging/build_package.sh`, "--out", out, "--compress", "gzip"],
+    {
+      env: {
+        ...Deno.env.toObject(),
+        SOURCE_DATE_EPOCH: String(epoch),
+        AOS_UNIT_DENO_DIR: Deno.env.get("DENO_DIR") ?? "",
+      },
+    },
   );
   if (r.code !== 0) throw new Error(`build_package.sh failed: ${r.stderr}`);
   return r.stdout.trim().split("\n").at(-1)!;
+}
+
+/** The next release, as far as a running guest can tell: the same tree with a node sandbox
+ * property changed (TasksMax), which must apply at the node's next start, not by a reboot. */
+async function nextReleaseTree(dir: string): Promise<string> {
+  const tree = `${dir}/tree`;
+  await Deno.mkdir(tree, { recursive: true });
+  const copy = await run([
+    "sh",
+    "-c",
+    `tar -C "$1" --exclude=./build --exclude=./.toolchain -cf - . | tar -C "$2" -xf -`,
+    "sh",
+    ROOT,
+    tree,
+  ]);
+  if (copy.code !== 0) throw new Error(`copying the tree failed: ${copy.stderr}`);
+  const units = `${tree}/src/plan/units.ts`;
+  const text = await Deno.readTextFile(units);
+  if (!text.includes(`["TasksMax", "t", 512]`)) throw new Error("no TasksMax to change");
+  await Deno.writeTextFile(units, text.replace(`["TasksMax", "t", 512]`, `["TasksMax", "t", 511]`));
+  return tree;
 }
 
 /** Builds once per test run; the files live until the process ends. */
@@ -60,7 +87,10 @@ function packages(): Promise<[string, string]> {
     const dir = await Deno.makeTempDir({ prefix: "aosu-debs-" });
     globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
     const epoch = Math.floor(Date.now() / 1000);
-    return [await buildDeb(`${dir}/1`, epoch), await buildDeb(`${dir}/2`, epoch + 120)];
+    return [
+      await buildDeb(`${dir}/1`, epoch),
+      await buildDeb(`${dir}/2`, epoch + 120, await nextReleaseTree(dir)),
+    ];
   })();
   return debs;
 }
@@ -384,6 +414,7 @@ export function systemScenario(suite: Suite) {
               "aos-node-secondary.service",
               "aos-unit-dnsmasq.service",
               "aos-unit-vm-failed@main.service",
+              "aos-unit-stopped.service",
             ]
           ) {
             const r = await bed.exec(["systemd-analyze", "security", "--no-pager", unit]);
@@ -394,6 +425,10 @@ export function systemScenario(suite: Suite) {
               Object.entries(scores).map(([u, s]) => `${u} ${s}`).join(", ")
             }`,
           );
+          // The broker (ExecStartPre=+) runs as root outside the unit's sandbox; what bounds it
+          // is the device cgroup and its own Deno permissions, printed here from the launcher.
+          const broker = (await sh("grep -a '^startup)' /usr/bin/aos-unit || true")).trim();
+          console.log(`broker (${suite}): root, no sandbox (the + prefix); ${broker}`);
           assert.ok(
             scores["aos-unit.service"]! <= 2.5,
             `aos-unit.service ${scores["aos-unit.service"]}`,
@@ -592,6 +627,94 @@ export function systemScenario(suite: Suite) {
       );
 
       await t.step(
+        "attack as the aos-unit user: dangling links where root's Deno might cache create nothing",
+        async () => {
+          // Every place Deno writes under a HOME or DENO_DIR the service user owns, and the
+          // code cache a compiled build would keep in /tmp, each a link to a file in /etc.
+          const cache = "/var/lib/aos-unit/.cache/deno";
+          const targets = [
+            "dep_analysis_cache_v2",
+            "dep_analysis_cache_v2-wal",
+            "dep_analysis_cache_v2-shm",
+            "node_analysis_cache_v2",
+            "node_analysis_cache_v2-wal",
+            "node_analysis_cache_v2-shm",
+            "npm",
+            "gen",
+            "remote",
+          ];
+          const plant = [
+            `mkdir -p ${cache}`,
+            ...targets.map((n, i) => `ln -sfn /etc/aos-pwned-${i} ${cache}/${n}`),
+            "ln -sfn /etc/aos-pwned-tmp /tmp/deno-compile-aos-unit.cache",
+          ].join(" && ");
+          const r = await bed.exec(["sh", "-c", plant], { user: "aos-unit" });
+          assert.equal(r.code, 0, r.stderr);
+          try {
+            // Root runs aos-unit as the broker, by hand and from the package scripts.
+            await sh("systemctl restart aos-unit");
+            await waitRunning();
+            await bed.exec(["aos-unit", "status"]);
+            await bed.exec(["aos-unit", "doctor"]);
+            await bed.exec(["aos-unit", "validate"]);
+            const made = await bed.exec(["sh", "-c", "ls /etc/aos-pwned-* 2>/dev/null"]);
+            assert.equal(made.stdout.trim(), "", `root created ${made.stdout}`);
+          } finally {
+            await sh(`rm -rf ${cache} /tmp/deno-compile-aos-unit.cache`);
+          }
+        },
+      );
+
+      await t.step(
+        "attack as the aos-unit user: a dnsmasq configuration of its own and a sidecar restart serve nothing new",
+        async () => {
+          const evil = [
+            "port=5300",
+            `interface=${BRIDGE}`,
+            "bind-interfaces",
+            "host-record=evil.aos-unit,10.200.1.66",
+            "dhcp-range=10.202.1.50,10.202.1.60,12h",
+            "",
+          ].join("\n");
+          const w = await bed.exec(
+            [
+              "sh",
+              "-c",
+              "cat > /run/aos-unit/dnsmasq.conf && cp /run/aos-unit/dnsmasq.conf /run/aos-unit/aos-unit.conf",
+            ],
+            { user: "aos-unit", stdin: evil },
+          );
+          assert.equal(w.code, 0, w.stderr);
+          const restart = await bed.exec(["systemctl", "restart", "aos-unit-dnsmasq.service"], {
+            user: "aos-unit",
+          });
+          assert.equal(restart.code, 0, restart.stderr);
+          try {
+            await waitFor(
+              "the sidecar answering again",
+              async () =>
+                (await dnsFrom(topo.host, "10.200.1.1", 5300, "main.aos-unit", 300)).startsWith(
+                    "answer",
+                  )
+                  ? true
+                  : undefined,
+              10_000,
+              100,
+            );
+            assert.equal(
+              await dnsFrom(topo.host, "10.200.1.1", 5300, "evil.aos-unit"),
+              "empty",
+              "the planted record is not served",
+            );
+            const argv = (await show("aos-unit-dnsmasq.service", "ExecStart")).ExecStart ?? "";
+            assert.match(argv, /--conf-file=\/dev\/null/, "no file is read");
+          } finally {
+            await sh("rm -f /run/aos-unit/dnsmasq.conf /run/aos-unit/aos-unit.conf");
+          }
+        },
+      );
+
+      await t.step(
         "attack from the uplink network: no guest port and no DNS answer; guests still reach out",
         async () => {
           const neighbour = topo.uplinks[0];
@@ -708,6 +831,28 @@ export function systemScenario(suite: Suite) {
             counters,
             /counter packets [1-9]\d* bytes \d+ drop comment "not aostap1f7ba5's MAC"/,
           );
+          // A gratuitous ARP for main's address from secondary: the host keeps main's MAC.
+          await bed.exec(["timeout", "3", "bash", "-c", "echo > /dev/tcp/10.200.1.100/22"]);
+          assert.ok(await guestOk(c, "ip addr add 10.200.1.100/24 dev eth0"));
+          await guestOk(c, "arping -U -c 3 -w 3 -I eth0 10.200.1.100 >/dev/null 2>&1", 10_000);
+          assert.ok(await guestOk(c, "ip addr del 10.200.1.100/24 dev eth0"));
+          const neigh = await sh(`ip neigh show 10.200.1.100 dev ${BRIDGE}`);
+          assert.doesNotMatch(neigh, new RegExp(SECONDARY_MAC), `the host's neighbour: ${neigh}`);
+          // 60 client-ids: one lease for the MAC, at the node's own address.
+          const own = (await leaseOf("secondary"))!;
+          assert.ok(
+            await guestOk(
+              c,
+              "i=0; while [ $i -lt 60 ]; do i=$((i + 1)); udhcpc -n -q -t 1 -T 1 -i eth0 " +
+                "-x 0x3d:01$(printf %012x $i) -s /bin/true >/dev/null 2>&1; done; true",
+              120_000,
+            ),
+          );
+          const leaseLines = (await sh("cat /run/aos-unit/dnsmasq.leases")).trim().split("\n");
+          const secondaryLeases = leaseLines.filter((l) => l.includes(SECONDARY_MAC));
+          assert.equal(secondaryLeases.length, 1, leaseLines.join("\n"));
+          assert.match(secondaryLeases[0]!, new RegExp(` ${own.replaceAll(".", "\\.")} `));
+          assert.ok(leaseLines.length <= NODES.length, `no other lease: ${leaseLines.join("; ")}`);
           c.close();
         },
       );
@@ -977,6 +1122,41 @@ export function systemScenario(suite: Suite) {
       );
 
       await t.step(
+        "attack as the aos-unit user: a journal linked behind a serial log leaks nothing into the final record",
+        async () => {
+          const log = "/var/log/aos-unit/secondary-serial.log";
+          const journal = (await sh(
+            "ls /run/log/journal/*/system.journal /var/log/journal/*/system.journal 2>/dev/null | head -n 1",
+          )).trim();
+          assert.notEqual(journal, "", "a journal file to point at");
+          const plant = await bed.exec([
+            "sh",
+            "-c",
+            `mv ${log} ${log}.saved && ln -s ${journal} ${log}`,
+          ], {
+            user: "aos-unit",
+          });
+          assert.equal(plant.code, 0, plant.stderr);
+          try {
+            // The forensic handler, as systemd runs it when it gives up on a node (with the
+            // systemd-journal group).
+            const before = (await failures()).length;
+            await sh("systemctl start aos-unit-vm-failed@secondary.service");
+            const records = await failures();
+            assert.equal(records.length, before + 1, "a final record was written");
+            const last = records.at(-1)!;
+            assert.equal(last.final, true);
+            assert.deepEqual(last.serial_tail, [], "nothing read through the link");
+            assert.doesNotMatch(JSON.stringify(last.serial_tail), /LPKSHHRH/);
+          } finally {
+            await bed.exec(["sh", "-c", `rm -f ${log} && mv ${log}.saved ${log}`], {
+              user: "aos-unit",
+            });
+          }
+        },
+      );
+
+      await t.step(
         "systemctl restart brings the failed node back, main keeps running",
         async () => {
           await sh("systemctl restart aos-unit");
@@ -992,8 +1172,10 @@ export function systemScenario(suite: Suite) {
 
       let overlays = "";
       await t.step(
-        "installing a newer package: no guest reboot, the new version runs, conffiles kept",
+        "installing a newer package that changes a node sandbox property: no guest reboot, the new version runs, conffiles kept",
         async () => {
+          const tasks = await show("aos-node-main.service", "TasksMax", "InvocationID");
+          assert.equal(tasks.TasksMax, "512");
           overlays = await sh(
             "stat -c '%n %i' /var/lib/aos-unit/nodes/*/overlay.qcow2 /var/lib/aos-unit/nodes/*/efivars.fd",
           );
@@ -1020,6 +1202,12 @@ export function systemScenario(suite: Suite) {
             "conffile kept",
           );
           assert.deepEqual(await boots(), before, "no guest rebooted");
+          // TasksMax=511 in the new release applies at the node's next start, not now.
+          assert.deepEqual(
+            await show("aos-node-main.service", "TasksMax", "InvocationID"),
+            tasks,
+            "the node unit adopted as it runs",
+          );
           assert.equal(
             await sh(
               "stat -c '%n %i' /var/lib/aos-unit/nodes/*/overlay.qcow2 /var/lib/aos-unit/nodes/*/efivars.fd",
@@ -1117,6 +1305,75 @@ export function systemScenario(suite: Suite) {
       );
 
       await t.step(
+        "systemctl restart dbus, then systemctl restart aos-unit: no guest boots, the same bridge",
+        async () => {
+          const before = await boots();
+          const bridge = (await sh(`cat /sys/class/net/${BRIDGE}/ifindex`)).trim();
+          const pids = await Promise.all(
+            NODES.map(async (n) => (await show(`aos-node-${n}.service`, "MainPID")).MainPID),
+          );
+          // The manager learns of the restart while its bus is still away: it waits and asks.
+          await sh("systemctl restart dbus && systemctl restart aos-unit");
+          await waitRunning();
+          assert.deepEqual(await boots(), before, "no guest booted");
+          assert.equal((await sh(`cat /sys/class/net/${BRIDGE}/ifindex`)).trim(), bridge);
+          assert.deepEqual(
+            await Promise.all(
+              NODES.map(async (n) => (await show(`aos-node-${n}.service`, "MainPID")).MainPID),
+            ),
+            pids,
+            "the same QEMU processes",
+          );
+          // logind and resolved stay off the restarted bus; bring them back for what follows.
+          await sh("systemctl restart systemd-resolved systemd-logind");
+        },
+      );
+
+      await t.step(
+        "a stop landing while a restart runs its ExecStopPost: nothing is left running",
+        async () => {
+          // A last ExecStopPost= that takes its time holds the restart in that window.
+          const dropIn = "/run/systemd/system/aos-unit.service.d/slow-stop-post.conf";
+          await sh(
+            `mkdir -p ${dropIn.replace(/\/[^/]+$/, "")} && printf '%s\\n' '[Service]' ` +
+              `'ExecStopPost=/bin/sleep 3' > ${dropIn} && systemctl daemon-reload`,
+          );
+          try {
+            await sh("systemctl restart --no-block aos-unit");
+            await waitFor(
+              "the restart in its ExecStopPost",
+              async () =>
+                (await bed.exec(["pgrep", "-f", "^/bin/sleep 3$"])).code === 0 || undefined,
+              20_000,
+              50,
+            );
+            await sh("systemctl stop aos-unit");
+            // aos-unit-stopped.service takes the unit down once it is inactive.
+            await waitFor(
+              "nothing left",
+              async () => {
+                try {
+                  await noLeftovers();
+                  return true;
+                } catch {
+                  return undefined;
+                }
+              },
+              60_000,
+              500,
+            );
+            assert.equal((await show("aos-unit.service", "ActiveState")).ActiveState, "inactive");
+          } finally {
+            await sh(
+              `rm -f ${dropIn} && systemctl daemon-reload && systemctl reset-failed aos-unit`,
+            )
+              .catch(() => {});
+          }
+          await startUnit();
+        },
+      );
+
+      await t.step(
         "systemctl stop aos-unit powers guests down gracefully and leaves nothing",
         async () => {
           const started = performance.now();
@@ -1161,6 +1418,38 @@ export function systemScenario(suite: Suite) {
             "chown aos-unit:aos-unit /var/log/aos-unit/main-serial.log; systemctl reset-failed aos-unit",
           );
           await noLeftovers();
+        },
+      );
+
+      await t.step(
+        "a root-owned 0600 base image (a plain sudo cp): exit 2 with the chown, no restart",
+        async () => {
+          const image = "/var/lib/aos-unit/aos-vm-main-qemux86-64.qcow2";
+          await sh(`chown root:root ${image} && chmod 600 ${image}`);
+          try {
+            const restarts = (await show("aos-unit.service", "NRestarts")).NRestarts;
+            const since = (await sh("date +%s.%N")).trim();
+            const r = await bed.exec(["systemctl", "start", "aos-unit"]);
+            assert.notEqual(r.code, 0);
+            await new Promise((res) => setTimeout(res, 3000)); // longer than RestartSec=2s
+            const u = await show("aos-unit.service", "ActiveState", "NRestarts");
+            assert.equal(u.ActiveState, "failed");
+            assert.equal(u.NRestarts, restarts, "no restart loop");
+            const j = await sh(`journalctl -u aos-unit --no-pager --since @${since}`);
+            assert.match(
+              j,
+              new RegExp(
+                `QEMU \\(user aos-unit\\) cannot read the base image ${image}.*fix: chown aos-unit:aos-unit ${image}`,
+              ),
+            );
+            assert.match(j, /status=2/);
+            assert.doesNotMatch(j, /Started aos-node-/, "no node unit started");
+            await noLeftovers();
+          } finally {
+            await sh(
+              `chown aos-unit:aos-unit ${image} && chmod 640 ${image}; systemctl reset-failed aos-unit`,
+            );
+          }
         },
       );
 
@@ -1487,6 +1776,9 @@ export function systemScenario(suite: Suite) {
           for (const c of consoles) c.close();
           const rebooted = performance.now();
           await bed.reboot();
+          // The container's /tmp is a fresh tmpfs after the reboot: the packages go back in.
+          await bed.cpIn(deb, "/tmp/");
+          await bed.cpIn(deb2, "/tmp/");
           await stockRunning(180_000);
           console.log(
             `host reboot -> stock unit READY again: ${Math.round(performance.now() - rebooted)} ms`,
@@ -1566,16 +1858,20 @@ export function systemScenario(suite: Suite) {
           } finally {
             await sh("ip route del 10.0.0.0/16 dev uplink1; systemctl reset-failed aos-unit");
           }
+          // The old sample's addressing against the stock images (a packaged aos-unit reads
+          // /etc/aos-unit only).
           await sh(
-            "mkdir -p /root/wrong && cp /etc/aos-unit/unit_config.yaml /root/wrong/ && " +
-              "printf 'DHCP_CIDR=\"10.200.1.0/24\"\\n' > /root/wrong/runtime.conf && " +
-              "sed -i 's/ip: 10.0.0.100/ip: 10.200.1.100/' /root/wrong/unit_config.yaml",
+            "printf 'DHCP_CIDR=\"10.200.1.0/24\"\\n' > /etc/aos-unit/runtime.conf && " +
+              "sed -i 's/ip: 10.0.0.100/ip: 10.200.1.100/' /etc/aos-unit/unit_config.yaml",
           );
-          const v = await bed.exec(["aos-unit", "validate", "-c", "/root/wrong"]);
+          const v = await bed.exec(["aos-unit", "validate"]);
           assert.equal(v.code, 2, v.stderr);
           assert.match(
             v.stderr,
-            /\/root\/wrong\/unit_config\.yaml:12:11: Node "main": its image aos-vm-main-qemux86-64\.qcow2 configures itself as 10\.0\.0\.100\/24 via 10\.0\.0\.1 .*set DHCP_CIDR="10\.0\.0\.0\/24" in \/root\/wrong\/runtime\.conf and ip: 10\.0\.0\.100/,
+            /\/etc\/aos-unit\/unit_config\.yaml:12:11: Node "main": its image aos-vm-main-qemux86-64\.qcow2 configures itself as 10\.0\.0\.100\/24 via 10\.0\.0\.1 .*set DHCP_CIDR="10\.0\.0\.0\/24" in \/etc\/aos-unit\/runtime\.conf and ip: 10\.0\.0\.100/,
+          );
+          await sh(
+            "cp /usr/share/aos-unit/examples/unit_config.yaml /usr/share/aos-unit/examples/runtime.conf /etc/aos-unit/",
           );
           assert.equal(
             (await bed.exec(["aos-unit", "validate"])).code,
@@ -1583,7 +1879,7 @@ export function systemScenario(suite: Suite) {
             "the shipped one agrees",
           );
           // Back to the DHCP test guests for the steps that follow.
-          await sh("rm -rf /root/wrong /var/lib/aos-unit/nodes/* /var/lib/aos-unit/dhcp/*");
+          await sh("rm -rf /var/lib/aos-unit/nodes/* /var/lib/aos-unit/dhcp/*");
           await placeImages();
         },
       );

@@ -1,7 +1,9 @@
 /** The lease record lease-hook writes and run/status read: MAC -> address, name, since when. */
 
 import { rethrowAccessErrors } from "../base/errors.ts";
-import { writeFileAtomic } from "../host/atomic.ts";
+import { parseIpv4 } from "../base/ipv4.ts";
+import { writeFileAtomic } from "./atomic.ts";
+import { readSmallFile } from "./safe_file.ts";
 
 export interface LeaseEvent {
   action: "add" | "old" | "del";
@@ -48,14 +50,38 @@ export function applyLeaseEvent(state: LeaseState, e: LeaseEvent): LeaseState {
   return { version: 1, leases };
 }
 
+/** How large leases.json may be: far more than any unit's records. */
+const MAX_LEASE_FILE = 1024 * 1024;
+
+/**
+ * The lease records. The file is the service user's (dnsmasq's hook writes it): it is
+ * read without following links, bounded in size, and only well-formed records count.
+ */
 export function readLeaseState(file: string): LeaseState {
+  let parsed: LeaseState;
   try {
-    const parsed = JSON.parse(Deno.readTextFileSync(file)) as LeaseState;
-    return parsed.version === 1 && parsed.leases ? parsed : emptyLeaseState();
+    parsed = JSON.parse(readSmallFile(file, MAX_LEASE_FILE) ?? "") as LeaseState;
   } catch (error) {
     rethrowAccessErrors(error, file);
     return emptyLeaseState();
   }
+  if (parsed?.version !== 1 || typeof parsed.leases !== "object" || parsed.leases === null) {
+    return emptyLeaseState();
+  }
+  const leases: Record<string, LeaseRecord> = {};
+  for (const [mac, r] of Object.entries(parsed.leases)) {
+    if (/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/.test(mac) && parseIpv4(String(r?.ip)) !== undefined) {
+      leases[mac] = r;
+    }
+  }
+  return { version: 1, leases };
+}
+
+/** The address each MAC holds, from the lease records in the DHCP directory. */
+export function leaseAddresses(dhcpDir: string): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(readLeaseState(`${dhcpDir}/leases.json`).leases).map(([mac, r]) => [mac, r.ip]),
+  );
 }
 
 /** Applies one event to the file: crash-safe (temporary file, fsync, rename). */

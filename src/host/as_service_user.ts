@@ -1,0 +1,41 @@
+/**
+ * Commands root runs on the service user's files (console, reset) do their work as
+ * the service user: what root would open or delete in a directory the service user
+ * can change (a socket path, a node directory) could be made to point anywhere. Run
+ * as root, they start themselves again as that user, on the same terminal.
+ */
+
+import { lookupUser } from "./users.ts";
+
+export interface AsServiceUser {
+  /** The aos-unit executable to start again. */
+  executable: string;
+  serviceUser: string;
+  env: Readonly<Record<string, string | undefined>>;
+}
+
+/**
+ * @returns the exit code of the same command run as the service user, or undefined when
+ *   this process is not root (or the service user is root, as in development): go on here
+ */
+export async function againAsServiceUser(
+  args: readonly string[],
+  o: AsServiceUser,
+): Promise<number | undefined> {
+  if (Deno.uid() !== 0) return undefined;
+  const user = lookupUser(o.serviceUser);
+  if (user.uid === 0) return undefined;
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(o.env)) if (v !== undefined) env[k] = v;
+  const child = new Deno.Command(o.executable, {
+    args: [...args],
+    uid: user.uid,
+    gid: user.gid,
+    env,
+    clearEnv: true,
+    stdin: "inherit",
+    stdout: "inherit",
+    stderr: "inherit",
+  }).spawn();
+  return (await child.status).code;
+}
