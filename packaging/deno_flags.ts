@@ -41,13 +41,12 @@ if (Deno.args[0] === "launcher") {
     "# MODEL), generated from src/permissions.ts; it narrows itself again once running.",
     "DENO_NO_UPDATE_CHECK=1 DENO_NO_PROMPT=1",
     "export DENO_NO_UPDATE_CHECK DENO_NO_PROMPT",
-    "# Root (the broker, prerm, sudo aos-unit) never writes where the service user can plant",
-    "# links: no code cache, and Deno's other caches in a directory only root can write (under",
-    "# the unit, HOME is the service user's /var/lib/aos-unit). The service user's cache is in",
-    "# CacheDirectory= (/var/cache/aos-unit).",
-    'if [ "$(id -u)" = 0 ]; then cache=--no-code-cache; DENO_DIR=/run/aos-unit-root/deno; export DENO_DIR',
-    'elif [ -n "${CACHE_DIRECTORY:-}" ]; then cache=; DENO_DIR=${CACHE_DIRECTORY%%:*}/deno; export DENO_DIR',
-    "else cache=; fi",
+    "# No process reads a cache another user could write: no V8 code cache at all (one planted",
+    "# in a directory the service user owns would run in the manager, the hooks or a console",
+    "# root started), and Deno's other caches only in a directory root alone can create and",
+    "# write; everyone else reads them or runs without (under the units HOME is the service",
+    "# user's /var/lib/aos-unit, where root must not write).",
+    "cache=--no-code-cache; DENO_DIR=/run/aos-unit-root/deno; export DENO_DIR",
   ];
   const flagsOf = (command: Subcommand, node?: string) => {
     const set = permissionsFor(command, { ...ctx, node });

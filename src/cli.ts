@@ -10,6 +10,7 @@ import type { CommandSpec, Invocation } from "./commands/_spec.ts";
 import { cleanupSpec } from "./commands/cleanup.ts";
 import { consoleSpec } from "./commands/console.ts";
 import { doctorSpec } from "./commands/doctor.ts";
+import { exportSpec } from "./commands/export.ts";
 import { failedSpec } from "./commands/failed.ts";
 import { leaseHookSpec } from "./commands/lease_hook.ts";
 import { monitorSpec } from "./commands/monitor.ts";
@@ -70,6 +71,7 @@ export const COMMANDS: Readonly<Record<Subcommand, CommandSpec>> = {
   doctor: doctorSpec,
   console: consoleSpec,
   reset: resetSpec,
+  export: exportSpec,
   startup: startupSpec,
   prepare: prepareSpec,
   run: runSpec,
@@ -113,7 +115,11 @@ function addCommand(program: Command, spec: CommandSpec, select: (s: Selected) =
       ),
     );
   }
-  for (const o of spec.options ?? []) command.option(o.flags, o.description, o.default);
+  for (const o of spec.options ?? []) {
+    if (o.repeatable) {
+      command.option(o.flags, o.description, (v: string, all: string[]) => [...all, v], []);
+    } else command.option(o.flags, o.description, o.default);
+  }
   if (spec.passThrough) command.allowUnknownOption(true);
   command.addHelpText("after", spec.examples);
   command.action((...params: unknown[]) => {

@@ -13,6 +13,7 @@ import {
   type LogRecord,
   reset,
 } from "@logtape/logtape";
+import { type AppendFile, openAppend } from "./host/safe_file.ts";
 
 export type { Logger };
 
@@ -53,10 +54,12 @@ export async function setupLogging(options: LogOptions): Promise<() => Promise<v
       : `aos-unit ${options.command}: ${record.level}: ${text}`;
     Deno.stderr.writeSync(encoder.encode(line + "\n"));
   };
-  let file: Deno.FsFile | undefined;
+  let file: AppendFile | undefined;
   if (options.file) {
     try {
-      file = Deno.openSync(options.file, { append: true, create: true, write: true });
+      // The logs directory is the service user's: root (sudo aos-unit monitor) never
+      // writes through a link planted there.
+      file = openAppend(options.file);
     } catch (error) {
       stderrSink({
         category: ["aos-unit"],
@@ -75,7 +78,7 @@ export async function setupLogging(options: LogOptions): Promise<() => Promise<v
       const line = `${
         new Date(record.timestamp).toISOString()
       } ${record.level.toUpperCase()} [${options.command}] ${render(record)}\n`;
-      f.writeSync(encoder.encode(line));
+      f.append(encoder.encode(line));
     };
   }
   await configure({

@@ -17,9 +17,9 @@ import {
   SYSTEM_BUS_SOCKET,
 } from "./base/host_files.ts";
 import { isNodeName } from "./base/names.ts";
-import { type Subcommand, SUBCOMMANDS } from "./base/subcommands.ts";
+import { STOP_POST_ENV, type Subcommand, SUBCOMMANDS } from "./base/subcommands.ts";
 import { QEMU_BINARY, TOOLS } from "./base/tools.ts";
-import { dhcpDir, imageCacheFile, nodeRunDir } from "./plan/layout.ts";
+import { brokerDir, dhcpDir, imageCacheFile, kvmProbeFile, nodeRunDir } from "./plan/layout.ts";
 
 export { NOTIFY_SOCKET_DEFAULT } from "./base/host_files.ts";
 export { type Subcommand, SUBCOMMANDS } from "./base/subcommands.ts";
@@ -58,8 +58,6 @@ export const DISPATCH_ENV = [
 
 /** npm:yaml reads these on every parse. */
 const YAML_ENV = ["LOG_TOKENS", "LOG_STREAM"];
-/** systemd passes these to ExecStopPost=. */
-export const STOP_POST_ENV = ["SERVICE_RESULT", "EXIT_CODE", "EXIT_STATUS"];
 
 export interface PermissionContext {
   paths: Paths;
@@ -106,7 +104,7 @@ function dbus(): Partial<PermissionSet> {
 
 /** Starting the same command again as the service user: passwd, the uid, the executable. */
 function asServiceUser(ctx: PermissionContext): Partial<PermissionSet> {
-  return { read: [PASSWD_FILE], run: [ctx.executable ?? EXECUTABLE], sys: ["uid"] };
+  return { read: [PASSWD_FILE], run: [TOOLS.setsid, ctx.executable ?? EXECUTABLE], sys: ["uid"] };
 }
 
 function merge(...parts: Partial<PermissionSet>[]): PermissionSet {
@@ -127,6 +125,8 @@ function planning(p: Paths): Partial<PermissionSet> {
       p.configDir,
       p.stateDir,
       p.runtimeDir,
+      // The broker's records: the KVM probe, what the images configure.
+      brokerDir(p),
       MACHINE_ID_FILE,
       ...FIRMWARE_DIRS,
       // Whether each guest architecture's emulator is installed.
@@ -146,7 +146,8 @@ const TABLE: Record<Subcommand, (p: Paths, ctx: PermissionContext) => Permission
         EXAMPLES_DIR,
         p.stateDir,
         // The image-network cache the broker keeps.
-        imageCacheFile(p.runtimeDir),
+        imageCacheFile(p),
+        kvmProbeFile(p),
         ...FIRMWARE_DIRS,
         QEMU_BINARY.x86_64,
         QEMU_BINARY.aarch64,
@@ -186,13 +187,16 @@ const TABLE: Record<Subcommand, (p: Paths, ctx: PermissionContext) => Permission
       write: [p.runtimeDir],
       net: nodeSockets(p, ctx.node).serial,
     }),
+  // Pure: reads the configuration and the images' headers (their virtual size), writes nothing.
+  export: (p) => merge({ read: [p.configDir, EXAMPLES_DIR, p.stateDir], env: YAML_ENV }),
   reset: (p, ctx) => merge(planning(p), dbus(), asServiceUser(ctx), { write: [p.stateDir] }),
   // The root broker: reads the root-owned configuration and writes only whole files in
-  // the runtime directory; everything in the state directory is made by `prepare`.
+  // the runtime directory and its own records; everything in the state directory is made by
+  // `prepare`.
   startup: (p, ctx) =>
     merge(planning(p), dbus(), {
       read: [p.logsDir, PASSWD_FILE, GROUP_FILE],
-      write: [p.runtimeDir],
+      write: [p.runtimeDir, brokerDir(p)],
       run: [
         TOOLS.ip,
         TOOLS.nft,
@@ -244,12 +248,12 @@ const TABLE: Record<Subcommand, (p: Paths, ctx: PermissionContext) => Permission
       read: [dhcpDir(p)],
       write: [dhcpDir(p)],
     }),
-  failed: (p) =>
-    merge(dbus(), {
+  failed: (p, ctx) =>
+    merge(dbus(), asServiceUser(ctx), {
       read: [p.logsDir],
       write: [p.logsDir],
       run: [TOOLS.journalctl],
-      env: STOP_POST_ENV,
+      env: [...STOP_POST_ENV],
     }),
 };
 

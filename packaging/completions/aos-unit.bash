@@ -33,7 +33,7 @@ _aos_unit()
         cword=$COMP_CWORD
     fi
 
-    local commands="validate plan status doctor console reset startup prepare run monitor powerdown lease-hook failed cleanup help"
+    local commands="validate plan status doctor console reset export startup prepare run monitor powerdown lease-hook failed cleanup help"
 
     # The subcommand: the first word after "aos-unit" that is not an option.
     local i cmd="" cmd_index=0

@@ -11,6 +11,16 @@ export interface SourceLocation {
   column: number;
 }
 
+/** A port forward: host port (on the uplink side, optionally one address) -> a port of the node. */
+export interface Forward {
+  host: number;
+  port: number;
+  proto: "tcp" | "udp";
+  /** Only this host address (default: any address of the uplinks). */
+  address?: string;
+  at: SourceLocation;
+}
+
 export interface NodeConfig {
   name: string;
   cpu: number;
@@ -28,6 +38,8 @@ export interface NodeConfig {
   imageAt: SourceLocation | undefined;
   /** Location of the node's `ip` value, when given. */
   ipAt: SourceLocation | undefined;
+  /** Host ports forwarded to the node (none by default: the fence stays closed). */
+  forwards: Forward[];
 }
 
 export interface UnitConfig {
@@ -56,6 +68,12 @@ export interface RuntimeConfig {
   serialLogMaxKb: number;
   /** vm-failures.log likewise. */
   failureLogMaxKb: number;
+  /**
+   * internet: guests reach what the uplinks reach and the host's services (as libvirt's NAT
+   * network); strict: only DHCP and DNS on the host, and no private, shared or link-local
+   * destination (the uplink LAN, 169.254.169.254).
+   */
+  guestFence: "internet" | "strict";
 }
 
 export interface Config {

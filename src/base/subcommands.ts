@@ -11,6 +11,7 @@ export const SUBCOMMANDS = [
   "doctor",
   "console",
   "reset",
+  "export",
   "startup",
   "prepare",
   "run",
@@ -22,3 +23,6 @@ export const SUBCOMMANDS = [
 ] as const;
 
 export type Subcommand = typeof SUBCOMMANDS[number];
+
+/** What systemd passes to ExecStopPost= that `failed` reads (and hands on as the service user). */
+export const STOP_POST_ENV = ["SERVICE_RESULT", "EXIT_CODE", "EXIT_STATUS"] as const;

@@ -21,6 +21,7 @@ const TABLE = {
   ln: ["/usr/bin/ln", "coreutils"],
   cat: ["/usr/bin/cat", "coreutils"],
   fallocate: ["/usr/bin/fallocate", "util-linux"],
+  setsid: ["/usr/bin/setsid", "util-linux"],
 } as const satisfies Record<string, readonly [string, string]>;
 
 export type ToolName = keyof typeof TABLE;

@@ -12,6 +12,8 @@ export interface OptionSpec {
   flags: string;
   description: string;
   default?: string;
+  /** May be given several times; the values collect in a list. */
+  repeatable?: boolean;
 }
 
 export interface ArgSpec {
@@ -54,4 +56,10 @@ export function stringOpt(call: Invocation, name: string): string | undefined {
 
 export function flag(call: Invocation, name: string): boolean {
   return call.opts[name] === true;
+}
+
+/** The values of a repeatable option. */
+export function listOpt(call: Invocation, name: string): string[] {
+  const value = call.opts[name];
+  return Array.isArray(value) ? value.map(String) : [];
 }

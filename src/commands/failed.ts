@@ -1,18 +1,21 @@
 /**
  * `aos-unit failed NODE [--final]`: the forensic handler. Runs as the node
- * unit's ExecStopPost= after EVERY stop (and records only failures: systemd's
+ * unit's ExecStopPost=+ after EVERY stop (and records only failures: systemd's
  * OnFailure= fires only when the restart limit is hit), and as
- * aos-unit-vm-failed@NODE.service (--final) when systemd gives up.
+ * aos-unit-vm-failed@NODE.service (--final) when systemd gives up. Either way
+ * the record is written by the service user.
  */
 
 import { EXIT_OK } from "../base/errors.ts";
+import { againAsServiceUser } from "../host/as_service_user.ts";
+import { STOP_POST_ENV } from "../base/subcommands.ts";
 import { createRunner } from "../host/runner.ts";
 import { logger } from "../log.ts";
 import { TOOLS } from "../base/tools.ts";
 import { nodeUnitName } from "../plan/units.ts";
 import { withSystemd } from "../systemd/connect.ts";
 import { appendFailure, type FailureRecord, tailLines } from "../vm/failures.ts";
-import type { CommandContext } from "./_context.ts";
+import { type CommandContext, serviceUserOf } from "./_context.ts";
 import { type CommandSpec, flag } from "./_spec.ts";
 
 export interface FailedOptions {
@@ -35,12 +38,20 @@ export async function failedCommand(
   };
   let result = env("SERVICE_RESULT");
   if (!options.final && (result === undefined || result === "success")) return EXIT_OK;
+  // The node's ExecStopPost=+ runs this as root, outside the node's sandbox (which cannot
+  // write the shared failure log): the record is written as the service user.
+  const stopPost: Record<string, string | undefined> = {};
+  for (const name of STOP_POST_ENV) stopPost[name] = env(name);
+  const again = await againAsServiceUser(
+    ["failed", node, ...(options.final ? ["--final"] : [])],
+    { ...serviceUserOf(ctx), env: { ...ctx.env, ...stopPost } },
+  );
+  if (again !== undefined) return again;
 
   let restarts: number | null = null;
   let journal: string[] = [];
   if (options.final) {
-    // Only the final handler (aos-unit-vm-failed@.service) may read the bus and the journal;
-    // the per-crash record is written from the node's own sandbox, which has neither.
+    // Only the final handler (aos-unit-vm-failed@.service) reads the bus and the journal.
     try {
       const state = await withSystemd((systemd) => systemd.unitState(unit));
       if (state && ["active", "activating", "reloading"].includes(state.activeState)) {

@@ -189,6 +189,7 @@ export async function startupCommand(
     const overrides = {
       ...envOverrides(ctx.env),
       uplinks: defaultRouteDevices(routes),
+      recordImageFacts: true,
       systemdVersion: systemd ? await systemd.version() : undefined,
     };
     let loaded = loadAndPlan(ctx.paths, overrides);

@@ -4,6 +4,7 @@ import { EXIT_OK, EXIT_RUNTIME } from "../base/errors.ts";
 import { envOverrides, loadAndPlan } from "../host/load.ts";
 import { readLeaseState } from "../host/leases.ts";
 import { linkInfo } from "../net/links.ts";
+import { readSmallFile } from "../host/safe_file.ts";
 import { createRunner } from "../host/runner.ts";
 import { DNSMASQ_UNIT, MANAGER_UNIT } from "../plan/units.ts";
 import { gaveUp } from "../systemd/node_state.ts";
@@ -122,9 +123,9 @@ export async function statusCommand(ctx: CommandContext, json: boolean): Promise
 
   let uplinks: string[] = [];
   try {
-    uplinks = Deno.readTextFileSync(`${ctx.paths.runtimeDir}/uplinks`).trim().split(/\s+/).filter(
-      Boolean,
-    );
+    // The runtime directory is the service user's (sudo aos-unit status reads it as root).
+    uplinks = (readSmallFile(`${ctx.paths.runtimeDir}/uplinks`, 4096) ?? "").trim().split(/\s+/)
+      .filter(Boolean);
   } catch { /* monitor not running */ }
   const status: Status = {
     healthy: units.get(MANAGER_UNIT)?.activeState === "active" &&

@@ -25,7 +25,7 @@ export function validateCommand(ctx: CommandContext): number {
       firmware: findFirmware(),
       emulators: findEmulators(),
       images,
-      imageNetworks: inspectImages(ctx.paths.stateDir, images, ctx.paths.runtimeDir),
+      imageNetworks: inspectImages(ctx.paths.stateDir, images, ctx.paths),
       serviceUser: "aos-unit",
       executable: "aos-unit",
       leaseHook: "lease-hook",

@@ -19,7 +19,11 @@ export const RUNTIME_DEFAULTS = {
   STOP_TIMEOUT_SEC: "60",
   SERIAL_LOG_MAX_KB: "16384",
   FAILURE_LOG_MAX_KB: "4096",
+  GUEST_FENCE: "internet",
 } as const;
+
+/** What guests may reach besides each other, DHCP and DNS (see aos-unit.conf(5)). */
+export const GUEST_FENCES = ["internet", "strict"] as const;
 
 export type RuntimeKey = keyof typeof RUNTIME_DEFAULTS;
 export const RUNTIME_KEYS = Object.keys(RUNTIME_DEFAULTS) as RuntimeKey[];
@@ -190,6 +194,14 @@ export function parseRuntimeConf(
     );
   }
 
+  const fenceEntry = get("GUEST_FENCE");
+  const guestFence = (GUEST_FENCES as readonly string[]).includes(fenceEntry.value)
+    ? fenceEntry.value as typeof GUEST_FENCES[number]
+    : "internet";
+  if (guestFence !== fenceEntry.value) {
+    fail(fenceEntry, `GUEST_FENCE must be internet or strict, got "${fenceEntry.value}"`);
+  }
+
   const kvmEntry = get("ENABLE_KVM");
   const enableKvm = BOOLEANS[kvmEntry.value.toLowerCase()];
   if (enableKvm === undefined) {
@@ -212,6 +224,7 @@ export function parseRuntimeConf(
       stopTimeoutSec,
       serialLogMaxKb,
       failureLogMaxKb,
+      guestFence,
     },
     diagnostics,
   };
@@ -246,5 +259,6 @@ export function formatRuntimeConf(config: RuntimeConfig): string {
     `STOP_TIMEOUT_SEC="${config.stopTimeoutSec}"`,
     `SERIAL_LOG_MAX_KB="${config.serialLogMaxKb}"`,
     `FAILURE_LOG_MAX_KB="${config.failureLogMaxKb}"`,
+    `GUEST_FENCE="${config.guestFence}"`,
   ].join("\n") + "\n";
 }

@@ -18,8 +18,15 @@ import {
 import { z } from "zod";
 import type { Diagnostic } from "../base/errors.ts";
 import { dnsmasqMisreads, isNodeName } from "../base/names.ts";
+import { parseForwards } from "./forwards.ts";
 import { closest } from "./suggest.ts";
-import type { Arch, NodeConfig, SourceLocation, UnitConfig } from "../base/config_types.ts";
+import type {
+  Arch,
+  Forward,
+  NodeConfig,
+  SourceLocation,
+  UnitConfig,
+} from "../base/config_types.ts";
 
 export const NODE_KEYS = [
   "name",
@@ -31,6 +38,7 @@ export const NODE_KEYS = [
   "machine_type",
   "cpu_type",
   "uefi",
+  "forward",
 ] as const;
 type NodeKey = typeof NODE_KEYS[number];
 const REQUIRED_KEYS: readonly NodeKey[] = ["name", "cpu", "mem"];
@@ -199,6 +207,8 @@ const FIELDS: { [K in NodeKey]: Field<unknown> } = {
     }
     return v;
   }),
+  // Parsed entry by entry (parseForwards), for a location per entry.
+  forward: z.unknown(),
 };
 
 /** Keys starting with "x-" are extension keys (as in Compose files): ignored, anchors live there. */
@@ -383,6 +393,16 @@ function parseNode(
     }
     const valueNode = resolve(p.doc, pair.value as Node);
     const where = located(p, valueNode, located(p, pair.key as Node, entryAt));
+    if (key === "forward") {
+      const forwards = parseForwards(
+        { doc: p.doc, at: p.at, error: (at, message) => error(p, at, message) },
+        valueNode,
+        where,
+      );
+      if (forwards) values.forward = forwards;
+      else ok = false;
+      continue;
+    }
     const result = FIELDS[key as NodeKey].safeParse(valueNode ? valueNode.toJSON() : null);
     if (result.success) {
       values[key as NodeKey] = result.data;
@@ -418,6 +438,7 @@ function parseNode(
     machineType: values.machine_type as string | undefined,
     cpuType: values.cpu_type as string | undefined,
     uefi: values.uefi as boolean | undefined,
+    forwards: (values.forward as Forward[] | undefined) ?? [],
     at: locations.name ?? entryAt,
     imageAt: locations.image,
     ipAt: values.ip === undefined ? undefined : locations.ip,

@@ -1,6 +1,7 @@
 /** Checks that need both files: node addresses against the subnet, MAC collisions, pool size. */
 
 import type { Diagnostic } from "../base/errors.ts";
+import { duplicateForwards } from "./forwards.ts";
 import { nodeMac } from "../base/identity.ts";
 import {
   bridgeAddress,
@@ -88,6 +89,8 @@ export function crossCheck(
     }
     macs.set(mac, node);
   }
+
+  out.push(...duplicateForwards(unit.nodes));
 
   const dynamic = unit.nodes.filter((n) => n.ip === undefined);
   const poolSize = pool.end - pool.start + 1;

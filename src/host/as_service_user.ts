@@ -5,6 +5,7 @@
  * as root, they start themselves again as that user, on the same terminal.
  */
 
+import { TOOLS } from "../base/tools.ts";
 import { lookupUser } from "./users.ts";
 
 export interface AsServiceUser {
@@ -27,8 +28,10 @@ export async function againAsServiceUser(
   if (user.uid === 0) return undefined;
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(o.env)) if (v !== undefined) env[k] = v;
-  const child = new Deno.Command(o.executable, {
-    args: [...args],
+  // In a session of its own: the terminal it inherits is not its controlling terminal, so
+  // it cannot push input into root's shell (TIOCSTI), whatever runs in it.
+  const child = new Deno.Command(TOOLS.setsid, {
+    args: ["--wait", o.executable, ...args],
     uid: user.uid,
     gid: user.gid,
     env,

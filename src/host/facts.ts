@@ -7,6 +7,7 @@ import type { Firmware, HostFacts, ImageFile, Paths } from "../plan/types.ts";
 import { MACHINE_ID_FILE } from "../base/host_files.ts";
 import { QEMU_BINARY } from "../base/tools.ts";
 import { inspectImages } from "./image/inspect.ts";
+import { openRegular } from "./safe_file.ts";
 import { readKvmProbe } from "./kvm.ts";
 import { leaseAddresses } from "./leases.ts";
 import { dhcpDir } from "../plan/layout.ts";
@@ -82,7 +83,8 @@ export function listImages(dir: string): ImageFile[] {
     if (!entry.name.endsWith(".qcow2") || entry.isDirectory) continue;
     let readable = false;
     try {
-      Deno.openSync(`${dir}/${entry.name}`, { read: true }).close();
+      // Never a FIFO (the open would block the broker) or a link.
+      openRegular(`${dir}/${entry.name}`).close();
       readable = true;
     } catch { /* reported by the planner */ }
     out.push({ name: entry.name, readable });
@@ -98,6 +100,8 @@ export interface FactOverrides {
   serviceUser?: string | undefined;
   executable?: string | undefined;
   leaseHook?: string | undefined;
+  /** The broker records what the images configure (everyone else only reads the record). */
+  recordImageFacts?: boolean | undefined;
   /** Result of the broker's KVM probe; when absent, the recorded probe, else TCG. */
   kvmUsable?: boolean | undefined;
   /** Interfaces with a default route (from `ip route`, by the subcommands that may run ip). */
@@ -117,7 +121,7 @@ export function gatherFacts(paths: Paths, overrides: FactOverrides = {}): HostFa
     firmware: findFirmware(),
     emulators: findEmulators(),
     images,
-    imageNetworks: inspectImages(paths.stateDir, images, paths.runtimeDir),
+    imageNetworks: inspectImages(paths.stateDir, images, paths, overrides.recordImageFacts),
     leases: leaseAddresses(dhcpDir(paths)),
     serviceUser: overrides.serviceUser ?? SERVICE_USER,
     executable: overrides.executable ?? DEFAULT_EXECUTABLE,

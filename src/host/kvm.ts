@@ -6,6 +6,7 @@
  */
 
 import type { Arch } from "../base/config_types.ts";
+import { brokerDir, kvmProbeFile } from "../plan/layout.ts";
 import type { Paths } from "../plan/types.ts";
 import { writeFileAtomic } from "./atomic.ts";
 import { readSmallFile } from "./safe_file.ts";
@@ -54,11 +55,6 @@ export async function probeKvm(
   }
 }
 
-/** Where the broker keeps the answer of its KVM probe for the boot (so `plan` agrees). */
-export function kvmProbeFile(paths: Paths): string {
-  return `${paths.runtimeDir}/kvm-probe`;
-}
-
 /** The recorded probe: true (usable), false (broken or absent), undefined (not probed yet). */
 export function readKvmProbe(paths: Paths): boolean | undefined {
   let text: string;
@@ -74,5 +70,6 @@ export function readKvmProbe(paths: Paths): boolean | undefined {
 }
 
 export function recordKvmProbe(paths: Paths, probe: KvmProbe): void {
+  Deno.mkdirSync(brokerDir(paths), { recursive: true, mode: 0o755 });
   writeFileAtomic(kvmProbeFile(paths), probe.usable ? "usable\n" : `broken: ${probe.reason}\n`);
 }

@@ -1,8 +1,16 @@
 /**
  * Opening files in directories the service user (or a guest) can change, as
- * root: never through a symbolic link (O_NOFOLLOW), never a FIFO or device
- * that would block or stream forever (O_NONBLOCK, then a regular-file check on
- * the open descriptor), and never more than a bounded number of bytes.
+ * root: never through a symbolic link, never a FIFO or device that would block
+ * or stream forever (O_NONBLOCK, then a regular-file check on the open
+ * descriptor), and never more than a bounded number of bytes.
+ *
+ * O_NOFOLLOW alone is not enough: a Deno process whose read or write
+ * permission names paths resolves links itself before it opens, so the flag
+ * never reaches a link (measured on Deno 2.9: `--allow-read=DIR` opens
+ * DIR/link's target, `-A` gets ELOOP). After the open, the path is looked at
+ * again without following it and must be the very file the descriptor holds
+ * (same device and inode), with one name only: a link swapped in before or
+ * after the open, or a hard link to someone else's file, is refused.
  */
 
 import fs from "node:fs";
@@ -13,6 +21,30 @@ const FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_N
 /** A file refused because of what it is, not because it is missing. */
 export class UnsafeFileError extends RuntimeError {
   override name = "UnsafeFileError";
+}
+
+/**
+ * Checks that the descriptor holds the regular file named `path` itself (see above),
+ * closing it and throwing otherwise.
+ * @returns the descriptor's stat
+ */
+function sameFile(fd: number, path: string): fs.Stats {
+  const st = fs.fstatSync(fd);
+  const refuse = (why: string): never => {
+    fs.closeSync(fd);
+    throw new UnsafeFileError(`Refusing ${path}: ${why}`);
+  };
+  if (!st.isFile()) refuse("not a regular file");
+  let named: fs.Stats;
+  try {
+    named = fs.lstatSync(path);
+  } catch {
+    return refuse("it changed while it was opened");
+  }
+  if (named.isSymbolicLink()) refuse("it is a symbolic link");
+  if (named.dev !== st.dev || named.ino !== st.ino) refuse("it changed while it was opened");
+  if (st.nlink > 1) refuse(`it has ${st.nlink} names (a hard link)`);
+  return st;
 }
 
 /** An open regular file, read by offset. */
@@ -41,11 +73,7 @@ export function openRegular(path: string): OpenFile {
     if (code === "ELOOP") throw new UnsafeFileError(`Refusing ${path}: it is a symbolic link`);
     throw error;
   }
-  const st = fs.fstatSync(fd);
-  if (!st.isFile()) {
-    fs.closeSync(fd);
-    throw new UnsafeFileError(`Refusing ${path}: not a regular file`);
-  }
+  const st = sameFile(fd, path);
   return {
     path,
     size: st.size,
@@ -59,6 +87,41 @@ export function openRegular(path: string): OpenFile {
         done += n;
       }
       return buffer.subarray(0, done);
+    },
+    close: () => fs.closeSync(fd),
+  };
+}
+
+/** A file opened for appending: lines go at its end, never through a link. */
+export interface AppendFile {
+  append(bytes: Uint8Array): void;
+  close(): void;
+}
+
+const APPEND = fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT |
+  fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK;
+
+/**
+ * Opens (creating it if needed) a regular file for appending, refusing a link at its
+ * last component and anything that is not a regular file (a FIFO, a device).
+ * @throws {UnsafeFileError} for a link or a file that is not regular
+ */
+export function openAppend(path: string, mode = 0o640): AppendFile {
+  let fd: number;
+  try {
+    fd = fs.openSync(path, APPEND, mode);
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (code === "ELOOP") throw new UnsafeFileError(`Refusing ${path}: it is a symbolic link`);
+    // A FIFO without a reader (O_NONBLOCK makes that an error instead of a wait).
+    if (code === "ENXIO") throw new UnsafeFileError(`Refusing ${path}: not a regular file`);
+    throw error;
+  }
+  sameFile(fd, path);
+  return {
+    append(bytes) {
+      let done = 0;
+      while (done < bytes.length) done += fs.writeSync(fd, bytes, done, bytes.length - done);
     },
     close: () => fs.closeSync(fd),
   };

@@ -349,7 +349,7 @@ export function monitorFor(
   return new RouteMonitor({
     runner,
     network: plan.network,
-    ruleset: (uplinks) => nftRuleset(plan.network, plan.nft.guards, uplinks),
+    ruleset: (uplinks) => nftRuleset(plan.network, plan.nft.guards, uplinks, plan.nft.forwards),
     log,
     debounceMs,
     readUplinks: async () => defaultRouteDevices(await listRoutes(runner)),

@@ -18,6 +18,7 @@ const node = (name: string, ip?: string): NodeConfig => ({
   at,
   imageAt: undefined,
   ipAt: undefined,
+  forwards: [],
 });
 const macs = (...names: string[]) => new Map(names.map((n, i) => [n, `52:54:00:00:00:0${i}`]));
 

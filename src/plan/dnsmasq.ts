@@ -18,8 +18,11 @@ export interface DnsmasqInput {
   network: NetworkPlan;
   nodes: DnsmasqNode[];
   leaseFile: string;
-  leaseHook: string;
+  /** The dhcp-script (aos-unit's lease hook); none where nothing records leases (a gateway pod). */
+  leaseHook?: string;
   user: string;
+  /** Forward to the resolvers in /etc/resolv.conf instead of UPSTREAM_DNS (a pod's cluster DNS). */
+  resolvConf?: boolean;
 }
 
 /** dnsmasq.conf text. Deterministic: same input, same bytes. */
@@ -42,8 +45,7 @@ export function dnsmasqConf(i: DnsmasqInput): string {
     `local=/${n.domain}/`,
     "domain-needed",
     "no-hosts",
-    "no-resolv",
-    `server=${n.upstreamDns}`,
+    ...(i.resolvConf ? ["resolv-file=/etc/resolv.conf"] : ["no-resolv", `server=${n.upstreamDns}`]),
     "",
     "# DHCP: the dynamic pool, router and DNS = the bridge.",
     `dhcp-range=${n.poolStart},${n.poolEnd},${n.netmask},${LEASE_TIME}`,
@@ -56,8 +58,7 @@ export function dnsmasqConf(i: DnsmasqInput): string {
     // Without no-ping each new dynamic lease waits ~3 s for an ICMP probe.
     "no-ping",
     `dhcp-leasefile=${i.leaseFile}`,
-    `dhcp-script=${i.leaseHook}`,
-    "script-on-renewal",
+    ...(i.leaseHook ? [`dhcp-script=${i.leaseHook}`, "script-on-renewal"] : []),
     "",
     "# One entry per node: the MAC derived from its name gives it its name and its address",
     "# (a reservation, or a stable place in the pool: a guest never roams the pool).",

@@ -6,9 +6,14 @@ export function join(dir: string, name: string): string {
   return `${dir.replace(/\/+$/, "")}/${name}`;
 }
 
+/** Where the nodes keep their persistent files, one directory each. */
+export function nodesDir(paths: Paths): string {
+  return join(paths.stateDir, "nodes");
+}
+
 /** Where a node keeps its persistent files: overlay, UEFI variables, base-image record. */
 export function nodeDir(paths: Paths, name: string): string {
-  return join(join(paths.stateDir, "nodes"), name);
+  return join(nodesDir(paths), name);
 }
 
 /** The node's runtime directory (sockets); systemd makes it for the node's unit. */
@@ -26,9 +31,23 @@ export function failureLogPath(logsDir: string): string {
   return join(logsDir, "vm-failures.log");
 }
 
-/** The broker's record of what each image configures for itself (host/image/inspect.ts). */
-export function imageCacheFile(runtimeDir: string): string {
-  return join(runtimeDir, "image-network.json");
+/**
+ * The broker's own records (the KVM probe, what each image configures for itself): beside
+ * the runtime directory, made and written by root alone (readable by all), so nothing the
+ * service user writes decides what root does. /run/aos-unit-root in the package.
+ */
+export function brokerDir(paths: Paths): string {
+  return `${paths.runtimeDir.replace(/\/+$/, "")}-root`;
+}
+
+/** The broker's KVM probe for this boot (so `plan` agrees with what runs). */
+export function kvmProbeFile(paths: Paths): string {
+  return join(brokerDir(paths), "kvm-probe");
+}
+
+/** What each image configures for itself (host/image/inspect.ts), kept by size and mtime. */
+export function imageCacheFile(paths: Paths): string {
+  return join(brokerDir(paths), "image-network.json");
 }
 
 /** RuntimeDirectory= takes a path below /run; tests and development use other roots. */

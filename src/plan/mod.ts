@@ -12,11 +12,19 @@ import { chooseImage, imagePattern } from "./images.ts";
 import { nodeAddresses } from "./addresses.ts";
 import { checkImageNetworks } from "./image_check.ts";
 import { planNetwork } from "./network.ts";
-import { NFT_TABLE, nftRuleset, type TapGuard } from "./nft.ts";
+import { NFT_TABLE, nftRuleset, type PortForward, type TapGuard } from "./nft.ts";
 import { defaultCpuType, defaultMachineType, memoryMaxMiB, qemuArgv } from "./qemu.ts";
 import type { Accel, HostFacts, NodePlan, Paths, Plan } from "./types.ts";
 import { dnsmasqUnit, nodeUnit } from "./units.ts";
-import { dhcpDir, failureLogPath, join, nodeDir, nodeRunDir, relativeToRun } from "./layout.ts";
+import {
+  dhcpDir,
+  failureLogPath,
+  join,
+  nodeDir,
+  nodeRunDir,
+  nodesDir,
+  relativeToRun,
+} from "./layout.ts";
 
 export { dhcpDir, nodeDir, nodeRunDir } from "./layout.ts";
 
@@ -27,6 +35,20 @@ export { nftRuleset } from "./nft.ts";
 /** What the layer-2 guard lets each node's tap send. */
 export function tapGuards(nodes: readonly NodePlan[]): TapGuard[] {
   return nodes.map((n) => ({ tap: n.tap, mac: n.mac, ip: n.address }));
+}
+
+/** Every node's port forwards, for the ruleset. */
+export function portForwards(nodes: readonly NodePlan[]): PortForward[] {
+  return nodes.flatMap((n) =>
+    n.forwards.map((f) => ({
+      node: n.name,
+      nodeIp: n.address,
+      host: f.host,
+      port: f.port,
+      proto: f.proto,
+      ...(f.address ? { address: f.address } : {}),
+    }))
+  );
 }
 
 /** The network a running guest depends on: a change here restarts every node. */
@@ -95,16 +117,18 @@ export function makePlan(config: Config, facts: HostFacts, paths: Paths): Plan {
         user: facts.serviceUser,
         paths,
         dhcpDir: dhcp,
+        nodesDir: nodesDir(paths),
         systemdVersion: facts.systemdVersion,
         // dnsmasq binds the bridge address: a new bridge or subnet needs a new dnsmasq.
         attachedTo: attachment(network) + "\n" + conf,
       }),
     },
-    nft: ((guards) => ({
+    nft: ((guards, forwards) => ({
       table: NFT_TABLE,
       guards,
-      ruleset: nftRuleset(network, guards, uplinks),
-    }))(tapGuards(nodes)),
+      forwards,
+      ruleset: nftRuleset(network, guards, uplinks, forwards),
+    }))(tapGuards(nodes), portForwards(nodes)),
     networkConf: {
       path: join(paths.runtimeDir, "network.conf"),
       content: [
@@ -256,6 +280,7 @@ function planOneNode(
     tap,
     ip: node.ip,
     address,
+    forwards: node.forwards,
     uefi,
     machineType,
     cpuType,
@@ -282,9 +307,10 @@ function planOneNode(
       user: facts.serviceUser,
       paths,
       nodeDir: dir,
+      runDir,
       runtimeDirectory: relativeToRun(runDir),
       serialLog,
-      failureLog: failureLogPath(paths.logsDir),
+      hiddenStateDirs: [nodesDir(paths), dhcpDir(paths)],
       stopTimeoutSec: config.runtime.stopTimeoutSec,
       systemdVersion: facts.systemdVersion,
       attachedTo,

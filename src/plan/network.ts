@@ -31,6 +31,7 @@ export interface NetworkPlan {
   upstreamDns: string;
   domain: string;
   internetInterface: string | undefined;
+  guestFence: "internet" | "strict";
 }
 
 export function planNetwork(runtime: RuntimeConfig, machineId: string): NetworkPlan {
@@ -51,5 +52,6 @@ export function planNetwork(runtime: RuntimeConfig, machineId: string): NetworkP
     upstreamDns: runtime.upstreamDns,
     domain: DOMAIN,
     internetInterface: runtime.internetInterface,
+    guestFence: runtime.guestFence,
   };
 }

@@ -17,6 +17,37 @@ export const NFT_TABLE = "aos_unit";
 /** The layer-2 table (same name, bridge family). */
 export const NFT_BRIDGE_FAMILY = "bridge";
 
+/** A host port on the uplink side that reaches a port of a node. */
+export interface PortForward {
+  node: string;
+  nodeIp: string;
+  host: number;
+  port: number;
+  proto: "tcp" | "udp";
+  /** Only this host address; any address of the uplinks when absent. */
+  address?: string;
+}
+
+function forwardRules(f: PortForward): { dnat: string; accept: string } {
+  const daddr = f.address ? ` ip daddr ${f.address}` : "";
+  return {
+    dnat:
+      `iifname @uplinks${daddr} ${f.proto} dport ${f.host} counter dnat ip to ${f.nodeIp}:${f.port} comment "forward ${f.proto}/${f.host} to ${f.node}:${f.port}"`,
+    accept:
+      `ip daddr ${f.nodeIp} ${f.proto} dport ${f.port} ct status dnat counter accept comment "forwarded to ${f.node}:${f.port}"`,
+  };
+}
+
+/** Destinations GUEST_FENCE=strict keeps guests from: private, shared, link-local, loopback. */
+const STRICT_DENIED = [
+  "10.0.0.0/8",
+  "100.64.0.0/10",
+  "127.0.0.0/8",
+  "169.254.0.0/16",
+  "172.16.0.0/12",
+  "192.168.0.0/16",
+];
+
 /** What the layer-2 guard of one node allows. */
 export interface TapGuard {
   tap: string;
@@ -34,7 +65,7 @@ function macHex(mac: string): string {
   return `0x${mac.replaceAll(":", "")}`;
 }
 
-function guardRules(g: TapGuard): string[] {
+function guardRules(n: NetworkPlan, g: TapGuard): string[] {
   const tap = `"${g.tap}"`;
   // DHCP discover/request come from 0.0.0.0; after that only the node's own address.
   const own = `{ 0.0.0.0, ${g.ip} }`;
@@ -44,6 +75,8 @@ function guardRules(g: TapGuard): string[] {
     `iifname ${tap} arp saddr ip != ${own} counter drop`,
     `iifname ${tap} ip saddr != ${own} counter drop`,
     // The DHCP client hardware address (BOOTP chaddr, payload bytes 28-33) decides the lease.
+    // A fragment hides the header the next rule reads: none towards the DHCP server.
+    `iifname ${tap} ip daddr { ${n.bridgeIp}, 255.255.255.255 } ip frag-off & 0x3fff != 0 counter drop comment "no fragments to the DHCP server"`,
     `iifname ${tap} udp dport 67 @ih,224,48 != ${
       macHex(g.mac)
     } counter drop comment "DHCP for another MAC"`,
@@ -62,7 +95,11 @@ export function nftRuleset(
   n: NetworkPlan,
   guards: readonly TapGuard[],
   uplinks: readonly string[],
+  forwards: readonly PortForward[] = [],
 ): string {
+  const forwarded = forwards.map(forwardRules);
+  const dnats = forwarded.map((f) => `\n\t\t${f.dnat}`).join("");
+  const accepts = forwarded.map((f) => `\n\t\toifname "${n.bridge}" ${f.accept}`).join("");
   const br = `"${n.bridge}"`;
   const dns = `${n.bridgeIp}:${n.dnsPort}`;
   const pinned = n.internetInterface;
@@ -71,7 +108,7 @@ export function nftRuleset(
     // By source subnet, not by interface: VPNs and second uplinks are NATed too.
     : `ip saddr ${n.cidr} ip daddr != ${n.cidr}`;
   const uplinkSet = uplinks.length > 0 ? `\n\t\telements = { ${quoted(uplinks)} }` : "";
-  const guardLines = guards.flatMap((g) => guardRules(g)).map((l) => `\t\t${l}`).join("\n");
+  const guardLines = guards.flatMap((g) => guardRules(n, g)).map((l) => `\t\t${l}`).join("\n");
   return `table ${NFT_FAMILY} ${NFT_TABLE} {
 }
 delete table ${NFT_FAMILY} ${NFT_TABLE}
@@ -87,7 +124,11 @@ table ${NFT_FAMILY} ${NFT_TABLE} {
 		type nat hook prerouting priority dstnat; policy accept;
 		# Guests ask the bridge on port 53; dnsmasq listens on ${n.dnsPort}.
 		iifname ${br} ip daddr ${n.bridgeIp} udp dport 53 counter dnat ip to ${dns}
-		iifname ${br} ip daddr ${n.bridgeIp} tcp dport 53 counter dnat ip to ${dns}
+		iifname ${br} ip daddr ${n.bridgeIp} tcp dport 53 counter dnat ip to ${dns}${
+    forwards.length
+      ? "\n\t\t# Port forwards: only these host ports reach a guest from outside."
+      : ""
+  }${dnats}
 	}
 
 	chain output {
@@ -103,16 +144,28 @@ table ${NFT_FAMILY} ${NFT_TABLE} {
 		iifname ${br} ip daddr ${n.bridgeIp} udp dport ${n.dnsPort} counter accept comment "DNS"
 		iifname ${br} ip daddr ${n.bridgeIp} tcp dport ${n.dnsPort} counter accept comment "DNS"
 		# DHCP and DNS answer the guests and the host itself, nobody else (no open resolver).
-		iifname != { ${br}, "lo" } ip daddr ${n.bridgeIp} counter drop comment "the bridge address from outside"
+		iifname != { ${br}, "lo" } ip daddr ${n.bridgeIp} counter drop comment "the bridge address from outside"${
+    n.guestFence === "strict"
+      ? `\n\t\tiifname ${br} ct state established,related counter accept comment "what the host asked"` +
+        `\n\t\tiifname ${br} counter drop comment "GUEST_FENCE=strict: no host service but DHCP and DNS"`
+      : ""
+  }
 	}
 
 	chain forward {
 		type filter hook forward priority filter - 1; policy accept;
 		iifname ${br} oifname ${br} counter accept comment "guest to guest"
 		iifname ${br} ip saddr != ${n.cidr} counter drop comment "spoofed source"
-		iifname ${br} oifname @uplinks counter accept comment "guests to the internet"
+${
+    n.guestFence === "strict"
+      ? `\t\tiifname ${br} ct status dnat ct state established counter accept comment "answers to port forwards"\n` +
+        `\t\tiifname ${br} ip daddr { ${
+          STRICT_DENIED.join(", ")
+        } } counter drop comment "GUEST_FENCE=strict: no LAN, no link-local"\n`
+      : ""
+  }		iifname ${br} oifname @uplinks counter accept comment "guests to the internet"
 		iifname ${br} counter drop comment "guests reach the uplinks only"
-		oifname ${br} ct state established,related counter accept comment "replies"
+		oifname ${br} ct state established,related counter accept comment "replies"${accepts}
 		oifname ${br} counter drop comment "nothing else enters the guests' network"
 	}
 

@@ -11,6 +11,27 @@ export function formatProperty([name, signature, value]: UnitProperty): string {
       cmds.map(([, argv, ignore]) => `${ignore ? "-" : ""}${quoteArgv(argv)}`).join(" ; ")
     }`;
   }
+  if (signature === "a(sasas)") {
+    // ExecStopPostEx= and friends: shown as the unit file would say it (ExecStopPost=-+...).
+    const prefix = (flags: string[]) =>
+      (flags.includes("ignore-failure") ? "-" : "") + (flags.includes("privileged") ? "+" : "");
+    const cmds = value as [string, string[], string[]][];
+    return `${name.replace(/Ex$/, "")}=${
+      cmds.map(([, argv, flags]) => `${prefix(flags)}${quoteArgv(argv)}`).join(" ; ")
+    }`;
+  }
+  if (signature === "a(ssbt)") {
+    const binds = value as [string, string, boolean, number][];
+    return `${name}=${
+      binds.map(([from, to, ignore]) =>
+        `${ignore ? "-" : ""}${from === to ? from : `${from}:${to}`}`
+      )
+        .join(" ")
+    }`;
+  }
+  if (name === "TemporaryFileSystem") {
+    return `${name}=${(value as [string, string][]).map(([a, b]) => `${a}:${b}`).join(" ")}`;
+  }
   if (signature === "a(ss)") {
     return `${name}=${(value as [string, string][]).map(([a, b]) => `${a} ${b}`).join(", ")}`;
   }

@@ -1,10 +1,10 @@
 /** The plan: everything aos-unit will create, as plain data. */
 
-import type { Arch } from "../base/config_types.ts";
+import type { Arch, Forward } from "../base/config_types.ts";
 import type { Diagnostic } from "../base/errors.ts";
 import type { ImageNetwork } from "../base/image_network.ts";
 import type { NetworkPlan } from "./network.ts";
-import type { TapGuard } from "./nft.ts";
+import type { PortForward, TapGuard } from "./nft.ts";
 
 /** The directories systemd hands us (or their FHS defaults). */
 export interface Paths {
@@ -85,6 +85,8 @@ export interface NodePlan {
   ip: string | undefined;
   /** The one address the node gets and may use: its reservation, or its place in the pool. */
   address: string;
+  /** Host ports forwarded to the node (unit_config.yaml `forward:`). */
+  forwards: Forward[];
   uefi: boolean;
   machineType: string;
   cpuType: string;
@@ -129,7 +131,7 @@ export interface Plan {
     leaseLink: string;
     unit: TransientUnit;
   };
-  nft: { table: string; guards: TapGuard[]; ruleset: string };
+  nft: { table: string; guards: TapGuard[]; forwards: PortForward[]; ruleset: string };
   networkConf: { path: string; content: string };
   /** Lease events recorded by lease-hook. */
   leaseState: string;

@@ -58,6 +58,27 @@ function exec(argv: string[], ignoreFailure = false): UnitProperty[2] {
   return [[argv[0], argv, ignoreFailure]];
 }
 
+/** ExecXxxEx= commands: `flags` as systemd names the prefixes ("-": ignore-failure, "+": privileged). */
+function execEx(argv: string[], flags: string[]): UnitProperty[2] {
+  return [[argv[0], argv, flags]];
+}
+
+/** MS_REC: a bind mount takes the mounts below its source along. */
+const MS_REC = 16384;
+
+/**
+ * What a helper unit sees of aos-unit's shared directories: each `hidden` directory is
+ * an empty read-only tmpfs (TemporaryFileSystem=), with only the paths in `keep` bound
+ * back in, writable (BindPaths=). A broken-out QEMU sees its own node's files and no
+ * other node's disks, sockets, serial log, or the leases and records of the unit.
+ */
+function onlyOwnFiles(hidden: string[], keep: string[]): UnitProperty[] {
+  return [
+    ["TemporaryFileSystem", "a(ss)", hidden.map((dir) => [dir, "ro"])],
+    ["BindPaths", "a(ssbt)", keep.map((path) => [path, path, false, MS_REC])],
+  ];
+}
+
 /**
  * The sandbox every helper unit shares. No unit is bound to the manager
  * (BindsTo=/StopPropagatedFrom= would stop guests when the manager crashes):
@@ -155,15 +176,22 @@ export interface NodeUnitInput {
   qemu: string[];
   /** The ExecStop= hook: aos-unit powerdown while QEMU runs, nothing after it exited. */
   stopHook: string;
-  /** The ExecStopPost= hook: records a failure (aos-unit failed) and nothing on a clean stop. */
+  /**
+   * The ExecStopPost= hook: records a failure (aos-unit failed) and nothing on a clean stop.
+   * It runs privileged, outside the node's sandbox, and starts again as the service user:
+   * the failure log is shared by every node, so no node's sandbox may write it.
+   */
   stoppedHook: string;
   user: string;
   paths: Paths;
   nodeDir: string;
+  /** The node's runtime directory (sockets), absolute. */
+  runDir: string;
   /** The node's runtime directory, relative to /run (RuntimeDirectory=). */
   runtimeDirectory: string;
   serialLog: string;
-  failureLog: string;
+  /** The shared directories below the state directory a node never sees (nodes/, dhcp/). */
+  hiddenStateDirs: string[];
   stopTimeoutSec: number;
   systemdVersion: number;
   /** Anything outside the unit that a running guest depends on (its network). */
@@ -185,7 +213,11 @@ export function nodeUnit(n: NodeUnitInput): TransientUnit {
         exec([n.stopHook, n.name, "--timeout", String(n.stopTimeoutSec)]),
       ],
       // After every stop; records a forensic entry only when the stop was a failure.
-      ["ExecStopPost", "a(sasb)", exec([n.stoppedHook, n.name], true)],
+      [
+        "ExecStopPostEx",
+        "a(sasas)",
+        execEx([n.stoppedHook, n.name], ["ignore-failure", "privileged"]),
+      ],
       ["OnFailure", "as", [failedUnitName(n.name)]],
       ["Restart", "s", "on-failure"],
       ...restartMode(n.systemdVersion),
@@ -210,11 +242,15 @@ export function nodeUnit(n: NodeUnitInput): TransientUnit {
       ["CapabilityBoundingSet", "t", 0],
       ["RestrictAddressFamilies", "(bas)", [true, ["AF_UNIX"]]],
       ["IPAddressDeny", "a(iayu)", [[2, [0, 0, 0, 0], 0], [10, new Array(16).fill(0), 0]]],
-      // Sockets live in a directory of the node's own; the rest of /run/aos-unit is read-only.
+      // Sockets live in a directory of the node's own (systemd makes it before the sandbox).
       ["RuntimeDirectory", "as", [n.runtimeDirectory]],
       ["RuntimeDirectoryMode", "u", 0o750],
-      // Writable: this node's disks and UEFI variables, its serial log, the failure log.
-      ["ReadWritePaths", "as", [n.nodeDir, `-${n.serialLog}`, `-${n.failureLog}`]],
+      // Visible and writable: this node's disks and UEFI variables, its sockets, its serial
+      // log (made by `prepare`). Nothing else of the unit's directories.
+      ...onlyOwnFiles(
+        [...n.hiddenStateDirs, n.paths.runtimeDir, n.paths.logsDir],
+        [n.nodeDir, n.runDir, n.serialLog],
+      ),
       ["Environment", "as", directoryEnvironment(n.paths)],
       ["SyslogIdentifier", "s", `aos-node-${n.name}`],
     ],
@@ -229,6 +265,8 @@ export interface DnsmasqUnitInput {
   paths: Paths;
   /** The directory holding dnsmasq's lease file and leases.json (the only place it writes). */
   dhcpDir: string;
+  /** The nodes' directories below the state directory, which dnsmasq never sees. */
+  nodesDir: string;
   systemdVersion: number;
   attachedTo: string;
 }
@@ -260,6 +298,14 @@ export function dnsmasqUnit(d: DnsmasqUnitInput): TransientUnit {
       ["MemoryMax", "t", 64 * MIB],
       ["TasksMax", "t", 32],
       ["ReadWritePaths", "as", [d.dhcpDir]],
+      // No node's disks, sockets or serial log, and nothing of the runtime directory.
+      [
+        "TemporaryFileSystem",
+        "a(ss)",
+        [d.nodesDir, d.paths.runtimeDir, d.paths.logsDir].map((
+          dir,
+        ) => [dir, "ro"]),
+      ],
       // The lease hook (aos-unit lease-hook) reads the directories from here.
       ["Environment", "as", directoryEnvironment(d.paths)],
     ],

@@ -38,6 +38,8 @@ export function toVariant([name, signature, value]: UnitProperty): [string, dbus
       // dbus-next sends "ay" from a Buffer only.
       : signature === "a(iayu)"
       ? (v as [number, number[], number][]).map(([f, a, p]) => [f, Buffer.from(a), p])
+      : signature === "a(ssbt)"
+      ? (v as [string, string, boolean, number][]).map(([s, d, i, f]) => [s, d, i, BigInt(f)])
       : v;
   return [name, new dbus.Variant(signature, convert(value))];
 }

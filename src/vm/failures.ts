@@ -4,7 +4,7 @@
  */
 
 import { rethrowAccessErrors } from "../base/errors.ts";
-import { openRegular } from "../host/safe_file.ts";
+import { openAppend, openRegular } from "../host/safe_file.ts";
 import { failureLogPath } from "../plan/layout.ts";
 
 export interface FailureRecord {
@@ -23,10 +23,13 @@ export interface FailureRecord {
 }
 
 export function appendFailure(logsDir: string, record: FailureRecord): void {
-  Deno.writeTextFileSync(failureLogPath(logsDir), JSON.stringify(record) + "\n", {
-    append: true,
-    create: true,
-  });
+  // Written by root as well (a node's ExecStopPost=+): never through a link.
+  const file = openAppend(failureLogPath(logsDir));
+  try {
+    file.append(new TextEncoder().encode(JSON.stringify(record) + "\n"));
+  } finally {
+    file.close();
+  }
 }
 
 /**

@@ -67,7 +67,14 @@ export async function boundLog(
   let st: Deno.FileInfo;
   try {
     st = Deno.lstatSync(path);
-  } catch {
+  } catch (error) {
+    // Made again when it is gone (deleted by hand): a node's sandbox binds its serial log
+    // in, and its next start would fail without one.
+    if (error instanceof Deno.errors.NotFound) {
+      try {
+        Deno.openSync(path, { write: true, createNew: true, mode: 0o640 }).close();
+      } catch { /* made meanwhile, or the directory is gone */ }
+    }
     return undefined;
   }
   if (!st.isFile || st.size < maxBytes * ROTATE_AT) return undefined;

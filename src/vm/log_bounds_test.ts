@@ -42,3 +42,15 @@ Deno.test("boundLog() cuts even when the copy cannot be made, and never follows 
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("boundLog() makes a deleted log again, empty (a node binds its serial log in)", async () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    const log = `${dir}/main-serial.log`;
+    assert.equal(await boundLog(createRunner(), log, 16384), undefined);
+    assert.equal(Deno.lstatSync(log).size, 0);
+    assert.equal(Deno.lstatSync(log).mode! & 0o777, 0o640 & ~Deno.umask());
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});

@@ -7,6 +7,8 @@ export class QmpError extends RuntimeError {
 }
 
 const TIMEOUT = Symbol("timeout");
+/** Longer than any QMP reply aos-unit asks for. */
+const MAX_LINE = 1024 * 1024;
 
 /**
  * Lines from a QMP connection. One read is kept pending across calls: a read
@@ -35,6 +37,8 @@ class LineReader {
       this.#pending = undefined;
       if (n === null) return "eof";
       this.#text += new TextDecoder().decode(this.#bytes.subarray(0, n));
+      // A QEMU that streams without ever ending a line must not grow the reader's memory.
+      if (this.#text.length > MAX_LINE) return "eof";
     }
     const index = this.#text.indexOf("\n");
     const line = this.#text.slice(0, index);

@@ -46,17 +46,22 @@ try {
     await Deno.mkdir(`${work}/img`, { recursive: true });
     await build();
     const images = [{ name: "aos-vm-main-x.qcow2", readable: true }];
+    const paths = {
+      configDir: work,
+      stateDir: `${work}/img`,
+      logsDir: work,
+      runtimeDir: `${work}/cache`,
+    };
     const cold: number[] = [];
     const warm: number[] = [];
     for (let i = 0; i < ROUNDS; i++) {
-      await Deno.remove(`${work}/cache`, { recursive: true }).catch(() => {});
-      await Deno.mkdir(`${work}/cache`);
+      await Deno.remove(`${work}/cache-root`, { recursive: true }).catch(() => {});
       let t = performance.now();
-      const facts = inspectImages(`${work}/img`, images, `${work}/cache`);
+      const facts = inspectImages(`${work}/img`, images, paths, true);
       cold.push(performance.now() - t);
       if (!facts["aos-vm-main-x.qcow2"]?.address) throw new Error(`${name}: nothing read`);
       t = performance.now();
-      inspectImages(`${work}/img`, images, `${work}/cache`);
+      inspectImages(`${work}/img`, images, paths, true);
       warm.push(performance.now() - t);
     }
     report(`image check, cold cache: ${name}`, cold);

@@ -29,6 +29,7 @@ export const CASES = [
   "arm-host-kvm",
   "trixie",
   "extension-keys",
+  "stock-forwards",
 ];
 
 export const MACHINE_ID = "5f2b8c9d0e1a4b3c8d7e6f5a4b3c2d1e";

@@ -15,17 +15,18 @@ import { prepareFiles } from "../../src/vm/prepare.ts";
 import { systemPowerdown } from "../../src/vm/qmp.ts";
 import { buildGuests, ROOT } from "../lib/aos.ts";
 import { NetBed } from "../lib/netbed.ts";
-import { type Background, run } from "../lib/proc.ts";
+import { type Background, run, waitFor } from "../lib/proc.ts";
 import { SerialConsole } from "../lib/serial.ts";
 import { INTERNET_IP } from "../lib/topology.ts";
 
 // The shipped sample, smaller guests.
 const UNIT_CONFIG = `unit:
   node_configs:
-    - { name: main, cpu: 1, mem: 512M, ip: 10.0.0.100 }
+    - { name: main, cpu: 1, mem: 512M, ip: 10.0.0.100, forward: [{ host: 18089, port: 8089 }] }
     - { name: secondary, cpu: 1, mem: 512M }
 `;
-const RUNTIME_CONF = `DHCP_CIDR="10.0.0.0/24"\nENABLE_KVM="false"\n`;
+// GUEST_FENCE=strict: the internet only (no uplink LAN, no host service but DHCP and DNS).
+const RUNTIME_CONF = `DHCP_CIDR="10.0.0.0/24"\nENABLE_KVM="false"\nGUEST_FENCE="strict"\n`;
 
 Deno.test({
   name: "stock-like guests on aos-unit's network: a static main, a DHCP secondary",
@@ -38,6 +39,7 @@ Deno.test({
   const qemu = new Map<string, Background>();
   let plan: Plan | undefined;
   let dnsmasq: Background | undefined;
+  let monitor: Background | undefined;
   const inHost = (argv: string[]) => run(topo.inNs(topo.host, argv));
   try {
     await t.step("the images are read: main's own network is in the plan", async () => {
@@ -70,6 +72,8 @@ Deno.test({
         boolean,
       ][])[0]![1];
       dnsmasq = topo.procs.start(topo.inNs(topo.host, argv), `${work}/dnsmasq.log`);
+      // The route monitor keeps @uplinks (NAT and forwards) on the default route.
+      monitor = topo.procs.start(unit.argv(["monitor"]), `${work}/monitor.log`);
       await Promise.all(plan!.nodes.map(async (node) => {
         Deno.mkdirSync(node.runDir, { recursive: true });
         qemu.set(
@@ -126,6 +130,92 @@ Deno.test({
       },
     );
 
+    await t.step(
+      "GUEST_FENCE=strict: no uplink LAN, no host service; the internet still",
+      async () => {
+        // A host service that answers (a 404 would read as "fail" and prove nothing).
+        const www = `${work}/www-host`;
+        Deno.mkdirSync(www, { recursive: true });
+        Deno.writeTextFileSync(`${www}/index.html`, "host-service\n");
+        const service = topo.procs.start(
+          topo.inNs(topo.host, ["busybox", "httpd", "-f", "-p", "10.0.0.1:8080", "-h", www]),
+          `${work}/host-httpd.log`,
+        );
+        try {
+          await waitFor("the host service", async () => {
+            const r = await inHost(["busybox", "wget", "-q", "-O", "-", "http://10.0.0.1:8080/"]);
+            return r.stdout.trim() === "host-service" ? true : undefined;
+          }, 10_000);
+          for (const name of ["main", "secondary"]) {
+            const c = consoles.get(name)!;
+            const lan = await c.probe(
+              `aos-probe ping ${topo.uplinks[0].gateway}`,
+              /AOSTEST ping ip=\S+ (ok|fail)/,
+            );
+            assert.equal(lan[1], "fail", `${name} reached the uplink's LAN`);
+            const host = await c.probe(
+              "aos-probe http http://10.0.0.1:8080/",
+              /AOSTEST http url=\S+ (body=(\S*)|fail)/,
+            );
+            assert.equal(host[1], "fail", `${name} reached a host service`);
+            const out = await c.probe(
+              `aos-probe http http://${INTERNET_IP}/`,
+              /AOSTEST http url=\S+ (body=(\S+)|fail)/,
+            );
+            assert.equal(out[2], "uplink1");
+          }
+        } finally {
+          await topo.procs.stop(service);
+        }
+      },
+    );
+
+    await t.step(
+      "a forwarded host port reaches main:8089 from the uplink side; nothing else gets in",
+      async () => {
+        const up = topo.uplinks[0];
+        const fromUplink = (url: string) =>
+          run(topo.inNs(up.ns, ["timeout", "5", "busybox", "wget", "-q", "-O", "-", url]));
+        const body = await fromUplink(`http://${up.hostIp}:18089/`);
+        assert.equal(body.stdout.trim(), "aos-main name=main", body.stderr);
+        // Not forwarded: another host port, and main's own address routed to directly.
+        assert.notEqual((await fromUplink(`http://${up.hostIp}:18090/`)).code, 0);
+        await run(["ip", "-n", up.ns, "route", "add", "10.0.0.0/24", "via", up.hostIp]);
+        try {
+          assert.notEqual((await fromUplink("http://10.0.0.100:8089/")).code, 0);
+        } finally {
+          await run(["ip", "-n", up.ns, "route", "del", "10.0.0.0/24"]);
+        }
+        // The forward follows the default route to the other uplink.
+        await topo.setDefault(1);
+        try {
+          const other = topo.uplinks[1];
+          await waitFor(
+            "the forward on uplink 2",
+            async () => {
+              const r = await run(
+                topo.inNs(other.ns, [
+                  "timeout",
+                  "5",
+                  "busybox",
+                  "wget",
+                  "-q",
+                  "-O",
+                  "-",
+                  `http://${other.hostIp}:18089/`,
+                ]),
+              );
+              return r.stdout.trim() === "aos-main name=main" ? true : undefined;
+            },
+            20_000,
+            500,
+          );
+        } finally {
+          await topo.setDefault(0);
+        }
+      },
+    );
+
     await t.step("both power down on QMP system_powerdown; cleanup leaves nothing", async () => {
       await Promise.all(plan!.nodes.map(async (node) => {
         await systemPowerdown(node.qmpSocket);
@@ -136,6 +226,7 @@ Deno.test({
         assert.ok(status, `${node.name} did not power off`);
       }));
       await topo.procs.stop(dnsmasq!);
+      await topo.procs.stop(monitor!);
       for (const node of plan!.nodes) Deno.removeSync(node.runDir, { recursive: true });
       const r = await unit.cli("cleanup");
       assert.equal(r.code, 0, r.stderr);

@@ -619,10 +619,31 @@ export function systemScenario(suite: Suite) {
             const r = await asQemu(`echo x >> ${file}`);
             assert.notEqual(r.code, 0, `QEMU of main could write ${file}`);
           }
+          // Nothing of the other nodes or of the unit's records is even there to read.
+          for (
+            const path of [
+              "/var/lib/aos-unit/nodes/secondary",
+              "/run/aos-unit/nodes/secondary",
+              "/run/aos-unit/secondary.serial",
+              "/var/log/aos-unit/secondary-serial.log",
+              "/var/log/aos-unit/vm-failures.log",
+              "/var/lib/aos-unit/dhcp/leases.json",
+              "/var/lib/aos-unit/dhcp/dnsmasq.leases",
+            ]
+          ) {
+            const r = await asQemu(`test -e ${path}`);
+            assert.notEqual(r.code, 0, `QEMU of main sees ${path}`);
+          }
           const own = await asQemu(
-            "touch /var/lib/aos-unit/nodes/main/probe && rm /var/lib/aos-unit/nodes/main/probe",
+            "touch /var/lib/aos-unit/nodes/main/probe && rm /var/lib/aos-unit/nodes/main/probe" +
+              " && test -S /run/aos-unit/nodes/main/qmp && test -w /var/log/aos-unit/main-serial.log",
           );
-          assert.equal(own.code, 0, `its own node directory stays writable: ${own.stderr}`);
+          assert.equal(own.code, 0, `its own files stay there and writable: ${own.stderr}`);
+          // The unit's own view is unchanged: the hiding is in the node's mount namespace.
+          assert.equal(
+            (await bed.exec(["test", "-S", "/run/aos-unit/nodes/secondary/qmp"])).code,
+            0,
+          );
         },
       );
 

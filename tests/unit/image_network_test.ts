@@ -86,28 +86,32 @@ Deno.test("inspectImage() has no opinion on what it cannot read", async (t) => {
 Deno.test("inspectImages() keeps results by size and mtime, and forgets images gone", async () => {
   const images = `${dir}/cache-images`;
   const cache = `${dir}/cache-run`;
+  const paths = { configDir: dir, stateDir: images, logsDir: dir, runtimeDir: cache };
   Deno.mkdirSync(images);
   Deno.mkdirSync(cache);
   await buildStockDisk(`${images}/aos-vm-main-qemux86-64.qcow2`, { files: V5_MAIN });
   const list = [{ name: "aos-vm-main-qemux86-64.qcow2", readable: true }];
-  const first = inspectImages(images, list, cache);
+  const first = inspectImages(images, list, paths, true);
   assert.equal(first["aos-vm-main-qemux86-64.qcow2"]?.address?.ip, "10.0.0.100");
   // A cached answer is used while size and mtime match (the image is not read again).
-  const recorded = JSON.parse(Deno.readTextFileSync(`${cache}/image-network.json`));
+  const recorded = JSON.parse(Deno.readTextFileSync(`${cache}-root/image-network.json`));
   recorded.images["aos-vm-main-qemux86-64.qcow2"].network.address.ip = "10.0.0.99";
-  Deno.writeTextFileSync(`${cache}/image-network.json`, JSON.stringify(recorded));
+  Deno.writeTextFileSync(`${cache}-root/image-network.json`, JSON.stringify(recorded));
   assert.equal(
-    inspectImages(images, list, cache)["aos-vm-main-qemux86-64.qcow2"]?.address?.ip,
+    inspectImages(images, list, paths, true)["aos-vm-main-qemux86-64.qcow2"]?.address?.ip,
     "10.0.0.99",
   );
   // A changed image is read again.
   Deno.utimeSync(`${images}/aos-vm-main-qemux86-64.qcow2`, new Date(), new Date(2020, 1, 1));
   assert.equal(
-    inspectImages(images, list, cache)["aos-vm-main-qemux86-64.qcow2"]?.address?.ip,
+    inspectImages(images, list, paths, true)["aos-vm-main-qemux86-64.qcow2"]?.address?.ip,
     "10.0.0.100",
   );
-  inspectImages(images, [], cache);
-  assert.deepEqual(JSON.parse(Deno.readTextFileSync(`${cache}/image-network.json`)).images, {});
+  inspectImages(images, [], paths, true);
+  assert.deepEqual(
+    JSON.parse(Deno.readTextFileSync(`${cache}-root/image-network.json`)).images,
+    {},
+  );
 });
 
 Deno.test("aos-unit validate holds the config against what the stock images expect", async (t) => {

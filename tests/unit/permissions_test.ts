@@ -117,7 +117,12 @@ Deno.test("the packaged launcher starts each subcommand with exactly its own set
   }
   assert.match(line("lease-hook"), /--allow-write=\/var\/lib\/aos-unit\/dhcp /);
   assert.match(launcher, /--v8-flags=--max-semi-space-size=1,--lite-mode/);
-  assert.match(launcher, /id -u.*--no-code-cache/s, "root keeps no code cache");
+  assert.match(
+    launcher,
+    /^cache=--no-code-cache; DENO_DIR=\/run\/aos-unit-root\/deno;/m,
+    "no code cache, caches root's only",
+  );
+  assert.doesNotMatch(launcher, /CACHE_DIRECTORY/, "no cache the service user writes");
 });
 
 Deno.test("the launcher gives console and powerdown their one node's socket, and only for a node name", async () => {

@@ -23,6 +23,8 @@ const ROOT_INODE = 2;
 const MAX_EXTENT_DEPTH = 5;
 const MAX_DIR_BYTES = 4 * 1024 * 1024;
 const MAX_LINK_HOPS = 8;
+/** Blocks read for one file's map (index and indirect blocks): a crafted tree gets no more. */
+const MAX_MAP_BLOCKS = 4096;
 
 interface Inode {
   mode: number;
@@ -53,7 +55,8 @@ export class Ext4 {
     this.#descSize = this.#incompat & INCOMPAT_64BIT ? s.getUint16(0xfe, true) || 64 : 32;
     this.#gdtBlock = s.getUint32(0x14, true) + 1;
     this.#groups = Math.ceil(s.getUint32(0x0, true) / Math.max(1, this.#inodesPerGroup));
-    if (this.blockSize > 65536 || this.#inodeSize < 128 || this.#inodesPerGroup === 0) {
+    const log = s.getUint32(0x18, true);
+    if (log > 6 || this.#inodeSize < 128 || this.#inodesPerGroup === 0) {
       throw new ImageFormatError("odd ext4 superblock");
     }
     if (this.#incompat & INCOMPAT_ENCRYPT) throw new ImageFormatError("encrypted ext4");
@@ -97,15 +100,21 @@ export class Ext4 {
   /** The physical blocks of a file, in order, for its first `blocks` logical blocks. */
   #blocks(inode: Inode, blocks: number): number[] {
     const out: number[] = new Array(blocks).fill(0);
+    const budget = { left: MAX_MAP_BLOCKS };
     if (inode.flags & FLAG_EXTENTS) {
-      this.#extents(inode.block, out, 0);
+      this.#extents(inode.block, out, 0, budget);
     } else {
-      this.#blockMap(inode.block, out);
+      this.#blockMap(inode.block, out, budget);
     }
     return out;
   }
 
-  #extents(node: Uint8Array, out: number[], depth: number): void {
+  #mapBlock(block: number, budget: { left: number }): Uint8Array {
+    if (--budget.left < 0) throw new ImageFormatError("file map too large");
+    return this.#readBlock(block);
+  }
+
+  #extents(node: Uint8Array, out: number[], depth: number, budget: { left: number }): void {
     const v = le(node);
     if (v.getUint16(0, true) !== 0xf30a) throw new ImageFormatError("bad extent header");
     if (depth > MAX_EXTENT_DEPTH) throw new ImageFormatError("extent tree too deep");
@@ -124,12 +133,12 @@ export class Ext4 {
         }
       } else if (logical < out.length) {
         const child = v.getUint32(at + 4, true) + v.getUint16(at + 8, true) * 2 ** 32;
-        this.#extents(this.#readBlock(child), out, depth + 1);
+        this.#extents(this.#mapBlock(child, budget), out, depth + 1, budget);
       }
     }
   }
 
-  #blockMap(iblock: Uint8Array, out: number[]): void {
+  #blockMap(iblock: Uint8Array, out: number[], budget: { left: number }): void {
     const v = le(iblock);
     const perBlock = this.blockSize / 4;
     let next = 0;
@@ -143,7 +152,7 @@ export class Ext4 {
         next += perBlock ** level;
         return;
       }
-      const table = le(this.#readBlock(block));
+      const table = le(this.#mapBlock(block, budget));
       for (let i = 0; i < perBlock && next < out.length; i++) {
         walk(table.getUint32(i * 4, true), level - 1);
       }

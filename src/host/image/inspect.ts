@@ -14,8 +14,8 @@ import {
   parseNetworkFile,
   parseUnitFile,
 } from "../../base/image_network.ts";
-import { imageCacheFile } from "../../plan/layout.ts";
-import type { ImageFile } from "../../plan/types.ts";
+import { brokerDir, imageCacheFile } from "../../plan/layout.ts";
+import type { ImageFile, Paths } from "../../plan/types.ts";
 import { writeFileAtomic } from "../atomic.ts";
 import { openRegular, readSmallFile } from "../safe_file.ts";
 import { Ext4 } from "./ext4.ts";
@@ -61,6 +61,19 @@ export function networkOf(fs: Ext4): ImageNetwork | undefined {
   return { ...(found ?? { source: "/etc/hosts", dns: [], dhcp: false }), hosts };
 }
 
+/** A cached answer of the right shape (the file is root's, but a bad one must not break). */
+function wellFormed(n: unknown): n is ImageNetwork | null {
+  if (n === null) return true;
+  const x = n as ImageNetwork;
+  return typeof x === "object" && typeof x.source === "string" && Array.isArray(x.dns) &&
+    x.dns.every((d) => typeof d === "string") && typeof x.dhcp === "boolean" &&
+    typeof x.hosts === "object" && x.hosts !== null &&
+    Object.values(x.hosts).every((v) => typeof v === "string") &&
+    (x.address === undefined ||
+      (typeof x.address.ip === "string" && typeof x.address.prefix === "number")) &&
+    (x.gateway === undefined || typeof x.gateway === "string");
+}
+
 /** Reads one image; undefined when it cannot be read or configures nothing. */
 export function inspectImage(path: string): ImageNetwork | undefined {
   let file;
@@ -78,6 +91,22 @@ export function inspectImage(path: string): ImageNetwork | undefined {
     return undefined;
   } finally {
     file.close();
+  }
+}
+
+/** A qcow2 image's virtual size in bytes (from its header), or undefined. */
+export function imageVirtualSize(path: string): number | undefined {
+  try {
+    const file = openRegular(path);
+    try {
+      const header = file.read(0, 32);
+      if (!isQcow2(header) || header.length < 32) return undefined;
+      return Number(new DataView(header.buffer, header.byteOffset, 32).getBigUint64(24));
+    } finally {
+      file.close();
+    }
+  } catch {
+    return undefined;
   }
 }
 
@@ -108,9 +137,11 @@ function readCache(file: string): Cache {
 export function inspectImages(
   dir: string,
   images: readonly ImageFile[],
-  cacheDir: string,
+  paths: Paths,
+  /** Only the broker (root) records: a cache another user wrote would decide for root. */
+  record = false,
 ): Record<string, ImageNetwork> {
-  const file = imageCacheFile(cacheDir);
+  const file = imageCacheFile(paths);
   const cache = readCache(file);
   const out: Record<string, ImageNetwork> = {};
   const kept: Record<string, CacheEntry> = {};
@@ -126,7 +157,7 @@ export function inspectImages(
     }
     const mtime = st.mtime?.toISOString() ?? null;
     let entry = cache.images[image.name];
-    if (!entry || entry.size !== st.size || entry.mtime !== mtime) {
+    if (!entry || entry.size !== st.size || entry.mtime !== mtime || !wellFormed(entry.network)) {
       entry = { size: st.size, mtime, network: inspectImage(path) ?? null };
       cache.images[image.name] = entry;
       changed = true;
@@ -137,8 +168,9 @@ export function inspectImages(
   // Images no longer there leave the cache too.
   changed ||= Object.keys(cache.images).length !== Object.keys(kept).length;
   cache.images = kept;
-  if (changed) {
+  if (changed && record) {
     try {
+      Deno.mkdirSync(brokerDir(paths), { recursive: true, mode: 0o755 });
       writeFileAtomic(file, JSON.stringify(cache, null, 2) + "\n", 0o644);
     } catch { /* a caller that may not write there reads the images again next time */ }
   }

@@ -116,7 +116,11 @@ function compressedCluster(readAt: ReadAt, entry: bigint, clusterBits: number): 
   const data = readAt(offset, sectors * 512 - (offset - start));
   const out = new Uint8Array(2 ** clusterBits);
   try {
-    const inflated = inflateRawSync(data, { finishFlush: 2 /* Z_SYNC_FLUSH */ });
+    // Never more than one cluster out: a crafted cluster must not inflate to gigabytes.
+    const inflated = inflateRawSync(data, {
+      finishFlush: 2, /* Z_SYNC_FLUSH */
+      maxOutputLength: out.length,
+    });
     out.set(inflated.subarray(0, out.length));
   } catch (error) {
     throw new ImageFormatError(
