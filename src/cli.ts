@@ -11,6 +11,7 @@ import { cleanupSpec } from "./commands/cleanup.ts";
 import { consoleSpec } from "./commands/console.ts";
 import { doctorSpec } from "./commands/doctor.ts";
 import { exportSpec } from "./commands/export.ts";
+import { snapshotSpec } from "./commands/snapshot.ts";
 import { failedSpec } from "./commands/failed.ts";
 import { leaseHookSpec } from "./commands/lease_hook.ts";
 import { monitorSpec } from "./commands/monitor.ts";
@@ -72,6 +73,7 @@ export const COMMANDS: Readonly<Record<Subcommand, CommandSpec>> = {
   console: consoleSpec,
   reset: resetSpec,
   export: exportSpec,
+  snapshot: snapshotSpec,
   startup: startupSpec,
   prepare: prepareSpec,
   run: runSpec,

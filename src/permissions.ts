@@ -19,7 +19,14 @@ import {
 import { isNodeName } from "./base/names.ts";
 import { STOP_POST_ENV, type Subcommand, SUBCOMMANDS } from "./base/subcommands.ts";
 import { QEMU_BINARY, TOOLS } from "./base/tools.ts";
-import { brokerDir, dhcpDir, imageCacheFile, kvmProbeFile, nodeRunDir } from "./plan/layout.ts";
+import {
+  brokerDir,
+  dhcpDir,
+  imageCacheFile,
+  kvmProbeFile,
+  nodeRunDir,
+  nodesDir,
+} from "./plan/layout.ts";
 
 export { NOTIFY_SOCKET_DEFAULT } from "./base/host_files.ts";
 export { type Subcommand, SUBCOMMANDS } from "./base/subcommands.ts";
@@ -190,6 +197,16 @@ const TABLE: Record<Subcommand, (p: Paths, ctx: PermissionContext) => Permission
   // Pure: reads the configuration and the images' headers (their virtual size), writes nothing.
   export: (p) => merge({ read: [p.configDir, EXAMPLES_DIR, p.stateDir], env: YAML_ENV }),
   reset: (p, ctx) => merge(planning(p), dbus(), asServiceUser(ctx), { write: [p.stateDir] }),
+  // Root stops and starts aos-unit.service around a restore; the files are the service
+  // user's (started again as that user). net: every node's QMP socket (named after the
+  // configuration; Deno matches unix sockets exactly).
+  snapshot: (p, ctx) =>
+    merge(planning(p), dbus(), asServiceUser(ctx), {
+      // Unix sockets need write access to their path (the QMP sockets).
+      write: [p.stateDir, p.runtimeDir],
+      run: [TOOLS.qemuImg, TOOLS.cp],
+      net: ["*"],
+    }),
   // The root broker: reads the root-owned configuration and writes only whole files in
   // the runtime directory and its own records; everything in the state directory is made by
   // `prepare`.
@@ -248,10 +265,11 @@ const TABLE: Record<Subcommand, (p: Paths, ctx: PermissionContext) => Permission
       read: [dhcpDir(p)],
       write: [dhcpDir(p)],
     }),
-  failed: (p, ctx) =>
-    merge(dbus(), asServiceUser(ctx), {
-      read: [p.logsDir],
-      write: [p.logsDir],
+  failed: (p) =>
+    merge(dbus(), {
+      // The logs, and the nodes' spools (nodes/NAME/failures.spool).
+      read: [p.logsDir, nodesDir(p)],
+      write: [p.logsDir, nodesDir(p)],
       run: [TOOLS.journalctl],
       env: [...STOP_POST_ENV],
     }),

@@ -69,6 +69,20 @@ deno_tier() {
   fi
 }
 
+# Tier 3: the packages and guests built once, then every Debian release's suite at once
+# (each boots its own bed; a file per release, one worker each).
+system_tier() {
+  local dir json
+  dir=$(mktemp -d /tmp/aosu-artifacts-XXXXXX)
+  if ! json=$(deno run --allow-all --no-prompt tests/system/prebuild.ts "$dir"); then
+    failed=$((failed + 1)); echo "FAIL tier 3: building the packages and guests failed"
+    rm -rf "$dir"
+    return
+  fi
+  AOS_UNIT_TEST_ARTIFACTS=$json DENO_JOBS=2 deno_tier 3 --parallel tests/system/
+  rm -rf "$dir"
+}
+
 needs_root() {
   if [ "$(id -u)" != 0 ]; then
     failed=$((failed + 1)); echo "FAIL tier $1 needs root (run as root: bash tests/run.sh)"
@@ -85,7 +99,7 @@ for tier in "${tiers[@]}"; do
       ;;
     1) deno_tier 1 src/ tests/unit/ tests/golden/ tests/config/ ;;
     2) needs_root 2 && deno_tier 2 tests/net/ ;;
-    3) needs_root 3 && deno_tier 3 tests/system/ ;;
+    3) needs_root 3 && system_tier ;;
     *) echo "run.sh: unknown tier $tier" >&2; exit 2 ;;
   esac
 done

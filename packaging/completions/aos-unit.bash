@@ -33,7 +33,7 @@ _aos_unit()
         cword=$COMP_CWORD
     fi
 
-    local commands="validate plan status doctor console reset export startup prepare run monitor powerdown lease-hook failed cleanup help"
+    local commands="validate plan status doctor console reset export snapshot startup prepare run monitor powerdown lease-hook failed cleanup help"
 
     # The subcommand: the first word after "aos-unit" that is not an option.
     local i cmd="" cmd_index=0
@@ -86,6 +86,23 @@ _aos_unit()
                 _aos_unit_reply -W "$opts"
             elif [ "$args" -eq 0 ]; then
                 _aos_unit_reply -W "$(_aos_unit_nodes)"
+            fi
+            ;;
+        snapshot)
+            if [[ $cur == -* ]]; then
+                _aos_unit_reply -W "--json -h --help"
+            elif [ "$args" -eq 0 ]; then
+                _aos_unit_reply -W "save restore list delete"
+            elif [ "$args" -eq 1 ]; then
+                # The snapshots there are (readable by root and the aos-unit group).
+                local names f
+                names=""
+                for f in /var/lib/aos-unit/snapshots/*.json; do
+                    [ -e "$f" ] || continue
+                    f=${f##*/}
+                    names="$names ${f%.json}"
+                done
+                _aos_unit_reply -W "$names"
             fi
             ;;
         lease-hook)

@@ -12,6 +12,7 @@ export const SUBCOMMANDS = [
   "console",
   "reset",
   "export",
+  "snapshot",
   "startup",
   "prepare",
   "run",
@@ -24,5 +25,5 @@ export const SUBCOMMANDS = [
 
 export type Subcommand = typeof SUBCOMMANDS[number];
 
-/** What systemd passes to ExecStopPost= that `failed` reads (and hands on as the service user). */
+/** What systemd passes to ExecStopPost= that `failed` reads. */
 export const STOP_POST_ENV = ["SERVICE_RESULT", "EXIT_CODE", "EXIT_STATUS"] as const;

@@ -1,21 +1,27 @@
 /**
  * `aos-unit failed NODE [--final]`: the forensic handler. Runs as the node
- * unit's ExecStopPost=+ after EVERY stop (and records only failures: systemd's
+ * unit's ExecStopPost= after EVERY stop (and records only failures: systemd's
  * OnFailure= fires only when the restart limit is hit), and as
- * aos-unit-vm-failed@NODE.service (--final) when systemd gives up. Either way
- * the record is written by the service user.
+ * aos-unit-vm-failed@NODE.service (--final) when systemd gives up. In the
+ * node's sandbox the record goes to the node's own spool, which the manager
+ * (or the final handler) moves into vm-failures.log.
  */
 
 import { EXIT_OK } from "../base/errors.ts";
-import { againAsServiceUser } from "../host/as_service_user.ts";
-import { STOP_POST_ENV } from "../base/subcommands.ts";
 import { createRunner } from "../host/runner.ts";
 import { logger } from "../log.ts";
 import { TOOLS } from "../base/tools.ts";
 import { nodeUnitName } from "../plan/units.ts";
 import { withSystemd } from "../systemd/connect.ts";
-import { appendFailure, type FailureRecord, tailLines } from "../vm/failures.ts";
-import { type CommandContext, serviceUserOf } from "./_context.ts";
+import { nodeFailureSpool } from "../plan/layout.ts";
+import {
+  appendFailure,
+  collectSpooled,
+  type FailureRecord,
+  spoolFailure,
+  tailLines,
+} from "../vm/failures.ts";
+import type { CommandContext } from "./_context.ts";
 import { type CommandSpec, flag } from "./_spec.ts";
 
 export interface FailedOptions {
@@ -38,15 +44,6 @@ export async function failedCommand(
   };
   let result = env("SERVICE_RESULT");
   if (!options.final && (result === undefined || result === "success")) return EXIT_OK;
-  // The node's ExecStopPost=+ runs this as root, outside the node's sandbox (which cannot
-  // write the shared failure log): the record is written as the service user.
-  const stopPost: Record<string, string | undefined> = {};
-  for (const name of STOP_POST_ENV) stopPost[name] = env(name);
-  const again = await againAsServiceUser(
-    ["failed", node, ...(options.final ? ["--final"] : [])],
-    { ...serviceUserOf(ctx), env: { ...ctx.env, ...stopPost } },
-  );
-  if (again !== undefined) return again;
 
   let restarts: number | null = null;
   let journal: string[] = [];
@@ -87,7 +84,14 @@ export async function failedCommand(
     journal,
     serial_tail: tailLines(`${ctx.paths.logsDir}/${node}-serial.log`, 30),
   };
-  appendFailure(ctx.paths.logsDir, record);
+  const spool = nodeFailureSpool(ctx.paths, node);
+  if (options.final) {
+    // The crash records first, so that the log stays in order.
+    collectSpooled(spool, ctx.paths.logsDir, node, unit);
+    appendFailure(ctx.paths.logsDir, record);
+  } else {
+    spoolFailure(spool, record);
+  }
   log.warning(
     `${
       options.final ? "Gave up on" : "Recorded failure of"

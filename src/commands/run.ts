@@ -35,7 +35,8 @@ import { call, type MessageBus } from "../systemd/bus.ts";
 import { SystemdSession } from "../systemd/session.ts";
 import { Waker } from "../systemd/waker.ts";
 import type { Systemd, UnitState } from "../systemd/systemd1.ts";
-import { lastFailures } from "../vm/failures.ts";
+import { nodeFailureSpool } from "../plan/layout.ts";
+import { collectSpooled, lastFailures } from "../vm/failures.ts";
 import { powerDownNode } from "../vm/shutdown.ts";
 import { boundLog } from "../vm/log_bounds.ts";
 import { answers, READY_PORT } from "../net/probe.ts";
@@ -139,8 +140,22 @@ class UnitWatch {
   }
 }
 
+/** The nodes' spooled crash records into vm-failures.log (see failed.ts). */
+function collectCrashRecords(plan: Plan, log: Logger): void {
+  for (const node of plan.nodes) {
+    try {
+      const spool = nodeFailureSpool(plan.paths, node.name);
+      const moved = collectSpooled(spool, plan.paths.logsDir, node.name, node.unit.name);
+      if (moved > 0) log.debug(`Moved ${moved} crash record(s) of node ${node.name}`);
+    } catch (error) {
+      log.warning(`Cannot move node ${node.name}'s crash records: ${(error as Error).message}`);
+    }
+  }
+}
+
 /** Each node's last failure, for the message when no node could start. */
-function lastFailureText(plan: Plan, watch: UnitWatch): string {
+function lastFailureText(plan: Plan, watch: UnitWatch, log: Logger): string {
+  collectCrashRecords(plan, log);
   // The crash records say how QEMU ended; the final one only that systemd gave up.
   const records = lastFailures(plan.paths.logsDir, (r) => !r.final);
   return plan.nodes.map((n) => {
@@ -359,6 +374,7 @@ class Manager {
     this.#logBounds = setInterval(async () => {
       if (rotating) return; // one pass at a time: a copy of a large log takes a while
       rotating = true;
+      collectCrashRecords(plan, this.log);
       for (const [path, max] of logs) {
         try {
           const r = await boundLog(this.runner, path, max);
@@ -415,7 +431,7 @@ class Manager {
     const views = watch.views();
     const runs = views.filter((v) => v.condition === "ready" || pending(v.condition));
     if (runs.length === 0) {
-      throw new UnitDown(`No node could start: ${lastFailureText(plan, watch)}`, {
+      throw new UnitDown(`No node could start: ${lastFailureText(plan, watch, this.log)}`, {
         hint: "journalctl -u 'aos-node-*'; jq . /var/log/aos-unit/vm-failures.log",
       });
     }
@@ -444,7 +460,7 @@ class Manager {
       if (this.stopping) break;
       const now = await this.#pass("running");
       if (now.every((v) => v.condition === "gave-up" || v.condition === "stopped")) {
-        throw new UnitDown(`Every node is down: ${lastFailureText(plan, watch)}`);
+        throw new UnitDown(`Every node is down: ${lastFailureText(plan, watch, this.log)}`);
       }
       // A sidecar systemd gave up on: guests keep running; try it again now and then.
       if (watch.sidecarGaveUp() && performance.now() - lastRetry > 30_000) {

@@ -53,6 +53,7 @@ import type { Plan } from "../plan/types.ts";
 import { connectSystemBus } from "../systemd/bus.ts";
 import { reconcileUnit, stopStale } from "../systemd/reconcile.ts";
 import { Systemd } from "../systemd/systemd1.ts";
+import { snapshotsDir } from "../plan/snapshot.ts";
 import { preparationNeeded } from "../vm/disk.ts";
 import { accessProblem, type Identity, nodeFileNeeds } from "../vm/file_access.ts";
 import type { CommandContext } from "./_context.ts";
@@ -61,6 +62,14 @@ import { type CommandSpec, flag } from "./_spec.ts";
 export interface StartupOptions {
   /** Network only (bridge, taps, table, resolved): for running the parts by hand, as tier 2 does. */
   units: boolean;
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return Deno.lstatSync(path).isDirectory;
+  } catch {
+    return false;
+  }
 }
 
 /** KVM only where it really works; the answer is kept for the boot (and for `plan`). */
@@ -99,6 +108,8 @@ async function prepare(
   log: Logger,
 ): Promise<void> {
   const needs = plan.nodes.flatMap((n) => preparationNeeded(n).map((r) => `${n.name}: ${r}`));
+  // The node units hide it (TemporaryFileSystem=): it must be there before they start.
+  if (!isDirectory(snapshotsDir(plan.paths))) needs.push(`no ${snapshotsDir(plan.paths)}`);
   if (needs.length === 0) return;
   log.info(`Preparing node files as the service user (${needs.join("; ")})`);
   const env: Record<string, string> = {};

@@ -21,6 +21,14 @@ export function nodeRunDir(paths: Paths, name: string): string {
   return join(join(paths.runtimeDir, "nodes"), name);
 }
 
+/**
+ * Where a node's own sandbox leaves its crash records (JSON Lines) for the manager to move
+ * into the shared failure log, which the sandbox cannot see.
+ */
+export function nodeFailureSpool(paths: Paths, name: string): string {
+  return join(nodeDir(paths, name), "failures.spool");
+}
+
 /** The directory dnsmasq and its lease hook own: lease file and leases.json. */
 export function dhcpDir(paths: Paths): string {
   return join(paths.stateDir, "dhcp");

@@ -25,6 +25,7 @@ import {
   nodesDir,
   relativeToRun,
 } from "./layout.ts";
+import { snapshotsDir } from "./snapshot.ts";
 
 export { dhcpDir, nodeDir, nodeRunDir } from "./layout.ts";
 
@@ -310,7 +311,7 @@ function planOneNode(
       runDir,
       runtimeDirectory: relativeToRun(runDir),
       serialLog,
-      hiddenStateDirs: [nodesDir(paths), dhcpDir(paths)],
+      hiddenStateDirs: [nodesDir(paths), dhcpDir(paths), snapshotsDir(paths)],
       stopTimeoutSec: config.runtime.stopTimeoutSec,
       systemdVersion: facts.systemdVersion,
       attachedTo,

@@ -11,15 +11,6 @@ export function formatProperty([name, signature, value]: UnitProperty): string {
       cmds.map(([, argv, ignore]) => `${ignore ? "-" : ""}${quoteArgv(argv)}`).join(" ; ")
     }`;
   }
-  if (signature === "a(sasas)") {
-    // ExecStopPostEx= and friends: shown as the unit file would say it (ExecStopPost=-+...).
-    const prefix = (flags: string[]) =>
-      (flags.includes("ignore-failure") ? "-" : "") + (flags.includes("privileged") ? "+" : "");
-    const cmds = value as [string, string[], string[]][];
-    return `${name.replace(/Ex$/, "")}=${
-      cmds.map(([, argv, flags]) => `${prefix(flags)}${quoteArgv(argv)}`).join(" ; ")
-    }`;
-  }
   if (signature === "a(ssbt)") {
     const binds = value as [string, string, boolean, number][];
     return `${name}=${

@@ -58,11 +58,6 @@ function exec(argv: string[], ignoreFailure = false): UnitProperty[2] {
   return [[argv[0], argv, ignoreFailure]];
 }
 
-/** ExecXxxEx= commands: `flags` as systemd names the prefixes ("-": ignore-failure, "+": privileged). */
-function execEx(argv: string[], flags: string[]): UnitProperty[2] {
-  return [[argv[0], argv, flags]];
-}
-
 /** MS_REC: a bind mount takes the mounts below its source along. */
 const MS_REC = 16384;
 
@@ -178,8 +173,8 @@ export interface NodeUnitInput {
   stopHook: string;
   /**
    * The ExecStopPost= hook: records a failure (aos-unit failed) and nothing on a clean stop.
-   * It runs privileged, outside the node's sandbox, and starts again as the service user:
-   * the failure log is shared by every node, so no node's sandbox may write it.
+   * It runs in the node's sandbox, so it writes the record into the node's own directory;
+   * the manager moves it into the shared failure log, which no node can write.
    */
   stoppedHook: string;
   user: string;
@@ -213,11 +208,7 @@ export function nodeUnit(n: NodeUnitInput): TransientUnit {
         exec([n.stopHook, n.name, "--timeout", String(n.stopTimeoutSec)]),
       ],
       // After every stop; records a forensic entry only when the stop was a failure.
-      [
-        "ExecStopPostEx",
-        "a(sasas)",
-        execEx([n.stoppedHook, n.name], ["ignore-failure", "privileged"]),
-      ],
+      ["ExecStopPost", "a(sasb)", exec([n.stoppedHook, n.name], true)],
       ["OnFailure", "as", [failedUnitName(n.name)]],
       ["Restart", "s", "on-failure"],
       ...restartMode(n.systemdVersion),

@@ -201,6 +201,12 @@ export class Systemd {
     });
   }
 
+  /** StartUnit + wait for the job (for a Type=notify unit: until it is ready). */
+  async startUnit(name: string, timeoutMs = 300_000): Promise<string> {
+    const [job] = await this.#manager("StartUnit", "ss", [name, "replace"], `start ${name}`);
+    return await this.#waitJob(job as string, name, timeoutMs);
+  }
+
   /** RestartUnit: also starts a failed unit that is still loaded (polkit verb "restart"). */
   async restartUnit(name: string, timeoutMs = 30_000): Promise<string> {
     const [job] = await this.#manager("RestartUnit", "ss", [name, "replace"], `restart ${name}`);

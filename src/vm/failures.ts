@@ -22,14 +22,91 @@ export interface FailureRecord {
   serial_tail: string[];
 }
 
-export function appendFailure(logsDir: string, record: FailureRecord): void {
-  // Written by root as well (a node's ExecStopPost=+): never through a link.
-  const file = openAppend(failureLogPath(logsDir));
+function appendLines(path: string, records: FailureRecord[]): void {
+  if (records.length === 0) return;
+  // Never through a link, never into a FIFO (safe_file.ts).
+  const file = openAppend(path);
   try {
-    file.append(new TextEncoder().encode(JSON.stringify(record) + "\n"));
+    file.append(new TextEncoder().encode(records.map((r) => JSON.stringify(r) + "\n").join("")));
   } finally {
     file.close();
   }
+}
+
+/** Appends to vm-failures.log, which only processes outside the nodes' sandboxes write. */
+export function appendFailure(logsDir: string, record: FailureRecord): void {
+  appendLines(failureLogPath(logsDir), [record]);
+}
+
+/**
+ * A crash record from inside a node's sandbox goes to the node's own directory: the
+ * shared failure log is not even visible there. collectSpooled() moves it on.
+ */
+export function spoolFailure(spool: string, record: FailureRecord): void {
+  appendLines(spool, [record]);
+}
+
+/** How much of a spool is read: far more than a handful of crash records. */
+const SPOOL_BYTES = 64 * 1024;
+const SHORT = 64;
+const LINE = 1024;
+
+const text = (v: unknown, max: number): string | null =>
+  typeof v === "string" ? v.slice(0, max) : null;
+
+/**
+ * A spooled record as the node's sandbox wrote it, rebuilt from the fields a crash record
+ * has, each bounded: whatever a broken-out QEMU puts there, it names only its own node.
+ */
+function fromSpool(line: string, node: string, unit: string): FailureRecord | undefined {
+  let r: Record<string, unknown>;
+  try {
+    r = JSON.parse(line);
+  } catch {
+    return undefined; // a torn line
+  }
+  if (typeof r !== "object" || r === null) return undefined;
+  const tail = Array.isArray(r.serial_tail) ? r.serial_tail : [];
+  return {
+    time: text(r.time, SHORT) ?? new Date().toISOString(),
+    node,
+    unit,
+    result: text(r.result, SHORT) ?? "unknown",
+    exit_code: text(r.exit_code, SHORT),
+    exit_status: text(r.exit_status, SHORT),
+    restarts: null,
+    final: false,
+    journal: [],
+    serial_tail: tail.slice(-30).map((l) => text(l, LINE) ?? ""),
+  };
+}
+
+/**
+ * Moves a node's spooled crash records into vm-failures.log (the manager, every pass, and
+ * the final handler before its own record). The spool is renamed first, so a record the
+ * node writes meanwhile starts a new spool; a pass that died midway is finished next time.
+ * @returns how many records moved
+ */
+export function collectSpooled(spool: string, logsDir: string, node: string, unit: string): number {
+  const taking = `${spool}.collecting`;
+  try {
+    Deno.lstatSync(taking);
+  } catch {
+    try {
+      Deno.renameSync(spool, taking);
+    } catch {
+      return 0; // nothing spooled
+    }
+  }
+  let lines: string[] = [];
+  try {
+    lines = readTail(taking, SPOOL_BYTES).split("\n");
+  } catch { /* a link or a FIFO planted there: dropped below */ }
+  const records = lines.filter((l) => l.trim()).map((l) => fromSpool(l, node, unit))
+    .filter((r): r is FailureRecord => r !== undefined);
+  appendLines(failureLogPath(logsDir), records);
+  Deno.removeSync(taking);
+  return records.length;
 }
 
 /**

@@ -6,6 +6,7 @@
 
 import type { Runner } from "../host/runner.ts";
 import type { Logger } from "../log.ts";
+import { snapshotsDir } from "../plan/snapshot.ts";
 import type { Plan } from "../plan/types.ts";
 import { prepareDisks } from "./disk.ts";
 
@@ -33,6 +34,7 @@ function migrateLeases(plan: Plan): string[] {
 
 export async function prepareFiles(runner: Runner, plan: Plan, log: Logger): Promise<void> {
   Deno.mkdirSync(plan.dnsmasq.dhcpDir, { recursive: true, mode: 0o750 });
+  Deno.mkdirSync(snapshotsDir(plan.paths), { recursive: true, mode: 0o750 });
   for (const line of migrateLeases(plan)) log.info(`Moved ${line}`);
   Deno.writeFileSync(plan.failureLog, new Uint8Array(), { append: true, mode: 0o640 });
   for (const node of plan.nodes) {

@@ -147,3 +147,92 @@ export async function powerdownAndWait(
     } catch { /* closed by QEMU exiting */ }
   }
 }
+
+/** A QMP message: a reply (return or error) or an event. */
+interface QmpMessage {
+  return?: unknown;
+  error?: { class?: string; desc: string };
+  event?: string;
+  data?: Record<string, unknown>;
+}
+
+/**
+ * A QMP connection kept open for several commands (snapshots: stop, snapshot, cont, then
+ * a block job and its events). Events that arrive while a command waits for its reply
+ * are kept for waitEvent().
+ */
+export class QmpSession {
+  #events: QmpMessage[] = [];
+
+  private constructor(
+    private readonly conn: Deno.UnixConn,
+    private readonly reader: LineReader,
+    readonly socket: string,
+  ) {}
+
+  /** Connects, reads the greeting and negotiates capabilities. */
+  static async open(socket: string, timeoutMs = 3000): Promise<QmpSession> {
+    let conn: Deno.UnixConn;
+    try {
+      conn = await Deno.connect({ transport: "unix", path: socket });
+    } catch (error) {
+      // Not allowed is a bug to report, never a QEMU that is not running.
+      if (error instanceof Deno.errors.NotCapable) throw error;
+      throw new QmpError(`Cannot connect to QMP socket ${socket}: ${(error as Error).message}`, {
+        cause: error,
+      });
+    }
+    const session = new QmpSession(conn, new LineReader(conn), socket);
+    try {
+      await readLine(session.reader, performance.now() + timeoutMs); // greeting
+      await session.execute("qmp_capabilities", undefined, timeoutMs);
+    } catch (error) {
+      session.close();
+      throw error;
+    }
+    return session;
+  }
+
+  /** Runs one command. @returns its `return` value @throws {QmpError} on an error reply */
+  async execute(
+    command: string,
+    args?: Record<string, unknown>,
+    timeoutMs = 3000,
+  ): Promise<unknown> {
+    const deadline = performance.now() + timeoutMs;
+    const message = args ? { execute: command, arguments: args } : { execute: command };
+    await this.conn.write(new TextEncoder().encode(JSON.stringify(message) + "\n"));
+    while (true) {
+      const reply = JSON.parse(await readLine(this.reader, deadline)) as QmpMessage;
+      if (reply.event) {
+        this.#events.push(reply);
+        continue;
+      }
+      if (reply.error) throw new QmpError(`QMP ${command} failed: ${reply.error.desc}`);
+      return reply.return;
+    }
+  }
+
+  /**
+   * Waits for an event `accept` takes (kept ones first).
+   * @throws {QmpError} at the timeout or when QEMU goes away
+   */
+  async waitEvent(
+    accept: (event: string, data: Record<string, unknown>) => boolean,
+    timeoutMs: number,
+  ): Promise<Record<string, unknown>> {
+    const deadline = performance.now() + timeoutMs;
+    while (true) {
+      const index = this.#events.findIndex((e) => accept(e.event!, e.data ?? {}));
+      if (index >= 0) return this.#events.splice(index, 1)[0]!.data ?? {};
+      const message = JSON.parse(await readLine(this.reader, deadline)) as QmpMessage;
+      if (message.event) this.#events.push(message);
+    }
+  }
+
+  close(): void {
+    try {
+      this.conn.close();
+    } catch { /* closed by QEMU exiting */ }
+  }
+}

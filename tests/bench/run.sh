@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Benchmarks (not tests): print numbers. Needs root.
-#   bash tests/bench/run.sh [network|system|image|soak]...   (default: network, system, image)
+#   bash tests/bench/run.sh [network|system|image|snapshot|soak]...   (default: all but soak)
 #   soak runs BENCH_SOAK_MIN minutes (default 30); system runs on BENCH_SUITES (bookworm,trixie)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
 eval "$(bash packaging/setup.sh --env)"
 which=("$@")
-[ ${#which[@]} -gt 0 ] || which=(network system image)
+[ ${#which[@]} -gt 0 ] || which=(network system image snapshot)
 for w in "${which[@]}"; do
 	echo "== $w"
 	deno run --allow-all --unstable-net "tests/bench/${w}_bench.ts"

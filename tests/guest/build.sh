@@ -346,7 +346,9 @@ exec </dev/console >/dev/console 2>&1
 # Keep kernel messages from splitting marker lines (dmesg still has them).
 echo 1 >/proc/sys/kernel/printk
 
-AOS_EFIVAR=/sys/firmware/efi/efivars/AosTest-5b1b2c6a-8b6e-4d8e-9a3f-0123456789ab
+# The vendor GUID is Linux's crash GUID: efivarfs leaves variables of it mutable (no
+# chattr -i in busybox), so a guest can write its variable again, as A/B updates do.
+AOS_EFIVAR=/sys/firmware/efi/efivars/AosTest-cfc8fc79-be2e-4ddc-97f0-9f98bfe298a0
 NAME=unnamed
 for arg in $(cat /proc/cmdline); do
 	case $arg in aos.name=*) NAME=${arg#aos.name=} ;; esac
@@ -551,7 +553,7 @@ lease)
 efivar)
 	# efivar [VALUE]: write the test UEFI variable (non-volatile, boot and runtime access),
 	# then print what the firmware holds.
-	var=/sys/firmware/efi/efivars/AosTest-5b1b2c6a-8b6e-4d8e-9a3f-0123456789ab
+	var=/sys/firmware/efi/efivars/AosTest-cfc8fc79-be2e-4ddc-97f0-9f98bfe298a0
 	if [ $# -ge 2 ]; then
 		printf '\007\000\000\000%s' "$2" >"$var" 2>/dev/null || {
 			echo "AOSTEST efivar fail"
@@ -572,6 +574,8 @@ seq-start)
 			sleep 0.1
 		done
 	) </dev/null >/dev/null 2>&1 &
+	# (busybox here has no pgrep: seq-stop finds the writer by its pid file)
+	echo $! >/run/aos-seq.pid
 	echo "AOSTEST seq started"
 	;;
 seq-read)
@@ -579,8 +583,9 @@ seq-read)
 	echo
 	;;
 seq-stop)
-	pkill -f "dd of=/dev/sda4" 2>/dev/null
-	kill $(pgrep -f "aos-probe seq-start") 2>/dev/null
+	[ -f /run/aos-seq.pid ] && kill "$(cat /run/aos-seq.pid)" 2>/dev/null
+	rm -f /run/aos-seq.pid
+	sleep 0.2
 	echo "AOSTEST seq stopped value=$(aos-probe seq-read)"
 	;;
 reboot)

@@ -17,6 +17,7 @@ import { buildGuests, ROOT } from "../lib/aos.ts";
 import { NetBed } from "../lib/netbed.ts";
 import { type Background, run, waitFor } from "../lib/proc.ts";
 import { SerialConsole } from "../lib/serial.ts";
+import { snapshotSteps } from "../lib/snapshot_steps.ts";
 import { INTERNET_IP } from "../lib/topology.ts";
 
 // The shipped sample, smaller guests.
@@ -41,6 +42,30 @@ Deno.test({
   let dnsmasq: Background | undefined;
   let monitor: Background | undefined;
   const inHost = (argv: string[]) => run(topo.inNs(topo.host, argv));
+  // QEMU for every node, as the node units run it, each with its serial console.
+  const boot = async () => {
+    await Promise.all(plan!.nodes.map(async (node) => {
+      Deno.mkdirSync(node.runDir, { recursive: true });
+      qemu.set(
+        node.name,
+        topo.procs.start(topo.inNs(topo.host, node.qemu), `${work}/qemu-${node.name}.log`),
+      );
+      consoles.get(node.name)?.close();
+      consoles.set(node.name, await SerialConsole.connect(node.serialSocket));
+    }));
+  };
+  const powerOff = async () => {
+    await Promise.all(plan!.nodes.map(async (node) => {
+      await systemPowerdown(node.qmpSocket);
+      const status = await Promise.race([
+        qemu.get(node.name)!.child.status,
+        new Promise<undefined>((r) => setTimeout(() => r(undefined), 15_000)),
+      ]);
+      assert.ok(status, `${node.name} did not power off`);
+      await topo.procs.stop(qemu.get(node.name)!);
+      Deno.removeSync(node.runDir, { recursive: true });
+    }));
+  };
   try {
     await t.step("the images are read: main's own network is in the plan", async () => {
       await buildGuests(`${work}/images`, ["main", "secondary"]);
@@ -74,14 +99,7 @@ Deno.test({
       dnsmasq = topo.procs.start(topo.inNs(topo.host, argv), `${work}/dnsmasq.log`);
       // The route monitor keeps @uplinks (NAT and forwards) on the default route.
       monitor = topo.procs.start(unit.argv(["monitor"]), `${work}/monitor.log`);
-      await Promise.all(plan!.nodes.map(async (node) => {
-        Deno.mkdirSync(node.runDir, { recursive: true });
-        qemu.set(
-          node.name,
-          topo.procs.start(topo.inNs(topo.host, node.qemu), `${work}/qemu-${node.name}.log`),
-        );
-        consoles.set(node.name, await SerialConsole.connect(node.serialSocket));
-      }));
+      await boot();
       const main = consoles.get("main")!;
       await main.expect(/^AOSTEST boot name=main count=1$/, 60_000, "main's boot");
       const m = await main.expect(
@@ -216,18 +234,12 @@ Deno.test({
       },
     );
 
+    await snapshotSteps(t, { unit, work, consoles, boot, powerOff, plan: () => plan! });
+
     await t.step("both power down on QMP system_powerdown; cleanup leaves nothing", async () => {
-      await Promise.all(plan!.nodes.map(async (node) => {
-        await systemPowerdown(node.qmpSocket);
-        const status = await Promise.race([
-          qemu.get(node.name)!.child.status,
-          new Promise<undefined>((r) => setTimeout(() => r(undefined), 15_000)),
-        ]);
-        assert.ok(status, `${node.name} did not power off`);
-      }));
+      await powerOff();
       await topo.procs.stop(dnsmasq!);
       await topo.procs.stop(monitor!);
-      for (const node of plan!.nodes) Deno.removeSync(node.runDir, { recursive: true });
       const r = await unit.cli("cleanup");
       assert.equal(r.code, 0, r.stderr);
       assert.deepEqual([...Deno.readDirSync(unit.runtimeDir)].map((e) => e.name), []);

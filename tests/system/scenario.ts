@@ -41,10 +41,6 @@ const NODES = ["main", "secondary"] as const;
 const MAIN_MAC = "52:54:00:fa:d5:8d";
 const SECONDARY_MAC = "52:54:00:1f:7b:a5";
 
-/** Two builds of the package (for the upgrade), shared by every suite of one test run. */
-let debs: Promise<[string, string]> | undefined;
-let guests: Promise<string> | undefined;
-
 async function buildDeb(out: string, epoch: number, tree = ROOT): Promise<string> {
   const r = await run(
     ["bash", `${tree}/packaging/build_package.sh`, "--out", out, "--compress", "gzip"],
@@ -81,40 +77,49 @@ async function nextReleaseTree(dir: string): Promise<string> {
   return tree;
 }
 
-/** Builds once per test run; the files live until the process ends. */
-function packages(): Promise<[string, string]> {
-  debs ??= (async () => {
-    const dir = await Deno.makeTempDir({ prefix: "aosu-debs-" });
-    globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
-    const epoch = Math.floor(Date.now() / 1000);
-    return [
-      await buildDeb(`${dir}/1`, epoch),
-      await buildDeb(`${dir}/2`, epoch + 120, await nextReleaseTree(dir)),
-    ];
-  })();
-  return debs;
+/**
+ * What every suite installs and boots: the two package builds and the test guests. Built
+ * once, into `dir`: by tests/system/prebuild.ts before the suites run in parallel (each in
+ * a process of its own), or by the first suite that asks.
+ */
+export async function buildArtifacts(dir: string): Promise<Artifacts> {
+  const epoch = Math.floor(Date.now() / 1000);
+  const [debs, guests, arm] = await Promise.all([
+    (async () =>
+      [
+        await buildDeb(`${dir}/1`, epoch),
+        await buildDeb(`${dir}/2`, epoch + 120, await nextReleaseTree(dir)),
+      ] as [string, string])(),
+    buildGuests(`${dir}/guests`, [...NODES]).then(() => `${dir}/guests`),
+    buildGuests(`${dir}/guests-arm`, ["arm"], "arm64").then(() => `${dir}/guests-arm`),
+  ]);
+  return { debs, guests, arm };
 }
 
-let armGuests: Promise<string> | undefined;
-function armImages(): Promise<string> {
-  armGuests ??= (async () => {
-    const dir = await Deno.makeTempDir({ prefix: "aosu-guests-arm-" });
-    globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
-    await buildGuests(dir, ["arm"], "arm64");
-    return dir;
-  })();
-  return armGuests;
+export interface Artifacts {
+  debs: [string, string];
+  guests: string;
+  arm: string;
 }
 
-function guestImages(): Promise<string> {
-  guests ??= (async () => {
-    const dir = await Deno.makeTempDir({ prefix: "aosu-guests-" });
+/** The variable prebuild.ts sets: the artifacts as JSON. */
+export const ARTIFACTS_ENV = "AOS_UNIT_TEST_ARTIFACTS";
+
+let artifacts: Promise<Artifacts> | undefined;
+function built(): Promise<Artifacts> {
+  artifacts ??= (async () => {
+    const given = Deno.env.get(ARTIFACTS_ENV);
+    if (given) return JSON.parse(given) as Artifacts;
+    const dir = await Deno.makeTempDir({ prefix: "aosu-artifacts-" });
     globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
-    await buildGuests(dir, [...NODES]);
-    return dir;
+    return await buildArtifacts(dir);
   })();
-  return guests;
+  return artifacts;
 }
+
+const packages = async () => (await built()).debs;
+const guestImages = async () => (await built()).guests;
+const armImages = async () => (await built()).arm;
 
 /** `systemd-analyze security` overall exposure of a unit (lower is better). */
 function exposure(text: string): number {
@@ -1764,6 +1769,65 @@ export function systemScenario(suite: Suite) {
           );
           assert.deepEqual(await failures(), [], "no failure record");
           await stockRunning();
+        },
+      );
+
+      await t.step(
+        "snapshot save on the running unit (a pause), the guests move on, restore: counters, UEFI and addresses as saved",
+        async () => {
+          /** The count the guest printed at its last boot (from its disk). */
+          const lastCount = async (node: string) => {
+            const log = await sh(`cat /var/log/aos-unit/${node}-serial.log`);
+            const all = [
+              ...log.matchAll(new RegExp(`AOSTEST boot name=${node} count=(\\d+)`, "g")),
+            ];
+            return Number(all.at(-1)![1]);
+          };
+          const main = await serial("main");
+          assert.equal(
+            (await main.probe("aos-probe efivar snap-1", /^AOSTEST efivar value=(\S+)$/))[1],
+            "snap-1",
+          );
+          const saved = { main: await lastCount("main"), secondary: await lastCount("secondary") };
+          const address = await leaseOf("secondary");
+          const save = await bed.exec(["aos-unit", "snapshot", "save", "provisioned"]);
+          assert.equal(save.code, 0, save.stderr);
+          console.log(`snapshot save (${suite}): ${save.stdout.trim()}`);
+          const list = JSON.parse(await sh("aos-unit snapshot list --json"))[0];
+          assert.equal(list.nodes, 2);
+          // The guests go on: a new UEFI value, a reboot each.
+          await main.probe("aos-probe efivar later", /^AOSTEST efivar value=later$/);
+          for (const n of NODES) {
+            const c = n === "main" ? main : await serial(n);
+            await c.probe("aos-probe reboot", new RegExp(`^AOSTEST boot name=${n} count=`), 90_000);
+            c.close();
+          }
+          await stockRunning();
+          // Refused, and nothing stops: an unknown name, a missing file.
+          const invocation = await show("aos-node-main.service", "InvocationID");
+          assert.equal((await bed.exec(["aos-unit", "snapshot", "restore", "nothing"])).code, 2);
+          await sh("mv /var/lib/aos-unit/nodes/secondary/snapshots/provisioned.qcow2 /root/");
+          const broken = await bed.exec(["aos-unit", "snapshot", "restore", "provisioned"]);
+          await sh("mv /root/provisioned.qcow2 /var/lib/aos-unit/nodes/secondary/snapshots/");
+          assert.equal(broken.code, 1, broken.stderr);
+          assert.deepEqual(await show("aos-node-main.service", "InvocationID"), invocation);
+          const started = performance.now();
+          const r = await bed.exec(["aos-unit", "snapshot", "restore", "provisioned"]);
+          assert.equal(r.code, 0, r.stderr + r.stdout);
+          console.log(
+            `snapshot restore (${suite}): ${Math.round(performance.now() - started)} ms to READY`,
+          );
+          await stockRunning();
+          for (const n of NODES) {
+            assert.equal(await lastCount(n), saved[n as "main" | "secondary"] + 1, `${n} as saved`);
+          }
+          const log = (await sh("cat /var/log/aos-unit/main-serial.log")).replaceAll("\r", "");
+          const lastBoot = log.slice(log.lastIndexOf("AOSTEST boot name=main"));
+          assert.match(lastBoot, /^AOSTEST efivar value=snap-1$/m, "main's UEFI variable as saved");
+          assert.equal(await leaseOf("secondary"), address, "the secondary's address as saved");
+          assert.equal(await fetchFromHost("main.aos-unit", 8089), "aos-main name=main");
+          assert.equal((await bed.exec(["aos-unit", "snapshot", "delete", "provisioned"])).code, 0);
+          assert.equal((await sh("ls /var/lib/aos-unit/nodes/main/snapshots")).trim(), "");
         },
       );
 

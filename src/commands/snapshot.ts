@@ -1,0 +1,181 @@
+/**
+ * `aos-unit snapshot save|restore|list|delete [NAME]`: whole-unit snapshots
+ * (vm/snapshot.ts). Every file is handled by the service user; root only
+ * stops and starts aos-unit.service around a restore's swap.
+ */
+
+import { EXIT_OK, EXIT_RUNTIME, RuntimeError, UsageError } from "../base/errors.ts";
+import { againAsServiceUser } from "../host/as_service_user.ts";
+import { envOverrides, loadAndPlan } from "../host/load.ts";
+import { createRunner } from "../host/runner.ts";
+import { logger } from "../log.ts";
+import { formatBytes, formatSnapshotList } from "../plan/snapshot.ts";
+import type { Plan } from "../plan/types.ts";
+import { MANAGER_UNIT } from "../plan/units.ts";
+import { withSystemd } from "../systemd/connect.ts";
+import {
+  checkName,
+  deleteSnapshot,
+  finishRestore,
+  listSnapshots,
+  rollbackRestore,
+  saveSnapshot,
+  type SnapshotDeps,
+  stageRestore,
+  swapRestore,
+} from "../vm/snapshot.ts";
+import { type CommandContext, serviceUserOf } from "./_context.ts";
+import { type CommandSpec, flag, stringOpt } from "./_spec.ts";
+
+const ACTIONS = ["save", "restore", "list", "delete"] as const;
+type Action = typeof ACTIONS[number];
+/** The steps of a restore the service user runs, in order (rollback when one fails). */
+const PHASES = ["stage", "swap", "rollback", "finish"] as const;
+type Phase = typeof PHASES[number];
+
+export interface SnapshotOptions {
+  action: string;
+  name: string | undefined;
+  json: boolean;
+  phase: string | undefined;
+}
+
+function deps(): SnapshotDeps {
+  return { runner: createRunner(), log: logger("snapshot") };
+}
+
+function planOf(ctx: CommandContext): Plan {
+  return loadAndPlan(ctx.paths, envOverrides(ctx.env)).plan;
+}
+
+/** The service user's part: everything but stopping and starting the unit. */
+async function asOwner(ctx: CommandContext, o: SnapshotOptions): Promise<number> {
+  const plan = planOf(ctx);
+  const action = o.action as Action;
+  if (action === "list") {
+    const list = listSnapshots(plan);
+    ctx.out(o.json ? JSON.stringify(list, null, 2) + "\n" : formatSnapshotList(list));
+    return EXIT_OK;
+  }
+  const name = o.name!;
+  if (action === "delete") {
+    deleteSnapshot(plan, name);
+    ctx.out(`Deleted snapshot ${name}\n`);
+    return EXIT_OK;
+  }
+  if (action === "save") {
+    const m = await saveSnapshot(plan, name, deps());
+    const size = listSnapshots(plan).find((s) => s.name === name)?.diskBytes ?? 0;
+    ctx.out(
+      `Saved snapshot ${name}: ${m.nodes.length} node(s), ${
+        m.running ? `running (guests paused ${m.pauseMs} ms)` : "stopped"
+      }, ${formatBytes(size)}\n`,
+    );
+    return EXIT_OK;
+  }
+  const phase = o.phase as Phase;
+  if (phase === "stage") await stageRestore(plan, name, deps());
+  else if (phase === "swap") swapRestore(plan, name);
+  else if (phase === "rollback") rollbackRestore(plan, name);
+  else finishRestore(plan, name);
+  return EXIT_OK;
+}
+
+/** Runs one restore step as the service user (or here, in development). */
+async function step(ctx: CommandContext, o: SnapshotOptions, phase: Phase): Promise<number> {
+  const args = ["snapshot", "restore", o.name!, "--phase", phase];
+  return await againAsServiceUser(args, serviceUserOf(ctx)) ??
+    await asOwner(ctx, { ...o, phase });
+}
+
+/**
+ * Root's part of a restore: stage (the unit runs on), stop the unit (every guest gets the
+ * ACPI power button), swap, start it and wait for READY; on any failure the previous
+ * files go back and the unit starts on them.
+ */
+async function restore(ctx: CommandContext, o: SnapshotOptions): Promise<number> {
+  if (Deno.uid() !== 0) {
+    throw new RuntimeError("snapshot restore stops and starts aos-unit.service", {
+      hint: `run it as root: sudo aos-unit snapshot restore ${o.name}`,
+    });
+  }
+  const started = performance.now();
+  const staged = await step(ctx, o, "stage");
+  if (staged !== EXIT_OK) return staged;
+  return await withSystemd(async (systemd) => {
+    const state = await systemd.unitState(MANAGER_UNIT);
+    if (state && ["active", "activating", "reloading"].includes(state.activeState)) {
+      ctx.err(`Stopping ${MANAGER_UNIT} (every guest gets the ACPI power button)...`);
+      await systemd.stopUnit(MANAGER_UNIT, 10 * 60_000);
+    }
+    if (await step(ctx, o, "swap") !== EXIT_OK) {
+      await step(ctx, o, "rollback");
+      await systemd.startUnit(MANAGER_UNIT, 10 * 60_000);
+      return EXIT_RUNTIME;
+    }
+    ctx.err(`Starting ${MANAGER_UNIT} on snapshot ${o.name}...`);
+    const result = await systemd.startUnit(MANAGER_UNIT, 10 * 60_000);
+    if (result !== "done") {
+      ctx.err(`${MANAGER_UNIT} did not start (${result}); putting the previous state back`);
+      await systemd.stopUnit(MANAGER_UNIT, 10 * 60_000);
+      await step(ctx, o, "rollback");
+      await systemd.startUnit(MANAGER_UNIT, 10 * 60_000);
+      return EXIT_RUNTIME;
+    }
+    await step(ctx, o, "finish");
+    ctx.out(
+      `Restored snapshot ${o.name} in ${((performance.now() - started) / 1000).toFixed(1)} s\n`,
+    );
+    return EXIT_OK;
+  }, 10_000);
+}
+
+export async function snapshotCommand(ctx: CommandContext, o: SnapshotOptions): Promise<number> {
+  if (!(ACTIONS as readonly string[]).includes(o.action)) {
+    throw new UsageError(`Unknown snapshot action "${o.action}" (${ACTIONS.join(", ")})`);
+  }
+  if (o.action !== "list") {
+    if (o.name === undefined) throw new UsageError(`snapshot ${o.action} needs a NAME`);
+    checkName(o.name);
+  }
+  if (o.phase !== undefined) {
+    if (o.action !== "restore" || !(PHASES as readonly string[]).includes(o.phase)) {
+      throw new UsageError(`--phase is one step of a restore (${PHASES.join(", ")})`);
+    }
+    return await asOwner(ctx, o);
+  }
+  if (o.action === "restore") return await restore(ctx, o);
+  // Root never opens, copies or deletes in directories the service user can change.
+  const args = ["snapshot", o.action, ...(o.name ? [o.name] : []), ...(o.json ? ["--json"] : [])];
+  return await againAsServiceUser(args, serviceUserOf(ctx)) ?? await asOwner(ctx, o);
+}
+
+export const snapshotSpec: CommandSpec = {
+  name: "snapshot",
+  summary: "save, restore, list or delete a snapshot of the whole unit (every node at one instant)",
+  group: "user",
+  args: [
+    { name: "<action>", description: "save, restore, list or delete" },
+    { name: "[name]", description: "the snapshot's name (letters, digits, - and _)" },
+  ],
+  options: [
+    { flags: "--json", description: "list: one JSON array" },
+    { flags: "--phase <step>", description: "(internal) one step of a restore, as aos-unit" },
+  ],
+  examples: `
+Examples:
+  sudo aos-unit snapshot save provisioned      # guests pause for milliseconds
+  sudo aos-unit snapshot restore provisioned   # powers down, swaps, starts: READY again
+  sudo aos-unit snapshot list
+  sudo aos-unit snapshot delete provisioned
+
+Exit status: 0 done; 1 it failed (a restore leaves the unit as it was); 2 an unknown or
+invalid name, a name taken, or a snapshot made from another plan.`,
+  run: (ctx, call) =>
+    snapshotCommand(ctx, {
+      action: String(call.args[0]),
+      name: call.args[1] === undefined ? undefined : String(call.args[1]),
+      json: flag(call, "json"),
+      phase: stringOpt(call, "phase"),
+    }),
+};

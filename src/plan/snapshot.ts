@@ -1,0 +1,194 @@
+/**
+ * Whole-unit snapshots, the pure part: names, where the files live, what a
+ * snapshot records, and whether it fits the plan it would be restored into.
+ *
+ * A snapshot is every node's disk (its overlay: what it wrote over its base
+ * image, self-contained over that base) and UEFI variables, captured at one
+ * instant, plus the unit's leases. Its files live in each node's own
+ * directory (nodes/NAME/snapshots/, with the node's ownership and sandbox);
+ * the manifest in snapshots/ makes it exist, written last.
+ */
+
+import { join, nodeDir } from "./layout.ts";
+import type { NodePlan, Paths, Plan } from "./types.ts";
+
+/** A snapshot name: a file name of its own in every node's directory. */
+export const SNAPSHOT_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
+
+export function isSnapshotName(name: string): boolean {
+  return SNAPSHOT_NAME.test(name);
+}
+
+/** What identifies a base image: the same file, unchanged (as base.json records it). */
+export interface FileIdentity {
+  path: string;
+  size: number;
+  mtime: string | null;
+  ino: number | null;
+}
+
+export interface SnapshotNode {
+  name: string;
+  arch: string;
+  machineType: string;
+  mac: string;
+  /** The node's address when the snapshot was made (its reservation or lease). */
+  address: string | null;
+  image: FileIdentity;
+  /** False: the node had never started (no overlay); restoring it means its base image. */
+  disk: boolean;
+  efiVars: boolean;
+  /** The node unit's fingerprint (what the guest's hardware was). */
+  fingerprint: string;
+}
+
+export interface SnapshotManifest {
+  format: 1;
+  name: string;
+  /** ISO time of the instant captured. */
+  time: string;
+  /** Whether the guests were running (paused together) or the unit was stopped. */
+  running: boolean;
+  /** How long the guests were paused, in milliseconds (null for a stopped unit). */
+  pauseMs: number | null;
+  nodes: SnapshotNode[];
+  /** leases.json and dnsmasq's lease file as they were (null when there were none). */
+  leases: { state: string | null; dnsmasq: string | null };
+}
+
+export function snapshotsDir(paths: Paths): string {
+  return join(paths.stateDir, "snapshots");
+}
+
+export function manifestPath(paths: Paths, name: string): string {
+  return join(snapshotsDir(paths), `${name}.json`);
+}
+
+/** A node's snapshot files: in its own directory, beside its overlay. */
+export function nodeSnapshotDir(paths: Paths, node: string): string {
+  return join(nodeDir(paths, node), "snapshots");
+}
+
+export function snapshotDisk(paths: Paths, node: string, name: string): string {
+  return join(nodeSnapshotDir(paths, node), `${name}.qcow2`);
+}
+
+export function snapshotEfiVars(paths: Paths, node: string, name: string): string {
+  return join(nodeSnapshotDir(paths, node), `${name}.efivars.fd`);
+}
+
+/** The overlay QEMU writes to while a running node's snapshot is taken (then committed). */
+export function pendingOverlay(node: NodePlan): string {
+  return join(node.dir, "overlay.pending.qcow2");
+}
+
+/** The record of a node as a snapshot keeps it. */
+export function snapshotNode(
+  node: NodePlan,
+  image: FileIdentity,
+  disk: boolean,
+  address: string | null,
+): SnapshotNode {
+  return {
+    name: node.name,
+    arch: node.arch,
+    machineType: node.machineType,
+    mac: node.mac,
+    address,
+    image,
+    disk,
+    efiVars: node.efiVars !== undefined,
+    fingerprint: node.unit.hash,
+  };
+}
+
+function sameImage(a: FileIdentity, b: FileIdentity): boolean {
+  return a.path === b.path && a.size === b.size && a.mtime === b.mtime && a.ino === b.ino;
+}
+
+/**
+ * Why a snapshot cannot be restored into this plan: nodes added or removed, a node's
+ * image replaced, its MAC, architecture, machine or firmware changed. Other changes (CPU,
+ * memory) are fine: the disk and UEFI state do not depend on them.
+ * @param images each node's base image as it is now (absent: missing)
+ * @returns one line per difference; empty when it fits
+ */
+export function snapshotDifferences(
+  manifest: SnapshotManifest,
+  plan: Plan,
+  images: ReadonlyMap<string, FileIdentity>,
+): string[] {
+  const out: string[] = [];
+  const saved = new Map(manifest.nodes.map((n) => [n.name, n]));
+  for (const n of manifest.nodes) {
+    if (!plan.nodes.some((p) => p.name === n.name)) {
+      out.push(`node ${n.name} is in the snapshot but no longer in the configuration`);
+    }
+  }
+  for (const node of plan.nodes) {
+    const s = saved.get(node.name);
+    if (!s) {
+      out.push(`node ${node.name} is in the configuration but not in the snapshot`);
+      continue;
+    }
+    const now = images.get(node.name);
+    if (!now) out.push(`node ${node.name}: its image ${node.image.path} is missing`);
+    else if (!sameImage(s.image, now)) {
+      out.push(
+        s.image.path === now.path
+          ? `node ${node.name}: image ${now.path} changed since the snapshot (${s.image.mtime} -> ${now.mtime})`
+          : `node ${node.name}: image ${s.image.path} -> ${now.path}`,
+      );
+    }
+    const fields: [string, string, string][] = [
+      ["MAC", s.mac, node.mac],
+      ["architecture", s.arch, node.arch],
+      ["machine type", s.machineType, node.machineType],
+      ["UEFI", s.efiVars ? "on" : "off", node.efiVars ? "on" : "off"],
+    ];
+    for (const [what, before, after] of fields) {
+      if (before !== after) out.push(`node ${node.name}: ${what} ${before} -> ${after}`);
+    }
+  }
+  return out;
+}
+
+/** A snapshot as `snapshot list` shows it. */
+export interface SnapshotSummary {
+  name: string;
+  time: string;
+  running: boolean;
+  pauseMs: number | null;
+  nodes: number;
+  /** Bytes the snapshot's own files take on disk. */
+  diskBytes: number;
+}
+
+export function formatBytes(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+/** `snapshot list`'s table: name, time, nodes, size on disk, how it was taken. */
+export function formatSnapshotList(list: readonly SnapshotSummary[]): string {
+  if (list.length === 0) return "No snapshots. Make one: aos-unit snapshot save NAME\n";
+  const rows = [
+    ["NAME", "TIME", "NODES", "SIZE", "TAKEN"],
+    ...list.map((s) => [
+      s.name,
+      s.time,
+      String(s.nodes),
+      formatBytes(s.diskBytes),
+      s.running ? `running (paused ${s.pauseMs ?? "?"} ms)` : "stopped",
+    ]),
+  ];
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((c, i) => i === r.length - 1 ? c : c.padEnd(widths[i]!)).join("  "))
+    .join("\n") + "\n";
+}
