@@ -197,14 +197,13 @@ const TABLE: Record<Subcommand, (p: Paths, ctx: PermissionContext) => Permission
   // Pure: reads the configuration and the images' headers (their virtual size), writes nothing.
   export: (p) => merge({ read: [p.configDir, EXAMPLES_DIR, p.stateDir], env: YAML_ENV }),
   reset: (p, ctx) => merge(planning(p), dbus(), asServiceUser(ctx), { write: [p.stateDir] }),
-  // Root stops and starts aos-unit.service around a restore; the files are the service
-  // user's (started again as that user). net: every node's QMP socket (named after the
-  // configuration; Deno matches unix sockets exactly).
+  // Root stops and starts aos-unit.service around a restore (holding a lock in its own
+  // directory); the files are the service user's (started again as that user). net: every
+  // node's QMP socket (named after the configuration; Deno matches unix sockets exactly,
+  // and a unix socket needs write access to its path).
   snapshot: (p, ctx) =>
     merge(planning(p), dbus(), asServiceUser(ctx), {
-      // Unix sockets need write access to their path (the QMP sockets).
-      write: [p.stateDir, p.runtimeDir],
-      run: [TOOLS.qemuImg, TOOLS.cp],
+      write: [p.stateDir, p.runtimeDir, brokerDir(p)],
       net: ["*"],
     }),
   // The root broker: reads the root-owned configuration and writes only whole files in
@@ -244,7 +243,8 @@ const TABLE: Record<Subcommand, (p: Paths, ctx: PermissionContext) => Permission
   run: (p, ctx) =>
     merge(planning(p), dbus(), {
       read: [p.logsDir],
-      write: [p.runtimeDir, p.logsDir, ctx.notifySocket],
+      // nodes/: the crash records each node's sandbox spools there (vm/failures.ts).
+      write: [p.runtimeDir, p.logsDir, nodesDir(p), ctx.notifySocket],
       net: [`unix:${p.runtimeDir}/notify.sock`, `unix:${ctx.notifySocket}`, "*"],
       run: [TOOLS.ip, TOOLS.nft, TOOLS.conntrack, TOOLS.ln, TOOLS.fallocate],
     }),

@@ -22,7 +22,6 @@ const TABLE = {
   cat: ["/usr/bin/cat", "coreutils"],
   fallocate: ["/usr/bin/fallocate", "util-linux"],
   setsid: ["/usr/bin/setsid", "util-linux"],
-  cp: ["/usr/bin/cp", "coreutils"],
 } as const satisfies Record<string, readonly [string, string]>;
 
 export type ToolName = keyof typeof TABLE;

@@ -86,8 +86,12 @@ export async function failedCommand(
   };
   const spool = nodeFailureSpool(ctx.paths, node);
   if (options.final) {
-    // The crash records first, so that the log stays in order.
-    collectSpooled(spool, ctx.paths.logsDir, node, unit);
+    // The crash records first, so that the log stays in order; the final record whatever.
+    try {
+      collectSpooled(spool, ctx.paths.logsDir, node, unit);
+    } catch (error) {
+      log.warning(`Cannot move node ${node}'s crash records: ${(error as Error).message}`);
+    }
     appendFailure(ctx.paths.logsDir, record);
   } else {
     spoolFailure(spool, record);

@@ -7,23 +7,21 @@
 import { EXIT_OK, EXIT_RUNTIME, RuntimeError, UsageError } from "../base/errors.ts";
 import { againAsServiceUser } from "../host/as_service_user.ts";
 import { envOverrides, loadAndPlan } from "../host/load.ts";
-import { createRunner } from "../host/runner.ts";
 import { logger } from "../log.ts";
+import { brokerDir } from "../plan/layout.ts";
 import { formatBytes, formatSnapshotList } from "../plan/snapshot.ts";
 import type { Plan } from "../plan/types.ts";
-import { MANAGER_UNIT } from "../plan/units.ts";
+import { MANAGER_UNIT, NODE_UNIT_PREFIX } from "../plan/units.ts";
 import { withSystemd } from "../systemd/connect.ts";
+import type { Systemd } from "../systemd/systemd1.ts";
+import { deleteSnapshot, listSnapshots, saveSnapshot } from "../vm/snapshot.ts";
+import { checkName } from "../vm/snapshot_files.ts";
 import {
-  checkName,
-  deleteSnapshot,
   finishRestore,
-  listSnapshots,
   rollbackRestore,
-  saveSnapshot,
-  type SnapshotDeps,
   stageRestore,
   swapRestore,
-} from "../vm/snapshot.ts";
+} from "../vm/snapshot_restore.ts";
 import { type CommandContext, serviceUserOf } from "./_context.ts";
 import { type CommandSpec, flag, stringOpt } from "./_spec.ts";
 
@@ -40,9 +38,7 @@ export interface SnapshotOptions {
   phase: string | undefined;
 }
 
-function deps(): SnapshotDeps {
-  return { runner: createRunner(), log: logger("snapshot") };
-}
+const log = () => logger("snapshot");
 
 function planOf(ctx: CommandContext): Plan {
   return loadAndPlan(ctx.paths, envOverrides(ctx.env)).plan;
@@ -50,6 +46,8 @@ function planOf(ctx: CommandContext): Plan {
 
 /** The service user's part: everything but stopping and starting the unit. */
 async function asOwner(ctx: CommandContext, o: SnapshotOptions): Promise<number> {
+  // A full disk (or a file size limit) is an error to report, not a signal that kills.
+  Deno.addSignalListener("SIGXFSZ", () => {});
   const plan = planOf(ctx);
   const action = o.action as Action;
   if (action === "list") {
@@ -59,12 +57,12 @@ async function asOwner(ctx: CommandContext, o: SnapshotOptions): Promise<number>
   }
   const name = o.name!;
   if (action === "delete") {
-    deleteSnapshot(plan, name);
+    await deleteSnapshot(plan, name);
     ctx.out(`Deleted snapshot ${name}\n`);
     return EXIT_OK;
   }
   if (action === "save") {
-    const m = await saveSnapshot(plan, name, deps());
+    const m = await saveSnapshot(plan, name, { log: log() });
     const size = listSnapshots(plan).find((s) => s.name === name)?.diskBytes ?? 0;
     ctx.out(
       `Saved snapshot ${name}: ${m.nodes.length} node(s), ${
@@ -74,24 +72,53 @@ async function asOwner(ctx: CommandContext, o: SnapshotOptions): Promise<number>
     return EXIT_OK;
   }
   const phase = o.phase as Phase;
-  if (phase === "stage") await stageRestore(plan, name, deps());
-  else if (phase === "swap") swapRestore(plan, name);
-  else if (phase === "rollback") rollbackRestore(plan, name);
-  else finishRestore(plan, name);
+  if (phase === "stage") await stageRestore(plan, name, log());
+  else if (phase === "swap") await swapRestore(plan, name);
+  else if (phase === "rollback") await rollbackRestore(plan, name);
+  else await finishRestore(plan);
   return EXIT_OK;
 }
 
-/** Runs one restore step as the service user (or here, in development). */
+/** Runs one restore step as the service user (or here, when that is who runs this). */
 async function step(ctx: CommandContext, o: SnapshotOptions, phase: Phase): Promise<number> {
   const args = ["snapshot", "restore", o.name!, "--phase", phase];
   return await againAsServiceUser(args, serviceUserOf(ctx)) ??
     await asOwner(ctx, { ...o, phase });
 }
 
+/** Stops the unit, then any node unit still running (a manager that failed leaves them). */
+async function stopAll(ctx: CommandContext, systemd: Systemd): Promise<void> {
+  ctx.err(`Stopping ${MANAGER_UNIT} (every guest gets the ACPI power button)...`);
+  await systemd.stopUnit(MANAGER_UNIT, 10 * 60_000);
+  for (const unit of await systemd.listUnits([`${NODE_UNIT_PREFIX}*.service`])) {
+    if (["active", "activating", "deactivating", "reloading"].includes(unit.activeState)) {
+      await systemd.stopUnit(unit.name, 5 * 60_000);
+    }
+  }
+  const left = (await systemd.listUnits([`${NODE_UNIT_PREFIX}*.service`]))
+    .filter((u) => !["inactive", "failed"].includes(u.activeState));
+  if (left.length > 0) {
+    throw new RuntimeError(`Nodes still running: ${left.map((u) => u.name).join(", ")}`);
+  }
+}
+
+/** One restore at a time: a lock only root can take (root's own directory). */
+function rootLock(ctx: CommandContext): Deno.FsFile {
+  const dir = brokerDir(ctx.paths);
+  Deno.mkdirSync(dir, { recursive: true, mode: 0o755 });
+  const file = Deno.openSync(`${dir}/snapshot-restore.lock`, {
+    read: true,
+    write: true,
+    create: true,
+    mode: 0o600,
+  });
+  return file;
+}
+
 /**
- * Root's part of a restore: stage (the unit runs on), stop the unit (every guest gets the
- * ACPI power button), swap, start it and wait for READY; on any failure the previous
- * files go back and the unit starts on them.
+ * Root's part of a restore: stage (the unit runs on), stop the unit and every node, swap,
+ * start it and wait for READY. On any failure the previous files go back and the unit is
+ * left as it was (running if it ran). Ctrl-C and hang-ups wait for the end.
  */
 async function restore(ctx: CommandContext, o: SnapshotOptions): Promise<number> {
   if (Deno.uid() !== 0) {
@@ -99,29 +126,47 @@ async function restore(ctx: CommandContext, o: SnapshotOptions): Promise<number>
       hint: `run it as root: sudo aos-unit snapshot restore ${o.name}`,
     });
   }
+  const lock = rootLock(ctx);
+  const hold = () => ctx.err("A restore is running; it finishes (or puts everything back) first");
+  const signals = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+  try {
+    await Promise.race([
+      lock.lock(true),
+      new Promise((_, reject) =>
+        setTimeout(() => reject(new RuntimeError("Another snapshot restore is running")), 2000)
+      ),
+    ]);
+    for (const sig of signals) Deno.addSignalListener(sig, hold);
+    return await restoreLocked(ctx, o);
+  } finally {
+    for (const sig of signals) Deno.removeSignalListener(sig, hold);
+    lock.close();
+  }
+}
+
+async function restoreLocked(ctx: CommandContext, o: SnapshotOptions): Promise<number> {
   const started = performance.now();
   const staged = await step(ctx, o, "stage");
   if (staged !== EXIT_OK) return staged;
   return await withSystemd(async (systemd) => {
     const state = await systemd.unitState(MANAGER_UNIT);
-    if (state && ["active", "activating", "reloading"].includes(state.activeState)) {
-      ctx.err(`Stopping ${MANAGER_UNIT} (every guest gets the ACPI power button)...`);
-      await systemd.stopUnit(MANAGER_UNIT, 10 * 60_000);
-    }
-    if (await step(ctx, o, "swap") !== EXIT_OK) {
+    const wasActive = !!state && ["active", "activating", "reloading"].includes(state.activeState);
+    const back = async (why: string) => {
+      ctx.err(`${why}; putting the previous state back`);
+      await systemd.stopUnit(MANAGER_UNIT, 10 * 60_000).catch(() => {});
       await step(ctx, o, "rollback");
-      await systemd.startUnit(MANAGER_UNIT, 10 * 60_000);
+      if (wasActive) await systemd.startUnit(MANAGER_UNIT, 10 * 60_000);
       return EXIT_RUNTIME;
+    };
+    try {
+      await stopAll(ctx, systemd);
+    } catch (error) {
+      return await back(`Cannot stop the unit: ${(error as Error).message}`);
     }
+    if (await step(ctx, o, "swap") !== EXIT_OK) return await back("The swap failed");
     ctx.err(`Starting ${MANAGER_UNIT} on snapshot ${o.name}...`);
     const result = await systemd.startUnit(MANAGER_UNIT, 10 * 60_000);
-    if (result !== "done") {
-      ctx.err(`${MANAGER_UNIT} did not start (${result}); putting the previous state back`);
-      await systemd.stopUnit(MANAGER_UNIT, 10 * 60_000);
-      await step(ctx, o, "rollback");
-      await systemd.startUnit(MANAGER_UNIT, 10 * 60_000);
-      return EXIT_RUNTIME;
-    }
+    if (result !== "done") return await back(`${MANAGER_UNIT} did not start (${result})`);
     await step(ctx, o, "finish");
     ctx.out(
       `Restored snapshot ${o.name} in ${((performance.now() - started) / 1000).toFixed(1)} s\n`,
@@ -142,7 +187,8 @@ export async function snapshotCommand(ctx: CommandContext, o: SnapshotOptions): 
     if (o.action !== "restore" || !(PHASES as readonly string[]).includes(o.phase)) {
       throw new UsageError(`--phase is one step of a restore (${PHASES.join(", ")})`);
     }
-    return await asOwner(ctx, o);
+    // Root never works on the service user's files itself: as that user again.
+    return await step(ctx, o, o.phase as Phase);
   }
   if (o.action === "restore") return await restore(ctx, o);
   // Root never opens, copies or deletes in directories the service user can change.

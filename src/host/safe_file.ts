@@ -43,7 +43,8 @@ function sameFile(fd: number, path: string): fs.Stats {
   }
   if (named.isSymbolicLink()) refuse("it is a symbolic link");
   if (named.dev !== st.dev || named.ino !== st.ino) refuse("it changed while it was opened");
-  if (st.nlink > 1) refuse(`it has ${st.nlink} names (a hard link)`);
+  const names = Math.max(st.nlink, named.nlink);
+  if (names > 1) refuse(`it has ${names} names (a hard link)`);
   return st;
 }
 

@@ -31,21 +31,30 @@ export interface PortForward {
 function forwardRules(f: PortForward): { dnat: string; accept: string } {
   const daddr = f.address ? ` ip daddr ${f.address}` : "";
   return {
+    // Only what is addressed to the host itself: no transit, broadcast or multicast.
     dnat:
-      `iifname @uplinks${daddr} ${f.proto} dport ${f.host} counter dnat ip to ${f.nodeIp}:${f.port} comment "forward ${f.proto}/${f.host} to ${f.node}:${f.port}"`,
+      `iifname @uplinks fib daddr type local${daddr} ${f.proto} dport ${f.host} counter dnat ip to ${f.nodeIp}:${f.port} comment "forward ${f.proto}/${f.host} to ${f.node}:${f.port}"`,
     accept:
       `ip daddr ${f.nodeIp} ${f.proto} dport ${f.port} ct status dnat counter accept comment "forwarded to ${f.node}:${f.port}"`,
   };
 }
 
-/** Destinations GUEST_FENCE=strict keeps guests from: private, shared, link-local, loopback. */
+/**
+ * Destinations GUEST_FENCE=strict keeps guests from: "this network", private, shared,
+ * loopback, link-local, IETF protocol assignments, benchmarking, multicast and reserved.
+ */
 const STRICT_DENIED = [
+  "0.0.0.0/8",
   "10.0.0.0/8",
   "100.64.0.0/10",
   "127.0.0.0/8",
   "169.254.0.0/16",
   "172.16.0.0/12",
+  "192.0.0.0/24",
   "192.168.0.0/16",
+  "198.18.0.0/15",
+  "224.0.0.0/4",
+  "240.0.0.0/4",
 ];
 
 /** What the layer-2 guard of one node allows. */
@@ -109,6 +118,13 @@ export function nftRuleset(
     : `ip saddr ${n.cidr} ip daddr != ${n.cidr}`;
   const uplinkSet = uplinks.length > 0 ? `\n\t\telements = { ${quoted(uplinks)} }` : "";
   const guardLines = guards.flatMap((g) => guardRules(n, g)).map((l) => `\t\t${l}`).join("\n");
+  // The chaddr check again after reassembly: a first fragment too small to hold it passes
+  // the bridge guard when it goes to another host address than the DHCP server's.
+  const dhcpAgain = guards.map((g) =>
+    `\n\t\tiifname ${br} ether saddr ${g.mac} udp dport 67 @ih,224,48 != ${
+      macHex(g.mac)
+    } counter drop comment "DHCP for another MAC (reassembled)"`
+  ).join("");
   return `table ${NFT_FAMILY} ${NFT_TABLE} {
 }
 delete table ${NFT_FAMILY} ${NFT_TABLE}
@@ -139,7 +155,7 @@ table ${NFT_FAMILY} ${NFT_TABLE} {
 	}
 
 	chain input {
-		type filter hook input priority filter - 1; policy accept;
+		type filter hook input priority filter - 1; policy accept;${dhcpAgain}
 		iifname ${br} udp dport 67 counter accept comment "DHCP"
 		iifname ${br} ip daddr ${n.bridgeIp} udp dport ${n.dnsPort} counter accept comment "DNS"
 		iifname ${br} ip daddr ${n.bridgeIp} tcp dport ${n.dnsPort} counter accept comment "DNS"
@@ -156,6 +172,7 @@ table ${NFT_FAMILY} ${NFT_TABLE} {
 		type filter hook forward priority filter - 1; policy accept;
 		iifname ${br} oifname ${br} counter accept comment "guest to guest"
 		iifname ${br} ip saddr != ${n.cidr} counter drop comment "spoofed source"
+		iifname != ${br} ip saddr ${n.cidr} counter drop comment "the guests' subnet from outside"
 ${
     n.guestFence === "strict"
       ? `\t\tiifname ${br} ct status dnat ct state established counter accept comment "answers to port forwards"\n` +

@@ -4,12 +4,13 @@
  *
  * A snapshot is every node's disk (its overlay: what it wrote over its base
  * image, self-contained over that base) and UEFI variables, captured at one
- * instant, plus the unit's leases. Its files live in each node's own
- * directory (nodes/NAME/snapshots/, with the node's ownership and sandbox);
- * the manifest in snapshots/ makes it exist, written last.
+ * instant, plus the unit's leases. It lives in a directory of its own,
+ * snapshots/NAME/, owned by the service user like the overlays and hidden
+ * from every node's sandbox: a node can neither read another node's saved
+ * disk nor change its own.
  */
 
-import { join, nodeDir } from "./layout.ts";
+import { join } from "./layout.ts";
 import type { NodePlan, Paths, Plan } from "./types.ts";
 
 /** A snapshot name: a file name of its own in every node's directory. */
@@ -60,21 +61,46 @@ export function snapshotsDir(paths: Paths): string {
   return join(paths.stateDir, "snapshots");
 }
 
-export function manifestPath(paths: Paths, name: string): string {
-  return join(snapshotsDir(paths), `${name}.json`);
+/** A snapshot's own directory: its manifest and every node's files. */
+export function snapshotDir(paths: Paths, name: string): string {
+  return join(snapshotsDir(paths), name);
 }
 
-/** A node's snapshot files: in its own directory, beside its overlay. */
-export function nodeSnapshotDir(paths: Paths, node: string): string {
-  return join(nodeDir(paths, node), "snapshots");
+/** Where a snapshot is made; renamed to snapshotDir() once complete (never a valid name). */
+export function partialDir(paths: Paths, name: string): string {
+  return join(snapshotsDir(paths), `.${name}.partial`);
+}
+
+/** The manifest: written last, so a snapshot exists once its directory has one. */
+export function manifestIn(dir: string): string {
+  return join(dir, "manifest.json");
+}
+
+export function manifestPath(paths: Paths, name: string): string {
+  return manifestIn(snapshotDir(paths, name));
+}
+
+/** A node's disk in a snapshot directory: its overlay, backed by its base image. */
+export function diskIn(dir: string, node: string): string {
+  return join(dir, `${node}.qcow2`);
+}
+
+export function efiVarsIn(dir: string, node: string): string {
+  return join(dir, `${node}.efivars.fd`);
 }
 
 export function snapshotDisk(paths: Paths, node: string, name: string): string {
-  return join(nodeSnapshotDir(paths, node), `${name}.qcow2`);
+  return diskIn(snapshotDir(paths, name), node);
 }
 
-export function snapshotEfiVars(paths: Paths, node: string, name: string): string {
-  return join(nodeSnapshotDir(paths, node), `${name}.efivars.fd`);
+/** What a restore has swapped so far (to undo exactly that), while it runs. */
+export function restoreJournal(paths: Paths): string {
+  return join(snapshotsDir(paths), ".restore.json");
+}
+
+/** Held by every snapshot command that writes: one at a time. */
+export function snapshotLock(paths: Paths): string {
+  return join(snapshotsDir(paths), ".lock");
 }
 
 /** The overlay QEMU writes to while a running node's snapshot is taken (then committed). */

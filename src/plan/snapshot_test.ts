@@ -43,15 +43,15 @@ Deno.test("snapshot names: a file name of their own, nothing that walks out", ()
   }
 });
 
-Deno.test("snapshot files live in each node's own directory; the manifest in snapshots/", () => {
+Deno.test("a snapshot is one directory: the manifest and every node's files", () => {
   const { plan } = planCase("default");
   assert.equal(
     snapshotDisk(plan.paths, "main", "provisioned"),
-    "/var/lib/aos-unit/nodes/main/snapshots/provisioned.qcow2",
+    "/var/lib/aos-unit/snapshots/provisioned/main.qcow2",
   );
   assert.equal(
     manifestPath(plan.paths, "provisioned"),
-    "/var/lib/aos-unit/snapshots/provisioned.json",
+    "/var/lib/aos-unit/snapshots/provisioned/manifest.json",
   );
 });
 

@@ -112,6 +112,17 @@ function sandbox(description: string, user: string): UnitProperty[] {
   ];
 }
 
+/** systemd >= 257 has PrivatePIDs=: a PID namespace per process (see privatePids()). */
+export const PRIVATE_PIDS_SINCE = 257;
+
+/**
+ * A PID namespace of its own, where systemd has one: a broken-out QEMU (or dnsmasq) sees
+ * and signals no other process, although they all run as the one service user.
+ */
+function privatePids(systemdVersion: number): UnitProperty[] {
+  return systemdVersion >= PRIVATE_PIDS_SINCE ? [["PrivatePIDs", "s", "yes"]] : [];
+}
+
 /** systemd >= 254: restart in place, so a crash is never a "failed" state (see RestartMode=). */
 function restartMode(systemdVersion: number): UnitProperty[] {
   return systemdVersion >= RESTART_MODE_DIRECT_SINCE ? [["RestartMode", "s", "direct"]] : [];
@@ -242,6 +253,7 @@ export function nodeUnit(n: NodeUnitInput): TransientUnit {
         [...n.hiddenStateDirs, n.paths.runtimeDir, n.paths.logsDir],
         [n.nodeDir, n.runDir, n.serialLog],
       ),
+      ...privatePids(n.systemdVersion),
       ["Environment", "as", directoryEnvironment(n.paths)],
       ["SyslogIdentifier", "s", `aos-node-${n.name}`],
     ],
@@ -297,6 +309,7 @@ export function dnsmasqUnit(d: DnsmasqUnitInput): TransientUnit {
           dir,
         ) => [dir, "ro"]),
       ],
+      ...privatePids(d.systemdVersion),
       // The lease hook (aos-unit lease-hook) reads the directories from here.
       ["Environment", "as", directoryEnvironment(d.paths)],
     ],

@@ -46,6 +46,8 @@ export function spoolFailure(spool: string, record: FailureRecord): void {
   appendLines(spool, [record]);
 }
 
+/** Records taken from one spool at a time (the newest). */
+const MAX_SPOOLED = 5;
 /** How much of a spool is read: far more than a handful of crash records. */
 const SPOOL_BYTES = 64 * 1024;
 const SHORT = 64;
@@ -90,6 +92,10 @@ function fromSpool(line: string, node: string, unit: string): FailureRecord | un
 export function collectSpooled(spool: string, logsDir: string, node: string, unit: string): number {
   const taking = `${spool}.collecting`;
   try {
+    // A directory (or anything but a file) planted there would stop every collection.
+    if (!Deno.lstatSync(taking).isFile) Deno.removeSync(taking, { recursive: true });
+  } catch { /* not there */ }
+  try {
     Deno.lstatSync(taking);
   } catch {
     try {
@@ -102,8 +108,10 @@ export function collectSpooled(spool: string, logsDir: string, node: string, uni
   try {
     lines = readTail(taking, SPOOL_BYTES).split("\n");
   } catch { /* a link or a FIFO planted there: dropped below */ }
+  // A node crashes at most a few times a pass (systemd's start limit): more is a flood
+  // that would push every other node's records out of the bounded log.
   const records = lines.filter((l) => l.trim()).map((l) => fromSpool(l, node, unit))
-    .filter((r): r is FailureRecord => r !== undefined);
+    .filter((r): r is FailureRecord => r !== undefined).slice(-MAX_SPOOLED);
   appendLines(failureLogPath(logsDir), records);
   Deno.removeSync(taking);
   return records.length;

@@ -78,3 +78,18 @@ Deno.test("a spool left mid-move is finished; a link planted as the spool is dro
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("a flooded spool gives at most five records a pass; a directory planted there is cleared", () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    const spool = `${dir}/failures.spool`;
+    Deno.writeTextFileSync(spool, "{}\n".repeat(20_000));
+    assert.equal(collectSpooled(spool, dir, "secondary", "aos-node-secondary.service"), 5);
+    Deno.mkdirSync(`${spool}.collecting/deeper`, { recursive: true });
+    spoolFailure(spool, record());
+    assert.equal(collectSpooled(spool, dir, "secondary", "aos-node-secondary.service"), 1);
+    assert.equal(logLines(dir).length, 6);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});

@@ -148,6 +148,9 @@ export async function powerdownAndWait(
   }
 }
 
+/** Events a session keeps unasked for at most. */
+const MAX_EVENTS = 1000;
+
 /** A QMP message: a reply (return or error) or an event. */
 interface QmpMessage {
   return?: unknown;
@@ -205,7 +208,7 @@ export class QmpSession {
     while (true) {
       const reply = JSON.parse(await readLine(this.reader, deadline)) as QmpMessage;
       if (reply.event) {
-        this.#events.push(reply);
+        this.#keep(reply);
         continue;
       }
       if (reply.error) throw new QmpError(`QMP ${command} failed: ${reply.error.desc}`);
@@ -226,8 +229,14 @@ export class QmpSession {
       const index = this.#events.findIndex((e) => accept(e.event!, e.data ?? {}));
       if (index >= 0) return this.#events.splice(index, 1)[0]!.data ?? {};
       const message = JSON.parse(await readLine(this.reader, deadline)) as QmpMessage;
-      if (message.event) this.#events.push(message);
+      if (message.event) this.#keep(message);
     }
+  }
+
+  /** Keeps an event for waitEvent(); the oldest go first past a bound (a chatty QEMU). */
+  #keep(event: QmpMessage): void {
+    this.#events.push(event);
+    if (this.#events.length > MAX_EVENTS) this.#events.shift();
   }
 
   close(): void {

@@ -91,9 +91,9 @@ export async function snapshotSteps(t: Deno.TestContext, b: SnapshotBed): Promis
     assert.equal(r.code, 1, `exit 1: ${r.stderr}`);
     assert.equal(JSON.parse((await unit.cli("snapshot", "list", "--json")).stdout).length, 1);
     assert.deepEqual(leftovers(b.plan()), []);
+    const snapshots = [...Deno.readDirSync(`${unit.stateDir}/snapshots`)].map((e) => e.name);
+    assert.deepEqual(snapshots.filter((f) => f !== ".lock"), ["provisioned"]);
     for (const n of b.plan().nodes) {
-      const files = [...Deno.readDirSync(`${n.dir}/snapshots`)].map((e) => e.name);
-      assert.ok(files.every((f) => f.startsWith("provisioned.")), files.join(" "));
       const m = await b.consoles.get(n.name)!.probe(
         `echo "AOSTEST seq now=$(aos-probe seq-read)"`,
         /AOSTEST seq now=(\d+)/,
@@ -128,12 +128,12 @@ export async function snapshotSteps(t: Deno.TestContext, b: SnapshotBed): Promis
         "stage",
       );
       assert.equal(full.code, 1, `a full disk: exit 1: ${full.stderr}`);
-      const disk = `${plan.nodes[1]!.dir}/snapshots/provisioned.qcow2`;
+      const disk = `${unit.stateDir}/snapshots/provisioned/secondary.qcow2`;
       Deno.renameSync(disk, `${disk}.away`);
       try {
         const r = await unit.cli("snapshot", "restore", "provisioned", "--phase", "stage");
         assert.equal(r.code, 1, r.stderr);
-        assert.match(r.stderr, /lacks .*provisioned\.qcow2/);
+        assert.match(r.stderr, /lacks .*secondary\.qcow2/);
       } finally {
         Deno.renameSync(`${disk}.away`, disk);
       }
@@ -191,9 +191,10 @@ export async function snapshotSteps(t: Deno.TestContext, b: SnapshotBed): Promis
     );
     const del = await unit.cli("snapshot", "delete", "provisioned");
     assert.equal(del.code, 0, del.stderr);
-    for (const n of b.plan().nodes) {
-      assert.deepEqual([...Deno.readDirSync(`${n.dir}/snapshots`)], []);
-    }
+    assert.deepEqual(
+      [...Deno.readDirSync(`${unit.stateDir}/snapshots`)].map((e) => e.name),
+      [".lock"],
+    );
     assert.equal((await unit.cli("snapshot", "delete", "provisioned")).code, 2, "gone");
   });
 }
