@@ -15,7 +15,7 @@ import { MANAGER_UNIT, NODE_UNIT_PREFIX } from "../plan/units.ts";
 import { withSystemd } from "../systemd/connect.ts";
 import type { Systemd } from "../systemd/systemd1.ts";
 import { deleteSnapshot, listSnapshots, saveSnapshot } from "../vm/snapshot.ts";
-import { checkName } from "../vm/snapshot_files.ts";
+import { checkName, lockOrFail } from "../vm/snapshot_files.ts";
 import {
   finishRestore,
   rollbackRestore,
@@ -130,12 +130,7 @@ async function restore(ctx: CommandContext, o: SnapshotOptions): Promise<number>
   const hold = () => ctx.err("A restore is running; it finishes (or puts everything back) first");
   const signals = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
   try {
-    await Promise.race([
-      lock.lock(true),
-      new Promise((_, reject) =>
-        setTimeout(() => reject(new RuntimeError("Another snapshot restore is running")), 2000)
-      ),
-    ]);
+    await lockOrFail(lock, "Another snapshot restore is running");
     for (const sig of signals) Deno.addSignalListener(sig, hold);
     return await restoreLocked(ctx, o);
   } finally {

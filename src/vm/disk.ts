@@ -24,7 +24,8 @@ export function baseRecordPath(node: NodePlan): string {
   return `${node.dir}/base.json`;
 }
 
-function identityOf(path: string): BaseIdentity {
+/** @throws when the file cannot be looked at */
+export function identityOf(path: string): BaseIdentity {
   const st = Deno.statSync(path);
   return { path, size: st.size, mtime: st.mtime?.toISOString() ?? null, ino: st.ino };
 }

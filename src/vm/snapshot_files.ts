@@ -20,6 +20,7 @@ import {
   snapshotsDir,
 } from "../plan/snapshot.ts";
 import type { Plan } from "../plan/types.ts";
+import { identityOf as baseIdentity } from "./disk.ts";
 
 /** Manifests and leases are small; a larger one is not ours. */
 export const SMALL_MAX = 1024 * 1024;
@@ -29,10 +30,10 @@ const CHUNK = 1024 * 1024;
 /** The holes a copy keeps: file system blocks. */
 const BLOCK = 4096;
 
+/** What base.json records of an image (vm/disk.ts), or undefined when it is missing. */
 export function identityOf(path: string): FileIdentity | undefined {
   try {
-    const st = Deno.statSync(path);
-    return { path, size: st.size, mtime: st.mtime?.toISOString() ?? null, ino: st.ino };
+    return baseIdentity(path);
   } catch {
     return undefined;
   }
@@ -142,19 +143,28 @@ export async function withSnapshotLock<T>(plan: Plan, fn: () => Promise<T> | T):
   Deno.mkdirSync(snapshotsDir(plan.paths), { recursive: true, mode: 0o750 });
   const lock = Deno.openSync(snapshotLock(plan.paths), { read: true, write: true, create: true });
   try {
-    try {
-      // Non-blocking: fail at once rather than queue behind a long copy.
-      await Promise.race([
-        lock.lock(true),
-        new Promise((_, reject) => setTimeout(() => reject(new Error("busy")), 2000)),
-      ]);
-    } catch {
-      throw new RuntimeError("Another snapshot command is running", {
-        hint: "wait for it to finish, then try again",
-      });
-    }
+    await lockOrFail(lock, "Another snapshot command is running");
     return await fn();
   } finally {
     lock.close();
+  }
+}
+
+/**
+ * Takes an exclusive flock on `file`, failing within two seconds rather than queueing
+ * behind a long copy or restore. The lock goes with the file's close.
+ * @throws {RuntimeError} `busy` when another process holds it
+ */
+export async function lockOrFail(file: Deno.FsFile, busy: string): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await Promise.race([
+      file.lock(true),
+      new Promise((_, reject) => timer = setTimeout(() => reject(new Error("busy")), 2000)),
+    ]);
+  } catch {
+    throw new RuntimeError(busy, { hint: "wait for it to finish, then try again" });
+  } finally {
+    clearTimeout(timer);
   }
 }

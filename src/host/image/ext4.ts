@@ -181,11 +181,11 @@ export class Ext4 {
     return out;
   }
 
-  #lookup(dir: Inode, name: string): number | undefined {
+  /** A directory's live entries: inode number and name bytes (corrupt blocks skipped). */
+  *#entries(dir: Inode): Generator<{ inode: number; name: Uint8Array }> {
     const data = this.#content(dir, MAX_DIR_BYTES);
     const v = le(data);
     const filetype = (this.#incompat & INCOMPAT_FILETYPE) !== 0;
-    const want = new TextEncoder().encode(name);
     let at = 0;
     while (at + 8 <= data.length) {
       const inode = v.getUint32(at, true);
@@ -196,11 +196,19 @@ export class Ext4 {
         at = (Math.floor(at / this.blockSize) + 1) * this.blockSize;
         continue;
       }
-      if (inode !== 0 && nameLen === want.length && at + 8 + nameLen <= data.length) {
-        const entry = data.subarray(at + 8, at + 8 + nameLen);
-        if (entry.every((b, i) => b === want[i])) return inode;
+      if (inode !== 0 && at + 8 + nameLen <= data.length) {
+        yield { inode, name: data.subarray(at + 8, at + 8 + nameLen) };
       }
       at += recLen;
+    }
+  }
+
+  #lookup(dir: Inode, name: string): number | undefined {
+    const want = new TextEncoder().encode(name);
+    for (const entry of this.#entries(dir)) {
+      if (entry.name.length === want.length && entry.name.every((b, i) => b === want[i])) {
+        return entry.inode;
+      }
     }
     return undefined;
   }
@@ -227,24 +235,10 @@ export class Ext4 {
   listDir(path: string): string[] | undefined {
     const dir = this.#resolve(path, 0);
     if (!dir || (dir.mode & S_IFMT) !== S_IFDIR) return undefined;
-    const data = this.#content(dir, MAX_DIR_BYTES);
-    const v = le(data);
-    const filetype = (this.#incompat & INCOMPAT_FILETYPE) !== 0;
     const names: string[] = [];
-    let at = 0;
-    while (at + 8 <= data.length) {
-      const inode = v.getUint32(at, true);
-      const recLen = v.getUint16(at + 4, true);
-      const nameLen = filetype ? data[at + 6]! : v.getUint16(at + 6, true);
-      if (recLen < 8 || at + recLen > data.length) {
-        at = (Math.floor(at / this.blockSize) + 1) * this.blockSize;
-        continue;
-      }
-      if (inode !== 0 && at + 8 + nameLen <= data.length) {
-        const name = new TextDecoder().decode(data.subarray(at + 8, at + 8 + nameLen));
-        if (name !== "." && name !== "..") names.push(name);
-      }
-      at += recLen;
+    for (const entry of this.#entries(dir)) {
+      const name = new TextDecoder().decode(entry.name);
+      if (name !== "." && name !== "..") names.push(name);
     }
     return names.sort();
   }
