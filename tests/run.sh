@@ -33,6 +33,7 @@ eval "$env_lines"
 
 passed=0
 failed=0
+reports=()
 
 static_check() {
   local name=$1; shift
@@ -61,6 +62,7 @@ deno_tier() {
   deno test --allow-all --no-prompt --unstable-net --junit-path="$xml" "$@"
   local rc=$?
   if [ -s "$xml" ]; then
+    reports+=("$xml")
     count_junit "$xml"
     # A crash after the report (or a failed load) still counts as a failure.
     if [ $rc -ne 0 ] && ! grep -q '<failure' "$xml"; then failed=$((failed + 1)); fi
@@ -104,5 +106,9 @@ for tier in "${tiers[@]}"; do
   esac
 done
 
+if [ "$failed" != 0 ] && [ ${#reports[@]} -gt 0 ]; then
+  echo "== why each failed test failed"
+  deno run --allow-read tests/lib/junit_failures.ts "${reports[@]}"
+fi
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -4,6 +4,7 @@ import { EXIT_OK, RuntimeError, UsageError } from "../base/errors.ts";
 import { envOverrides, loadAndPlan } from "../host/load.ts";
 import { withSystemd } from "../systemd/connect.ts";
 import { resetDisks } from "../vm/disk.ts";
+import { listSnapshots } from "../vm/snapshot.ts";
 import { againAsServiceUser } from "../host/as_service_user.ts";
 import { type CommandContext, serviceUserOf } from "./_context.ts";
 import { type CommandSpec, flag } from "./_spec.ts";
@@ -53,7 +54,15 @@ export async function resetCommand(
         removed.join(", ")
       }; it boots from ${node.image.path} next time`,
   );
+  ctx.out(snapshotsKept(name, listSnapshots(plan).map((s) => s.name)));
   return EXIT_OK;
+}
+
+/** What a reset does to the snapshots: nothing, since each holds its own copy of the node. */
+export function snapshotsKept(node: string, snapshots: readonly string[]): string {
+  if (snapshots.length === 0) return `No snapshot holds ${node}`;
+  return `Snapshots keep their own copy of ${node} (${snapshots.join(", ")}); ` +
+    `snapshot restore brings it back`;
 }
 
 export const resetSpec: CommandSpec = {

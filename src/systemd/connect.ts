@@ -7,8 +7,12 @@
 import { connectSystemBus, type MessageBus } from "./bus.ts";
 import { Systemd } from "./systemd1.ts";
 
-/** How long a short-lived command waits for the system bus. */
-export const BUS_TIMEOUT_MS = 2000;
+/**
+ * How long a short-lived command waits for the system bus. A bus that is down refuses at
+ * once; this only bounds a bus that is up but slow (a loaded host), where an answer a few
+ * seconds late beats "unknown".
+ */
+export const BUS_TIMEOUT_MS = 5000;
 
 /**
  * Runs `fn` with a fresh connection to systemd, disconnected afterwards.

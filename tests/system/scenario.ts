@@ -138,6 +138,8 @@ export function systemScenario(suite: Suite) {
     let deb = "";
     let deb2 = "";
 
+    /** The secondary's boot count right after the first snapshot restore. */
+    let restoredSecondary = 0;
     const sh = async (script: string) => {
       const r = await bed.sh(script);
       if (r.code !== 0) throw new Error(`in bed: ${script} -> ${r.code}: ${r.stderr}${r.stdout}`);
@@ -325,7 +327,11 @@ export function systemScenario(suite: Suite) {
             );
             console.log(`systemctl start -> first QEMU: ${firstQemu} ms; -> READY: ${ms} ms`);
             const { code, status: s } = await status();
-            assert.equal(code, 0, JSON.stringify(s));
+            if (code !== 0) {
+              const text = await bed.exec(["aos-unit", "status"]);
+              throw new Error(`status exit ${code} right after start:\n${text.stdout}${text.stderr}
+${await journal(30)}`);
+            }
             assert.equal(s.nodes.find((n) => n.name === "main")?.address, "10.200.1.100");
             assert.match(
               s.nodes.find((n) => n.name === "secondary")?.address ?? "",
@@ -1847,6 +1853,14 @@ export function systemScenario(suite: Suite) {
           );
           const saved = { main: await lastCount("main"), secondary: await lastCount("secondary") };
           const address = await leaseOf("secondary");
+          for (const bad of ["../x", ".partial", "a/b", "-x", "x".repeat(64)]) {
+            const r = await bed.exec(["aos-unit", "snapshot", "save", "--", bad]);
+            assert.equal(r.code, 2, `${bad}: ${r.stderr}`);
+          }
+          assert.equal(
+            (await sh("ls -A /var/lib/aos-unit/snapshots 2>/dev/null || true")).trim(),
+            "",
+          );
           const save = await bed.exec(["aos-unit", "snapshot", "save", "provisioned"]);
           assert.equal(save.code, 0, save.stderr);
           console.log(`snapshot save (${suite}): ${save.stdout.trim()}`);
@@ -1883,13 +1897,13 @@ export function systemScenario(suite: Suite) {
           assert.match(lastBoot, /^AOSTEST efivar value=snap-1$/m, "main's UEFI variable as saved");
           assert.equal(await leaseOf("secondary"), address, "the secondary's address as saved");
           assert.equal(await fetchFromHost("main.aos-unit", 8089), "aos-main name=main");
-          assert.equal((await bed.exec(["aos-unit", "snapshot", "delete", "provisioned"])).code, 0);
-          assert.equal((await sh("ls /var/lib/aos-unit/snapshots")).trim(), "");
+          restoredSecondary = await lastCount("secondary");
+          // Kept for the next step: it must survive a restart, a package change and a reboot.
         },
       );
 
       await t.step(
-        "a UEFI variable written in a guest survives systemctl restart, a package change and a reboot of the host",
+        "a UEFI variable and a snapshot survive systemctl restart, a package change and a host reboot; a reset node comes back from the snapshot",
         async () => {
           const c = await serial("main");
           assert.equal(
@@ -1938,6 +1952,30 @@ export function systemScenario(suite: Suite) {
             "main booted once more, from the host reboot",
           );
           await sh("systemctl disable aos-unit");
+          // The snapshot outlived all of that, and a reset of the node it holds.
+          assert.deepEqual(
+            JSON.parse(await sh("aos-unit snapshot list --json")).map((l: { name: string }) =>
+              l.name
+            ),
+            ["provisioned"],
+          );
+          await sh("systemctl stop aos-unit");
+          assert.match(
+            await sh("aos-unit reset secondary"),
+            /Snapshots keep their own copy of secondary \(provisioned\)/,
+          );
+          const r2 = await bed.exec(["aos-unit", "snapshot", "restore", "provisioned"]);
+          assert.equal(r2.code, 0, r2.stderr + r2.stdout);
+          await stockRunning();
+          const log2 = await sh("cat /var/log/aos-unit/secondary-serial.log");
+          const counts = [...log2.matchAll(/AOSTEST boot name=secondary count=(\d+)/g)];
+          assert.equal(
+            Number(counts.at(-1)![1]),
+            restoredSecondary,
+            "the reset secondary back as saved",
+          );
+          assert.equal((await bed.exec(["aos-unit", "snapshot", "delete", "provisioned"])).code, 0);
+          assert.equal((await sh("ls /var/lib/aos-unit/snapshots")).trim(), "");
         },
       );
 
