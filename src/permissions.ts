@@ -83,8 +83,9 @@ export function nodeSockets(
   if (node === undefined || !isNodeName(node)) return { qmp: [], serial: [] };
   return {
     qmp: [`unix:${nodeRunDir(p, node)}/qmp`],
-    // The documented symlink: Deno checks the path it is given, not the link's target.
-    serial: [`unix:${p.runtimeDir}/${node}.serial`],
+    // The documented symlink (Deno checks the path it is given, not the link's target), and
+    // the node's own socket, which console connects to once the link is found to lead there.
+    serial: [`unix:${p.runtimeDir}/${node}.serial`, `unix:${nodeRunDir(p, node)}/serial`],
   };
 }
 
@@ -205,6 +206,8 @@ const TABLE: Record<Subcommand, (p: Paths, ctx: PermissionContext) => Permission
     merge(planning(p), dbus(), asServiceUser(ctx), {
       write: [p.stateDir, p.runtimeDir, brokerDir(p)],
       net: ["*"],
+      // Each running node's pending overlay is made before the pause (QEMU only opens it).
+      run: [TOOLS.qemuImg],
     }),
   // The root broker: reads the root-owned configuration and writes only whole files in
   // the runtime directory and its own records; everything in the state directory is made by

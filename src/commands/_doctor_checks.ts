@@ -6,6 +6,7 @@
  * Problem, it never re-reads another function's message.
  */
 
+import { nodeFailureSpool } from "../plan/layout.ts";
 import type { Config } from "../base/config_types.ts";
 import { type Diagnostic, formatLocated, type Problem } from "../base/errors.ts";
 import { POLKIT_RULES, PROC_CGROUPS } from "../base/host_files.ts";
@@ -27,7 +28,7 @@ import { DNSMASQ_UNIT } from "../plan/units.ts";
 import { call, type MessageBus, nameHasOwner } from "../systemd/bus.ts";
 import { resolvedUnreachable } from "../systemd/resolved.ts";
 import type { Systemd } from "../systemd/systemd1.ts";
-import { accessProblem, nodeFileNeeds } from "../vm/file_access.ts";
+import { accessProblem, nodeFileNeeds, nodeIdentity } from "../vm/file_access.ts";
 
 export type CheckStatus = "ok" | "warn" | "fail";
 
@@ -192,9 +193,9 @@ const nodeFiles: Check = {
     const plan = d.input.plan;
     const found = d.user();
     if (!plan || !found) return undefined;
-    const who = { name: d.serviceUser, uid: found.uid, gids: [found.gid] };
+    const who = nodeIdentity(d.serviceUser, found.uid, found.gid, false);
     const files = plan.nodes.flatMap((n) =>
-      nodeFileNeeds(n, plan.failureLog).filter((need) => exists(need.path))
+      nodeFileNeeds(n, nodeFailureSpool(plan.paths, n.name)).filter((need) => exists(need.path))
     );
     const problems = files.map((need) => accessProblem(need, who)).filter((p) => p !== undefined);
     return problems.length === 0

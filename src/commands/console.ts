@@ -4,6 +4,7 @@ import { EXIT_OK, RuntimeError, UsageError } from "../base/errors.ts";
 import { isNodeName } from "../base/names.ts";
 import { againAsServiceUser } from "../host/as_service_user.ts";
 import { attachConsole } from "../vm/console.ts";
+import { nodeRunDir } from "../plan/layout.ts";
 import { serviceUserOf } from "./_context.ts";
 import type { CommandContext } from "./_context.ts";
 import type { CommandSpec } from "./_spec.ts";
@@ -14,17 +15,24 @@ export async function consoleCommand(ctx: CommandContext, node: string): Promise
   const again = await againAsServiceUser(["console", node], serviceUserOf(ctx));
   if (again !== undefined) return again;
   const socket = `${ctx.paths.runtimeDir}/${node}.serial`;
+  const own = `${nodeRunDir(ctx.paths, node)}/serial`;
+  let real: string;
   try {
-    Deno.statSync(socket);
+    real = Deno.realPathSync(socket);
   } catch {
     throw new RuntimeError(`Node ${node} has no serial console (${socket} does not exist)`, {
       hint: "is the node running? systemctl list-units 'aos-node-*'",
     });
   }
+  // The node owns its socket directory: its socket may have been made a link to another
+  // node's console. Only its own socket, itself, is typed into.
+  if (real !== own || !Deno.lstatSync(own).isSocket) {
+    throw new RuntimeError(`Refusing ${socket}: it leads to ${real}, not to ${own}`);
+  }
   ctx.err(
     `Connected to ${node}'s serial console (${socket}). Press Ctrl-] to detach; the VM keeps running.`,
   );
-  const how = await attachConsole(socket);
+  const how = await attachConsole(own);
   const said = {
     detached: `Detached from ${node}.`,
     eof: `Input ended; detached from ${node}.`,

@@ -24,7 +24,7 @@ export async function powerdownCommand(
   const log = logger("powerdown");
   const socket = `${nodeRunDir(ctx.paths, name)}/qmp`;
   const started = performance.now();
-  const result = await powerdownAndWait(socket, timeoutSec * 1000);
+  const result = await powerdownAndWait(socket, timeoutSec * 1000, undefined, name);
   const ms = Math.round(performance.now() - started);
   if (result === "exited") log.info(`Node ${name} powered down in ${ms} ms`);
   else if (result === "timeout") {

@@ -4,6 +4,7 @@
  * stops and starts aos-unit.service around a restore's swap.
  */
 
+import { createRunner } from "../host/runner.ts";
 import { EXIT_OK, EXIT_RUNTIME, RuntimeError, UsageError } from "../base/errors.ts";
 import { againAsServiceUser } from "../host/as_service_user.ts";
 import { envOverrides, loadAndPlan } from "../host/load.ts";
@@ -62,7 +63,7 @@ async function asOwner(ctx: CommandContext, o: SnapshotOptions): Promise<number>
     return EXIT_OK;
   }
   if (action === "save") {
-    const m = await saveSnapshot(plan, name, { log: log() });
+    const m = await saveSnapshot(plan, name, { log: log(), runner: createRunner() });
     const size = listSnapshots(plan).find((s) => s.name === name)?.diskBytes ?? 0;
     ctx.out(
       `Saved snapshot ${name}: ${m.nodes.length} node(s), ${

@@ -15,6 +15,7 @@
  * running as the service user.
  */
 
+import { nodeFailureSpool } from "../plan/layout.ts";
 import {
   ConfigError,
   EXIT_CONFIG,
@@ -51,11 +52,12 @@ import { checkDnsmasqConfig } from "../net/sidecar_files.ts";
 import { NODE_UNIT_PREFIX, SLICE } from "../plan/units.ts";
 import type { Plan } from "../plan/types.ts";
 import { connectSystemBus } from "../systemd/bus.ts";
-import { reconcileUnit, stopStale } from "../systemd/reconcile.ts";
+import { reconcileUnit, stopStale, wouldAdopt } from "../systemd/reconcile.ts";
 import { Systemd } from "../systemd/systemd1.ts";
 import { snapshotsDir } from "../plan/snapshot.ts";
 import { preparationNeeded } from "../vm/disk.ts";
-import { accessProblem, type Identity, nodeFileNeeds } from "../vm/file_access.ts";
+import { dhcpPreparationNeeded } from "../vm/prepare.ts";
+import { accessProblem, type Identity, nodeFileNeeds, nodeIdentity } from "../vm/file_access.ts";
 import type { CommandContext } from "./_context.ts";
 import { type CommandSpec, flag } from "./_spec.ts";
 
@@ -107,7 +109,9 @@ async function prepare(
   executable: string,
   log: Logger,
 ): Promise<void> {
-  const needs = plan.nodes.flatMap((n) => preparationNeeded(n).map((r) => `${n.name}: ${r}`));
+  const needs = plan.nodes.flatMap((n) =>
+    preparationNeeded(n, nodeFailureSpool(plan.paths, n.name)).map((r) => `${n.name}: ${r}`)
+  ).concat(dhcpPreparationNeeded(plan));
   // The node units hide it (TemporaryFileSystem=): it must be there before they start.
   if (!isDirectory(snapshotsDir(plan.paths))) needs.push(`no ${snapshotsDir(plan.paths)}`);
   if (needs.length === 0) return;
@@ -134,7 +138,7 @@ async function prepare(
  */
 function checkNodeFiles(plan: Plan, who: Identity, onlyInputs = false): void {
   const problems = plan.nodes.flatMap((n) =>
-    nodeFileNeeds(n, plan.failureLog)
+    nodeFileNeeds(n, nodeFailureSpool(plan.paths, n.name))
       // Before `prepare`: what it reads (a root-owned 0600 image is readable to root only).
       .filter((need) => !onlyInputs || need.access === "r")
       .map((need) => accessProblem(need, who)).filter((p) => p !== undefined)
@@ -144,6 +148,15 @@ function checkNodeFiles(plan: Plan, who: Identity, onlyInputs = false): void {
       [...new Set(problems.map((p) => `${p.message}; fix: ${p.fix}`))].join("\n"),
     );
   }
+}
+
+/** The nodes whose running QEMU will be adopted: they keep the tap they hold (see ensureTaps). */
+async function adoptedNodes(systemd: Systemd, plan: Plan): Promise<Set<string>> {
+  const adopted = new Set<string>();
+  await Promise.all(plan.nodes.map(async (n) => {
+    if (await wouldAdopt(systemd, n.unit)) adopted.add(n.name);
+  }));
+  return adopted;
 }
 
 /** Nodes whose own images tie them to the unit's subnet (a static address in it). */
@@ -228,7 +241,7 @@ export async function startupCommand(
       const who = { name: loaded.facts.serviceUser, uid: user.uid, gids: [user.gid] };
       checkNodeFiles(plan, who, true);
       await prepare(ctx, runner, plan, user, loaded.facts.executable, log);
-      checkNodeFiles(plan, who);
+      checkNodeFiles(plan, nodeIdentity(loaded.facts.serviceUser, user.uid, user.gid, true));
       // Nodes the configuration no longer has go first: their taps are about to be removed.
       await stopStale(
         systemd,
@@ -237,8 +250,16 @@ export async function startupCommand(
         log,
       );
     }
+    const adopted = systemd ? await adoptedNodes(systemd, plan) : new Set<string>();
     try {
-      const newTaps = await applyLinks(runner, plan, loaded.facts.serviceUser, existing, log);
+      const newTaps = await applyLinks(
+        runner,
+        plan,
+        loaded.facts.serviceUser,
+        existing,
+        log,
+        adopted,
+      );
       if (systemd) {
         const sd = systemd;
         const outcomes = await Promise.all(

@@ -8,6 +8,7 @@ import { RuntimeError } from "../base/errors.ts";
 import { writeFileAtomic } from "../host/atomic.ts";
 import { readSmallFile } from "../host/safe_file.ts";
 import type { Runner } from "../host/runner.ts";
+import { lookupGroup } from "../host/users.ts";
 import type { Logger } from "../log.ts";
 import { TOOLS } from "../base/tools.ts";
 import type { Plan } from "../plan/types.ts";
@@ -69,21 +70,43 @@ async function ensureBridge(
 }
 
 /**
- * One persistent tap per node, owned by the service user, enslaved to the bridge.
+ * Whether a tap is still as ensureTaps() makes it: persistent, no owner, the service
+ * user's group. A QEMU that attached a tap may change all three (TUNSETOWNER, TUNSETGROUP,
+ * TUNSETPERSIST need no capability), e.g. a broken-out node on another node's tap while
+ * that node restarts; such a tap is made anew at the next start.
+ */
+function tapIsAsMade(tap: LinkInfo, group: string): boolean {
+  const data = tap.linkinfo?.info_data;
+  // ip names the group, or gives its number when it has no name.
+  const ours = data?.group === group || data?.group === String(lookupGroup(group));
+  return data?.user === undefined && ours && data?.persist === true;
+}
+
+/**
+ * One persistent tap per node, enslaved to the bridge. Its group is the service user's
+ * group, and it has no owner: each node's QEMU runs under a uid of its own, in that group
+ * (the kernel wants both to match when a tap has an owner).
+ * @param keep nodes whose running QEMU is adopted as it is: a tap of theirs made with an
+ *   owner (by an older release, for the QEMU that holds it) stays until that QEMU goes
  * @returns the nodes whose tap had to be made anew: a QEMU still running for one of them
  *   holds a deleted tap and must be replaced
  */
 export async function ensureTaps(
   runner: Runner,
   plan: Plan,
-  user: string,
+  group: string,
   links: LinkInfo[],
+  keep: ReadonlySet<string> = new Set(),
 ): Promise<string[]> {
   const created: string[] = [];
   for (const node of plan.nodes) {
-    const tap = links.find((l) => l.ifname === node.tap);
+    let tap = links.find((l) => l.ifname === node.tap);
+    if (tap && !tapIsAsMade(tap, group) && !keep.has(node.name)) {
+      await runner.run([TOOLS.ip, "link", "delete", node.tap], { okCodes: [0, 1] });
+      tap = undefined;
+    }
     if (!tap) {
-      await runner.run([TOOLS.ip, "tuntap", "add", "dev", node.tap, "mode", "tap", "user", user]);
+      await runner.run([TOOLS.ip, "tuntap", "add", "dev", node.tap, "mode", "tap", "group", group]);
       created.push(node.name);
     }
     if (tap?.master !== plan.network.bridge) {
@@ -174,12 +197,13 @@ export async function routeDomain(
 export async function applyLinks(
   runner: Runner,
   plan: Plan,
-  user: string,
+  group: string,
   existingBridge: LinkInfo | undefined,
   log: Logger,
+  keep: ReadonlySet<string> = new Set(),
 ): Promise<string[]> {
   await ensureBridge(runner, plan, existingBridge, log);
-  return await ensureTaps(runner, plan, user, await listLinks(runner));
+  return await ensureTaps(runner, plan, group, await listLinks(runner), keep);
 }
 
 /** Forwarding and the nft table (NAT, DNS redirect, the guests' fence). */

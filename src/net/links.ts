@@ -10,7 +10,11 @@ export interface LinkInfo {
   master?: string;
   ifalias?: string;
   operstate?: string;
-  linkinfo?: { info_kind?: string };
+  /** With `ip -d`: a tap's owner, group and persistence (info_data). */
+  linkinfo?: {
+    info_kind?: string;
+    info_data?: { user?: string; group?: string; persist?: boolean };
+  };
   flags?: string[];
 }
 

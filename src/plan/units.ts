@@ -75,15 +75,31 @@ function onlyOwnFiles(hidden: string[], keep: string[]): UnitProperty[] {
 }
 
 /**
+ * The sandbox of a node or of dnsmasq: the shared one under a uid of the unit's own
+ * (DynamicUser=, in the service user's group), so that a broken-out QEMU or dnsmasq can
+ * neither signal nor ptrace (nor read /proc/PID/root of) another node's QEMU, dnsmasq or
+ * the manager, on any systemd. The group lets the manager reach what they make (sockets,
+ * leases: UMask 0007) and them the files the manager made for them (0660).
+ */
+function ownUidSandbox(description: string, ownUser: string, group: string): UnitProperty[] {
+  return [
+    ["Description", "s", description],
+    ["DynamicUser", "b", true],
+    ["User", "s", ownUser],
+    ["Group", "s", group],
+    ...sharedSandbox().map(([k, sig, v]): UnitProperty =>
+      k === "UMask" ? [k, sig, 0o007] : [k, sig, v]
+    ),
+  ];
+}
+
+/**
  * The sandbox every helper unit shares. No unit is bound to the manager
  * (BindsTo=/StopPropagatedFrom= would stop guests when the manager crashes):
  * the manager stops them itself on a real stop.
  */
-function sandbox(description: string, user: string): UnitProperty[] {
+function sharedSandbox(): UnitProperty[] {
   return [
-    ["Description", "s", description],
-    ["User", "s", user],
-    ["Group", "s", user],
     ["NoNewPrivileges", "b", true],
     ["ProtectSystem", "s", "strict"],
     ["ProtectHome", "s", "yes"],
@@ -204,11 +220,26 @@ export interface NodeUnitInput {
   attachedTo: string;
 }
 
+/**
+ * The uid a node runs under, made by systemd for the node's unit (DynamicUser=): stable
+ * across restarts (hashed from the name), gone when the unit is. At most 31 characters.
+ */
+export function nodeUserName(node: string): string {
+  const name = `aos-node-${node}`;
+  return name.length <= 31
+    ? name
+    : `aos-node-${createHash("sha256").update(node).digest("hex").slice(0, 16)}`;
+}
+
 export function nodeUnit(n: NodeUnitInput): TransientUnit {
   return withPlanHash(
     nodeUnitName(n.name),
     [
-      ...sandbox(`AosEdge node ${n.name} (QEMU ${n.arch}, ${n.accel.toUpperCase()})`, n.user),
+      ...ownUidSandbox(
+        `AosEdge node ${n.name} (QEMU ${n.arch}, ${n.accel.toUpperCase()})`,
+        nodeUserName(n.name),
+        n.user,
+      ),
       ["Type", "s", "exec"],
       ["Slice", "s", SLICE],
       ["ExecStart", "a(sasb)", exec(n.qemu)],
@@ -274,12 +305,15 @@ export interface DnsmasqUnitInput {
   attachedTo: string;
 }
 
+/** The uid dnsmasq runs under (DynamicUser=), in the service user's group. */
+export const DNSMASQ_USER = "aos-unit-dnsmasq";
+
 export function dnsmasqUnit(d: DnsmasqUnitInput): TransientUnit {
   const caps = capabilityMask([CAP_NET_BIND_SERVICE, CAP_NET_ADMIN, CAP_NET_RAW]);
   return withPlanHash(
     DNSMASQ_UNIT,
     [
-      ...sandbox("aos-unit DHCP and DNS sidecar (dnsmasq)", d.user),
+      ...ownUidSandbox("aos-unit DHCP and DNS sidecar (dnsmasq)", DNSMASQ_USER, d.user),
       ["Type", "s", "exec"],
       ["ExecStart", "a(sasb)", exec(d.argv)],
       // A crash is repaired in place within a second; guests and the manager are not touched.

@@ -31,9 +31,7 @@ export async function reconcileUnit(
   let outcome: Outcome = "started";
   if (state && RUNNING.has(state.activeState)) {
     const hash = await systemd.planHashOf(unit.name, PLAN_HASH_ENV);
-    if (!replace && (hash === unit.hash || (hash && unit.accepts?.includes(hash)))) {
-      return "adopted";
-    }
+    if (!replace && fits(unit, hash)) return "adopted";
     log.info(
       replace
         ? `${unit.name} runs, but ${replace}: replacing it`
@@ -47,6 +45,17 @@ export async function reconcileUnit(
     throw Object.assign(new Error(`Cannot start ${unit.name}: job ${result}`), { unit: unit.name });
   }
   return outcome;
+}
+
+function fits(unit: TransientUnit, hash: string | undefined): boolean {
+  return hash === unit.hash || (!!hash && !!unit.accepts?.includes(hash));
+}
+
+/** Whether reconcileUnit() would adopt the unit as it runs (absent any reason to replace it). */
+export async function wouldAdopt(systemd: Systemd, unit: TransientUnit): Promise<boolean> {
+  const state = await systemd.unitState(unit.name);
+  if (!state || !RUNNING.has(state.activeState)) return false;
+  return fits(unit, await systemd.planHashOf(unit.name, PLAN_HASH_ENV));
 }
 
 /**

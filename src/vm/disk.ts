@@ -67,11 +67,27 @@ function isFile(path: string): boolean {
  * `aos-unit prepare` must run, without writing anything itself.
  * @returns readable reasons; empty when the node is ready
  */
-export function preparationNeeded(node: NodePlan): string[] {
+export function preparationNeeded(node: NodePlan, spool: string): string[] {
   const reasons: string[] = [];
   if (!isFile(node.overlay)) reasons.push(`no overlay ${node.overlay}`);
   if (node.efiVars && !isFile(node.efiVars.path)) reasons.push(`no UEFI variables`);
   if (!isFile(node.serialLog)) reasons.push(`no serial log ${node.serialLog}`);
+  if (!isFile(spool)) reasons.push(`no crash spool ${spool}`);
+  // Made or restored without the group's access (see openToNode()), or by an older release.
+  const mode = (path: string) => {
+    try {
+      return (Deno.lstatSync(path).mode ?? 0) & 0o777;
+    } catch {
+      return undefined;
+    }
+  };
+  const files = [node.overlay, node.serialLog, spool, ...(node.efiVars ? [node.efiVars.path] : [])];
+  const closed = files.filter((f) => ((mode(f) ?? 0o660) & 0o660) !== 0o660);
+  if (closed.length > 0) reasons.push(`not open to its QEMU: ${closed.join(", ")}`);
+  if (((mode(node.dir) ?? 0) & 0o022) !== 0) reasons.push(`${node.dir} writable by others`);
+  if (((mode(node.image.path) ?? 0o040) & 0o040) === 0) {
+    reasons.push(`base image ${node.image.path} not readable to the group`);
+  }
   let current: BaseIdentity | undefined;
   try {
     current = identityOf(node.image.path);

@@ -4,7 +4,7 @@
  */
 
 import { rethrowAccessErrors } from "../base/errors.ts";
-import { openAppend, openRegular } from "../host/safe_file.ts";
+import { openAppend, openRegular, UnsafeFileError } from "../host/safe_file.ts";
 import { failureLogPath } from "../plan/layout.ts";
 
 export interface FailureRecord {
@@ -39,11 +39,51 @@ export function appendFailure(logsDir: string, record: FailureRecord): void {
 }
 
 /**
- * A crash record from inside a node's sandbox goes to the node's own directory: the
- * shared failure log is not even visible there. collectSpooled() moves it on.
+ * The spool the manager made for a node (prepare), opened: never created here, since the
+ * node cannot create files in its directory; a link or a second name is refused as
+ * everywhere else. Nobody locks it: a node holding a lock would stall the manager.
+ * @returns undefined when there is no spool
+ */
+function openSpool(spool: string, how: "append" | "read"): Deno.FsFile | undefined {
+  let file: Deno.FsFile;
+  try {
+    file = Deno.openSync(spool, how === "append" ? { append: true } : { read: true, write: true });
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
+  }
+  try {
+    const st = file.statSync();
+    const named = Deno.lstatSync(spool);
+    if (!st.isFile || named.isSymlink || st.ino !== named.ino || st.dev !== named.dev) {
+      throw new UnsafeFileError(`Refusing ${spool}: not the regular file it names`);
+    }
+    if ((st.nlink ?? 1) > 1) {
+      throw new UnsafeFileError(`Refusing ${spool}: it has ${st.nlink} names`);
+    }
+    return file;
+  } catch (error) {
+    file.close();
+    throw error;
+  }
+}
+
+/**
+ * A crash record from inside a node's sandbox goes to the node's own spool: the shared
+ * failure log is not even visible there. collectSpooled() moves it on. One write per
+ * record (O_APPEND): it lands whole at the end.
  */
 export function spoolFailure(spool: string, record: FailureRecord): void {
-  appendLines(spool, [record]);
+  const file = openSpool(spool, "append");
+  // A unit made before spools were made for nodes (same uid as the directory): made here.
+  if (!file) return appendLines(spool, [record]);
+  try {
+    const bytes = new TextEncoder().encode(JSON.stringify(record) + "\n");
+    let done = 0;
+    while (done < bytes.length) done += file.writeSync(bytes.subarray(done));
+  } finally {
+    file.close();
+  }
 }
 
 /** Records taken from one spool at a time (the newest). */
@@ -83,37 +123,114 @@ function fromSpool(line: string, node: string, unit: string): FailureRecord | un
   };
 }
 
+/** Bytes [from, to) of an open file. */
+function readRange(file: Deno.FsFile, from: number, to: number): Uint8Array {
+  file.seekSync(from, Deno.SeekMode.Start);
+  const buffer = new Uint8Array(Math.max(0, to - from));
+  let done = 0;
+  while (done < buffer.length) {
+    const n = file.readSync(buffer.subarray(done));
+    if (n === null || n === 0) break;
+    done += n;
+  }
+  return buffer.subarray(0, done);
+}
+
+/** Bounded, rebuilt records from a spool's text (see fromSpool). */
+function spooled(text: string, node: string, unit: string): FailureRecord[] {
+  // A node crashes at most a few times a pass (systemd's start limit): more is a flood
+  // that would push every other node's records out of the bounded log.
+  return text.split("\n").filter((l) => l.trim()).map((l) => fromSpool(l, node, unit))
+    .filter((r): r is FailureRecord => r !== undefined).slice(-MAX_SPOOLED);
+}
+
+/** A spool larger than this is emptied once read (a few dozen crash records). */
+const SPOOL_EMPTY_AT = 64 * 1024;
+
 /**
- * Moves a node's spooled crash records into vm-failures.log (the manager, every pass, and
- * the final handler before its own record). The spool is renamed first, so a record the
- * node writes meanwhile starts a new spool; a pass that died midway is finished next time.
+ * How far the collectors have read a node's spool: a file of the service user's (0600, in
+ * a directory the node cannot write), locked while one of them (the manager, the final
+ * handler) takes records. The node can neither read, change nor lock it.
+ */
+function readMark(spool: string): string {
+  return `${spool}.read`;
+}
+
+/**
+ * Moves a node's new spooled crash records into vm-failures.log (the manager, every pass,
+ * and the final handler before its own record): what lies past the read mark, up to its
+ * last complete line; then the mark moves on. A pass that dies midway repeats records
+ * rather than losing them. A flood is skipped to its last SPOOL_BYTES, and a spool past
+ * SPOOL_EMPTY_AT is emptied once read.
  * @returns how many records moved
  */
 export function collectSpooled(spool: string, logsDir: string, node: string, unit: string): number {
-  const taking = `${spool}.collecting`;
+  const moved = collectLegacy(spool, logsDir, node, unit);
   try {
-    // A directory (or anything but a file) planted there would stop every collection.
-    if (!Deno.lstatSync(taking).isFile) Deno.removeSync(taking, { recursive: true });
-  } catch { /* not there */ }
+    Deno.lstatSync(spool);
+  } catch {
+    return moved; // not made yet
+  }
+  const mark = Deno.openSync(readMark(spool), {
+    read: true,
+    write: true,
+    create: true,
+    mode: 0o600,
+  });
+  try {
+    mark.lockSync(true);
+    const file = openSpool(spool, "read");
+    if (!file) return moved;
+    try {
+      const size = file.statSync().size;
+      const recorded = Number(new TextDecoder().decode(readRange(mark, 0, 32)).trim()) || 0;
+      // Emptied or replaced since: from its start.
+      let from = recorded > size ? 0 : recorded;
+      const skipped = size - from > SPOOL_BYTES;
+      if (skipped) from = size - SPOOL_BYTES;
+      let bytes = readRange(file, from, size);
+      // Complete lines only (in bytes: a cut may fall inside a character).
+      bytes = bytes.subarray(0, bytes.lastIndexOf(0x0a) + 1);
+      const next = from + bytes.length;
+      if (skipped) bytes = bytes.subarray(bytes.indexOf(0x0a) + 1);
+      const text = new TextDecoder().decode(bytes);
+      const records = spooled(text, node, unit);
+      appendLines(failureLogPath(logsDir), records);
+      let at = next;
+      // Past the cap it is emptied even mid-line (only a flood leaves a line unfinished).
+      if (size > SPOOL_EMPTY_AT) {
+        file.truncateSync(0);
+        at = 0;
+      }
+      if (at !== recorded) {
+        mark.truncateSync(0);
+        mark.seekSync(0, Deno.SeekMode.Start);
+        mark.writeSync(new TextEncoder().encode(`${at}\n`));
+      }
+      return moved + records.length;
+    } finally {
+      file.close();
+    }
+  } finally {
+    mark.close();
+  }
+}
+
+/** A spool an older release was moving when it stopped (renamed to FILE.collecting). */
+function collectLegacy(spool: string, logsDir: string, node: string, unit: string): number {
+  const taking = `${spool}.collecting`;
   try {
     Deno.lstatSync(taking);
   } catch {
-    try {
-      Deno.renameSync(spool, taking);
-    } catch {
-      return 0; // nothing spooled
-    }
+    return 0;
   }
-  let lines: string[] = [];
+  let text = "";
   try {
-    lines = readTail(taking, SPOOL_BYTES).split("\n");
-  } catch { /* a link or a FIFO planted there: dropped below */ }
-  // A node crashes at most a few times a pass (systemd's start limit): more is a flood
-  // that would push every other node's records out of the bounded log.
-  const records = lines.filter((l) => l.trim()).map((l) => fromSpool(l, node, unit))
-    .filter((r): r is FailureRecord => r !== undefined).slice(-MAX_SPOOLED);
+    text = readTail(taking, SPOOL_BYTES);
+  } catch { /* a link or a FIFO planted there: dropped */ }
+  const records = spooled(text, node, unit);
   appendLines(failureLogPath(logsDir), records);
-  Deno.removeSync(taking);
+  Deno.removeSync(taking, { recursive: true });
   return records.length;
 }
 

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { collectSpooled, type FailureRecord, lastFailures, spoolFailure } from "./failures.ts";
+import { UnsafeFileError } from "../host/safe_file.ts";
 
 function record(over: Partial<FailureRecord> = {}): FailureRecord {
   return {
@@ -40,7 +41,7 @@ Deno.test("a node's spooled crash records move into vm-failures.log, naming that
     };
     Deno.writeTextFileSync(spool, JSON.stringify(forged) + '\n{"torn', { append: true });
     assert.equal(collectSpooled(spool, dir, "secondary", "aos-node-secondary.service"), 2);
-    assert.throws(() => Deno.lstatSync(spool), "the spool is gone");
+    assert.ok(Deno.readTextFileSync(spool).length > 0, "a small spool stays; the read mark moves");
     const [first, second] = logLines(dir);
     assert.deepEqual(first, record());
     assert.equal(second!.node, "secondary");
@@ -54,24 +55,35 @@ Deno.test("a node's spooled crash records move into vm-failures.log, naming that
     assert.equal("extra" in second!, false);
     assert.equal(lastFailures(dir).get("main"), undefined, "nothing recorded for main");
     assert.equal(collectSpooled(spool, dir, "secondary", "aos-node-secondary.service"), 0);
+    // The torn line, completed later, and a new record: taken once each, in order.
+    Deno.writeTextFileSync(spool, '"}\n', { append: true });
+    spoolFailure(spool, record({ time: "next" }));
+    assert.equal(collectSpooled(spool, dir, "secondary", "aos-node-secondary.service"), 1);
+    assert.equal(logLines(dir).at(-1)!.time, "next");
+    assert.equal(collectSpooled(spool, dir, "secondary", "aos-node-secondary.service"), 0);
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
 });
 
-Deno.test("a spool left mid-move is finished; a link planted as the spool is dropped unread", () => {
+Deno.test("a spool an older release left mid-move is finished; a link planted as the spool is refused unread", () => {
   const dir = Deno.makeTempDirSync();
   try {
     const spool = `${dir}/failures.spool`;
     spoolFailure(`${spool}.collecting`, record({ time: "earlier" }));
     spoolFailure(spool, record({ time: "later" }));
-    assert.equal(collectSpooled(spool, dir, "secondary", "aos-node-secondary.service"), 1);
-    assert.equal(collectSpooled(spool, dir, "secondary", "aos-node-secondary.service"), 1);
+    assert.equal(collectSpooled(spool, dir, "secondary", "aos-node-secondary.service"), 2);
+    assert.equal(collectSpooled(spool, dir, "secondary", "aos-node-secondary.service"), 0);
     assert.deepEqual(logLines(dir).map((r) => r.time), ["earlier", "later"]);
     const secret = `${dir}/secret`;
     Deno.writeTextFileSync(secret, JSON.stringify(record({ time: "secret" })) + "\n");
+    Deno.removeSync(spool);
     Deno.symlinkSync(secret, spool);
-    assert.equal(collectSpooled(spool, dir, "secondary", "aos-node-secondary.service"), 0);
+    assert.throws(
+      () => collectSpooled(spool, dir, "secondary", "aos-node-secondary.service"),
+      UnsafeFileError,
+    );
+    assert.throws(() => spoolFailure(spool, record()), UnsafeFileError);
     assert.equal(logLines(dir).length, 2);
     assert.ok(Deno.readTextFileSync(secret).includes("secret"), "the link's target is untouched");
   } finally {
@@ -83,8 +95,9 @@ Deno.test("a flooded spool gives at most five records a pass; a directory plante
   const dir = Deno.makeTempDirSync();
   try {
     const spool = `${dir}/failures.spool`;
-    Deno.writeTextFileSync(spool, "{}\n".repeat(20_000));
+    Deno.writeTextFileSync(spool, "{}\n".repeat(40_000));
     assert.equal(collectSpooled(spool, dir, "secondary", "aos-node-secondary.service"), 5);
+    assert.equal(Deno.statSync(spool).size, 0, "read to its end past 64 KiB: emptied");
     Deno.mkdirSync(`${spool}.collecting/deeper`, { recursive: true });
     spoolFailure(spool, record());
     assert.equal(collectSpooled(spool, dir, "secondary", "aos-node-secondary.service"), 1);

@@ -21,10 +21,35 @@ export interface Identity {
   name: string;
   uid: number;
   gids: number[];
+  /**
+   * The service user, when `who` is a node's own user in its group: fixes hand a file to
+   * it, and, before `prepare` ran (doctor), files it owns are fine (`prepare` opens them
+   * to the group).
+   */
+  owner?: { name: string; uid?: number };
+}
+
+/**
+ * What a node's QEMU runs as: a uid of its own that owns none of the unit's files
+ * (DynamicUser=), in the service user's group.
+ * @param prepared whether `prepare` already ran: then every file must be open to the group
+ */
+export function nodeIdentity(
+  serviceUser: string,
+  uid: number,
+  gid: number,
+  prepared: boolean,
+): Identity {
+  return {
+    name: `aos-node-NAME, group ${serviceUser}`,
+    uid: -1,
+    gids: [gid],
+    owner: prepared ? { name: serviceUser } : { name: serviceUser, uid },
+  };
 }
 
 /** Everything QEMU of one node (and its failure hook) opens, with the access it needs. */
-export function nodeFileNeeds(node: NodePlan, failureLog: string): FileNeed[] {
+export function nodeFileNeeds(node: NodePlan, spool: string): FileNeed[] {
   return [
     { path: node.image.path, access: "r", what: "base image" },
     { path: node.overlay, access: "rw", what: "overlay" },
@@ -40,7 +65,7 @@ export function nodeFileNeeds(node: NodePlan, failureLog: string): FileNeed[] {
       }]
       : []),
     { path: node.serialLog, access: "rw", what: "serial log" },
-    { path: failureLog, access: "rw", what: "failure log" },
+    { path: spool, access: "rw", what: "crash record spool" },
   ];
 }
 
@@ -78,10 +103,12 @@ export function accessProblem(
   if (permits({ uid: st.uid ?? -1, gid: st.gid ?? -1, mode: st.mode ?? 0 }, who, need.access)) {
     return undefined;
   }
+  if (who.owner?.uid !== undefined && st.uid === who.owner.uid) return undefined;
   const want = need.access === "rw" ? "write" : "read";
+  const owner = who.owner?.name ?? who.name;
   return {
     message: `QEMU (user ${who.name}) cannot ${want} the ${need.what} ${need.path} ` +
       `(owner uid ${st.uid}, mode ${((st.mode ?? 0) & 0o777).toString(8)})`,
-    fix: need.package ? `chmod a+r ${need.path}` : `chown ${who.name}:${who.name} ${need.path}`,
+    fix: need.package ? `chmod a+r ${need.path}` : `chown ${owner}:${owner} ${need.path}`,
   };
 }

@@ -70,9 +70,11 @@ export async function boundLog(
   } catch (error) {
     // Made again when it is gone (deleted by hand): a node's sandbox binds its serial log
     // in, and its next start would fail without one.
+    // Group-writable: the node's QEMU (a uid of its own, in the group) appends to it.
     if (error instanceof Deno.errors.NotFound) {
       try {
-        Deno.openSync(path, { write: true, createNew: true, mode: 0o640 }).close();
+        Deno.openSync(path, { write: true, createNew: true, mode: 0o660 }).close();
+        Deno.chmodSync(path, 0o660);
       } catch { /* made meanwhile, or the directory is gone */ }
     }
     return undefined;

@@ -7,7 +7,8 @@
 import type { Runner } from "../host/runner.ts";
 import type { Logger } from "../log.ts";
 import { snapshotsDir } from "../plan/snapshot.ts";
-import type { Plan } from "../plan/types.ts";
+import type { NodePlan, Plan } from "../plan/types.ts";
+import { nodeFailureSpool } from "../plan/layout.ts";
 import { prepareDisks } from "./disk.ts";
 
 /** Lease files of versions before the DHCP directory existed move into it once. */
@@ -32,13 +33,116 @@ function migrateLeases(plan: Plan): string[] {
   return moved;
 }
 
+/**
+ * Mode bits of a regular file owned by `uid`, or undefined (anything else is left as it
+ * is). `uid` is the owner of the node's directory, which this process made (Deno.uid()
+ * would need a permission of its own).
+ */
+function ownMode(path: string, uid: number | null): number | undefined {
+  try {
+    const st = Deno.lstatSync(path);
+    return st.isFile && st.uid === uid ? (st.mode ?? 0) & 0o7777 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Opens a node's files to its QEMU, which runs under a uid of its own in the service
+ * user's group: its disks, UEFI variables, serial log and crash spool read-write for the
+ * group, its base image readable. The node's directory stays the service user's alone
+ * (0750): the node writes into the files made for it and can make, rename or plant
+ * nothing there. Only files this process owns, in directories only it writes, are changed.
+ * @returns what changed, for the log
+ */
+export function openToNode(node: NodePlan, spool: string): string[] {
+  const changed: string[] = [];
+  Deno.chmodSync(node.dir, 0o750);
+  const { uid: me, gid: dirGid } = Deno.lstatSync(node.dir);
+  try {
+    Deno.lstatSync(spool);
+  } catch {
+    Deno.openSync(spool, { write: true, createNew: true, mode: 0o660 }).close();
+  }
+  const files = [node.overlay, node.serialLog, spool, ...(node.efiVars ? [node.efiVars.path] : [])];
+  for (const path of files) {
+    const mode = ownMode(path, me);
+    if (mode === undefined) continue;
+    if (Deno.lstatSync(path).gid !== dirGid) {
+      Deno.chownSync(path, null, dirGid);
+      changed.push(`${path} (group)`);
+    }
+    if (mode !== 0o660) {
+      Deno.chmodSync(path, 0o660);
+      changed.push(path);
+    }
+  }
+  // The base image is the operator's: readable to the group is all it needs (no write).
+  const base = ownMode(node.image.path, me);
+  if (base !== undefined && (base & 0o040) === 0) {
+    try {
+      Deno.chmodSync(node.image.path, base | 0o040);
+      changed.push(`${node.image.path} (g+r)`);
+    } catch { /* outside what prepare may change: the pre-flight check names the fix */ }
+  }
+  return changed;
+}
+
+/**
+ * dnsmasq (a uid of its own in the service user's group) writes its lease file and, through
+ * its lease hook, replaces leases.json: the DHCP directory is the group's (0770), and those
+ * files made by the service user (a restore, an older release) are opened to it (0660).
+ * No node sees the directory.
+ * @returns what changed, for the log
+ */
+export function openToDnsmasq(plan: Plan): string[] {
+  const dir = plan.dnsmasq.dhcpDir;
+  const changed: string[] = [];
+  const st = Deno.lstatSync(dir);
+  if (((st.mode ?? 0) & 0o7777) !== 0o770) {
+    Deno.chmodSync(dir, 0o770);
+    changed.push(dir);
+  }
+  for (const path of [plan.dnsmasq.leaseFile, plan.leaseState]) {
+    const mode = ownMode(path, st.uid);
+    if (mode !== undefined && mode !== 0o660) {
+      Deno.chmodSync(path, 0o660);
+      changed.push(path);
+    }
+  }
+  return changed;
+}
+
+/** Why the DHCP directory needs `prepare` (see openToDnsmasq()); none when it does not. */
+export function dhcpPreparationNeeded(plan: Plan): string[] {
+  const mode = (path: string) => {
+    try {
+      return (Deno.lstatSync(path).mode ?? 0) & 0o7777;
+    } catch {
+      return undefined;
+    }
+  };
+  const reasons: string[] = [];
+  if (mode(plan.dnsmasq.dhcpDir) !== 0o770) reasons.push(`${plan.dnsmasq.dhcpDir} not 0770`);
+  // dnsmasq rewrites its lease file in place; the hook replaces leases.json (reading it).
+  const leases = mode(plan.dnsmasq.leaseFile);
+  if (leases !== undefined && (leases & 0o060) !== 0o060) reasons.push("lease file not 0660");
+  const state = mode(plan.leaseState);
+  if (state !== undefined && (state & 0o040) === 0) reasons.push("leases.json not group-readable");
+  return reasons;
+}
+
 export async function prepareFiles(runner: Runner, plan: Plan, log: Logger): Promise<void> {
-  Deno.mkdirSync(plan.dnsmasq.dhcpDir, { recursive: true, mode: 0o750 });
+  Deno.mkdirSync(plan.dnsmasq.dhcpDir, { recursive: true, mode: 0o770 });
   Deno.mkdirSync(snapshotsDir(plan.paths), { recursive: true, mode: 0o750 });
   for (const line of migrateLeases(plan)) log.info(`Moved ${line}`);
+  const dhcp = openToDnsmasq(plan);
+  if (dhcp.length > 0) log.info(`Opened to dnsmasq: ${dhcp.join(", ")}`);
   Deno.writeFileSync(plan.failureLog, new Uint8Array(), { append: true, mode: 0o640 });
   for (const node of plan.nodes) {
     const created = await prepareDisks(runner, node);
     if (created.length > 0) log.info(`Node ${node.name}: created ${created.join(", ")}`);
+    const opened = openToNode(node, nodeFailureSpool(plan.paths, node.name));
+    if (opened.length > 0) log.info(`Node ${node.name}: opened to its QEMU ${opened.join(", ")}`);
   }
 }

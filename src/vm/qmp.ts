@@ -56,6 +56,31 @@ async function readLine(reader: LineReader, deadline: number): Promise<string> {
 }
 
 /**
+ * The guest name the QEMU behind a connection was started with (-name guest=NAME), read
+ * with query-name after the capabilities. A node owns its socket directory, so its socket
+ * path may lead to another node's QEMU; callers that act for one node check this first.
+ */
+async function guestName(
+  conn: Deno.UnixConn,
+  reader: LineReader,
+  deadline: number,
+): Promise<string | undefined> {
+  await conn.write(new TextEncoder().encode(JSON.stringify({ execute: "query-name" }) + "\n"));
+  while (true) {
+    const reply = JSON.parse(await readLine(reader, deadline)) as QmpMessage;
+    if (reply.event) continue;
+    return (reply.return as { name?: string } | undefined)?.name;
+  }
+}
+
+/** Refuses a QEMU that is not node `expect`'s (see guestName()). */
+function checkGuest(socket: string, name: string | undefined, expect: string): void {
+  if (name !== expect) {
+    throw new QmpError(`Refusing ${socket}: it leads to QEMU "${name ?? "?"}", not ${expect}'s`);
+  }
+}
+
+/**
  * Runs one QMP command on the socket and returns its `return` value.
  * Events arriving in between are skipped.
  */
@@ -112,6 +137,8 @@ export async function powerdownAndWait(
   socket: string,
   timeoutMs: number,
   resendMs = 2000,
+  /** The node it must be: a socket leading to another QEMU is "unreachable". */
+  expect?: string,
 ): Promise<PowerdownResult> {
   const deadline = performance.now() + timeoutMs;
   let conn: Deno.UnixConn;
@@ -128,6 +155,13 @@ export async function powerdownAndWait(
   try {
     if (await reader.next(Math.min(deadline, performance.now() + 3000)) === "eof") return "exited";
     await send("qmp_capabilities");
+    if (expect !== undefined) {
+      const soon = Math.min(deadline, performance.now() + 3000);
+      // The capabilities' reply (events may come first).
+      while ((JSON.parse(await readLine(reader, soon)) as QmpMessage).event);
+      const name = await guestName(conn, reader, soon);
+      if (name !== expect) return "unreachable";
+    }
     let lastSend = -Infinity;
     while (performance.now() < deadline) {
       if (performance.now() - lastSend >= resendMs) {
@@ -173,8 +207,11 @@ export class QmpSession {
     readonly socket: string,
   ) {}
 
-  /** Connects, reads the greeting and negotiates capabilities. */
-  static async open(socket: string, timeoutMs = 3000): Promise<QmpSession> {
+  /**
+   * Connects, reads the greeting and negotiates capabilities.
+   * @param expect the guest name the QEMU must have (see guestName())
+   */
+  static async open(socket: string, timeoutMs = 3000, expect?: string): Promise<QmpSession> {
     let conn: Deno.UnixConn;
     try {
       conn = await Deno.connect({ transport: "unix", path: socket });
@@ -189,6 +226,10 @@ export class QmpSession {
     try {
       await readLine(session.reader, performance.now() + timeoutMs); // greeting
       await session.execute("qmp_capabilities", undefined, timeoutMs);
+      if (expect !== undefined) {
+        const got = await session.execute("query-name", undefined, timeoutMs);
+        checkGuest(socket, (got as { name?: string } | undefined)?.name, expect);
+      }
     } catch (error) {
       session.close();
       throw error;

@@ -49,7 +49,7 @@ export async function powerDownNode(
   const grace = node.phase === "up" ? stopTimeoutSec * 1000 : BOOTING_GRACE_MS;
   const result = node.phase === "restarting"
     ? "unreachable"
-    : await powerdownAndWait(node.qmpSocket, grace);
+    : await powerdownAndWait(node.qmpSocket, grace, undefined, node.name);
   if (result === "exited") {
     log.info(`Node ${node.name} powered down in ${Math.round(performance.now() - started)} ms`);
   } else if (node.phase === "up") {

@@ -17,6 +17,8 @@ import { RuntimeError, UsageError } from "../base/errors.ts";
 import { writeFileAtomic } from "../host/atomic.ts";
 import { readSmallFile } from "../host/safe_file.ts";
 import type { Logger } from "../log.ts";
+import type { Runner } from "../host/runner.ts";
+import { TOOLS } from "../base/tools.ts";
 import {
   diskIn,
   efiVarsIn,
@@ -52,6 +54,40 @@ const COMMIT_TIMEOUT_MS = 10 * 60_000;
 
 export interface SnapshotDeps {
   log: Logger;
+  runner: Runner;
+}
+
+/**
+ * Makes a running node's pending overlay, empty, on top of its overlay, before the pause:
+ * QEMU only opens it (mode "existing"), since a node may create nothing in its directory.
+ * The virtual size comes from the node's QEMU, and qemu-img never opens the overlay (-u):
+ * the overlay is the node's to write, and no parser of ours runs on it outside QEMU.
+ */
+async function makePending(runner: Runner, session: QmpSession, node: NodePlan): Promise<void> {
+  const blocks = await session.execute("query-block") as {
+    device?: string;
+    qdev?: string;
+    inserted?: { file?: string; image?: { "virtual-size"?: number } };
+  }[];
+  const size = blocks.find((b) => b.device === DRIVE)?.inserted?.image?.[
+    "virtual-size"
+  ];
+  if (!size) throw new RuntimeError(`Node ${node.name}: QEMU reports no size for ${node.overlay}`);
+  await runner.run([
+    TOOLS.qemuImg,
+    "create",
+    "-q",
+    "-f",
+    "qcow2",
+    "-F",
+    "qcow2",
+    "-b",
+    node.overlay,
+    "-u",
+    pendingOverlay(node),
+    String(size),
+  ]);
+  Deno.chmodSync(pendingOverlay(node), 0o660);
 }
 
 /**
@@ -67,7 +103,7 @@ async function openIfRunning(node: NodePlan): Promise<QmpSession | undefined> {
   }
   if (!st.isSocket) throw new RuntimeError(`Refusing ${node.qmpSocket}: not a socket`);
   try {
-    return await QmpSession.open(node.qmpSocket, 5000);
+    return await QmpSession.open(node.qmpSocket, 5000, node.name);
   } catch (error) {
     // A socket QEMU left behind: nobody listens.
     const cause = (error as Error).cause;
@@ -159,7 +195,7 @@ async function captureInstant(
         device: DRIVE,
         "snapshot-file": pendingOverlay(n),
         format: "qcow2",
-        mode: "absolute-paths",
+        mode: "existing",
       });
       moved.push(n);
     }));
@@ -212,6 +248,7 @@ export async function saveSnapshot(
         if (s) sessions.set(n.name, s);
         if (s) await settle(s, n, deps.log);
         else dropPending(n, deps.log);
+        if (s) await makePending(deps.runner, s, n);
       }
       const time = new Date().toISOString();
       const pauseMs = await captureInstant(plan, dir, sessions, moved);
@@ -220,6 +257,10 @@ export async function saveSnapshot(
       return manifest;
     } catch (error) {
       removeQuietly(dir, true);
+      // Made, but never taken into QEMU's chain.
+      for (const n of plan.nodes) {
+        if (sessions.has(n.name) && !moved.includes(n)) dropPending(n, deps.log);
+      }
       throw error instanceof RuntimeError || error instanceof UsageError ? error : new RuntimeError(
         `Snapshot "${name}" could not be made: ${(error as Error).message}`,
       );

@@ -81,7 +81,7 @@ Deno.test({
         assert.equal(c.status, "fail");
         assert.match(
           c.detail,
-          /QEMU \(user nobody\) cannot write the serial log .*main-serial\.log/,
+          /QEMU \(user aos-node-NAME, group nobody\) cannot write the serial log .*main-serial\.log/,
         );
         assert.match(c.fix!, /chown nobody:nobody .*main-serial\.log/);
         await Deno.chmod(`${unit.logsDir}/main-serial.log`, 0o666);

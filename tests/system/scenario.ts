@@ -378,8 +378,12 @@ ${await journal(30)}`);
         assert.equal(manager.BoundBy, "");
         assert.equal(manager.ConsistsOf, "");
 
-        assert.equal(p.User, "aos-unit");
-        assert.equal((await sh(`ps -o user= -p ${p.MainPID}`)).trim(), "aos-unit");
+        // A uid of the node's own (DynamicUser=), in the service user's group.
+        assert.equal(p.User, "aos-node-main");
+        const ids = (await sh(`ps -o uid=,gid= -p ${p.MainPID}`)).trim().split(/\s+/);
+        assert.notEqual(ids[0], (await sh("id -u aos-unit")).trim(), "not the service user's uid");
+        assert.ok(Number(ids[0]) >= 61184 && Number(ids[0]) <= 65519, `a dynamic uid: ${ids[0]}`);
+        assert.equal(ids[1], (await sh("id -g aos-unit")).trim(), "the service user's group");
         const caps = await sh(`grep CapEff /proc/${p.MainPID}/status`);
         assert.match(caps, /CapEff:\s+0+$/m, "QEMU holds no capability");
         const limit = (await sh(`cat /sys/fs/cgroup/memory${p.ControlGroup}/memory.limit_in_bytes`))
@@ -600,9 +604,26 @@ ${await journal(30)}`);
       );
 
       await t.step(
-        "attack from a node's sandbox: writes outside its own files are refused",
+        "attack from a node's sandbox, with its QEMU's own credentials: nothing outside its own files, no signal or /proc/PID/root of another process",
         async () => {
+          /** setpriv's arguments for exactly the credentials process `pid` runs with. */
+          const credentialsOf = async (pid: string) => {
+            const st = await sh(`cat /proc/${pid}/status`);
+            const field = (name: string) => st.match(new RegExp(`^${name}:\\s*(.*)$`, "m"))![1]!;
+            const groups = field("Groups").trim().split(/\s+/).filter(Boolean);
+            return [
+              `--reuid=${field("Uid").split(/\s+/)[0]}`,
+              `--regid=${field("Gid").split(/\s+/)[0]}`,
+              groups.length ? `--groups=${groups.join(",")}` : "--clear-groups",
+            ];
+          };
           const pid = (await show("aos-node-main.service", "MainPID")).MainPID!;
+          const mainCredentials = await credentialsOf(pid);
+          console.log(`${suite}: main's QEMU runs as ${mainCredentials.join(" ")}`);
+          assert.doesNotMatch(
+            mainCredentials[0]!,
+            new RegExp(`=${(await sh("id -u aos-unit")).trim()}$`),
+          );
           const asQemu = (script: string) =>
             bed.exec([
               "nsenter",
@@ -610,9 +631,7 @@ ${await journal(30)}`);
               pid,
               "-m",
               "setpriv",
-              "--reuid=aos-unit",
-              "--regid=aos-unit",
-              "--clear-groups",
+              ...mainCredentials,
               "sh",
               "-c",
               script,
@@ -646,17 +665,27 @@ ${await journal(30)}`);
             assert.notEqual(r.code, 0, `QEMU of main sees ${path}`);
           }
           const own = await asQemu(
-            "touch /var/lib/aos-unit/nodes/main/probe && rm /var/lib/aos-unit/nodes/main/probe" +
-              " && test -S /run/aos-unit/nodes/main/qmp && test -w /var/log/aos-unit/main-serial.log",
+            "test -w /var/lib/aos-unit/nodes/main/overlay.qcow2 && test -S /run/aos-unit/nodes/main/qmp" +
+              " && test -w /var/log/aos-unit/main-serial.log && test -w /var/lib/aos-unit/nodes/main/failures.spool",
           );
           assert.equal(own.code, 0, `its own files stay there and writable: ${own.stderr}`);
+          // Its directory is not its own: no file made, renamed or linked there.
+          for (
+            const script of [
+              "touch /var/lib/aos-unit/nodes/main/probe",
+              "ln -s /etc/shadow /var/lib/aos-unit/nodes/main/link",
+              "mv /var/lib/aos-unit/nodes/main/failures.spool /var/lib/aos-unit/nodes/main/x",
+            ]
+          ) {
+            assert.notEqual((await asQemu(script)).code, 0, script);
+          }
           // The unit's own view is unchanged: the hiding is in the node's mount namespace.
           assert.equal(
             (await bed.exec(["test", "-S", "/run/aos-unit/nodes/secondary/qmp"])).code,
             0,
           );
-          // Signals: QEMU, dnsmasq and the manager share a uid; a PID namespace per unit
-          // (PrivatePIDs=, systemd >= 257) is what keeps them apart.
+          // Signals and /proc: each QEMU and dnsmasq have a uid of their own (DynamicUser=),
+          // on every systemd.
           const targets = {
             "secondary's QEMU": (await show("aos-node-secondary.service", "MainPID")).MainPID!,
             "the manager": (await show("aos-unit.service", "MainPID")).MainPID!,
@@ -664,6 +693,7 @@ ${await journal(30)}`);
           };
           const fromUnit = async (unit: string, script: string) => {
             const of = (await show(unit, "MainPID")).MainPID!;
+            const credentials = await credentialsOf(of);
             return await bed.exec([
               "nsenter",
               "-t",
@@ -671,9 +701,7 @@ ${await journal(30)}`);
               "-m",
               "-p",
               "setpriv",
-              "--reuid=aos-unit",
-              "--regid=aos-unit",
-              "--clear-groups",
+              ...credentials,
               "sh",
               "-c",
               script,
@@ -683,24 +711,30 @@ ${await journal(30)}`);
             for (const [what, target] of Object.entries(targets)) {
               if (unit === "aos-unit-dnsmasq.service" && what === "dnsmasq") continue;
               const r = await fromUnit(unit, `kill -0 ${target}`);
-              if (suite === "trixie") {
-                assert.notEqual(r.code, 0, `${unit} could signal ${what} (pid ${target})`);
-              } else if (r.code === 0) {
-                console.log(`${suite}: ${unit} can signal ${what} (no PrivatePIDs before 257)`);
-              }
+              assert.notEqual(r.code, 0, `${unit} could signal ${what} (pid ${target})`);
             }
           }
-          // Another node's files through its /proc entry (same uid: only a PID namespace
-          // hides it).
-          const peer = targets["secondary's QEMU"];
-          const viaProc = await fromUnit(
-            "aos-node-main.service",
-            `ls /proc/${peer}/root/var/lib/aos-unit/nodes/secondary/`,
+          // The manager's /proc entry, from dnsmasq: another uid too.
+          const manager = targets["the manager"];
+          const fromDnsmasq = await fromUnit(
+            "aos-unit-dnsmasq.service",
+            `ls /proc/${manager}/root/var/lib/aos-unit/`,
           );
-          if (suite === "trixie") {
-            assert.notEqual(viaProc.code, 0, `main reads secondary's files: ${viaProc.stdout}`);
-          } else if (viaProc.code === 0) {
-            console.log(`${suite}: main's QEMU can read /proc/${peer}/root (no PrivatePIDs)`);
+          assert.notEqual(
+            fromDnsmasq.code,
+            0,
+            `dnsmasq reads the manager's root: ${fromDnsmasq.stdout}`,
+          );
+          // Another node's files through its /proc entry: another uid, refused everywhere.
+          const peer = targets["secondary's QEMU"];
+          for (
+            const script of [
+              `ls /proc/${peer}/root/var/lib/aos-unit/nodes/secondary/`,
+              `cat /proc/${peer}/environ`,
+            ]
+          ) {
+            const viaProc = await fromUnit("aos-node-main.service", script);
+            assert.notEqual(viaProc.code, 0, `main's QEMU: ${script}: ${viaProc.stdout}`);
           }
           for (
             const path of [
@@ -1489,23 +1523,29 @@ ${await journal(30)}`);
           await sh(
             "chown root:root /var/log/aos-unit/main-serial.log && chmod 644 /var/log/aos-unit/main-serial.log",
           );
-          const since = (await sh("date +%s.%N")).trim();
-          const r = await bed.exec(["systemctl", "start", "aos-unit"]);
-          assert.notEqual(r.code, 0);
-          const j = await sh(`journalctl --no-pager --since @${since}`);
+          let j = "";
+          let c: CheckResult;
+          let code = 0;
+          try {
+            const since = (await sh("date +%s.%N")).trim();
+            code = (await bed.exec(["systemctl", "start", "aos-unit"])).code;
+            j = await sh(`journalctl --no-pager --since @${since}`);
+            c = (await doctorJson()).checks.find((x) => x.id === "node-files")!;
+          } finally {
+            // Put back whatever failed: the steps after this one need the log.
+            await sh(
+              "chown aos-unit:aos-unit /var/log/aos-unit/main-serial.log; systemctl reset-failed aos-unit",
+            );
+          }
+          assert.notEqual(code, 0);
           assert.match(
             j,
-            /QEMU \(user aos-unit\) cannot write the serial log \/var\/log\/aos-unit\/main-serial\.log .*fix: chown aos-unit:aos-unit \/var\/log\/aos-unit\/main-serial\.log/,
+            /QEMU \(user aos-node-NAME, group aos-unit\) cannot write the serial log \/var\/log\/aos-unit\/main-serial\.log .*fix: chown aos-unit:aos-unit \/var\/log\/aos-unit\/main-serial\.log/,
           );
           assert.match(j, /status=2/);
           assert.doesNotMatch(j, /Started aos-node-/, "no node unit started");
-          const d = await doctorJson();
-          const c = d.checks.find((x) => x.id === "node-files")!;
           assert.equal(c.status, "fail");
           assert.match(c.fix!, /chown aos-unit:aos-unit \/var\/log\/aos-unit\/main-serial\.log/);
-          await sh(
-            "chown aos-unit:aos-unit /var/log/aos-unit/main-serial.log; systemctl reset-failed aos-unit",
-          );
           await noLeftovers();
         },
       );
@@ -1853,6 +1893,25 @@ ${await journal(30)}`);
           );
           const saved = { main: await lastCount("main"), secondary: await lastCount("secondary") };
           const address = await leaseOf("secondary");
+          // Both guests write a sequence number to their disk every 100 ms: a save at one
+          // instant restores the same difference between them (within one write).
+          const consolesOf = { main, secondary: await serial("secondary") };
+          for (const c of Object.values(consolesOf)) {
+            await c.probe("aos-probe seq-start", /AOSTEST seq started/);
+          }
+          await new Promise((r) => setTimeout(r, 1500));
+          const seqNow = () =>
+            Promise.all(
+              Object.values(consolesOf).map(async (c) =>
+                Number(
+                  (await c.probe(
+                    `echo "AOSTEST seq now=$(aos-probe seq-read)"`,
+                    /AOSTEST seq now=(\d+)/,
+                  ))[1],
+                )
+              ),
+            );
+          const [m0, s0] = await seqNow();
           for (const bad of ["../x", ".partial", "a/b", "-x", "x".repeat(64)]) {
             const r = await bed.exec(["aos-unit", "snapshot", "save", "--", bad]);
             assert.equal(r.code, 2, `${bad}: ${r.stderr}`);
@@ -1864,12 +1923,13 @@ ${await journal(30)}`);
           const save = await bed.exec(["aos-unit", "snapshot", "save", "provisioned"]);
           assert.equal(save.code, 0, save.stderr);
           console.log(`snapshot save (${suite}): ${save.stdout.trim()}`);
+          const [m1, s1] = await seqNow();
           const list = JSON.parse(await sh("aos-unit snapshot list --json"))[0];
           assert.equal(list.nodes, 2);
           // The guests go on: a new UEFI value, a reboot each.
           await main.probe("aos-probe efivar later", /^AOSTEST efivar value=later$/);
           for (const n of NODES) {
-            const c = n === "main" ? main : await serial(n);
+            const c = consolesOf[n];
             await c.probe("aos-probe reboot", new RegExp(`^AOSTEST boot name=${n} count=`), 90_000);
             c.close();
           }
@@ -1895,6 +1955,20 @@ ${await journal(30)}`);
           const log = (await sh("cat /var/log/aos-unit/main-serial.log")).replaceAll("\r", "");
           const lastBoot = log.slice(log.lastIndexOf("AOSTEST boot name=main"));
           assert.match(lastBoot, /^AOSTEST efivar value=snap-1$/m, "main's UEFI variable as saved");
+          const restoredSeq = async (n: string) => {
+            const text = await sh(`cat /var/log/aos-unit/${n}-serial.log`);
+            return Number([...text.matchAll(/AOSTEST seq value=(\d+)/g)].at(-1)![1]);
+          };
+          const restored = (await restoredSeq("main")) - (await restoredSeq("secondary"));
+          console.log(
+            `seq main-secondary (${suite}): before save ${m0! - s0!}, after ${
+              m1! - s1!
+            }, restored ${restored}`,
+          );
+          assert.ok(
+            Math.abs(restored - (m0! - s0!)) <= 1 || Math.abs(restored - (m1! - s1!)) <= 1,
+            "one instant for both guests",
+          );
           assert.equal(await leaseOf("secondary"), address, "the secondary's address as saved");
           assert.equal(await fetchFromHost("main.aos-unit", 8089), "aos-main name=main");
           restoredSecondary = await lastCount("secondary");

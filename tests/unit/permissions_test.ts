@@ -149,7 +149,7 @@ Deno.test("the launcher gives console and powerdown their one node's socket, and
     "--allow-net=unix:/run/aos-unit/nodes/node-2/qmp",
   ]);
   assert.deepEqual(net(await flags("console", "main")), [
-    "--allow-net=unix:/run/aos-unit/main.serial",
+    "--allow-net=unix:/run/aos-unit/main.serial,unix:/run/aos-unit/nodes/main/serial",
   ]);
   // dash ends the whole script on a shift past the end: these must still reach deno.
   assert.ok((await flags()).includes("--no-prompt"), "no arguments at all");
@@ -158,7 +158,7 @@ Deno.test("the launcher gives console and powerdown their one node's socket, and
     "--allow-net=unix:/run/aos-unit/nodes/main/qmp",
   ]);
   assert.deepEqual(net(await flags("console", "--", "main")), [
-    "--allow-net=unix:/run/aos-unit/main.serial",
+    "--allow-net=unix:/run/aos-unit/main.serial,unix:/run/aos-unit/nodes/main/serial",
   ]);
   // Not a node name: no socket at all (the command refuses the name with exit 2), and
   // nothing in the operand reaches the flags.
