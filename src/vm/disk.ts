@@ -164,18 +164,7 @@ export async function prepareDisks(runner: Runner, node: NodePlan): Promise<stri
       );
     }
   } else {
-    await runner.run([
-      TOOLS.qemuImg,
-      "create",
-      "-q",
-      "-f",
-      "qcow2",
-      "-F",
-      "qcow2",
-      "-b",
-      node.image.path,
-      node.overlay,
-    ]);
+    await createOverlay(runner, node.image.path, node.overlay);
     created.push(node.overlay);
   }
   if (!recordMatches(node, current)) {
@@ -204,6 +193,35 @@ export async function prepareDisks(runner: Runner, node: NodePlan): Promise<stri
     created.push(node.serialLog);
   }
   return created;
+}
+
+/**
+ * A qcow2 overlay at `path` on top of `backing`. With `size`, qemu-img never opens the
+ * backing file (-u): for a backing file a node writes, which no parser should read
+ * outside QEMU.
+ */
+export async function createOverlay(
+  runner: Runner,
+  backing: string,
+  path: string,
+  size?: number,
+): Promise<void> {
+  const unsafe = size === undefined ? [] : ["-u"];
+  const sized = size === undefined ? [] : [String(size)];
+  await runner.run([
+    TOOLS.qemuImg,
+    "create",
+    "-q",
+    "-f",
+    "qcow2",
+    "-F",
+    "qcow2",
+    "-b",
+    backing,
+    ...unsafe,
+    path,
+    ...sized,
+  ]);
 }
 
 /** Discards a stopped node's overlay (and optionally its UEFI variables). */

@@ -18,7 +18,6 @@ import { writeFileAtomic } from "../host/atomic.ts";
 import { readSmallFile } from "../host/safe_file.ts";
 import type { Logger } from "../log.ts";
 import type { Runner } from "../host/runner.ts";
-import { TOOLS } from "../base/tools.ts";
 import {
   diskIn,
   efiVarsIn,
@@ -33,6 +32,7 @@ import {
   type SnapshotSummary,
 } from "../plan/snapshot.ts";
 import type { NodePlan, Plan } from "../plan/types.ts";
+import { createOverlay } from "./disk.ts";
 import { QmpError, QmpSession } from "./qmp.ts";
 import {
   checkName,
@@ -73,20 +73,7 @@ async function makePending(runner: Runner, session: QmpSession, node: NodePlan):
     "virtual-size"
   ];
   if (!size) throw new RuntimeError(`Node ${node.name}: QEMU reports no size for ${node.overlay}`);
-  await runner.run([
-    TOOLS.qemuImg,
-    "create",
-    "-q",
-    "-f",
-    "qcow2",
-    "-F",
-    "qcow2",
-    "-b",
-    node.overlay,
-    "-u",
-    pendingOverlay(node),
-    String(size),
-  ]);
+  await createOverlay(runner, node.overlay, pendingOverlay(node), size);
   Deno.chmodSync(pendingOverlay(node), 0o660);
 }
 
