@@ -227,8 +227,8 @@ const TABLE: Record<Subcommand, (p: Paths, ctx: PermissionContext) => Permission
         ctx.executable ?? EXECUTABLE,
       ],
     }),
-  prepare: (p) =>
-    merge(planning(p), {
+  prepare: (p, ctx) =>
+    merge(planning(p), asServiceUser(ctx), {
       read: [p.logsDir],
       write: [p.stateDir, p.logsDir],
       run: [TOOLS.qemuImg],

@@ -11,10 +11,15 @@ import { envOverrides, loadAndPlan } from "../host/load.ts";
 import { createRunner } from "../host/runner.ts";
 import { logger } from "../log.ts";
 import { prepareFiles } from "../vm/prepare.ts";
-import type { CommandContext } from "./_context.ts";
+import { againAsServiceUser } from "../host/as_service_user.ts";
+import { type CommandContext, serviceUserOf } from "./_context.ts";
 import type { CommandSpec } from "./_spec.ts";
 
 export async function prepareCommand(ctx: CommandContext): Promise<number> {
+  // It changes modes and groups in directories the service user writes: never as root,
+  // which would follow a link planted there (by hand: sudo aos-unit prepare).
+  const again = await againAsServiceUser(["prepare"], serviceUserOf(ctx));
+  if (again !== undefined) return again;
   const { plan } = loadAndPlan(ctx.paths, envOverrides(ctx.env));
   await prepareFiles(createRunner(), plan, logger("prepare"));
   return EXIT_OK;
