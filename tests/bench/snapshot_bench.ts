@@ -8,6 +8,7 @@
 
 import { createRunner } from "../../src/host/runner.ts";
 import { logger } from "../../src/log.ts";
+import { snapshotsDir } from "../../src/plan/snapshot.ts";
 import type { Plan } from "../../src/plan/types.ts";
 import { prepareFiles } from "../../src/vm/prepare.ts";
 import { systemPowerdown } from "../../src/vm/qmp.ts";
@@ -101,7 +102,7 @@ try {
       for (let i = 1; i <= 10; i++) {
         await timed(bed.unit.argv(["snapshot", "save", `s${i}`]));
       }
-      const du = await run(["du", "-sk", ...plan.nodes.map((node) => `${node.dir}/snapshots`)]);
+      const du = await run(["du", "-sk", snapshotsDir(plan.paths)]);
       const kib = du.stdout.trim().split("\n").reduce(
         (sum, l) => sum + Number(l.split("\t")[0]),
         0,
