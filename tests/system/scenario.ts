@@ -145,6 +145,17 @@ export function systemScenario(suite: Suite) {
       if (r.code !== 0) throw new Error(`in bed: ${script} -> ${r.code}: ${r.stderr}${r.stdout}`);
       return r.stdout;
     };
+    /** setpriv's arguments for exactly the credentials process `pid` runs with. */
+    const credentialsOf = async (pid: string) => {
+      const st = await sh(`cat /proc/${pid}/status`);
+      const field = (name: string) => st.match(new RegExp(`^${name}:\\s*(.*)$`, "m"))![1]!;
+      const groups = field("Groups").trim().split(/\s+/).filter(Boolean);
+      return [
+        `--reuid=${field("Uid").split(/\s+/)[0]}`,
+        `--regid=${field("Gid").split(/\s+/)[0]}`,
+        groups.length ? `--groups=${groups.join(",")}` : "--clear-groups",
+      ];
+    };
     const show = (unit: string, ...props: string[]) => bed.systemctlShow(unit, ...props);
     const status = async (): Promise<{ code: number; status: Status }> => {
       const r = await bed.exec(["aos-unit", "status", "--json"]);
@@ -606,17 +617,6 @@ ${await journal(30)}`);
       await t.step(
         "attack from a node's sandbox, with its QEMU's own credentials: nothing outside its own files, no signal or /proc/PID/root of another process",
         async () => {
-          /** setpriv's arguments for exactly the credentials process `pid` runs with. */
-          const credentialsOf = async (pid: string) => {
-            const st = await sh(`cat /proc/${pid}/status`);
-            const field = (name: string) => st.match(new RegExp(`^${name}:\\s*(.*)$`, "m"))![1]!;
-            const groups = field("Groups").trim().split(/\s+/).filter(Boolean);
-            return [
-              `--reuid=${field("Uid").split(/\s+/)[0]}`,
-              `--regid=${field("Gid").split(/\s+/)[0]}`,
-              groups.length ? `--groups=${groups.join(",")}` : "--clear-groups",
-            ];
-          };
           const pid = (await show("aos-node-main.service", "MainPID")).MainPID!;
           const mainCredentials = await credentialsOf(pid);
           console.log(`${suite}: main's QEMU runs as ${mainCredentials.join(" ")}`);
@@ -746,6 +746,44 @@ ${await journal(30)}`);
             const r = await fromUnit("aos-unit-dnsmasq.service", `test -e ${path}`);
             assert.notEqual(r.code, 0, `dnsmasq sees ${path}`);
           }
+        },
+      );
+
+      await t.step(
+        "attack from a node's sandbox: main's sockets repointed at secondary's: a snapshot and the console refuse, secondary never pauses",
+        async () => {
+          const pid = (await show("aos-node-main.service", "MainPID")).MainPID!;
+          const credentials = await credentialsOf(pid);
+          const asMain = (script: string) =>
+            bed.exec(["nsenter", "-t", pid, "-m", "setpriv", ...credentials, "sh", "-c", script]);
+          // main owns its socket directory: it can put links there, to paths it cannot see
+          // but the manager, root and the console can.
+          const dir = "/run/aos-unit/nodes/main";
+          const planted = await asMain(
+            `cd ${dir} && mv qmp qmp.real && ln -s /run/aos-unit/nodes/secondary/qmp qmp && ` +
+              "mv serial serial.real && ln -s /run/aos-unit/nodes/secondary/serial serial",
+          );
+          assert.equal(planted.code, 0, planted.stderr);
+          const secondary = await serial("secondary");
+          try {
+            const save = await bed.exec(["aos-unit", "snapshot", "save", "evil"]);
+            assert.equal(save.code, 1, save.stderr + save.stdout);
+            assert.match(save.stderr, /Refusing \/run\/aos-unit\/nodes\/main\/qmp/);
+            assert.equal((await sh("ls /var/lib/aos-unit/snapshots")).trim(), "", "nothing saved");
+            const con = await bed.exec(["aos-unit", "console", "main"], { stdin: "" });
+            assert.notEqual(con.code, 0);
+            assert.match(con.stderr, /Refusing \/run\/aos-unit\/main\.serial: it leads to/);
+            // secondary runs on: it answers on its own console.
+            await secondary.probe("echo AOSTEST still-$((20+22))", /AOSTEST still-42/, 10_000);
+          } finally {
+            secondary.close();
+            await asMain(
+              `cd ${dir} && rm -f qmp serial && mv qmp.real qmp && mv serial.real serial`,
+            );
+          }
+          const save = await bed.exec(["aos-unit", "snapshot", "save", "fine"]);
+          assert.equal(save.code, 0, `main's own sockets work again: ${save.stderr}`);
+          assert.equal((await bed.exec(["aos-unit", "snapshot", "delete", "fine"])).code, 0);
         },
       );
 
