@@ -115,21 +115,22 @@ export function openToDnsmasq(plan: Plan): string[] {
 
 /** Why the DHCP directory needs `prepare` (see openToDnsmasq()); none when it does not. */
 export function dhcpPreparationNeeded(plan: Plan): string[] {
-  const mode = (path: string) => {
+  const stat = (path: string) => {
     try {
-      return (Deno.lstatSync(path).mode ?? 0) & 0o7777;
+      return Deno.lstatSync(path);
     } catch {
       return undefined;
     }
   };
-  const reasons: string[] = [];
-  if (mode(plan.dnsmasq.dhcpDir) !== 0o770) reasons.push(`${plan.dnsmasq.dhcpDir} not 0770`);
-  // dnsmasq rewrites its lease file in place; the hook replaces leases.json (reading it).
-  const leases = mode(plan.dnsmasq.leaseFile);
-  if (leases !== undefined && (leases & 0o060) !== 0o060) reasons.push("lease file not 0660");
-  const state = mode(plan.leaseState);
-  if (state !== undefined && (state & 0o040) === 0) reasons.push("leases.json not group-readable");
-  return reasons;
+  const dir = stat(plan.dnsmasq.dhcpDir);
+  if (!dir || ((dir.mode ?? 0) & 0o7777) !== 0o770) return [`${plan.dnsmasq.dhcpDir} not 0770`];
+  // Only what the service user made (a restore, an older release): dnsmasq's own files are
+  // its own to write, whatever their mode.
+  const closed = [plan.dnsmasq.leaseFile, plan.leaseState].filter((path) => {
+    const st = stat(path);
+    return st !== undefined && st.uid === dir.uid && ((st.mode ?? 0) & 0o660) !== 0o660;
+  });
+  return closed.map((path) => `${path} not open to dnsmasq`);
 }
 
 export async function prepareFiles(runner: Runner, plan: Plan, log: Logger): Promise<void> {

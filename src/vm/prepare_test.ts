@@ -48,10 +48,10 @@ Deno.test("openToDnsmasq(): the DHCP directory the group's, the service user's l
       dnsmasq: { dhcpDir, leaseFile },
       leaseState: `${dhcpDir}/leases.json`,
     } as unknown as Plan;
-    assert.deepEqual(dhcpPreparationNeeded(plan), [
-      `${dhcpDir} not 0770`,
-      "lease file not 0660",
-    ]);
+    assert.deepEqual(dhcpPreparationNeeded(plan), [`${dhcpDir} not 0770`]);
+    Deno.chmodSync(dhcpDir, 0o770);
+    assert.deepEqual(dhcpPreparationNeeded(plan), [`${leaseFile} not open to dnsmasq`]);
+    Deno.chmodSync(dhcpDir, 0o750);
     assert.deepEqual(openToDnsmasq(plan), [dhcpDir, leaseFile]);
     assert.equal(Deno.statSync(dhcpDir).mode! & 0o7777, 0o770);
     assert.equal(Deno.statSync(leaseFile).mode! & 0o7777, 0o660);
