@@ -18,6 +18,12 @@ import { RuntimeError } from "../base/errors.ts";
 
 const FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK;
 
+/**
+ * A file renamed over (or removed) between its open and the check: what an atomic writer
+ * does to leases.json, network.conf and the like. Opening again sees the new file.
+ */
+class ReplacedWhileOpenedError extends Error {}
+
 /** A file refused because of what it is, not because it is missing. */
 export class UnsafeFileError extends RuntimeError {
   override name = "UnsafeFileError";
@@ -36,13 +42,22 @@ function sameFile(fd: number, path: string): fs.Stats {
   };
   if (!st.isFile()) refuse("not a regular file");
   let named: fs.Stats;
+  const replaced = (): never => {
+    fs.closeSync(fd);
+    throw new ReplacedWhileOpenedError(path);
+  };
   try {
     named = fs.lstatSync(path);
   } catch {
-    return refuse("it changed while it was opened");
+    return replaced();
   }
   if (named.isSymbolicLink()) refuse("it is a symbolic link");
-  if (named.dev !== st.dev || named.ino !== st.ino) refuse("it changed while it was opened");
+  if (named.dev !== st.dev || named.ino !== st.ino) {
+    // A regular file now: renamed over by an atomic writer (tried again). Anything else
+    // swapped in is refused.
+    if (named.isFile()) replaced();
+    refuse("it changed while it was opened");
+  }
   const names = Math.max(st.nlink, named.nlink);
   if (names > 1) refuse(`it has ${names} names (a hard link)`);
   return st;
@@ -65,6 +80,19 @@ export interface OpenFile {
  * @throws {UnsafeFileError} for a link, a FIFO, a device, a directory
  */
 export function openRegular(path: string): OpenFile {
+  for (let attempt = 1;; attempt++) {
+    try {
+      return openRegularOnce(path);
+    } catch (error) {
+      if (!(error instanceof ReplacedWhileOpenedError)) throw error;
+      if (attempt === 3) {
+        throw new UnsafeFileError(`Refusing ${path}: it changed while it was opened`);
+      }
+    }
+  }
+}
+
+function openRegularOnce(path: string): OpenFile {
   let fd: number;
   try {
     fd = fs.openSync(path, FLAGS);
@@ -118,7 +146,12 @@ export function openAppend(path: string, mode = 0o640): AppendFile {
     if (code === "ENXIO") throw new UnsafeFileError(`Refusing ${path}: not a regular file`);
     throw error;
   }
-  sameFile(fd, path);
+  try {
+    sameFile(fd, path);
+  } catch (error) {
+    if (!(error instanceof ReplacedWhileOpenedError)) throw error;
+    throw new UnsafeFileError(`Refusing ${path}: it changed while it was opened`);
+  }
   return {
     append(bytes) {
       let done = 0;
