@@ -124,6 +124,9 @@ else
 	install -d "$stage/usr/lib/aos-unit"
 	install -m 0755 "$(readlink -f "$(command -v deno)")" "$stage/usr/lib/aos-unit/deno"
 	install -m 0644 "$bundle" "$stage/usr/lib/aos-unit/aos-unit.js"
+	# The lease hook's own small bundle (src/lease_hook_entry.ts): dnsmasq starts it cold.
+	deno bundle --quiet --platform=deno -o "$stage/usr/lib/aos-unit/lease-hook.js" src/lease_hook_entry.ts
+	chmod 0644 "$stage/usr/lib/aos-unit/lease-hook.js"
 	deno run --quiet --no-prompt --allow-read="$ROOT" packaging/deno_flags.ts launcher >"$stage/usr/bin/aos-unit"
 	chmod 0755 "$stage/usr/bin/aos-unit"
 fi

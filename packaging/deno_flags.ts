@@ -72,6 +72,9 @@ if (Deno.args[0] === "launcher") {
     '  if [ "${#1}" -le 63 ]; then node=$1; fi',
     "}",
     'node=; case "${1:-}" in console | powerdown) node_of "$@" ;; esac',
+    "# The lease hook has a bundle of its own: dnsmasq starts it after every DHCP ACK, and",
+    "# READY waits for its record (the whole program loads ten times slower).",
+    "program=/usr/lib/aos-unit/aos-unit.js",
     'case "${1:-}" in',
   );
   for (const command of SUBCOMMANDS) {
@@ -83,6 +86,10 @@ if (Deno.args[0] === "launcher") {
           flagsOf(command)
         }'; fi ;;`,
       );
+    } else if (command === "lease-hook") {
+      lines.push(
+        `${command}) perms='${flagsOf(command)}'; program=/usr/lib/aos-unit/lease-hook.js ;;`,
+      );
     } else lines.push(`${command}) perms='${flagsOf(command)}' ;;`);
   }
   lines.push(
@@ -90,7 +97,7 @@ if (Deno.args[0] === "launcher") {
     `*) perms='${denoFlags(unionPermissions(ctx)).map(plain).join(" ")}' ;;`,
     "esac",
     "# shellcheck disable=SC2086 # $perms and $cache are lists of flags (no spaces inside)",
-    `exec /usr/lib/aos-unit/deno run --quiet --no-config --no-lock --cached-only --unstable-net ${V8_FLAGS} $cache $perms /usr/lib/aos-unit/aos-unit.js "$@"`,
+    `exec /usr/lib/aos-unit/deno run --quiet --no-config --no-lock --cached-only --unstable-net ${V8_FLAGS} $cache $perms "$program" "$@"`,
   );
   console.log(lines.join("\n"));
 } else {

@@ -6,7 +6,10 @@
 # Installs what it needs first (packaging/setup.sh). The last line is
 # "N passed, N failed".
 #
-# Usage (as root): bash tests/run.sh [--tier static|1|2|3]...   (default: all)
+# Usage (as root): bash tests/run.sh [--tier static|1|2|3]... [--suite bookworm|trixie]...
+#                                   [--only SCENARIO]...   (default: every tier, suite, scenario)
+#                 bash tests/run.sh --list                  (the tier-3 scenario names)
+# --suite and --only choose tier 3's Debian releases and scenarios (tests/system/scenarios/).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -15,14 +18,29 @@ RESULTS="$ROOT/build/test-results"
 mkdir -p "$RESULTS"
 
 tiers=()
+suites=()
+only=()
+list=0
 while [ $# -gt 0 ]; do
   case "$1" in
-    --tier) tiers+=("$2"); shift 2 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    --tier|--suite|--only)
+      [ $# -ge 2 ] || { echo "run.sh: $1 needs a value" >&2; exit 2; }
+      case "$1" in
+        --tier) tiers+=("$2") ;;
+        --suite)
+          case "$2" in bookworm|trixie) suites+=("$2") ;;
+            *) echo "run.sh: unknown suite $2 (bookworm or trixie)" >&2; exit 2 ;;
+          esac ;;
+        --only) only+=("$2") ;;
+      esac
+      shift 2 ;;
+    --list) list=1; shift ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
 [ ${#tiers[@]} -gt 0 ] || tiers=(static 1 2 3)
+[ ${#suites[@]} -gt 0 ] || suites=(bookworm trixie)
 
 if ! env_lines=$(bash packaging/setup.sh --env); then
   echo "run.sh: set-up failed" >&2
@@ -30,6 +48,18 @@ if ! env_lines=$(bash packaging/setup.sh --env); then
   exit 1
 fi
 eval "$env_lines"
+
+if [ "$list" = 1 ]; then
+  exec deno run --quiet --allow-read --allow-env tests/system/list.ts
+fi
+if [ ${#only[@]} -gt 0 ]; then
+  # An unknown name is an error before anything is built.
+  known=$(deno run --quiet --allow-read --allow-env tests/system/list.ts)
+  for name in "${only[@]}"; do
+    grep -qx -- "$name" <<<"$known" ||
+      { echo "run.sh: no scenario $name; there are: $(echo $known)" >&2; exit 2; }
+  done
+fi
 
 passed=0
 failed=0
@@ -81,7 +111,11 @@ system_tier() {
     rm -rf "$dir"
     return
   fi
-  AOS_UNIT_TEST_ARTIFACTS=$json DENO_JOBS=2 deno_tier 3 --parallel tests/system/
+  local files=() suite
+  for suite in "${suites[@]}"; do files+=("tests/system/${suite}_test.ts"); done
+  local IFS=,
+  AOS_UNIT_TEST_ARTIFACTS=$json AOS_UNIT_SCENARIOS="${only[*]:-}" DENO_JOBS=2 \
+    deno_tier 3 --parallel "${files[@]}"
   rm -rf "$dir"
 }
 
@@ -92,7 +126,9 @@ needs_root() {
   fi
 }
 
+times=()
 for tier in "${tiers[@]}"; do
+  tier_started=$SECONDS
   case "$tier" in
     static)
       static_check "deno fmt --check" deno fmt --check
@@ -104,7 +140,15 @@ for tier in "${tiers[@]}"; do
     3) needs_root 3 && system_tier ;;
     *) echo "run.sh: unknown tier $tier" >&2; exit 2 ;;
   esac
+  times+=("$(printf '%5d s  tier %s' $((SECONDS - tier_started)) "$tier")")
 done
+
+echo "== time per tier"
+printf '%s\n' "${times[@]}"
+if [ -s "$RESULTS/tier3.xml" ] && [[ " ${tiers[*]} " == *" 3 "* ]]; then
+  echo "== time per tier-3 scenario"
+  deno run --quiet --allow-read tests/lib/junit_times.ts "$RESULTS/tier3.xml"
+fi
 
 if [ "$failed" != 0 ] && [ ${#reports[@]} -gt 0 ]; then
   echo "== why each failed test failed"

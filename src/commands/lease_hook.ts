@@ -2,41 +2,29 @@
  * `aos-unit lease-hook add|old|del MAC IP [HOSTNAME]`: dnsmasq's dhcp-script.
  * Records who has which address since when in leases.json (atomically, by
  * rename) for `run` and `status`, and logs the event. Must start fast and
- * needs no network and no writable cache.
+ * needs no network and no writable cache. The bundle flavour runs the same
+ * record through a small entry of its own (src/lease_hook_entry.ts).
  */
 
 import { EXIT_OK } from "../base/errors.ts";
-import { type LeaseEvent, recordLease } from "../host/leases.ts";
+import { leaseEventOf, recordedText, recordLeaseEvent } from "../host/lease_file.ts";
 import { logger } from "../log.ts";
 import { dhcpDir } from "../plan/layout.ts";
 import type { CommandContext } from "./_context.ts";
 import type { CommandSpec } from "./_spec.ts";
 
-export function leaseHookCommand(ctx: CommandContext, args: string[]): number {
+export async function leaseHookCommand(ctx: CommandContext, args: string[]): Promise<number> {
   const started = performance.now();
-  const [action, mac, ip, hostname] = args;
   const log = logger("lease-hook");
-  if (action !== "add" && action !== "old" && action !== "del") {
-    // dnsmasq also calls with init/tftp/arp events we do not use.
+  const event = leaseEventOf(args, new Date().toISOString());
+  // dnsmasq also calls with init/tftp/arp events we do not use.
+  if (event === "ignored") return EXIT_OK;
+  if ("problem" in event) {
+    log.warning(event.problem);
     return EXIT_OK;
   }
-  if (!mac || !ip) {
-    log.warning(`Ignoring "${args.join(" ")}": expected add|old|del MAC IP [HOSTNAME]`);
-    return EXIT_OK;
-  }
-  const event: LeaseEvent = {
-    action,
-    mac: mac.toLowerCase(),
-    ip,
-    hostname,
-    at: new Date().toISOString(),
-  };
-  recordLease(`${dhcpDir(ctx.paths)}/leases.json`, event);
-  log.info(
-    `DHCP ${action} ${event.mac} ${ip}${event.hostname ? ` ${event.hostname}` : ""} (recorded in ${
-      (performance.now() - started).toFixed(1)
-    } ms)`,
-  );
+  await recordLeaseEvent(`${dhcpDir(ctx.paths)}/leases.json`, event);
+  log.info(recordedText(event, performance.now() - started));
   return EXIT_OK;
 }
 

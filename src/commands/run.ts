@@ -23,7 +23,6 @@ import { linkDocumentedPaths } from "../net/sidecar_files.ts";
 import { DNSMASQ_UNIT, MANAGER_UNIT, NODE_UNIT_PREFIX } from "../plan/units.ts";
 import type { NodePlan, Plan } from "../plan/types.ts";
 import {
-  classify,
   gaveUp,
   type NodeCondition,
   type NodeView,
@@ -35,7 +34,7 @@ import { call, type MessageBus } from "../systemd/bus.ts";
 import { SystemdSession } from "../systemd/session.ts";
 import { Waker } from "../systemd/waker.ts";
 import type { Systemd, UnitState } from "../systemd/systemd1.ts";
-import { nodeFailureSpool } from "../plan/layout.ts";
+import { nodeFailureSpool, readinessFile } from "../plan/layout.ts";
 import { collectSpooled, lastFailures } from "../vm/failures.ts";
 import { powerDownNode } from "../vm/shutdown.ts";
 import { boundLog } from "../vm/log_bounds.ts";
@@ -43,6 +42,14 @@ import { answers, READY_PORT } from "../net/probe.ts";
 import type { CommandContext } from "./_context.ts";
 import type { CommandSpec } from "./_spec.ts";
 import { takeStartupError } from "../host/startup_error.ts";
+import {
+  type Answer,
+  answerHolds,
+  judgedAddress,
+  judgeNode,
+  type NodeVerdict,
+  writeReadiness,
+} from "../systemd/readiness.ts";
 
 /** While waiting, the start (or stop) timeout is pushed this far ahead, this often. */
 const EXTEND_BY_MS = 60_000;
@@ -59,8 +66,8 @@ class UnitDown extends RuntimeError {
 /** The manager's view of the unit: node states, addresses, readiness. */
 class UnitWatch {
   states = new Map<string, UnitState | undefined>();
-  /** Nodes that answered on their address since their unit last became active. */
-  answered = new Map<string, number>();
+  /** Nodes that answered on their judged address since their unit last became active. */
+  answered = new Map<string, Answer>();
 
   constructor(
     readonly plan: Plan,
@@ -73,9 +80,9 @@ class UnitWatch {
   /** The lease records as of the last refresh (read once per pass, not per node and call). */
   #leases: ReturnType<typeof readLeaseState>["leases"] = {};
 
-  /** The lease, or the address the plan gives the node (dnsmasq hands out only that one). */
-  address(node: NodePlan): string | undefined {
-    return this.#leases[node.mac]?.ip ?? node.address;
+  /** The recorded lease, or the node's reservation: never the planned pool address. */
+  judged(node: NodePlan): ReturnType<typeof judgedAddress> {
+    return judgedAddress(this.#leases[node.mac]?.ip, node.ip);
   }
 
   /** Reads every unit's state (a lost bus is repaired by the session; the old view stays). */
@@ -92,36 +99,55 @@ class UnitWatch {
     }
   }
 
-  /** Probes the nodes that are up but have not answered yet. */
+  /** Probes, at their judged address, the nodes that are up but have not answered there. */
   async probe(): Promise<void> {
     await Promise.all(this.plan.nodes.map(async (node) => {
       const state = this.states.get(node.unit.name);
-      const since = state?.activeEnterUsec ?? 0;
       if (state?.activeState !== "active") {
         this.answered.delete(node.name);
         return;
       }
-      if (this.answered.get(node.name) === since) return;
-      const ip = this.address(node);
-      if (ip && await answers(ip, READY_PORT, 400)) this.answered.set(node.name, since);
+      const ip = this.judged(node)?.address;
+      if (answerHolds(this.answered.get(node.name), state, ip)) return;
+      if (ip && await answers(ip, READY_PORT, 400)) {
+        this.answered.set(node.name, {
+          since: state.activeEnterUsec,
+          address: ip,
+          at: new Date().toISOString(),
+        });
+      }
     }));
   }
 
+  /** Each node's verdict with the facts it came from (what READY, STATUS and `status` use). */
+  verdict(node: NodePlan): NodeVerdict {
+    return judgeNode(node.name, {
+      state: this.states.get(node.unit.name),
+      leaseIp: this.#leases[node.mac]?.ip,
+      reserved: node.ip,
+      answer: this.answered.get(node.name),
+    });
+  }
+
   condition(node: NodePlan): NodeCondition {
-    const state = this.states.get(node.unit.name);
-    return classify(state, this.answered.get(node.name) === (state?.activeEnterUsec ?? -1));
+    return this.verdict(node).condition;
   }
 
   views(): NodeView[] {
     return this.plan.nodes.map((n) => {
       const note = this.#silenceNote(n);
+      const v = this.verdict(n);
       return {
         name: n.name,
-        condition: this.condition(n),
-        address: this.address(n),
+        condition: v.condition,
+        address: v.address ?? undefined,
         ...(note ? { note } : {}),
       };
     });
+  }
+
+  verdicts(): NodeVerdict[] {
+    return this.plan.nodes.map((n) => this.verdict(n));
   }
 
   /** What says a reserved address may never answer: a lease elsewhere, or the image itself. */
@@ -285,7 +311,10 @@ class Manager {
   stopping = false;
   #session: SystemdSession | undefined;
   #lastStatus = "";
+  /** The verdicts last published (phase and nodes, without the time). */
+  #lastVerdicts = "";
   #logBounds: ReturnType<typeof setInterval> | undefined;
+  #leaseWatch: Deno.FsWatcher | undefined;
   #running: Running | undefined;
 
   private constructor(readonly ctx: CommandContext) {}
@@ -360,6 +389,28 @@ class Manager {
     await linkDocumentedPaths(this.runner, plan);
     await monitor.start();
     this.#boundLogs(plan, config);
+    this.#watchLeases(plan);
+  }
+
+  /**
+   * A new lease record wakes the pass at once (READY waits for it), not at the next poll.
+   * The hook replaces leases.json by rename: the directory is watched, not the file.
+   */
+  #watchLeases(plan: Plan): void {
+    const file = plan.leaseState;
+    try {
+      this.#leaseWatch = Deno.watchFs(file.slice(0, file.lastIndexOf("/")), { recursive: false });
+    } catch (error) {
+      this.log.debug(`Not watching ${file}: ${(error as Error).message}; polling it`);
+      return;
+    }
+    void (async () => {
+      try {
+        for await (const event of this.#leaseWatch!) {
+          if (event.paths.includes(file)) this.waker.wake();
+        }
+      } catch { /* closed */ }
+    })();
   }
 
   /** Size-bounded logs, checked four times a second (a console can be written flat out). */
@@ -399,12 +450,31 @@ class Manager {
     await watch.refresh();
     await watch.probe();
     const views = watch.views();
+    this.#publish(phase);
     const line = statusLine(views, { name: "dnsmasq", gaveUp: watch.sidecarGaveUp() }, phase);
     if (line !== this.#lastStatus) {
       this.#lastStatus = line;
       await notifier.send(`STATUS=${line}`);
     }
     return views;
+  }
+
+  /**
+   * Publishes the verdicts `status` reads, when they changed: always before the STATUS= or
+   * READY=1 they stand behind, so nothing that READY or STATUS says is ahead of `status`.
+   */
+  #publish(phase: "starting" | "running"): void {
+    const { plan, watch } = this.running;
+    const nodes = watch.verdicts();
+    const key = JSON.stringify([phase, nodes]);
+    if (key === this.#lastVerdicts) return;
+    writeReadiness(readinessFile(plan.paths), {
+      version: 1,
+      at: new Date().toISOString(),
+      phase,
+      nodes,
+    });
+    this.#lastVerdicts = key;
   }
 
   /**
@@ -447,6 +517,7 @@ class Manager {
     }
     const line = statusLine(views, { name: "dnsmasq", gaveUp: watch.sidecarGaveUp() }, "running");
     this.#lastStatus = line;
+    this.#publish("running");
     await notifier.send(`READY=1\nSTATUS=${line}`);
     this.log.info(`Ready in ${Math.round(performance.now() - started)} ms: ${line}`);
   }
@@ -537,6 +608,9 @@ class Manager {
 
   close(): void {
     clearInterval(this.#logBounds);
+    try {
+      this.#leaseWatch?.close();
+    } catch { /* already closed */ }
     this.#session?.close();
     this.#running?.notifier.close();
   }

@@ -8,6 +8,8 @@ import { readSmallFile } from "../host/safe_file.ts";
 import { createRunner } from "../host/runner.ts";
 import { DNSMASQ_UNIT, MANAGER_UNIT } from "../plan/units.ts";
 import { gaveUp } from "../systemd/node_state.ts";
+import { readReadiness, stillReady } from "../systemd/readiness.ts";
+import { readinessFile } from "../plan/layout.ts";
 import { withSystemd } from "../systemd/connect.ts";
 import type { UnitState } from "../systemd/systemd1.ts";
 import { lastFailures } from "../vm/failures.ts";
@@ -21,6 +23,13 @@ export interface NodeStatus {
   address: string | null;
   addressSince: string | null;
   reserved: string | null;
+  /**
+   * The manager's verdict (systemd/readiness.ts): the unit runs and the node answered at
+   * `judgedAddress` since its unit last became active.
+   */
+  usable: boolean;
+  judgedAddress: string | null;
+  answeredAt: string | null;
   mac: string;
   uptimeSec: number | null;
   restarts: number | null;
@@ -65,7 +74,7 @@ export function renderStatus(s: Status): string {
   for (const n of s.nodes) {
     rows.push([
       n.name,
-      n.state,
+      n.state + (n.state === "active/running" && !n.usable ? " (not answering)" : ""),
       n.address ?? (n.reserved ? `${n.reserved} (reserved)` : "-"),
       n.mac,
       n.uptimeSec === null ? "-" : duration(n.uptimeSec),
@@ -95,11 +104,15 @@ export async function statusCommand(ctx: CommandContext, json: boolean): Promise
   }
   const leases = readLeaseState(plan.leaseState).leases;
   const failures = lastFailures(ctx.paths.logsDir);
+  const verdicts = readReadiness(readinessFile(ctx.paths))?.nodes ?? [];
   const nowUsec = Date.now() * 1000;
   const nodes: NodeStatus[] = plan.nodes.map((n) => {
     const u = units.get(n.unit.name);
     const lease = leases[n.mac];
     const failure = failures.get(n.name);
+    const verdict = verdicts.find((v) => v.name === n.name);
+    const usable = u?.activeState === "active" &&
+      stillReady(verdict, u.activeEnterUsec);
     return {
       name: n.name,
       unit: n.unit.name,
@@ -107,6 +120,9 @@ export async function statusCommand(ctx: CommandContext, json: boolean): Promise
       address: lease?.ip ?? null,
       addressSince: lease?.since ?? null,
       reserved: n.ip ?? null,
+      usable,
+      judgedAddress: usable ? verdict!.address : null,
+      answeredAt: usable ? verdict!.answeredAt : null,
       mac: n.mac,
       uptimeSec: u?.activeState === "active" && u.activeEnterUsec > 0
         ? Math.round((nowUsec - u.activeEnterUsec) / 1e6)
@@ -129,9 +145,7 @@ export async function statusCommand(ctx: CommandContext, json: boolean): Promise
   } catch { /* monitor not running */ }
   const status: Status = {
     healthy: units.get(MANAGER_UNIT)?.activeState === "active" &&
-      nodes.every((n) =>
-        n.state === "active/running" && (n.address !== null || n.reserved !== null)
-      ),
+      nodes.every((n) => n.state === "active/running" && n.usable),
     service: busProblem ? `unknown (${busProblem})` : stateText(units.get(MANAGER_UNIT)),
     sidecars: Object.fromEntries([[DNSMASQ_UNIT, stateText(units.get(DNSMASQ_UNIT))]]),
     bridge: {
@@ -159,6 +173,8 @@ Examples:
   aos-unit status
   aos-unit status --json | jq '.nodes[] | {name, address}'
 
-Exit status: 0 when the unit and every node are running with an address, 1 otherwise.`,
+Exit status: 0 when the unit runs and every node is usable (its unit runs and it answered at its
+leased or reserved address: the manager's verdict, the same that READY and STATUS stand on), 1
+otherwise.`,
   run: (ctx, call) => statusCommand(ctx, flag(call, "json")),
 };

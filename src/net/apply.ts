@@ -243,6 +243,7 @@ const RUNTIME_FILES = [
   /^kvm-probe$/,
   /^image-network\.json$/,
   /^uplinks$/,
+  /^readiness\.json$/,
   /^notify\.sock$/,
   /^startup-error$/,
   /^nodes$/,

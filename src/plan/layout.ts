@@ -62,3 +62,11 @@ export function imageCacheFile(paths: Paths): string {
 export function relativeToRun(path: string): string {
   return path.startsWith("/run/") ? path.slice("/run/".length) : path.replace(/^\/+/, "");
 }
+
+/**
+ * The manager's verdict on each node (systemd/readiness.ts): READY, STATUS= and `status`
+ * all read this one judgement, so `status` never disagrees with what READY meant.
+ */
+export function readinessFile(paths: Paths): string {
+  return join(paths.runtimeDir, "readiness.json");
+}

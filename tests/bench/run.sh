@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmarks (not tests): print numbers. Needs root.
-#   bash tests/bench/run.sh [network|system|image|snapshot|soak]...   (default: all but soak)
+#   bash tests/bench/run.sh [network|system|image|snapshot|soak|lease]...   (default: all but soak)
 #   soak runs BENCH_SOAK_MIN minutes (default 30); system runs on BENCH_SUITES (bookworm,trixie)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)

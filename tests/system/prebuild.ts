@@ -4,7 +4,7 @@
  * the JSON for AOS_UNIT_TEST_ARTIFACTS (tests/run.sh).
  */
 
-import { buildArtifacts } from "./scenario.ts";
+import { buildArtifacts } from "./system_bed.ts";
 
 const dir = Deno.args[0];
 if (!dir) throw new Error("usage: prebuild.ts DIR");

@@ -1,9 +1,5 @@
-/** Tier 3 on Debian trixie (13, systemd 257): see scenario.ts. */
+/** Tier 3 on Debian trixie (13, systemd 257): every scenario (see scenario.ts). */
 
-import { systemScenario } from "./scenario.ts";
+import { registerScenarios } from "./scenario.ts";
 
-Deno.test({
-  name: "the aos-unit package under a real systemd: trixie",
-  sanitizeResources: false,
-  sanitizeOps: false,
-}, systemScenario("trixie"));
+registerScenarios("trixie");

@@ -38,6 +38,9 @@ const RANK: Record<string, number> = {
   commands: 4,
   "permissions.ts": 5,
   "cli.ts": 6,
+  // The lease hook's own small entry point (the bundle flavour's lease-hook.js): like cli.ts,
+  // an entry that dispatches to one command.
+  "lease_hook_entry.ts": 6,
 };
 
 /** The layer of a path relative to src/: its folder, or the file itself at the top. */
@@ -133,4 +136,23 @@ Deno.test("violations() names each kind of broken rule", () => {
   assert.deepEqual(violations("commands/run.ts", "commands/_context.ts"), []);
   assert.deepEqual(violations("net/apply.ts", "systemd/bus.ts"), []);
   assert.deepEqual(violations("cli.ts", "permissions.ts"), []);
+});
+
+Deno.test("the lease hook's entry loads no node: module and no package (a cold start each ACK)", () => {
+  const seen = new Set<string>();
+  const packages: string[] = [];
+  const visit = (file: string) => {
+    if (seen.has(file)) return;
+    seen.add(file);
+    const text = Deno.readTextFileSync(SRC + file);
+    // Type-only imports vanish from the bundle.
+    for (const m of text.matchAll(/^import (?!type )[^;]*?from\s*["']([^"']+)["']/gm)) {
+      const spec = m[1]!;
+      if (spec.startsWith(".")) visit(normalize(file, spec));
+      else packages.push(`${file} -> ${spec}`);
+    }
+  };
+  visit("lease_hook_entry.ts");
+  assert.deepEqual(packages, [], `the hook's bundle would load:\n${packages.join("\n")}`);
+  assert.ok(seen.has("host/lease_file.ts"), [...seen].join(" "));
 });

@@ -205,6 +205,8 @@ Deno.test({
     for (
       const path of [
         "./usr/bin/aos-unit",
+        "./usr/lib/aos-unit/aos-unit.js",
+        "./usr/lib/aos-unit/lease-hook.js",
         "./usr/libexec/aos-unit/lease-hook",
         "./usr/libexec/aos-unit/node-stop",
         "./usr/libexec/aos-unit/node-stopped",

@@ -1,0 +1,200 @@
+/** Tier-3 scenario "snapshots": whole-unit snapshots on the stock-like images. */
+
+import assert from "node:assert/strict";
+import { NODES, type Scenario } from "../system_bed.ts";
+
+export const snapshots: Scenario = {
+  name: "snapshots",
+  summary: "whole-unit snapshots on the stock-like images",
+  start: "stock-running",
+  async run(t, c) {
+    const {
+      suite,
+      bed,
+      consoles,
+      deb,
+      deb2,
+      sh,
+      show,
+      leaseOf,
+      boots,
+      serial,
+      fetchFromHost,
+      stockRunning,
+    } = c;
+    /** The secondary's boot count right after the first snapshot restore. */
+    let restoredSecondary = 0;
+    await t.step(
+      "snapshot save on the running unit (a pause), the guests move on, restore: counters, UEFI and addresses as saved",
+      async () => {
+        /** The count the guest printed at its last boot (from its disk). */
+        const lastCount = async (node: string) => {
+          const log = await sh(`cat /var/log/aos-unit/${node}-serial.log`);
+          const all = [
+            ...log.matchAll(new RegExp(`AOSTEST boot name=${node} count=(\\d+)`, "g")),
+          ];
+          return Number(all.at(-1)![1]);
+        };
+        const main = await serial("main");
+        assert.equal(
+          (await main.probe("aos-probe efivar snap-1", /^AOSTEST efivar value=(\S+)$/))[1],
+          "snap-1",
+        );
+        const saved = { main: await lastCount("main"), secondary: await lastCount("secondary") };
+        const address = await leaseOf("secondary");
+        for (const bad of ["../x", ".partial", "a/b", "-x", "x".repeat(64)]) {
+          const r = await bed.exec(["aos-unit", "snapshot", "save", "--", bad]);
+          assert.equal(r.code, 2, `${bad}: ${r.stderr}`);
+        }
+        // Nothing made (the lock file of earlier saves is no snapshot).
+        assert.equal(
+          (await sh("ls /var/lib/aos-unit/snapshots 2>/dev/null || true")).trim(),
+          "",
+        );
+        // Both guests write a sequence number to their disk every 100 ms: a save at one
+        // instant restores the same difference between them (within one write).
+        const consolesOf = { main, secondary: await serial("secondary") };
+        for (const c of Object.values(consolesOf)) {
+          await c.probe("aos-probe seq-start", /AOSTEST seq started/);
+        }
+        await new Promise((r) => setTimeout(r, 1500));
+        const seqNow = () =>
+          Promise.all(
+            Object.values(consolesOf).map(async (c) =>
+              Number(
+                (await c.probe(
+                  `echo "AOSTEST seq now=$(aos-probe seq-read)"`,
+                  /AOSTEST seq now=(\d+)/,
+                ))[1],
+              )
+            ),
+          );
+        const [m0, s0] = await seqNow();
+        const save = await bed.exec(["aos-unit", "snapshot", "save", "provisioned"]);
+        assert.equal(save.code, 0, save.stderr);
+        console.log(`snapshot save (${suite}): ${save.stdout.trim()}`);
+        const [m1, s1] = await seqNow();
+        const list = JSON.parse(await sh("aos-unit snapshot list --json"))[0];
+        assert.equal(list.nodes, 2);
+        // The guests go on: a new UEFI value, a reboot each.
+        await main.probe("aos-probe efivar later", /^AOSTEST efivar value=later$/);
+        for (const n of NODES) {
+          const c = consolesOf[n];
+          await c.probe("aos-probe reboot", new RegExp(`^AOSTEST boot name=${n} count=`), 90_000);
+          c.close();
+        }
+        await stockRunning();
+        // Refused, and nothing stops: an unknown name, a missing file.
+        const invocation = await show("aos-node-main.service", "InvocationID");
+        assert.equal((await bed.exec(["aos-unit", "snapshot", "restore", "nothing"])).code, 2);
+        await sh("mv /var/lib/aos-unit/snapshots/provisioned/secondary.qcow2 /root/");
+        const broken = await bed.exec(["aos-unit", "snapshot", "restore", "provisioned"]);
+        await sh("mv /root/secondary.qcow2 /var/lib/aos-unit/snapshots/provisioned/");
+        assert.equal(broken.code, 1, broken.stderr);
+        assert.deepEqual(await show("aos-node-main.service", "InvocationID"), invocation);
+        const started = performance.now();
+        const r = await bed.exec(["aos-unit", "snapshot", "restore", "provisioned"]);
+        assert.equal(r.code, 0, r.stderr + r.stdout);
+        console.log(
+          `snapshot restore (${suite}): ${Math.round(performance.now() - started)} ms to READY`,
+        );
+        await stockRunning();
+        for (const n of NODES) {
+          assert.equal(await lastCount(n), saved[n as "main" | "secondary"] + 1, `${n} as saved`);
+        }
+        const log = (await sh("cat /var/log/aos-unit/main-serial.log")).replaceAll("\r", "");
+        const lastBoot = log.slice(log.lastIndexOf("AOSTEST boot name=main"));
+        assert.match(lastBoot, /^AOSTEST efivar value=snap-1$/m, "main's UEFI variable as saved");
+        const restoredSeq = async (n: string) => {
+          const text = await sh(`cat /var/log/aos-unit/${n}-serial.log`);
+          return Number([...text.matchAll(/AOSTEST seq value=(\d+)/g)].at(-1)![1]);
+        };
+        const restored = (await restoredSeq("main")) - (await restoredSeq("secondary"));
+        console.log(
+          `seq main-secondary (${suite}): before save ${m0! - s0!}, after ${
+            m1! - s1!
+          }, restored ${restored}`,
+        );
+        assert.ok(
+          Math.abs(restored - (m0! - s0!)) <= 1 || Math.abs(restored - (m1! - s1!)) <= 1,
+          "one instant for both guests",
+        );
+        assert.equal(await leaseOf("secondary"), address, "the secondary's address as saved");
+        assert.equal(await fetchFromHost("main.aos-unit", 8089), "aos-main name=main");
+        restoredSecondary = await lastCount("secondary");
+        // Kept for the next step: it must survive a restart, a package change and a reboot.
+      },
+    );
+
+    await t.step(
+      "a UEFI variable and a snapshot survive systemctl restart, a package change and a host reboot; a reset node comes back from the snapshot",
+      async () => {
+        const c = await serial("main");
+        assert.equal(
+          (await c.probe(
+            "aos-probe efivar boot-ab-17",
+            /^AOSTEST efivar (value=(\S+)|fail|none)$/,
+          ))[2],
+          "boot-ab-17",
+        );
+        c.close();
+        const mainBoots = (await boots()).main!;
+        await sh("systemctl restart aos-unit");
+        await stockRunning();
+        // Another build of the package: the next release.
+        const r = await bed.exec(["apt-get", "install", "-y", `/tmp/${deb2.split("/").pop()}`]);
+        assert.equal(r.code, 0, r.stderr + r.stdout);
+        await stockRunning();
+        assert.equal((await boots()).main, mainBoots, "neither rebooted main");
+        await sh("systemctl enable aos-unit");
+        for (const c of consoles) c.close();
+        const rebooted = performance.now();
+        await bed.reboot();
+        // The container's /tmp is a fresh tmpfs after the reboot: the packages go back in.
+        await bed.cpIn(deb, "/tmp/");
+        await bed.cpIn(deb2, "/tmp/");
+        await stockRunning(180_000);
+        console.log(
+          `host reboot -> stock unit READY again: ${Math.round(performance.now() - rebooted)} ms`,
+        );
+        const log = (await sh("cat /var/log/aos-unit/main-serial.log")).replaceAll("\r", "");
+        const lastBoot = log.slice(log.lastIndexOf("AOSTEST boot name=main"));
+        assert.match(
+          lastBoot,
+          /^AOSTEST efivar value=boot-ab-17$/m,
+          "read back after the reboot",
+        );
+        assert.equal(
+          (await boots()).main,
+          mainBoots + 1,
+          "main booted once more, from the host reboot",
+        );
+        await sh("systemctl disable aos-unit");
+        // The snapshot outlived all of that, and a reset of the node it holds.
+        assert.deepEqual(
+          JSON.parse(await sh("aos-unit snapshot list --json")).map((l: { name: string }) =>
+            l.name
+          ),
+          ["provisioned"],
+        );
+        await sh("systemctl stop aos-unit");
+        assert.match(
+          await sh("aos-unit reset secondary"),
+          /Snapshots keep their own copy of secondary \(provisioned\)/,
+        );
+        const r2 = await bed.exec(["aos-unit", "snapshot", "restore", "provisioned"]);
+        assert.equal(r2.code, 0, r2.stderr + r2.stdout);
+        await stockRunning();
+        const log2 = await sh("cat /var/log/aos-unit/secondary-serial.log");
+        const counts = [...log2.matchAll(/AOSTEST boot name=secondary count=(\d+)/g)];
+        assert.equal(
+          Number(counts.at(-1)![1]),
+          restoredSecondary,
+          "the reset secondary back as saved",
+        );
+        assert.equal((await bed.exec(["aos-unit", "snapshot", "delete", "provisioned"])).code, 0);
+        assert.equal((await sh("ls /var/lib/aos-unit/snapshots")).trim(), "");
+      },
+    );
+  },
+};
