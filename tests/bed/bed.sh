@@ -25,6 +25,8 @@ readonly BED_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 readonly BASE_PACKAGES=(
   systemd systemd-sysv dbus systemd-resolved libnss-resolve polkitd
   procps iproute2
+  # ssh into the test guests (dropbear, root/Password1): tests/lib/ssh.ts
+  openssh-client sshpass
 )
 # Installed in "full"; available offline from the local repo in "base".
 readonly EXTRA_PACKAGES=(

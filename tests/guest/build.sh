@@ -28,10 +28,12 @@ Builds, for each NAME, into DIR:
 They boot Debian's linux-image-6.1.0-*-ARCH with a busybox initramfs whose
 /init prints "AOSTEST ..." marker lines on the serial console (ttyS0; ttyAMA0
 on arm64; see tests/guest/README.md). The node name is passed to the kernel as
-aos.name=NAME by the GRUB config. The arm64 kernel, busybox-static and GRUB
-modules are arm64 .debs that are downloaded and unpacked, never installed (apt
-needs the arm64 architecture: "dpkg --add-architecture arm64" is done if
-missing).
+aos.name=NAME by the GRUB config. Every guest runs Debian's dropbear SSH server
+on port 22 (root, password "Password1"). The arm64 kernel, busybox-static and
+GRUB modules are arm64 .debs that are downloaded and unpacked, never installed
+(apt needs the arm64 architecture: "dpkg --add-architecture arm64" is done if
+missing); dropbear-bin and its libraries are .debs of the guest's architecture
+on both.
 
 Options:
   --out DIR     output directory (created if missing)
@@ -148,6 +150,9 @@ REQUIRED=(
 	"flock=util-linux"
 	"sha256sum=coreutils"
 	"mkfs.ext4=e2fsprogs"
+	"readelf=binutils"
+	"openssl=openssl"
+	"dropbearkey=dropbear-bin"
 )
 if [[ $ARCH == amd64 ]]; then
 	REQUIRED+=(
@@ -192,11 +197,13 @@ if [[ $ARCH == amd64 ]]; then
 	VARIANTS=(uefi bios stock)
 	GRUB_EFI_TARGET=x86_64-efi
 	EFI_BOOT_FILE=BOOTX64.EFI
+	TRIPLET=x86_64-linux-gnu
 else
 	CONSOLE=ttyAMA0 # PL011 on the "virt" machine
 	VARIANTS=(uefi)
 	GRUB_EFI_TARGET=arm64-efi
 	EFI_BOOT_FILE=BOOTAA64.EFI
+	TRIPLET=aarch64-linux-gnu
 fi
 
 # ---------------------------------------------------------------- cache key
@@ -208,9 +215,13 @@ apt_candidates() { # PATTERN... (package names or apt regexes)
 		/^[^ ].*:$/ { pkg = substr($0, 1, length($0) - 1); sub(/:[a-z0-9]+$/, "", pkg) }
 		/^  Candidate:/ && $2 != "(none)" { print pkg, $2 }'
 }
+# The SSH server (dropbear) and the libraries it loads, as .debs of the guest's
+# architecture: the initramfs gets the binary, the shared objects its NEEDED
+# entries reach and the dynamic loader (build_base checks that they suffice).
+DROPBEAR_DEBS=(dropbear-bin libc6 libcrypt1 libtomcrypt1 libtommath1 libgmp10 zlib1g)
 # arm64 also needs busybox-static and the GRUB modules as arm64 .debs.
-EXTRA_DEBS=()
-[[ $ARCH == arm64 ]] && EXTRA_DEBS=(busybox-static grub-efi-arm64-bin)
+EXTRA_DEBS=("${DROPBEAR_DEBS[@]}")
+[[ $ARCH == arm64 ]] && EXTRA_DEBS+=(busybox-static grub-efi-arm64-bin)
 KPIN=${AOS_TEST_KERNEL_PKG:-}
 [[ $ARCH == arm64 ]] && KPIN=${AOS_TEST_KERNEL_PKG_ARM64:-}
 KPIN=${KPIN%%:*}
@@ -262,6 +273,13 @@ else
 	GRUBVER=$(candidate grub-efi-arm64-bin)
 	[[ -n $BBVER && -n $GRUBVER ]] || die "apt knows no busybox-static:$ARCH or grub-efi-arm64-bin:$ARCH"
 fi
+# "PKG=VERSION" of each dropbear .deb, for the key and the manifest.
+DBVERS=()
+for p in "${DROPBEAR_DEBS[@]}"; do
+	v=$(candidate "$p")
+	[[ -n $v ]] || die "apt knows no $p:$ARCH"
+	DBVERS+=("$p=$v")
+done
 
 # Every key hashes this script: an edit rebuilds the images (a few seconds).
 SELF=$(readlink -f "${BASH_SOURCE[0]}")
@@ -273,6 +291,7 @@ if [[ $ARCH == amd64 ]]; then
 		echo "busybox-static=$BBVER"
 		echo "grub-efi-amd64-bin=$(pkgver grub-efi-amd64-bin)"
 		echo "grub-pc-bin=$(pkgver grub-pc-bin)"
+		printf '%s\n' "${DBVERS[@]}"
 	} | sha256sum | cut -c1-16)
 else
 	KEY=$({
@@ -282,6 +301,7 @@ else
 		echo "busybox-static=$BBVER"
 		echo "grub-efi-arm64-bin=$GRUBVER"
 		echo "grub-common=$(pkgver grub-common)"
+		printf '%s\n' "${DBVERS[@]}"
 	} | sha256sum | cut -c1-16)
 fi
 
@@ -398,6 +418,13 @@ fi
 acpid -c /etc/acpi -l /run/acpid.log -p /run/acpid.pid
 
 ip link set lo up
+# SSH on port 22 (Debian's dropbear; root, password Password1), on every guest. Started
+# in the background before the network: it listens on all addresses, whenever they come.
+# It logs to /run/dropbear.log, never to the console: every readiness probe of the host is
+# a connection, and its lines would split marker lines.
+dropbear -F -E -p 22 -r /etc/dropbear/dropbear_ed25519_host_key \
+	-r /etc/dropbear/dropbear_rsa_host_key </dev/null >/run/dropbear.log 2>&1 &
+
 i=0
 while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 50 ]; do
 	sleep 0.1
@@ -432,14 +459,11 @@ else
 	) >/run/udhcpc.log 2>&1 &
 fi
 
-# Stock roles: every node answers on 22 (sshd); main serves IAM on 8089; each secondary
+# Stock roles (22 is dropbear, as on every guest): main serves IAM on 8089; each secondary
 # keeps reaching main:8089 (found in /etc/hosts) and says so on the console.
-if [ -n "$ROLE" ]; then
+if [ "$ROLE" = main ]; then
 	mkdir -p /www
 	echo "aos-$ROLE name=$NAME" >/www/index.html
-	httpd -p 22 -h /www
-fi
-if [ "$ROLE" = main ]; then
 	httpd -p 8089 -h /www
 elif [ "$ROLE" = secondary ]; then
 	(
@@ -663,6 +687,106 @@ add_module() { # NAME DESTDIR
 	MODORDER+=("$m")
 }
 
+# ---------------------------------------------------------------- dropbear
+# PATH inside the unpacked TREE with its symlinks followed there (an absolute
+# target is TREE's, not the host's).
+in_tree() { # TREE PATH
+	local tree=$1 path=$2 target i
+	for ((i = 0; i < 20; i++)); do
+		if [[ ! -L $tree$path ]]; then
+			if [[ -f $tree$path ]]; then echo "$tree$path"; fi
+			return 0
+		fi
+		target=$(readlink "$tree$path")
+		[[ $target == /* ]] || target=${path%/*}/$target
+		path=$target
+	done
+}
+find_lib() { # TREE SONAME -> the file in TREE that provides it
+	local d f
+	for d in "lib/$TRIPLET" "usr/lib/$TRIPLET" lib64 usr/lib64 lib usr/lib; do
+		f=$(in_tree "$1" "/$d/$2")
+		[[ -n $f ]] && echo "$f" && return 0
+	done
+	return 1
+}
+needed() { readelf -d "$1" | sed -n 's/.*(NEEDED).*\[\(.*\)\]$/\1/p'; } # ELF
+
+# The root password's hash (SHA-512 crypt, as libcrypt checks it). The salt is
+# fixed: the same password gives the same initramfs.
+ROOT_PASSWORD=Password1
+ROOT_SALT=aosunittestguest
+
+# Host keys, made once per cache key (keys do not depend on the architecture;
+# the host's dropbearkey makes them) and kept in $KEYDIR/hostkeys.
+host_keys() { # -> the directory holding dropbear_{ed25519,rsa}_host_key{,.pub}
+	local dir=$KEYDIR/hostkeys t
+	if [[ ! -s $dir/dropbear_ed25519_host_key || ! -s $dir/dropbear_rsa_host_key ]]; then
+		rm -rf "$dir.tmp"
+		mkdir -p "$dir.tmp"
+		dropbearkey -t ed25519 -f "$dir.tmp/dropbear_ed25519_host_key" >/dev/null 2>&1 ||
+			die "dropbearkey -t ed25519 failed"
+		dropbearkey -t rsa -s 2048 -f "$dir.tmp/dropbear_rsa_host_key" >/dev/null 2>&1 ||
+			die "dropbearkey -t rsa failed"
+		for t in ed25519 rsa; do
+			dropbearkey -y -f "$dir.tmp/dropbear_${t}_host_key" 2>/dev/null | grep '^ssh-' \
+				>"$dir.tmp/dropbear_${t}_host_key.pub"
+		done
+		rm -rf "$dir"
+		mv "$dir.tmp" "$dir"
+	fi
+	echo "$dir"
+}
+
+# dropbear into the initramfs at ROOT: /usr/sbin/dropbear, every shared object its
+# NEEDED entries reach (from the unpacked DROPBEAR_DEBS, into /lib/TRIPLET), the
+# dynamic loader at its PT_INTERP path, the host keys, root's password and shell.
+install_dropbear() { # ROOT
+	local root=$1 tree=$WORK/dropbear pv f so src interp keys
+	local libdir=$root/lib/$TRIPLET queue=()
+	declare -A have=()
+	mkdir -p "$tree" "$libdir" "$root/etc/dropbear"
+	for pv in "${DBVERS[@]}"; do
+		dpkg-deb -x "$(fetch_deb "${pv%%=*}" "${pv#*=}")" "$tree"
+	done
+	[[ -f $tree/usr/sbin/dropbear ]] || die "no usr/sbin/dropbear in dropbear-bin:$ARCH"
+	cp "$tree/usr/sbin/dropbear" "$root/usr/sbin/dropbear"
+	queue=("$root/usr/sbin/dropbear")
+	while [[ ${#queue[@]} -gt 0 ]]; do
+		f=${queue[0]}
+		queue=("${queue[@]:1}")
+		for so in $(needed "$f"); do
+			[[ -n ${have[$so]:-} ]] && continue
+			have[$so]=1
+			src=$(find_lib "$tree" "$so") ||
+				die "dropbear needs $so, which none of ${DROPBEAR_DEBS[*]} ($ARCH) holds"
+			cp "$src" "$libdir/$so"
+			queue+=("$libdir/$so")
+		done
+	done
+	DB_LIBS=$(printf '%s\n' "${!have[@]}" | LC_ALL=C sort | paste -sd ' ')
+	interp=$(readelf -l "$root/usr/sbin/dropbear" |
+		sed -n 's/.*Requesting program interpreter: \(.*\)\]$/\1/p')
+	[[ $interp == /* ]] || die "dropbear:$ARCH names no program interpreter"
+	if [[ ! -e $libdir/${interp##*/} ]]; then
+		src=$(find_lib "$tree" "${interp##*/}") || die "no ${interp##*/} in libc6:$ARCH"
+		cp "$src" "$libdir/${interp##*/}"
+	fi
+	if [[ $interp != "/lib/$TRIPLET/${interp##*/}" ]]; then
+		mkdir -p "$root${interp%/*}"
+		ln -s "/lib/$TRIPLET/${interp##*/}" "$root$interp"
+	fi
+	rm -rf "$tree"
+
+	keys=$(host_keys)
+	cp "$keys"/dropbear_*_host_key "$root/etc/dropbear/"
+	chmod 600 "$root"/etc/dropbear/*
+	printf 'root:%s:19000:0:99999:7:::\n' \
+		"$(openssl passwd -6 -salt "$ROOT_SALT" "$ROOT_PASSWORD")" >"$root/etc/shadow"
+	chmod 600 "$root/etc/shadow"
+	printf '/bin/sh\n/bin/ash\n' >"$root/etc/shells"
+}
+
 # ---------------------------------------------------------------- base build
 build_base() { # DEST (a fresh directory)
 	local dest=$1 deb kroot moddir kdir vmlinuz f m root fat efi bios bbin grubdir
@@ -731,6 +855,7 @@ build_base() { # DEST (a fresh directory)
 		mkdir -p "$root/${f%/*}"
 		ln -s /bin/busybox "$root/$f"
 	done
+	install_dropbear "$root"
 	mknod -m 600 "$root/dev/console" c 5 1 2>/dev/null || true
 	mknod -m 666 "$root/dev/null" c 1 3 2>/dev/null || true
 
@@ -748,11 +873,16 @@ build_base() { # DEST (a fresh directory)
 	: >"$root/etc/resolv.conf"
 	sed "s/@CONSOLE@/$CONSOLE/g" >"$root/etc/profile" <<'EOF'
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
-# No echo and no prompt: everything on @CONSOLE@ is program output, so marker
-# lines always start a line, and busybox line editing (with its "ESC [ 6 n"
-# cursor queries) stays off. For a human: stty echo; PS1='# '
-PS1=''
-stty -echo 2>/dev/null
+if [ -n "$SSH_CONNECTION" ]; then
+	# A login over SSH (dropbear): a prompt, echo as the terminal has it.
+	PS1='\h# '
+else
+	# No echo and no prompt: everything on @CONSOLE@ is program output, so marker
+	# lines always start a line, and busybox line editing (with its "ESC [ 6 n"
+	# cursor queries) stays off. For a human: stty echo; PS1='# '
+	PS1=''
+	stty -echo 2>/dev/null
+fi
 cd /root
 EOF
 	(cd "$root" && find . -mindepth 1 | LC_ALL=C sort |
@@ -877,6 +1007,13 @@ EOF
 		echo "arch=$ARCH"
 		echo "kernel=$KPKG $KVER (${vmlinuz##*/})"
 		echo "busybox-static=$BBVER"
+		echo "dropbear=${DBVERS[*]}"
+		echo "dropbear_libs=$DB_LIBS"
+		for f in "$KEYDIR"/hostkeys/dropbear_*_host_key; do
+			f=${f##*/dropbear_}
+			echo "host_key_${f%_host_key}=$(dropbearkey -y -f "$KEYDIR/hostkeys/dropbear_$f" |
+				sed -n 's/^Fingerprint: //p')"
+		done
 		echo "modules=${MODORDER[*]}"
 		echo "initrd_bytes=$(stat -c %s "$WORK/initrd.img")"
 		echo "grub_efi_bytes=$(stat -c %s "$efi")"
@@ -952,6 +1089,9 @@ if [[ ! -f $KEYDIR/base/.complete ]]; then
 fi
 
 touch -c "$KEYDIR" "$(deb_path "$KPKG" "$KVER")" 2>/dev/null || true
+for pv in "${DBVERS[@]}"; do
+	touch -c "$(deb_path "${pv%%=*}" "${pv#*=}")" 2>/dev/null || true
+done
 if [[ $ARCH == arm64 ]]; then
 	touch -c "$(deb_path busybox-static "$BBVER")" "$(deb_path grub-efi-arm64-bin "$GRUBVER")" 2>/dev/null || true
 fi
