@@ -18,6 +18,7 @@ PACKAGES=(
   ovmf qemu-efi-aarch64 socat ca-certificates
   busybox-static mtools dosfstools fdisk grub-efi-amd64-bin grub-pc-bin cpio xz-utils zstd
   systemd-container mmdebstrap dpkg-dev devscripts fakeroot mandoc lintian gnupg git jq kmod
+  dropbear-bin binutils openssl
 )
 
 usage() {

@@ -375,7 +375,7 @@ export const attacks: Scenario = {
             "-c",
             "echo > /dev/tcp/10.200.1.100/22",
           ]);
-          assert.match(fromHost.stderr, /Connection refused/, "the host reaches main's address");
+          assert.equal(fromHost.code, 0, `the host reaches main:22 (${fromHost.stderr.trim()})`);
           assert.equal(
             await dnsFrom(topo.host, "10.200.1.1", 5300, "main.aos-unit"),
             "answer 10.200.1.100",
