@@ -71,11 +71,15 @@ async function benchSuite(suite: Suite, index: number): Promise<void> {
           `journalctl -o short-unix --no-pager -u aos-unit -u aos-unit-dnsmasq --since @${from}`,
         ),
       );
-      const record = j.find(([, t]) => new RegExp(`DHCP (add|old) ${SECONDARY_MAC} `).test(t));
+      // dnsmasq replays its lease file through the hook when it starts: the record that
+      // counts is the first one after the guest's ACK.
       const ack = j.find(([, t]) => t.includes("DHCPACK(") && t.includes(SECONDARY_MAC));
-      const ready = j.find(([, t]) =>
-        / Ready in \d+ ms/.test(t) || /^aos-unit\[\d+\]: Ready in/.test(t)
+      const record = j.find(([at, t]) =>
+        ack !== undefined && at >= ack[0] &&
+        new RegExp(`DHCP (add|old) ${SECONDARY_MAC} `).test(t)
       );
+      // The manager's READY line (the broker's own "Ready in" line comes first).
+      const ready = j.find(([, t]) => / Ready in \d+ ms: (Running|Degraded)/.test(t));
       if (!record || !ack || !ready) throw new Error(`start ${i + 1}: a line is missing`);
       toRecord.push((record[0] - ack[0]) * 1000);
       toReady.push((ready[0] - record[0]) * 1000);
