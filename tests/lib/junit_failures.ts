@@ -7,7 +7,8 @@
 const MAX_LINES = 12;
 const MAX_CHARS = 1500;
 
-const unescape = (s: string) =>
+/** XML's five entities, back to text. */
+export const unescape = (s: string) =>
   s.replaceAll("&lt;", "<").replaceAll("&gt;", ">").replaceAll("&quot;", '"')
     .replaceAll("&apos;", "'").replaceAll("&amp;", "&");
 

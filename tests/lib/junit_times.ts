@@ -5,9 +5,7 @@
  * Usage: deno run --allow-read tests/lib/junit_times.ts REPORT.xml...
  */
 
-const unescape = (s: string) =>
-  s.replaceAll("&lt;", "<").replaceAll("&gt;", ">").replaceAll("&quot;", '"')
-    .replaceAll("&apos;", "'").replaceAll("&amp;", "&");
+import { unescape } from "./junit_failures.ts";
 
 /** Top-level cases (no " > " step path) with their seconds. */
 export function caseTimes(xml: string): { name: string; seconds: number }[] {
