@@ -25,8 +25,10 @@ Builds, for each NAME, into DIR:
   aos-vm-NAME-arm64-uefi.qcow2  GPT disk for AAVMF, same layout, GRUB as
                                 /EFI/BOOT/BOOTAA64.EFI
 
-They boot Debian's linux-image-6.1.0-*-ARCH with a busybox initramfs whose
-/init prints "AOSTEST ..." marker lines on the serial console (ttyS0; ttyAMA0
+They boot a busybox initramfs on a kernel: for amd64 one of the tests' own
+(tests/guest/kernel.sh builds it once from Debian's linux-source-6.1, every
+driver built in), for arm64 Debian's linux-image-6.1.0-*-arm64. Its /init
+prints "AOSTEST ..." marker lines on the serial console (ttyS0; ttyAMA0
 on arm64; see tests/guest/README.md). The node name is passed to the kernel as
 aos.name=NAME by the GRUB config. Every guest runs Debian's dropbear SSH server
 on port 22 (root, password "Password1"). The arm64 kernel, busybox-static and
@@ -48,9 +50,8 @@ Environment:
   AOS_TEST_CACHE       cache root (default /var/cache/aos-unit-tests); results
                        go to $AOS_TEST_CACHE/guest/<key>/, .debs to
                        $AOS_TEST_CACHE/guest/debs/
-  AOS_TEST_KERNEL_PKG  use this kernel package instead of the newest
-                       linux-image-6.1.0-N-amd64 that apt knows about
-  AOS_TEST_KERNEL_PKG_ARM64  the same for arm64 (linux-image-6.1.0-N-arm64)
+  AOS_TEST_KERNEL_PKG_ARM64  use this arm64 kernel package instead of the
+                       newest linux-image-6.1.0-N-arm64 that apt knows about
   TMPDIR               scratch space if /dev/shm is not usable
 EOF
 }
@@ -222,19 +223,33 @@ DROPBEAR_DEBS=(dropbear-bin libc6 libcrypt1 libtomcrypt1 libtommath1 libgmp10 zl
 # arm64 also needs busybox-static and the GRUB modules as arm64 .debs.
 EXTRA_DEBS=("${DROPBEAR_DEBS[@]}")
 [[ $ARCH == arm64 ]] && EXTRA_DEBS+=(busybox-static grub-efi-arm64-bin)
-KPIN=${AOS_TEST_KERNEL_PKG:-}
-[[ $ARCH == arm64 ]] && KPIN=${AOS_TEST_KERNEL_PKG_ARM64:-}
+KPIN=${AOS_TEST_KERNEL_PKG_ARM64:-}
 KPIN=${KPIN%%:*}
+# amd64 boots a kernel of its own (kernel.sh: built once from linux-source-6.1, cached);
+# arm64 boots Debian's linux-image (an uncompressed Image: nothing to unpack at boot).
+KERNEL_IMAGE=""
+KERNEL_SRC=""
+if [[ $ARCH == amd64 ]]; then
+	read -r KERNEL_IMAGE KERNEL_SRC < <(bash "$(dirname "${BASH_SOURCE[0]}")/kernel.sh") ||
+		die "tests/guest/kernel.sh failed"
+	[[ -s $KERNEL_IMAGE ]] || die "tests/guest/kernel.sh gave no kernel"
+	KERNEL_SRC="linux-source-6.1 $KERNEL_SRC"
+fi
 KRE="^linux-image-6[.]1[.]0-[0-9]+-$ARCH"
 CANDIDATES=""
 query_apt() {
-	local p extra=()
+	local p extra=() kernel=()
 	for p in "${EXTRA_DEBS[@]}"; do
 		extra+=("$p:$ARCH")
 	done
-	CANDIDATES=$(apt_candidates "${KPIN:-$KRE\$}" "${extra[@]}")
+	[[ $ARCH == amd64 ]] || kernel=("${KPIN:-$KRE\$}")
+	CANDIDATES=$(apt_candidates "${kernel[@]}" "${extra[@]}")
 }
 pick_kernel() { # prints "PKG VERSION" of the newest linux-image-6.1.0-N-ARCH
+	if [[ $ARCH == amd64 ]]; then
+		echo "$KERNEL_SRC"
+		return 0
+	fi
 	if [[ -n $KPIN ]]; then
 		awk -v p="$KPIN" '$1 == p { print; exit }' <<<"$CANDIDATES"
 		return 0
@@ -287,7 +302,7 @@ SELF_SUM=$(sha256sum <"$SELF")
 if [[ $ARCH == amd64 ]]; then
 	KEY=$({
 		echo "$SELF_SUM"
-		echo "kernel=$KPKG=$KVER"
+		echo "kernel=$KPKG=$KVER $KERNEL_IMAGE"
 		echo "busybox-static=$BBVER"
 		echo "grub-efi-amd64-bin=$(pkgver grub-efi-amd64-bin)"
 		echo "grub-pc-bin=$(pkgver grub-pc-bin)"
@@ -789,17 +804,20 @@ install_dropbear() { # ROOT
 
 # ---------------------------------------------------------------- base build
 build_base() { # DEST (a fresh directory)
-	local dest=$1 deb kroot moddir kdir vmlinuz f m root fat efi bios bbin grubdir
-	deb=$(fetch_deb "$KPKG" "$KVER")
-	kroot=$WORK/kernel
-	mkdir -p "$kroot"
-	log "extracting $KPKG"
-	dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$kroot" --wildcards \
-		'./boot/vmlinuz-*' '*/lib/modules/*'
-	vmlinuz=$(find "$kroot/boot" -name 'vmlinuz-*' -type f -print -quit)
-	[[ -n $vmlinuz ]] || die "no vmlinuz in $deb"
-	kdir=$(find "$kroot" -mindepth 3 -maxdepth 4 -type d -path '*/lib/modules/*' -name '6.1*' -print -quit)
-	[[ -n $kdir ]] || die "no lib/modules/<version> in $deb"
+	local dest=$1 deb kroot=$WORK/kernel moddir kdir="" vmlinuz f m root fat efi bios bbin grubdir
+	if [[ -n $KERNEL_IMAGE ]]; then
+		vmlinuz=$KERNEL_IMAGE # everything built in: no module to load
+	else
+		deb=$(fetch_deb "$KPKG" "$KVER")
+		mkdir -p "$kroot"
+		log "extracting $KPKG"
+		dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$kroot" --wildcards \
+			'./boot/vmlinuz-*' '*/lib/modules/*'
+		vmlinuz=$(find "$kroot/boot" -name 'vmlinuz-*' -type f -print -quit)
+		[[ -n $vmlinuz ]] || die "no vmlinuz in $deb"
+		kdir=$(find "$kroot" -mindepth 3 -maxdepth 4 -type d -path '*/lib/modules/*' -name '6.1*' -print -quit)
+		[[ -n $kdir ]] || die "no lib/modules/<version> in $deb"
+	fi
 
 	# busybox and the GRUB modules: the host's for amd64, unpacked .debs for
 	# arm64 (their applets are those of the host's busybox that the arm64
@@ -815,28 +833,32 @@ build_base() { # DEST (a fresh directory)
 		[[ -f $grubdir/kernel.img ]] || die "no $GRUB_EFI_TARGET modules in grub-efi-arm64-bin:$ARCH"
 	fi
 
-	while IFS= read -r f; do
-		MODFILE[$(norm "${f##*/}")]=$f
-	done < <(find "$kdir/kernel" -name '*.ko*' -type f)
-	if [[ -f $kdir/modules.builtin ]]; then
+	if [[ -n $kdir ]]; then
 		while IFS= read -r f; do
-			BUILTIN[$(norm "${f##*/}")]=1
-		done <"$kdir/modules.builtin"
+			MODFILE[$(norm "${f##*/}")]=$f
+		done < <(find "$kdir/kernel" -name '*.ko*' -type f)
+		if [[ -f $kdir/modules.builtin ]]; then
+			while IFS= read -r f; do
+				BUILTIN[$(norm "${f##*/}")]=1
+			done <"$kdir/modules.builtin"
+		fi
+		for m in "${REQUIRED_MODULES[@]}"; do
+			[[ -n ${MODFILE[$m]:-}${BUILTIN[$m]:-} ]] || die "kernel lacks $m"
+		done
 	fi
-	for m in "${REQUIRED_MODULES[@]}"; do
-		[[ -n ${MODFILE[$m]:-}${BUILTIN[$m]:-} ]] || die "kernel lacks $m"
-	done
 
 	# initramfs tree
 	root=$WORK/root
 	moddir=$root/lib/modules
 	mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc/acpi/PWRF,etc/acpi/PWRB,proc,sys,dev,run,tmp,root,var/log} "$moddir"
 	ln -s /run "$root/var/run"
-	for m in "${WANT_MODULES[@]}"; do
-		add_module "$m" "$moddir"
-	done
+	if [[ -n $kdir ]]; then
+		for m in "${WANT_MODULES[@]}"; do
+			add_module "$m" "$moddir"
+		done
+	fi
 	printf '%s\n' "${MODORDER[@]}" >"$root/etc/modules.order"
-	log "modules: ${MODORDER[*]}"
+	log "modules: ${MODORDER[*]:-none (built in)}"
 
 	cp "$bbin" "$root/bin/busybox"
 	local applets=()

@@ -13,7 +13,11 @@ export const unescape = (s: string) =>
     .replaceAll("&apos;", "'").replaceAll("&amp;", "&");
 
 /** The failed cases of one report: name and the head of the failure's message. */
-export function failedCases(xml: string): { name: string; message: string }[] {
+export function failedCases(
+  xml: string,
+  maxLines = MAX_LINES,
+  maxChars = MAX_CHARS,
+): { name: string; message: string }[] {
   const out: { name: string; message: string }[] = [];
   const cases = xml.matchAll(/<testcase name="([^"]*)"[^>]*>\s*<failure message="([^"]*)"/g);
   for (const [, name, message] of cases) {
@@ -22,22 +26,36 @@ export function failedCases(xml: string): { name: string; message: string }[] {
     if (/^\d+ test steps? failed\.?$/.test(text)) continue;
     out.push({
       name: unescape(name!),
-      message: text.split("\n").slice(0, MAX_LINES).join("\n").slice(0, MAX_CHARS),
+      message: text.split("\n").slice(0, maxLines).join("\n").slice(0, maxChars),
     });
   }
   return out;
 }
 
+/** How much of the first failure is repeated last: the later ones often follow from it. */
+const FIRST_MAX_LINES = 60;
+const FIRST_MAX_CHARS = 6000;
+
+const head = (text: string, lines: number, chars: number) =>
+  text.split("\n").slice(0, lines).join("\n").slice(0, chars);
+
 if (import.meta.main) {
-  for (const path of Deno.args) {
-    let xml: string;
+  const all = Deno.args.flatMap((path) => {
     try {
-      xml = Deno.readTextFileSync(path);
+      return failedCases(Deno.readTextFileSync(path), FIRST_MAX_LINES, FIRST_MAX_CHARS);
     } catch {
-      continue;
+      return [];
     }
-    for (const { name, message } of failedCases(xml)) {
-      console.log(`FAILED ${name}\n${message.replace(/^/gm, "  | ")}`);
-    }
+  });
+  for (const { name, message } of all) {
+    console.log(`FAILED ${name}\n${head(message, MAX_LINES, MAX_CHARS).replace(/^/gm, "  | ")}`);
+  }
+  // Last, where a log cut to its tail still shows it: the first failure, at more length.
+  if (all.length > 1) {
+    console.log(
+      `== the first failure, at more length\nFAILED ${all[0]!.name}\n${
+        all[0]!.message.replace(/^/gm, "  | ")
+      }`,
+    );
   }
 }

@@ -313,13 +313,22 @@ export async function openSystemBed(suite: Suite, scenario: string, index: numbe
   };
   const journal = async (lines = 80) =>
     (await bed.exec(["journalctl", "-u", "aos-*", "-n", String(lines), "--no-pager"])).stdout;
+  /** What a failed start or check needs to be understood: units, journal, each guest's console. */
+  const diagnosis = async (lines = 60) => {
+    const units = await bed.exec(["systemctl", "list-units", "--all", "--no-pager", "aos-*"]);
+    const consoles = await Promise.all(NODES.map(async (n) => {
+      const r = await bed.exec(["tail", "-n", "12", `/var/log/aos-unit/${n}-serial.log`]);
+      return `--- ${n}-serial.log (last 12 lines)\n${r.stdout}${r.stderr}`;
+    }));
+    return `--- units\n${units.stdout}--- journal\n${await journal(lines)}${consoles.join("")}`;
+  };
   const startUnit = async () => {
     const started = performance.now();
     const r = await bed.exec(["systemctl", "start", "aos-unit"]);
     const ms = Math.round(performance.now() - started);
     if (r.code !== 0) {
       throw new Error(
-        `systemctl start aos-unit failed (${r.code}): ${r.stderr}\n${await journal()}`,
+        `systemctl start aos-unit failed (${r.code}): ${r.stderr}\n${await diagnosis()}`,
       );
     }
     return ms;
@@ -500,6 +509,7 @@ export async function openSystemBed(suite: Suite, scenario: string, index: numbe
     placeImages,
     doctorJson,
     journal,
+    diagnosis,
     startUnit,
     waitRunning,
     serial,

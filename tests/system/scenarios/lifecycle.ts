@@ -15,8 +15,12 @@ import {
   UNIT_CONFIG,
 } from "../system_bed.ts";
 
-/** How many starts under load check that READY never runs ahead of `status`. */
-const LOADED_STARTS = 5;
+/**
+ * How many starts under load check that READY never runs ahead of `status`, and how many CPU
+ * hogs make the load. AOS_TEST_LOADED_STARTS and AOS_TEST_LOAD_CPUS raise them to hunt a race.
+ */
+const LOADED_STARTS = Number(Deno.env.get("AOS_TEST_LOADED_STARTS") ?? "5");
+const LOAD_CPUS = Number(Deno.env.get("AOS_TEST_LOAD_CPUS") ?? "2");
 
 /**
  * What `aos-unit status --json` says right after `systemctl start` returned, once, with no
@@ -28,7 +32,7 @@ async function usableRightAfterStart(c: SystemBed): Promise<Status> {
   if (code !== 0 || !s.healthy) {
     const text = await c.bed.exec(["aos-unit", "status"]);
     throw new Error(`status exit ${code} right after start:\n${text.stdout}${text.stderr}
-${await c.journal(30)}`);
+${await c.diagnosis()}`);
   }
   const leases = JSON.parse(await c.sh("cat /var/lib/aos-unit/dhcp/leases.json")).leases;
   const ip = s.nodes.find((n) => n.name === "secondary")?.address;
@@ -121,7 +125,7 @@ export const lifecycle: Scenario = {
     await t.step(
       `right after each of ${LOADED_STARTS} starts with both CPUs busy, status is healthy at the recorded lease`,
       async () => {
-        const load = busyCpus(2);
+        const load = busyCpus(LOAD_CPUS);
         try {
           for (let i = 0; i < LOADED_STARTS; i++) {
             await sh("systemctl stop aos-unit");

@@ -4,6 +4,14 @@ import assert from "node:assert/strict";
 import { waitFor } from "../../lib/proc.ts";
 import { NODES, type Scenario } from "../system_bed.ts";
 
+/**
+ * The silent-node step's READY_TIMEOUT_SEC: main alone answers in about 10 s under TCG, and
+ * in about 25 s with the other release's bed booting guests under load beside it.
+ */
+const SILENT_READY_SEC = 45;
+/** How long after the degraded READY the step watches for a boot or restart that must not come. */
+const SILENT_WATCH_SEC = 30;
+
 export const stock: Scenario = {
   name: "stock",
   summary: "the stock-like images with the shipped configuration",
@@ -94,12 +102,12 @@ export const stock: Scenario = {
     );
 
     await t.step(
-      "a node silent on port 22, READY_TIMEOUT_SEC=60: READY degraded, main boots once in 120 s",
+      `a node silent on port 22, READY_TIMEOUT_SEC=${SILENT_READY_SEC}: READY degraded, no boot but the first for ${SILENT_WATCH_SEC} s more`,
       async () => {
         await sh("systemctl stop aos-unit");
-        // 60 s: main alone is ready in about 30 s under TCG, more with the other release's
-        // bed booting beside it.
-        await writeRuntime('DHCP_CIDR="10.0.0.0/24"\nREADY_TIMEOUT_SEC="60"\n');
+        await writeRuntime(
+          `DHCP_CIDR="10.0.0.0/24"\nREADY_TIMEOUT_SEC="${SILENT_READY_SEC}"\n`,
+        );
         // The host's probes to the secondary (a pool address) go unanswered: no RST, nothing.
         await sh(
           "nft add table inet aostest && nft add chain inet aostest out '{ type filter hook output priority 0; }' && " +
@@ -110,18 +118,20 @@ export const stock: Scenario = {
           const started = performance.now();
           await startUnit();
           const readyMs = Math.round(performance.now() - started);
-          console.log(`one node silent: READY after ${readyMs} ms (READY_TIMEOUT_SEC=60)`);
+          console.log(
+            `one node silent: READY after ${readyMs} ms (READY_TIMEOUT_SEC=${SILENT_READY_SEC})`,
+          );
           const u = await show("aos-unit.service", "ActiveState", "StatusText", "NRestarts");
           assert.equal(u.ActiveState, "active");
           assert.match(
             u.StatusText!,
             /^Degraded: main=10\.0\.0\.100; secondary silent at 10\.0\.0\.\d+$/,
           );
-          await new Promise((r) =>
-            setTimeout(r, Math.max(0, 120_000 - (performance.now() - started)))
-          );
+          // The event waited for is one that must not come: a reboot or a manager restart
+          // set off by the degraded READY. Either would follow it within seconds.
+          await new Promise((r) => setTimeout(r, SILENT_WATCH_SEC * 1000));
           const after = await boots();
-          assert.equal(after.main! - before.main!, 1, "main booted exactly once in 120 s");
+          assert.equal(after.main! - before.main!, 1, "main booted exactly once");
           assert.equal(after.secondary! - before.secondary!, 1, "and so did the secondary");
           const later = await show("aos-unit.service", "ActiveState", "NRestarts", "StatusText");
           assert.equal(later.ActiveState, "active");
