@@ -29,7 +29,8 @@ Options:
                                  a /usr/bin/aos-unit launcher (works offline)
                        auto      compiled when DENORT_BIN is set, else bundle (default)
   --out DIR          where results go (default: build/)
-  --compress C       .deb compression: xz (default, smallest) or gzip (fast, for tests)
+  --compress C       compression of the .deb, or of the --ppa source tarball:
+                     xz (default, smallest) or gzip (fast, for tests)
   -h, --help         this help
 
 Environment:
@@ -64,6 +65,12 @@ while [ $# -gt 0 ]; do
 	esac
 	shift
 done
+# dpkg-deb and dpkg-source take the same flags.
+case "$compress" in
+xz) zflags=(-Zxz) ;;
+gzip) zflags=(-Zgzip -z1) ;;
+*) die "--compress must be xz or gzip" ;;
+esac
 die() { echo "build_package.sh: $*" >&2; exit 1; }
 
 cd "$ROOT"
@@ -198,7 +205,7 @@ if [ "$mode" = ppa ]; then
 	printf '#!/usr/bin/make -f\n%%:\n\tdh $@\n\noverride_dh_auto_install:\n\tcp -a tree/. debian/aos-unit/\n\noverride_dh_strip:\noverride_dh_dwz:\noverride_dh_shlibdeps:\n' >"$src/debian/rules"
 	chmod +x "$src/debian/rules"
 	find "$src" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
-	(cd "$work/src" && dpkg-source -b "aos-unit-${base}" >/dev/null)
+	(cd "$work/src" && dpkg-source "${zflags[@]}" -b "aos-unit-${base}" >/dev/null)
 	(cd "$src" && dpkg-genchanges -S -DDistribution="$series" >"../aos-unit_${version}_source.changes")
 
 	if [ -n "$sign_key" ]; then
@@ -217,11 +224,6 @@ install -m 0644 packaging/debian/conffiles "$stage/DEBIAN/conffiles"
 for s in postinst prerm postrm; do install -m 0755 "packaging/debian/$s" "$stage/DEBIAN/$s"; done
 (cd "$stage" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | sort -z | xargs -0 md5sum >DEBIAN/md5sums)
 deb="$out/aos-unit_${version}_amd64.deb"
-case "$compress" in
-xz) zflags=(-Zxz) ;;
-gzip) zflags=(-Zgzip -z1) ;;
-*) die "--compress must be xz or gzip" ;;
-esac
 dpkg-deb --root-owner-group "${zflags[@]}" --build "$stage" "$deb" >/dev/null
 
 echo "$deb"

@@ -102,7 +102,7 @@ deno_tier() {
 }
 
 # Tier 3: the packages and guests built once, then every Debian release's suite at once
-# (each boots its own bed; a file per release, one worker each).
+# (each scenario boots its own bed; a worker per file).
 system_tier() {
   local dir json
   dir=$(mktemp -d /tmp/aosu-artifacts-XXXXXX)
@@ -111,6 +111,8 @@ system_tier() {
     rm -rf "$dir"
     return
   fi
+  # Two lanes, one per release. (A third lane slowed the stock images' SMP guests under TCG
+  # past READY_TIMEOUT_SEC: 4 vCPUs spinning at boot on 2 cores shared by 12 busy threads.)
   local files=() suite
   for suite in "${suites[@]}"; do files+=("tests/system/${suite}_test.ts"); done
   local IFS=,

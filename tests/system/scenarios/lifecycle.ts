@@ -1,7 +1,7 @@
 /** Tier-3 scenario "lifecycle": install, start, status, names, doctor, console, restart, stop, purge, poweroff. */
 
 import assert from "node:assert/strict";
-import { busyCpus } from "../../lib/load.ts";
+import { sharedBusyCpus } from "../../lib/load.ts";
 import { ssh } from "../../lib/ssh.ts";
 import { waitFor } from "../../lib/proc.ts";
 import type { Status } from "../../../src/commands/status.ts";
@@ -17,7 +17,8 @@ import {
 
 /**
  * How many starts under load check that READY never runs ahead of `status`, and how many CPU
- * hogs make the load. AOS_TEST_LOADED_STARTS and AOS_TEST_LOAD_CPUS raise them to hunt a race.
+ * hogs make the load: one machine-wide load that the releases' loaded steps share when they
+ * overlap. AOS_TEST_LOADED_STARTS and AOS_TEST_LOAD_CPUS raise them to hunt a race.
  */
 const LOADED_STARTS = Number(Deno.env.get("AOS_TEST_LOADED_STARTS") ?? "5");
 const LOAD_CPUS = Number(Deno.env.get("AOS_TEST_LOAD_CPUS") ?? "2");
@@ -125,7 +126,7 @@ export const lifecycle: Scenario = {
     await t.step(
       `right after each of ${LOADED_STARTS} starts with both CPUs busy, status is healthy at the recorded lease`,
       async () => {
-        const load = busyCpus(LOAD_CPUS);
+        const load = await sharedBusyCpus(LOAD_CPUS);
         try {
           for (let i = 0; i < LOADED_STARTS; i++) {
             await sh("systemctl stop aos-unit");

@@ -5,8 +5,8 @@ import { waitFor } from "../../lib/proc.ts";
 import { NODES, type Scenario } from "../system_bed.ts";
 
 /**
- * The silent-node step's READY_TIMEOUT_SEC: main alone answers in about 10 s under TCG, and
- * in about 25 s with the other release's bed booting guests under load beside it.
+ * The silent-node step's READY_TIMEOUT_SEC: main (4 vCPUs, TCG) answers in about 15 s on a
+ * quiet machine, and in about 25 s with the other release's bed booting guests beside it.
  */
 const SILENT_READY_SEC = 45;
 /** How long after the degraded READY the step watches for a boot or restart that must not come. */
