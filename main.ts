@@ -4,7 +4,8 @@
  */
 
 import { main } from "./src/cli.ts";
+import { COMMANDS } from "./src/command_table.ts";
 
 if (import.meta.main) {
-  Deno.exit(await main(Deno.args));
+  Deno.exit(await main(Deno.args, COMMANDS));
 }

@@ -21,11 +21,26 @@ const ctx = { paths: FHS_PATHS, notifySocket: NOTIFY_SOCKET_DEFAULT };
 /** The env every subcommand's dispatch reads before it narrows (see DISPATCH_ENV). */
 const dispatchEnv = unionPermissions(ctx).env;
 
-/** Lower memory for every process: a small young generation, no optimizing compiler. */
-export const V8_FLAGS = "--v8-flags=--max-semi-space-size=1,--lite-mode";
+/**
+ * Lower memory for every process: a small young generation, no optimizing compiler, and
+ * `gc()` for the manager's collections after READY and each minute (commands/run.ts).
+ */
+export const V8_FLAGS = "--v8-flags=--max-semi-space-size=1,--lite-mode,--expose-gc";
 
 /** Stands for the node operand of console and powerdown while the flags are generated. */
 const PLACEHOLDER = "aosunitnodeplaceholder";
+
+/**
+ * Subcommands with a bundle of their own (packaging/build_package.sh makes them from
+ * src/*_entry.ts): they start on every unit start, or stay resident, and load only their
+ * own command.
+ */
+export const OWN_BUNDLE: Partial<Record<Subcommand, string>> = {
+  "lease-hook": "lease-hook.js",
+  startup: "startup.js",
+  run: "run.js",
+  prepare: "prepare.js",
+};
 
 /** The launcher splits the flags on spaces: none may contain one, or a quote. */
 function plain(flag: string): string {
@@ -39,8 +54,10 @@ if (Deno.args[0] === "launcher") {
     "# aos-unit launcher (bundle flavour): the pinned Deno runtime runs the bundled program.",
     "# Each subcommand starts with exactly its own Deno permissions (aos-unit(8), SECURITY",
     "# MODEL), generated from src/permissions.ts; it narrows itself again once running.",
-    "DENO_NO_UPDATE_CHECK=1 DENO_NO_PROMPT=1",
-    "export DENO_NO_UPDATE_CHECK DENO_NO_PROMPT",
+    "# One malloc arena: Deno's worker threads would each keep one of their own, and the",
+    "# manager (resident, mostly idle) gains nothing from them (aos-unit(8), FOOTPRINT).",
+    "DENO_NO_UPDATE_CHECK=1 DENO_NO_PROMPT=1 MALLOC_ARENA_MAX=1",
+    "export DENO_NO_UPDATE_CHECK DENO_NO_PROMPT MALLOC_ARENA_MAX",
     "# No process reads a cache another user could write: no V8 code cache at all (one planted",
     "# in a directory the service user owns would run in the manager, the hooks or a console",
     "# root started), and Deno's other caches only in a directory root alone can create and",
@@ -73,7 +90,8 @@ if (Deno.args[0] === "launcher") {
     "}",
     'node=; case "${1:-}" in console | powerdown) node_of "$@" ;; esac',
     "# The lease hook has a bundle of its own: dnsmasq starts it after every DHCP ACK, and",
-    "# READY waits for its record (the whole program loads ten times slower).",
+    "# READY waits for its record (the whole program loads ten times slower). So do the",
+    "# broker, the manager and prepare: every start loads them, and the manager stays.",
     "program=/usr/lib/aos-unit/aos-unit.js",
     'case "${1:-}" in',
   );
@@ -86,9 +104,11 @@ if (Deno.args[0] === "launcher") {
           flagsOf(command)
         }'; fi ;;`,
       );
-    } else if (command === "lease-hook") {
+    } else if (OWN_BUNDLE[command]) {
       lines.push(
-        `${command}) perms='${flagsOf(command)}'; program=/usr/lib/aos-unit/lease-hook.js ;;`,
+        `${command}) perms='${flagsOf(command)}'; program=/usr/lib/aos-unit/${
+          OWN_BUNDLE[command]
+        } ;;`,
       );
     } else lines.push(`${command}) perms='${flagsOf(command)}' ;;`);
   }

@@ -7,22 +7,6 @@
 import { Command, CommanderError, Option } from "commander";
 import type { Subcommand } from "./base/subcommands.ts";
 import type { CommandSpec, Invocation } from "./commands/_spec.ts";
-import { cleanupSpec } from "./commands/cleanup.ts";
-import { consoleSpec } from "./commands/console.ts";
-import { doctorSpec } from "./commands/doctor.ts";
-import { exportSpec } from "./commands/export.ts";
-import { snapshotSpec } from "./commands/snapshot.ts";
-import { failedSpec } from "./commands/failed.ts";
-import { leaseHookSpec } from "./commands/lease_hook.ts";
-import { monitorSpec } from "./commands/monitor.ts";
-import { planSpec } from "./commands/plan.ts";
-import { powerdownSpec } from "./commands/powerdown.ts";
-import { prepareSpec } from "./commands/prepare.ts";
-import { resetSpec } from "./commands/reset.ts";
-import { runSpec } from "./commands/run.ts";
-import { startupSpec } from "./commands/startup.ts";
-import { statusSpec } from "./commands/status.ts";
-import { validateSpec } from "./commands/validate.ts";
 import { EXAMPLES_DIR as SAMPLE_CONFIG_DIR } from "./base/host_files.ts";
 import {
   ConfigError,
@@ -61,28 +45,8 @@ export const STDIO: Io = {
   err: (t) => void Deno.stderr.writeSync(encoder.encode(t.endsWith("\n") ? t : t + "\n")),
 };
 
-/**
- * The command table: every subcommand, in help order (the order of SUBCOMMANDS).
- * Completions, the manual page test and the permission table are keyed by it.
- */
-export const COMMANDS: Readonly<Record<Subcommand, CommandSpec>> = {
-  validate: validateSpec,
-  plan: planSpec,
-  status: statusSpec,
-  doctor: doctorSpec,
-  console: consoleSpec,
-  reset: resetSpec,
-  export: exportSpec,
-  snapshot: snapshotSpec,
-  startup: startupSpec,
-  prepare: prepareSpec,
-  run: runSpec,
-  monitor: monitorSpec,
-  powerdown: powerdownSpec,
-  "lease-hook": leaseHookSpec,
-  failed: failedSpec,
-  cleanup: cleanupSpec,
-};
+/** The subcommands one entry point offers (main.ts: all of them, COMMANDS). */
+export type CommandTable = Readonly<Partial<Record<Subcommand, CommandSpec>>>;
 
 /** A parsed invocation: which subcommand, and what it was given. */
 interface Selected {
@@ -137,7 +101,11 @@ function addCommand(program: Command, spec: CommandSpec, select: (s: Selected) =
   });
 }
 
-function buildProgram(select: (s: Selected) => void, io: Io): Command {
+function buildProgram(
+  commands: CommandTable,
+  select: (s: Selected) => void,
+  io: Io,
+): Command {
   const program = new Command("aos-unit")
     .description("Run an AosEdge unit (main + secondary nodes as QEMU VMs) under systemd")
     .version(VERSION, "-V, --version", "print the version")
@@ -147,7 +115,7 @@ function buildProgram(select: (s: Selected) => void, io: Io): Command {
     .configureOutput({ writeOut: (t) => io.out(t.trimEnd()), writeErr: (t) => io.err(t.trimEnd()) })
     .addHelpText("after", EXAMPLES);
   program.configureHelp({ sortSubcommands: false });
-  const specs = Object.values(COMMANDS);
+  const specs = Object.values(commands).filter((s) => s !== undefined);
   for (const spec of specs.filter((s) => s.group === "user")) addCommand(program, spec, select);
   program.commandsGroup("Internal commands (run by the systemd units; see aos-unit(8)):");
   for (const spec of specs.filter((s) => s.group === "internal")) {
@@ -264,9 +232,13 @@ export function report(error: unknown, command: string, io: Io): number {
  * Parses argv, narrows permissions to the chosen subcommand and runs it.
  * @returns the process exit code
  */
-export async function main(args: string[], io: Io = STDIO): Promise<number> {
+export async function main(
+  args: string[],
+  commands: CommandTable,
+  io: Io = STDIO,
+): Promise<number> {
   let selected: Selected | undefined;
-  const program = buildProgram((s) => (selected = s), io);
+  const program = buildProgram(commands, (s) => (selected = s), io);
   try {
     await program.parseAsync(args, { from: "user" });
   } catch (error) {

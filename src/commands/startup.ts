@@ -30,6 +30,7 @@ import { leaveStartupError } from "../host/startup_error.ts";
 import { hostArch } from "../host/facts.ts";
 import { probeKvm, readKvmProbe, recordKvmProbe } from "../host/kvm.ts";
 import { envOverrides, loadAndPlan, type Loaded } from "../host/load.ts";
+import type { FactOverrides } from "../host/facts.ts";
 import { createRunner, type Runner } from "../host/runner.ts";
 import { lookupGroup, lookupUser } from "../host/users.ts";
 import { type Logger, logger } from "../log.ts";
@@ -40,14 +41,22 @@ import {
   teardownNetwork,
   writeNetworkConf,
 } from "../net/apply.ts";
-import { defaultRouteDevices, listAddresses, listLinks, listRoutes } from "../net/links.ts";
+import {
+  defaultRouteDevices,
+  type LinkInfo,
+  listAddresses,
+  listLinks,
+  listRoutes,
+} from "../net/links.ts";
 import {
   checkBridgeName,
   checkDnsPortFree,
   checkSubnetFree,
   foreignDropPolicies,
+  type HostNetwork,
 } from "../net/preflight.ts";
 import { TOOLS } from "../base/tools.ts";
+import { Timeline } from "../base/timeline.ts";
 import { checkDnsmasqConfig } from "../net/sidecar_files.ts";
 import { NODE_UNIT_PREFIX, SLICE } from "../plan/units.ts";
 import type { Plan } from "../plan/types.ts";
@@ -74,7 +83,10 @@ function isDirectory(path: string): boolean {
   }
 }
 
-/** KVM only where it really works; the answer is kept for the boot (and for `plan`). */
+/**
+ * KVM only where it really works; the answer is kept for the boot (and for `plan`).
+ * @returns a new probe's answer, or undefined when the plan already holds the kept one
+ */
 async function kvmUsable(
   ctx: CommandContext,
   runner: Runner,
@@ -86,8 +98,8 @@ async function kvmUsable(
   if (!loaded.config.runtime.enableKvm || !loaded.plan.nodes.some((n) => n.arch === arch)) {
     return undefined;
   }
-  const cached = readKvmProbe(ctx.paths);
-  if (cached !== undefined) return cached;
+  // loadAndPlan read it already (host/facts.ts): nothing to plan again.
+  if (readKvmProbe(ctx.paths) !== undefined) return undefined;
   // As the user QEMU runs as, with /dev/kvm's group: what QEMU itself will meet.
   const probe = await probeKvm(runner, arch, {
     uid: user.uid,
@@ -190,25 +202,88 @@ async function startDnsmasq(runner: Runner, systemd: Systemd, plan: Plan, log: L
   log.info(`${plan.dnsmasq.unit.name}: ${outcome}`);
 }
 
+/** What the startup steps share. */
+interface Step {
+  ctx: CommandContext;
+  runner: Runner;
+  log: Logger;
+  timeline: Timeline;
+}
+
+/**
+ * Before anything is made: the network checks, the nodes' files (`prepare`, as the service
+ * user, only when something is missing) and the KVM answer, probed meanwhile on a first
+ * start after boot. @returns the plan to apply, and the bridge if it exists already
+ */
+async function checkAndPrepare(
+  { ctx, runner, log, timeline }: Step,
+  { host, overrides, user, systemd }: {
+    host: HostNetwork;
+    overrides: FactOverrides;
+    user: { uid: number; gid: number };
+    systemd: Systemd | undefined;
+  },
+  first: Loaded,
+): Promise<{ loaded: Loaded; existing: LinkInfo | undefined }> {
+  let loaded = first;
+  Deno.mkdirSync(ctx.paths.runtimeDir, { recursive: true });
+  // A first start after boot probes KVM while the network is checked and the files made
+  // (the node's accelerator changes neither); the plan takes its answer before any unit.
+  const probing = kvmUsable(ctx, runner, loaded, user, log);
+  probing.catch(() => {}); // awaited below; a failure is reported there
+  const existing = checkBridgeName(loaded.plan.network, host);
+  checkSubnetFree(
+    loaded.plan.network,
+    host,
+    loaded.config.runtime.subnetAt,
+    imageNeeds(loaded.plan),
+  );
+  checkDnsPortFree(loaded.plan.network, (await runner.run([TOOLS.ss, "-Hlnut"])).stdout);
+  timeline.mark("network checks");
+  if (systemd) {
+    const who = { name: loaded.facts.serviceUser, uid: user.uid, gids: [user.gid] };
+    checkNodeFiles(loaded.plan, who, true);
+    await prepare(ctx, runner, loaded.plan, user, loaded.facts.executable, log);
+    timeline.mark("prepare (overlays)");
+  }
+  const kvm = await probing;
+  if (kvm !== undefined) loaded = loadAndPlan(ctx.paths, { ...overrides, kvmUsable: kvm });
+  timeline.mark("kvm probe");
+  const { plan } = loaded;
+  for (const w of loaded.warnings) log.warning(formatLocated(w));
+  if (systemd) {
+    checkNodeFiles(plan, nodeIdentity(loaded.facts.serviceUser, user.uid, user.gid, true));
+    // Nodes the configuration no longer has go first: their taps are about to be removed.
+    await stopStale(
+      systemd,
+      `${NODE_UNIT_PREFIX}*.service`,
+      new Set(plan.nodes.map((n) => n.unit.name)),
+      log,
+    );
+  }
+  return { loaded, existing };
+}
+
 export async function startupCommand(
   ctx: CommandContext,
   options: StartupOptions,
 ): Promise<number> {
   const log = logger("startup");
+  // From the process's start: "load" is the runtime and the program starting.
+  const timeline = new Timeline(() => performance.now());
+  timeline.mark("load");
   const started = performance.now();
   const runner = createRunner();
   const elapsed = () => Math.round(performance.now() - started);
 
-  const [hostLinks, addresses, routes] = await Promise.all([
+  // Independent: the host's links and routes, and the bus.
+  const [hostLinks, addresses, routes, systemd] = await Promise.all([
     listLinks(runner),
     listAddresses(runner),
     listRoutes(runner),
+    options.units ? connectSystemBus().then((bus) => Systemd.open(bus)) : undefined,
   ]);
   const host = { links: hostLinks, addresses, routes };
-  let systemd: Systemd | undefined;
-  if (options.units) {
-    systemd = await Systemd.open(await connectSystemBus());
-  }
   try {
     const overrides = {
       ...envOverrides(ctx.env),
@@ -216,7 +291,9 @@ export async function startupCommand(
       recordImageFacts: true,
       systemdVersion: systemd ? await systemd.version() : undefined,
     };
+    timeline.mark("host and bus");
     let loaded = loadAndPlan(ctx.paths, overrides);
+    timeline.mark("config and image checks");
     // No image, an unreadable one or missing UEFI firmware: nothing can boot (the network
     // alone can still be made).
     // ... or an image that configures itself for another network than the plan's.
@@ -227,30 +304,16 @@ export async function startupCommand(
       throw new ConfigError(blocking.map((w) => ({ ...w, severity: "error" as const })));
     }
     const user = lookupUser(loaded.facts.serviceUser);
-    Deno.mkdirSync(ctx.paths.runtimeDir, { recursive: true });
-    const kvm = await kvmUsable(ctx, runner, loaded, user, log);
-    if (kvm !== undefined) loaded = loadAndPlan(ctx.paths, { ...overrides, kvmUsable: kvm });
-    const { plan, config } = loaded;
-    for (const w of loaded.warnings) log.warning(formatLocated(w));
-
-    const existing = checkBridgeName(plan.network, host);
-    checkSubnetFree(plan.network, host, config.runtime.subnetAt, imageNeeds(plan));
-    checkDnsPortFree(plan.network, (await runner.run([TOOLS.ss, "-Hlnut"])).stdout);
-
-    if (systemd) {
-      const who = { name: loaded.facts.serviceUser, uid: user.uid, gids: [user.gid] };
-      checkNodeFiles(plan, who, true);
-      await prepare(ctx, runner, plan, user, loaded.facts.executable, log);
-      checkNodeFiles(plan, nodeIdentity(loaded.facts.serviceUser, user.uid, user.gid, true));
-      // Nodes the configuration no longer has go first: their taps are about to be removed.
-      await stopStale(
-        systemd,
-        `${NODE_UNIT_PREFIX}*.service`,
-        new Set(plan.nodes.map((n) => n.unit.name)),
-        log,
-      );
-    }
+    const checked = await checkAndPrepare(
+      { ctx, runner, log, timeline },
+      { host, overrides, user, systemd },
+      loaded,
+    );
+    loaded = checked.loaded;
+    const { existing } = checked;
+    const { plan } = loaded;
     const adopted = systemd ? await adoptedNodes(systemd, plan) : new Set<string>();
+    timeline.mark("adoption");
     try {
       const newTaps = await applyLinks(
         runner,
@@ -260,6 +323,7 @@ export async function startupCommand(
         log,
         adopted,
       );
+      timeline.mark("network");
       if (systemd) {
         const sd = systemd;
         const outcomes = await Promise.all(
@@ -272,10 +336,13 @@ export async function startupCommand(
             )}`
           ),
         );
+        timeline.mark("node units");
         log.info(`Nodes after ${elapsed()} ms: ${outcomes.join(", ")}`);
       }
       await applyFirewall(runner, plan, log);
+      timeline.mark("firewall");
       if (systemd) await startDnsmasq(runner, systemd, plan, log);
+      timeline.mark("dnsmasq");
     } catch (error) {
       // Leave nothing half-made when this run created the bridge: guests this run started
       // would otherwise keep running on deleted taps, and the next start would adopt them.
@@ -301,6 +368,8 @@ export async function startupCommand(
     for (const p of foreignDropPolicies(chains.stdout, plan.network)) {
       log.warning(`${p.message}; allow them with: ${p.fix}`);
     }
+    timeline.mark("dns and slice");
+    log.info(`Timeline (ms): ${timeline.text()}`);
     log.info(
       `Ready in ${elapsed()} ms: bridge ${plan.network.bridge} ` +
         `${plan.network.bridgeIp}/${plan.network.prefix}, ${plan.nodes.length} node(s), DNS port ${plan.network.dnsPort}`,

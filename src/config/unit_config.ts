@@ -15,7 +15,6 @@ import {
   parseDocument,
   type YAMLMap,
 } from "yaml";
-import { z } from "zod";
 import type { Diagnostic } from "../base/errors.ts";
 import { dnsmasqMisreads, isNodeName } from "../base/names.ts";
 import { parseForwards } from "./forwards.ts";
@@ -75,140 +74,110 @@ export function parseMem(value: unknown): number | undefined {
   return m[2]?.toUpperCase().startsWith("M") ? n : n * 1024;
 }
 
-type Field<T> = z.ZodType<T, unknown>;
+/** One key's check: the value it stands for, or the one problem with it. */
+type Field = (v: unknown) => { value: unknown } | { problem: string };
 
 /** One validator per key; each message names the key and shows the value it got. */
-const FIELDS: { [K in NodeKey]: Field<unknown> } = {
-  name: z.unknown().transform((v, ctx) => {
+const FIELDS: { [K in NodeKey]: Field } = {
+  name: (v) => {
     if (typeof v !== "string") {
-      ctx.addIssue({ code: "custom", message: `name must be a string, got ${show(v)}` });
-      return z.NEVER;
+      return { problem: `name must be a string, got ${show(v)}` };
     }
     if (!isNodeName(v)) {
-      ctx.addIssue({
-        code: "custom",
-        message: `name ${
+      return {
+        problem: `name ${
           show(v)
         } is not a DNS label (1-63 letters, digits or "-", not starting or ending with "-")`,
-      });
-      return z.NEVER;
+      };
     }
     const misread = dnsmasqMisreads(v);
     if (misread) {
-      ctx.addIssue({ code: "custom", message: `name ${show(v)} cannot be used: ${misread}` });
-      return z.NEVER;
+      return { problem: `name ${show(v)} cannot be used: ${misread}` };
     }
-    return v;
-  }),
-  cpu: z.unknown().transform((v, ctx) => {
+    return { value: v };
+  },
+  cpu: (v) => {
     if (typeof v !== "number" || !Number.isInteger(v) || v < 1) {
-      ctx.addIssue({ code: "custom", message: `cpu must be a positive integer, got ${show(v)}` });
-      return z.NEVER;
+      return { problem: `cpu must be a positive integer, got ${show(v)}` };
     }
     if (v > MAX_CPUS) {
-      ctx.addIssue({ code: "custom", message: `cpu must be at most ${MAX_CPUS}, got ${v}` });
-      return z.NEVER;
+      return { problem: `cpu must be at most ${MAX_CPUS}, got ${v}` };
     }
-    return v;
-  }),
-  mem: z.unknown().transform((v, ctx) => {
+    return { value: v };
+  },
+  mem: (v) => {
     const mib = parseMem(v);
     if (mib === undefined) {
-      ctx.addIssue({
-        code: "custom",
-        message: `mem must be <n>M, <n>G or a bare number of GiB (8G, 512M, 4), got ${show(v)}`,
-      });
-      return z.NEVER;
+      return {
+        problem: `mem must be <n>M, <n>G or a bare number of GiB (8G, 512M, 4), got ${show(v)}`,
+      };
     }
     if (mib === 0) {
-      ctx.addIssue({ code: "custom", message: `mem must be more than zero, got ${show(v)}` });
-      return z.NEVER;
+      return { problem: `mem must be more than zero, got ${show(v)}` };
     }
     if (mib < MIN_MEM_MIB || mib > MAX_MEM_MIB) {
-      ctx.addIssue({
-        code: "custom",
-        message: `mem ${show(v)} is out of range (${MIN_MEM_MIB}M to ${MAX_MEM_MIB / 1024}G)`,
-      });
-      return z.NEVER;
+      return {
+        problem: `mem ${show(v)} is out of range (${MIN_MEM_MIB}M to ${MAX_MEM_MIB / 1024}G)`,
+      };
     }
-    return mib;
-  }),
-  ip: z.unknown().transform((v, ctx) => {
+    return { value: mib };
+  },
+  ip: (v) => {
     // `ip: null` (or ~) clears a reservation a merged anchor brought in.
-    if (v === null) return undefined;
+    if (v === null) return { value: undefined };
     if (
       typeof v !== "string" || !/^[0-9]+(\.[0-9]+){3}$/.test(v) ||
       v.split(".").some((o) => Number(o) > 255 || (o.length > 1 && o.startsWith("0")))
     ) {
-      ctx.addIssue({
-        code: "custom",
-        message: `ip must be an IPv4 address like 10.200.1.10, got ${show(v)}`,
-      });
-      return z.NEVER;
+      return { problem: `ip must be an IPv4 address like 10.200.1.10, got ${show(v)}` };
     }
-    return v;
-  }),
-  arch: z.unknown().transform((v, ctx) => {
+    return { value: v };
+  },
+  arch: (v) => {
     const arch = typeof v === "string" ? ARCHES[v] : undefined;
     if (!arch) {
-      ctx.addIssue({
-        code: "custom",
-        message: `arch must be one of amd64, x86_64, arm64, aarch64, got ${show(v)}`,
-      });
-      return z.NEVER;
+      return { problem: `arch must be one of amd64, x86_64, arm64, aarch64, got ${show(v)}` };
     }
-    return arch;
-  }),
-  image: z.unknown().transform((v, ctx) => {
+    return { value: arch };
+  },
+  image: (v) => {
     if (typeof v !== "string" || v === "") {
-      ctx.addIssue({ code: "custom", message: `image must be a file name, got ${show(v)}` });
-      return z.NEVER;
+      return { problem: `image must be a file name, got ${show(v)}` };
     }
     if (v.includes("/")) {
-      ctx.addIssue({
-        code: "custom",
-        message: `image must be a file name in the images directory, not a path, got ${show(v)}`,
-      });
-      return z.NEVER;
+      return {
+        problem: `image must be a file name in the images directory, not a path, got ${show(v)}`,
+      };
     }
     if (!/^[^\0]+\.qcow2$/.test(v) || v.startsWith(".")) {
-      ctx.addIssue({
-        code: "custom",
-        message: `image must be a .qcow2 file (only qcow2 is supported), got ${show(v)}`,
-      });
-      return z.NEVER;
+      return { problem: `image must be a .qcow2 file (only qcow2 is supported), got ${show(v)}` };
     }
-    return v;
-  }),
-  machine_type: z.unknown().transform((v, ctx) => {
+    return { value: v };
+  },
+  machine_type: (v) => {
     if (typeof v !== "string" || !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(v)) {
-      ctx.addIssue({
-        code: "custom",
-        message: `machine_type must be a QEMU machine name like q35 or virt, got ${show(v)}`,
-      });
-      return z.NEVER;
+      return {
+        problem: `machine_type must be a QEMU machine name like q35 or virt, got ${show(v)}`,
+      };
     }
-    return v;
-  }),
-  cpu_type: z.unknown().transform((v, ctx) => {
+    return { value: v };
+  },
+  cpu_type: (v) => {
     if (typeof v !== "string" || !/^[A-Za-z0-9][A-Za-z0-9._+=,-]*$/.test(v)) {
-      ctx.addIssue({
-        code: "custom",
-        message: `cpu_type must be a QEMU CPU model like max or cortex-a57, got ${show(v)}`,
-      });
-      return z.NEVER;
+      return {
+        problem: `cpu_type must be a QEMU CPU model like max or cortex-a57, got ${show(v)}`,
+      };
     }
-    return v;
-  }),
-  uefi: z.unknown().transform((v, ctx) => {
+    return { value: v };
+  },
+  uefi: (v) => {
     if (typeof v !== "boolean") {
-      ctx.addIssue({ code: "custom", message: `uefi must be true or false, got ${show(v)}` });
-      return z.NEVER;
+      return { problem: `uefi must be true or false, got ${show(v)}` };
     }
-    return v;
-  }),
+    return { value: v };
+  },
   // Parsed entry by entry (parseForwards), for a location per entry.
-  forward: z.unknown(),
+  forward: (v) => ({ value: v }),
 };
 
 /** Keys starting with "x-" are extension keys (as in Compose files): ignored, anchors live there. */
@@ -403,13 +372,13 @@ function parseNode(
       else ok = false;
       continue;
     }
-    const result = FIELDS[key as NodeKey].safeParse(valueNode ? valueNode.toJSON() : null);
-    if (result.success) {
-      values[key as NodeKey] = result.data;
+    const result = FIELDS[key as NodeKey](valueNode ? valueNode.toJSON() : null);
+    if ("value" in result) {
+      values[key as NodeKey] = result.value;
       locations[key as NodeKey] = where;
     } else {
       ok = false;
-      for (const issue of result.error.issues) error(p, where, issue.message);
+      error(p, where, result.problem);
     }
   }
   const missing = REQUIRED_KEYS.filter((k) => !(k in values) && !pairs.some((x) => keyOf(x) === k));

@@ -125,7 +125,7 @@ Deno.test("help works with the packaged grants in a plain environment (no NO_COL
 });
 
 Deno.test("the command table lists every subcommand once, in SUBCOMMANDS order, under its name", async () => {
-  const { COMMANDS } = await import("../../src/cli.ts");
+  const { COMMANDS } = await import("../../src/command_table.ts");
   const { SUBCOMMANDS } = await import("../../src/base/subcommands.ts");
   assert.deepEqual(Object.keys(COMMANDS), [...SUBCOMMANDS]);
   for (const [name, spec] of Object.entries(COMMANDS)) assert.equal(spec.name, name);

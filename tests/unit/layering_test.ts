@@ -41,6 +41,12 @@ const RANK: Record<string, number> = {
   // The lease hook's own small entry point (the bundle flavour's lease-hook.js): like cli.ts,
   // an entry that dispatches to one command.
   "lease_hook_entry.ts": 6,
+  // The whole program's command table (main.ts), and the entries with one command each
+  // (startup.js, run.js, prepare.js): dispatch, like cli.ts.
+  "command_table.ts": 6,
+  "startup_entry.ts": 6,
+  "run_entry.ts": 6,
+  "prepare_entry.ts": 6,
 };
 
 /** The layer of a path relative to src/: its folder, or the file itself at the top. */
