@@ -96,6 +96,8 @@ function stopTimeline(lines: Line[], wallMs: number): [string, string][] {
     "the manager's stop",
   );
   rows.push(["stop job -> every guest powered off", nodes ? ms(nodes.at - t0) : "missing"]);
+  const powerdown = nodes && /^All nodes down in (\d+) ms/.exec(nodes.text)?.[1];
+  if (powerdown) rows.push(["  of which the guests' ACPI powerdown", `${powerdown} ms`]);
   rows.push(["  -> dnsmasq stopped, network down", down ? ms(down.at - t0) : "missing"]);
   rows.push(["  -> aos-unit.service inactive", ms(gone.at - t0)]);
   rows.push(["= systemctl stop (wall clock in the bed)", `${wallMs} ms`]);
@@ -164,7 +166,11 @@ async function benchSuite(suite: Suite, work: string, deb: string): Promise<[str
   const bed = new Bed(`aosfoot${suite[0]}${Deno.pid % 1000}`, suite);
   const rows: [string, string][] = [];
   const section = (title: string, more: [string, string][]) => {
-    rows.push([`-- ${title}`, ""], ...more);
+    // A section's title is part of its rows' keys: the two starts and stops stay apart.
+    rows.push(
+      [`-- ${title}`, ""],
+      ...more.map(([k, v]): [string, string] => [`${title}\0${k}`, v]),
+    );
     for (const [k, v] of more) console.log(`  [${suite}] ${k}: ${v}`);
   };
   const sh = async (script: string) => {
@@ -277,11 +283,12 @@ try {
   }
   console.log("\n== footprint, side by side");
   const keys = [...new Set([...results.values()].flatMap((m) => [...m.keys()]))];
-  const width = Math.max(...keys.map((k) => k.length));
+  const width = Math.max(...keys.map((k) => k.replace(/^.*\0/, "").length));
   console.log(`${"".padEnd(width)} | ${SUITES.join(" | ")}`);
   for (const k of keys) {
+    const label = k.includes("\0") ? k.split("\0")[1]! : k;
     console.log(
-      `${k.padEnd(width)} | ${SUITES.map((s) => results.get(s)!.get(k) ?? "-").join(" | ")}`,
+      `${label.padEnd(width)} | ${SUITES.map((s) => results.get(s)!.get(k) ?? "-").join(" | ")}`,
     );
   }
 } finally {
