@@ -140,10 +140,14 @@ export async function prepareFiles(runner: Runner, plan: Plan, log: Logger): Pro
   const dhcp = openToDnsmasq(plan);
   if (dhcp.length > 0) log.info(`Opened to dnsmasq: ${dhcp.join(", ")}`);
   Deno.writeFileSync(plan.failureLog, new Uint8Array(), { append: true, mode: 0o640 });
-  for (const node of plan.nodes) {
+  // Nodes are independent (each its own directory and files): made at once, and every one
+  // finished before a failure is reported (no qemu-img left running behind it).
+  const results = await Promise.allSettled(plan.nodes.map(async (node) => {
     const created = await prepareDisks(runner, node);
     if (created.length > 0) log.info(`Node ${node.name}: created ${created.join(", ")}`);
     const opened = openToNode(node, nodeFailureSpool(plan.paths, node.name));
     if (opened.length > 0) log.info(`Node ${node.name}: opened to its QEMU ${opened.join(", ")}`);
-  }
+  }));
+  const failed = results.find((r) => r.status === "rejected");
+  if (failed) throw failed.reason;
 }

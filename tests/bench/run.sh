@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks (not tests): print numbers. Needs root.
-#   bash tests/bench/run.sh [network|system|image|snapshot|soak|lease]...   (default: all but soak)
-#   soak runs BENCH_SOAK_MIN minutes (default 30); system runs on BENCH_SUITES (bookworm,trixie)
+#   bash tests/bench/run.sh [network|system|footprint|image|snapshot|soak|lease]...   (default: all but soak)
+#   soak runs BENCH_SOAK_MIN minutes (default 30); system and footprint run on BENCH_SUITES
+#   (bookworm,trixie); footprint is aos-unit(8) FOOTPRINT
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
