@@ -18,7 +18,7 @@ import { recordedBridge, teardownNetwork } from "../net/apply.ts";
 import { envOverrides, loadAndPlan } from "../host/load.ts";
 import { readLeaseState } from "../host/leases.ts";
 import { answers, READY_PORT } from "../net/probe.ts";
-import { bridgeName, nodeMac } from "../base/identity.ts";
+import { bridgeName, nodeMac } from "../base/unit_identity.ts";
 import { contains, parseIpv4 } from "../base/ipv4.ts";
 import { dhcpDir, nodeRunDir } from "../plan/layout.ts";
 import { powerDownNode } from "../vm/shutdown.ts";

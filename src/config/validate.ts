@@ -2,7 +2,7 @@
 
 import type { Diagnostic } from "../base/errors.ts";
 import { duplicateForwards } from "./forwards.ts";
-import { nodeMac } from "../base/identity.ts";
+import { nodeMac } from "../base/unit_identity.ts";
 import {
   bridgeAddress,
   broadcastOf,

@@ -2,7 +2,7 @@
 
 import type { Arch } from "../base/config_types.ts";
 import { rethrowAccessErrors, RuntimeError } from "../base/errors.ts";
-import { isMachineId } from "../base/identity.ts";
+import { isMachineId } from "../base/unit_identity.ts";
 import type { Firmware, HostFacts, ImageFile, Paths } from "../plan/types.ts";
 import { MACHINE_ID_FILE } from "../base/host_files.ts";
 import { QEMU_BINARY } from "../base/tools.ts";

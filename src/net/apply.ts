@@ -266,36 +266,35 @@ export async function teardownNetwork(
       failed.push(`${what}: ${(error as Error).message}`);
     }
   };
-  // The links and the table are independent: taken down at once (a stop waits for this).
-  await Promise.all([
-    step("links", async () => {
-      const links = await listLinks(runner);
-      const del = (name: string) =>
-        runner.run([TOOLS.ip, "link", "delete", name], { okCodes: [0, 1] });
-      for (const name of new Set(bridges)) {
-        const bridge = links.find((l) => l.ifname === name);
-        if (!bridge) continue;
-        if (!isOurs(bridge)) {
-          log.warning(`Leaving ${name} alone: it was not created by aos-unit`);
-          continue;
-        }
-        const taps = links.filter((l) => l.master === name && l.ifname.startsWith(TAP_PREFIX));
-        await Promise.all([revertResolved(bridge.ifindex, log), ...taps.map((t) => del(t.ifname))]);
-        removed.push(...taps.map((t) => `tap ${t.ifname}`));
-        await del(name);
-        removed.push(`bridge ${name}`);
+  // The links first (the taps at once), then the table: while a tap is on the bridge its
+  // guard and the fence stay (a node killed on a failed start may not have exited yet).
+  await step("links", async () => {
+    const links = await listLinks(runner);
+    const del = (name: string) =>
+      runner.run([TOOLS.ip, "link", "delete", name], { okCodes: [0, 1] });
+    for (const name of new Set(bridges)) {
+      const bridge = links.find((l) => l.ifname === name);
+      if (!bridge) continue;
+      if (!isOurs(bridge)) {
+        log.warning(`Leaving ${name} alone: it was not created by aos-unit`);
+        continue;
       }
-      // Taps whose bridge is already gone (a crash between steps).
-      const orphans = links.filter((l) =>
-        l.ifname.startsWith(TAP_PREFIX) && !l.master && l.linkinfo?.info_kind === "tun"
-      );
-      await Promise.all(orphans.map((t) => del(t.ifname)));
-      removed.push(...orphans.map((t) => `tap ${t.ifname}`));
-    }),
-    step("nft table", async () => {
-      removed.push(...await deleteTable(runner));
-    }),
-  ]);
+      const taps = links.filter((l) => l.master === name && l.ifname.startsWith(TAP_PREFIX));
+      await Promise.all([revertResolved(bridge.ifindex, log), ...taps.map((t) => del(t.ifname))]);
+      removed.push(...taps.map((t) => `tap ${t.ifname}`));
+      await del(name);
+      removed.push(`bridge ${name}`);
+    }
+    // Taps whose bridge is already gone (a crash between steps).
+    const orphans = links.filter((l) =>
+      l.ifname.startsWith(TAP_PREFIX) && !l.master && l.linkinfo?.info_kind === "tun"
+    );
+    await Promise.all(orphans.map((t) => del(t.ifname)));
+    removed.push(...orphans.map((t) => `tap ${t.ifname}`));
+  });
+  await step("nft table", async () => {
+    removed.push(...await deleteTable(runner));
+  });
   await step("runtime files", async () => {
     let entries: Deno.DirEntry[] = [];
     try {

@@ -18,7 +18,7 @@
 
 import { createHash } from "node:crypto";
 import type { Config, NodeConfig } from "../base/config_types.ts";
-import { nodeMac } from "../base/identity.ts";
+import { nodeMac } from "../base/unit_identity.ts";
 import { nodeAddresses } from "./addresses.ts";
 import { dnsmasqConf } from "./dnsmasq.ts";
 import { type NetworkPlan, planNetwork } from "./network.ts";

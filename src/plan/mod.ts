@@ -7,7 +7,7 @@ import type { Arch, Config, NodeConfig } from "../base/config_types.ts";
 import type { Diagnostic } from "../base/errors.ts";
 import { EMULATOR_PACKAGE, FIRMWARE_PACKAGE } from "../base/tools.ts";
 import { dnsmasqArgv, dnsmasqConf } from "./dnsmasq.ts";
-import { nodeMac, tapName } from "../base/identity.ts";
+import { nodeMac, tapName } from "../base/unit_identity.ts";
 import { chooseImage, imagePattern } from "./images.ts";
 import { nodeAddresses } from "./addresses.ts";
 import { checkImageNetworks } from "./image_check.ts";

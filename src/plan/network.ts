@@ -1,7 +1,7 @@
 /** The unit's network, derived from one CIDR and the machine-id. */
 
 import type { RuntimeConfig } from "../base/config_types.ts";
-import { bridgeMac, bridgeName } from "../base/identity.ts";
+import { bridgeMac, bridgeName, DEFAULT_UNIT } from "../base/unit_identity.ts";
 import {
   bridgeAddress,
   broadcastOf,
@@ -13,7 +13,7 @@ import {
 
 export { bridgeAddress, dhcpPool, type Pool } from "../base/ipv4.ts";
 
-export const DOMAIN = "aos-unit";
+export const DOMAIN = DEFAULT_UNIT.dnsDomain;
 
 export interface NetworkPlan {
   bridge: string;

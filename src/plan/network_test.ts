@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { parseRuntimeConf } from "../config/runtime_conf.ts";
-import { bridgeMac, bridgeName, nodeMac, tapName } from "../base/identity.ts";
+import { bridgeMac, bridgeName, nodeMac, tapName } from "../base/unit_identity.ts";
 import { formatIpv4, parseCidr, parseIpv4, type Subnet } from "../base/ipv4.ts";
 import { dhcpPool, planNetwork } from "./network.ts";
 

@@ -10,10 +10,11 @@
  *   cannot take a peer's lease, address or DNS name.
  */
 
+import { DEFAULT_UNIT } from "../base/unit_identity.ts";
 import type { NetworkPlan } from "./network.ts";
 
 export const NFT_FAMILY = "inet";
-export const NFT_TABLE = "aos_unit";
+export const NFT_TABLE = DEFAULT_UNIT.nftTable;
 /** The layer-2 table (same name, bridge family). */
 export const NFT_BRIDGE_FAMILY = "bridge";
 

@@ -6,22 +6,24 @@
  */
 
 import { createHash } from "node:crypto";
+import { DEFAULT_UNIT, NODE_UNIT_PREFIX } from "../base/unit_identity.ts";
 import type { Accel, Paths, TransientUnit, UnitProperty } from "./types.ts";
 
-export const MANAGER_UNIT = "aos-unit.service";
-export const SLICE = "aos-unit.slice";
-export const DNSMASQ_UNIT = "aos-unit-dnsmasq.service";
-export const NODE_UNIT_PREFIX = "aos-node-";
+// The default unit's names come from its identity record (base/unit_identity.ts).
+export const MANAGER_UNIT = DEFAULT_UNIT.managerUnit;
+export const SLICE = DEFAULT_UNIT.slice;
+export const DNSMASQ_UNIT = DEFAULT_UNIT.dnsmasqUnit;
+export { NODE_UNIT_PREFIX };
 
 /** The environment variable that carries a unit's plan fingerprint (adoption compares it). */
 export const PLAN_HASH_ENV = "AOS_UNIT_PLAN";
 
 export function nodeUnitName(name: string): string {
-  return `${NODE_UNIT_PREFIX}${name}.service`;
+  return DEFAULT_UNIT.node(name).unit;
 }
 
 export function failedUnitName(name: string): string {
-  return `aos-unit-vm-failed@${name}.service`;
+  return DEFAULT_UNIT.node(name).failedUnit;
 }
 
 /** A node is restarted at most this many times per interval, then left failed. */
@@ -225,10 +227,7 @@ export interface NodeUnitInput {
  * across restarts (hashed from the name), gone when the unit is. At most 31 characters.
  */
 export function nodeUserName(node: string): string {
-  const name = `aos-node-${node}`;
-  return name.length <= 31
-    ? name
-    : `aos-node-${createHash("sha256").update(node).digest("hex").slice(0, 16)}`;
+  return DEFAULT_UNIT.node(node).user;
 }
 
 export function nodeUnit(n: NodeUnitInput): TransientUnit {
@@ -306,7 +305,7 @@ export interface DnsmasqUnitInput {
 }
 
 /** The uid dnsmasq runs under (DynamicUser=), in the service user's group. */
-export const DNSMASQ_USER = "aos-unit-dnsmasq";
+export const DNSMASQ_USER = DEFAULT_UNIT.dnsmasqUser;
 
 export function dnsmasqUnit(d: DnsmasqUnitInput): TransientUnit {
   const caps = capabilityMask([CAP_NET_BIND_SERVICE, CAP_NET_ADMIN, CAP_NET_RAW]);

@@ -1,0 +1,212 @@
+/**
+ * Every name a unit owns, from one record: its systemd units and slice, the sidecar's
+ * unit and user, the nft tables, the DNS domain, the bridge, and for each node its unit,
+ * dynamic user, failed-unit instance, MAC and tap (lima's dirnames/filenames are the
+ * model). Pure: the same unit name and machine-id give the same names on every host.
+ *
+ * The default unit (no name, aos-unit.service) keeps every name the README documents, so
+ * hosts, scripts and running guests (adopted across an upgrade) see no change; a pin test
+ * (unit_identity_test.ts) holds them. A named unit (aos-unit@NAME.service) gets names that
+ * never collide with the default unit's or another unit's:
+ * - node units, users and failed-unit instances join unit and node with "_", which neither
+ *   a unit nor a node name (DNS labels) can hold: unit lab1's node main is never a default
+ *   unit's node "lab1-main";
+ * - interface names come from a hash of the unit (and node) name, within 15 characters;
+ * - the slice escapes "-" as systemd does, since slices nest by dash.
+ */
+
+import { createHash } from "node:crypto";
+
+function md5(text: string): string {
+  return createHash("md5").update(text).digest("hex");
+}
+
+/** The longest unit name: a DNS label short enough for every name derived from it. */
+export const MAX_UNIT_NAME = 20;
+
+/** A unit name: a DNS label (lowercase letters, digits, inner "-"), at most 20 characters. */
+export function isUnitName(name: string): boolean {
+  return name.length <= MAX_UNIT_NAME && /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/.test(name);
+}
+
+/** systemd's escaping of a unit-name component (systemd-escape): "-" nests slices. */
+export function systemdEscape(text: string): string {
+  return [...text].map((c) =>
+    /[A-Za-z0-9:_.]/.test(c) ? c : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`
+  ).join("");
+}
+
+/** The names one node of a unit owns. */
+export interface NodeNames {
+  /** The transient unit QEMU runs in. */
+  unit: string;
+  /** Its DynamicUser= (at most 31 characters). */
+  user: string;
+  /** The aos-unit-vm-failed@ instance that records its crash. */
+  failedUnit: string;
+  mac: string;
+  /** Its tap on the unit's bridge (at most 15 characters). */
+  tap: string;
+}
+
+/** The names of a unit that do not depend on the host. */
+export interface UnitNames {
+  /** undefined: the default unit. */
+  name: string | undefined;
+  managerUnit: string;
+  slice: string;
+  dnsmasqUnit: string;
+  dnsmasqUser: string;
+  /** The nft tables' name (in the inet and bridge families). */
+  nftTable: string;
+  /** Where the host resolves the unit's nodes: NODE.<dnsDomain>. */
+  dnsDomain: string;
+  node(name: string): NodeNames;
+  /** True for a node unit of this unit (teardown and discovery act on nothing else). */
+  ownsNodeUnit(unitName: string): boolean;
+}
+
+/** Everything a unit owns on one host: its names, and its bridge (from the machine-id). */
+export interface UnitIdentity extends UnitNames {
+  /** The unit's bridge (at most 15 characters) and its fixed MAC. */
+  bridge: string;
+  bridgeMac: string;
+}
+
+/** A node's DynamicUser=: the readable name, or a hash of it where that is too long. */
+function userName(readable: string, key: string): string {
+  return readable.length <= 31
+    ? readable
+    : `aos-node-${createHash("sha256").update(key).digest("hex").slice(0, 16)}`;
+}
+
+/** `52:54:00:` + the first 6 hex digits of md5(key), as the existing tool did for a node. */
+function macOf(key: string): string {
+  const hex = md5(key);
+  return `52:54:00:${hex.slice(0, 2)}:${hex.slice(2, 4)}:${hex.slice(4, 6)}`;
+}
+
+/** `aostap` + the last 6 hex digits of the MAC. */
+function tapOf(mac: string): string {
+  return `aostap${mac.replaceAll(":", "").slice(-6)}`;
+}
+
+/** The default unit: the names the README documents, unchanged. */
+const DEFAULT_NAMES: UnitNames = {
+  name: undefined,
+  managerUnit: "aos-unit.service",
+  slice: "aos-unit.slice",
+  dnsmasqUnit: "aos-unit-dnsmasq.service",
+  dnsmasqUser: "aos-unit-dnsmasq",
+  nftTable: "aos_unit",
+  dnsDomain: "aos-unit",
+  node: (name) => {
+    const mac = macOf(name);
+    return {
+      unit: `aos-node-${name}.service`,
+      user: userName(`aos-node-${name}`, name),
+      failedUnit: `aos-unit-vm-failed@${name}.service`,
+      mac,
+      tap: tapOf(mac),
+    };
+  },
+  // A default unit's node is a DNS label: no "_" (a named unit's nodes have one).
+  ownsNodeUnit: (u) => /^aos-node-[A-Za-z0-9-]+\.service$/.test(u),
+};
+
+/** A locally administered MAC from a key. */
+function bridgeMacOf(key: string): string {
+  const hex = md5(key);
+  return ["02", ...(hex.slice(0, 10).match(/../g) ?? [])].join(":");
+}
+
+/** Unit NAME (aos-unit@NAME.service). */
+function namedNames(name: string): UnitNames {
+  const prefix = `aos-node-${name}_`;
+  return {
+    name,
+    managerUnit: `aos-unit@${name}.service`,
+    slice: `aos-unit-${systemdEscape(name)}.slice`,
+    dnsmasqUnit: `aos-unit-dnsmasq@${name}.service`,
+    dnsmasqUser: "aos-unit-dnsmasq",
+    // "-" is the only character a unit name has that nft names do not: "_" is free.
+    nftTable: `aos_unit_${name.replaceAll("-", "_")}`,
+    dnsDomain: `${name}.aos-unit`,
+    node: (node) => {
+      const mac = macOf(`${name}/${node}`);
+      return {
+        unit: `${prefix}${node}.service`,
+        user: userName(`${prefix}${node}`, `${name}/${node}`),
+        failedUnit: `aos-unit-vm-failed@${name}_${node}.service`,
+        mac,
+        tap: tapOf(mac),
+      };
+    },
+    ownsNodeUnit: (u) => u.startsWith(prefix) && u.endsWith(".service"),
+  };
+}
+
+/** The names of unit `name` (undefined: the default unit); throws for an invalid name. */
+export function unitNames(name: string | undefined): UnitNames {
+  if (name === undefined) return DEFAULT_NAMES;
+  if (!isUnitName(name)) {
+    throw new Error(
+      `unit name ${JSON.stringify(name)} is not a DNS label of at most ${MAX_UNIT_NAME} characters`,
+    );
+  }
+  return namedNames(name);
+}
+
+/** The default unit's names (aos-unit.service). */
+export const DEFAULT_UNIT: UnitNames = DEFAULT_NAMES;
+
+/**
+ * Everything unit `name` owns (undefined: the default unit) on the host with this
+ * machine-id: the default unit's bridge is `aosbr` + the machine-id's first 6 characters,
+ * a named unit's a hash of its name and the machine-id.
+ */
+export function unitIdentity(name: string | undefined, machineId: string): UnitIdentity {
+  const names = unitNames(name);
+  return name === undefined
+    ? {
+      ...names,
+      bridge: `aosbr${machineId.slice(0, 6)}`,
+      bridgeMac: bridgeMacOf(`aos-unit bridge ${machineId}`),
+    }
+    : {
+      ...names,
+      bridge: `aosbr${md5(`aos-unit ${name} ${machineId}`).slice(0, 6)}`,
+      bridgeMac: bridgeMacOf(`aos-unit bridge ${name} ${machineId}`),
+    };
+}
+
+/** A machine-id: 32 lowercase hex digits (machine-id(5)). */
+export function isMachineId(text: string): boolean {
+  return /^[0-9a-f]{32}$/.test(text);
+}
+
+/** The default unit's bridge: `aosbr` + the first 6 characters of the host's machine-id. */
+export function bridgeName(machineId: string): string {
+  return unitIdentity(undefined, machineId).bridge;
+}
+
+/**
+ * The default unit's bridge MAC: fixed and locally administered, so it does not change as
+ * ports come and go (the kernel would otherwise pick the lowest port MAC).
+ */
+export function bridgeMac(machineId: string): string {
+  return unitIdentity(undefined, machineId).bridgeMac;
+}
+
+/** A default-unit node's MAC: `52:54:00:` + the first 6 hex digits of md5(name). */
+export function nodeMac(name: string): string {
+  return macOf(name);
+}
+
+/** The tap of the node with this MAC: `aostap` + the MAC's last 6 hex digits. */
+export function tapName(mac: string): string {
+  return tapOf(mac);
+}
+
+/** The prefix of every node unit of every unit (systemctl list-units 'aos-node-*'). */
+export const NODE_UNIT_PREFIX = "aos-node-";

@@ -1,0 +1,104 @@
+import assert from "node:assert/strict";
+import {
+  bridgeMac,
+  bridgeName,
+  DEFAULT_UNIT,
+  isUnitName,
+  nodeMac,
+  systemdEscape,
+  tapName,
+  unitIdentity,
+  unitNames,
+} from "./unit_identity.ts";
+
+const MACHINE_ID = "a05b0e7e57bed0000000000000000001";
+
+Deno.test("the default unit keeps every name the README documents (pinned)", () => {
+  const id = unitIdentity(undefined, MACHINE_ID);
+  assert.deepEqual(
+    {
+      managerUnit: id.managerUnit,
+      slice: id.slice,
+      dnsmasqUnit: id.dnsmasqUnit,
+      dnsmasqUser: id.dnsmasqUser,
+      nftTable: id.nftTable,
+      dnsDomain: id.dnsDomain,
+      bridge: id.bridge,
+      bridgeMac: id.bridgeMac,
+    },
+    {
+      managerUnit: "aos-unit.service",
+      slice: "aos-unit.slice",
+      dnsmasqUnit: "aos-unit-dnsmasq.service",
+      dnsmasqUser: "aos-unit-dnsmasq",
+      nftTable: "aos_unit",
+      dnsDomain: "aos-unit",
+      bridge: "aosbra05b0e",
+      bridgeMac: "02:a7:c2:da:40:e9",
+    },
+  );
+  // A node's names, as the old tool made them (md5 of the node name) and running guests
+  // hold (the values of the release before the record, b661517).
+  assert.deepEqual(id.node("main"), {
+    unit: "aos-node-main.service",
+    user: "aos-node-main",
+    failedUnit: "aos-unit-vm-failed@main.service",
+    mac: "52:54:00:fa:d5:8d",
+    tap: "aostapfad58d",
+  });
+  assert.equal(id.node("main").mac, nodeMac("main"));
+  assert.equal(tapName(nodeMac("main")), "aostapfad58d");
+  assert.equal(bridgeName(MACHINE_ID), "aosbra05b0e");
+  assert.equal(bridgeMac(MACHINE_ID), id.bridgeMac);
+  // Too long for a user name (31): a hash of the node name, as before.
+  const long = "n".repeat(40);
+  assert.match(id.node(long).user, /^aos-node-[0-9a-f]{16}$/);
+  assert.equal(unitNames(undefined), DEFAULT_UNIT);
+});
+
+Deno.test("a named unit's names never collide with the default unit's or another's", () => {
+  const lab1 = unitIdentity("lab1", MACHINE_ID);
+  const def = unitIdentity(undefined, MACHINE_ID);
+  assert.equal(lab1.managerUnit, "aos-unit@lab1.service");
+  assert.equal(lab1.dnsDomain, "lab1.aos-unit");
+  assert.equal(lab1.nftTable, "aos_unit_lab1");
+  // Unit lab1's node "main" and a default-unit node "lab1-main" share nothing.
+  const a = lab1.node("main");
+  const b = def.node("lab1-main");
+  for (const key of ["unit", "user", "failedUnit", "mac", "tap"] as const) {
+    assert.notEqual(a[key], b[key], key);
+  }
+  // The same node name in two units: different taps and MACs.
+  const lab2 = unitIdentity("lab2", MACHINE_ID);
+  assert.notEqual(lab1.node("main").tap, lab2.node("main").tap);
+  assert.notEqual(lab1.node("main").mac, def.node("main").mac);
+  assert.notEqual(lab1.bridge, lab2.bridge);
+  assert.notEqual(lab1.bridge, def.bridge);
+  // Interface names stay within the kernel's 15 characters.
+  for (const id of [def, lab1, unitIdentity("a".repeat(20), MACHINE_ID)]) {
+    assert.ok(id.bridge.length <= 15, id.bridge);
+    assert.ok(id.node("n".repeat(63)).tap.length <= 15);
+    assert.ok(id.node("n".repeat(63)).user.length <= 31);
+  }
+  // Ownership: each unit's node units are its own.
+  assert.ok(def.ownsNodeUnit("aos-node-lab1-main.service"));
+  assert.ok(!def.ownsNodeUnit(a.unit));
+  assert.ok(lab1.ownsNodeUnit(a.unit));
+  assert.ok(!lab1.ownsNodeUnit(b.unit));
+  assert.ok(!lab1.ownsNodeUnit(unitIdentity("lab1-x", MACHINE_ID).node("main").unit));
+});
+
+Deno.test("slices nest by dash: lab-1's slice is escaped, not under lab's", () => {
+  assert.equal(unitNames("lab").slice, "aos-unit-lab.slice");
+  assert.equal(unitNames("lab-1").slice, "aos-unit-lab\\x2d1.slice");
+  assert.equal(systemdEscape("a-b.c_d"), "a\\x2db.c_d");
+  assert.notEqual(unitNames("lab-1").nftTable, unitNames("lab").nftTable);
+});
+
+Deno.test("a unit name is a DNS label of at most 20 characters", () => {
+  for (const ok of ["lab1", "a", "lab-1", "a".repeat(20)]) assert.ok(isUnitName(ok), ok);
+  for (const bad of ["", "-lab", "lab-", "Lab", "lab_1", "a".repeat(21), "lab.1"]) {
+    assert.ok(!isUnitName(bad), bad);
+    assert.throws(() => unitNames(bad), /not a DNS label/);
+  }
+});
