@@ -61,9 +61,13 @@ export interface UnitNames {
   nftTable: string;
   /** Where the host resolves the unit's nodes: NODE.<dnsDomain>. */
   dnsDomain: string;
+  /** The ifalias on each of its taps: teardown removes only taps that carry it. */
+  tapAlias: string;
   node(name: string): NodeNames;
   /** True for a node unit of this unit (teardown and discovery act on nothing else). */
   ownsNodeUnit(unitName: string): boolean;
+  /** The node a node unit of this unit runs; undefined for any other unit. */
+  nodeOfUnit(unitName: string): string | undefined;
 }
 
 /** Everything a unit owns on one host: its names, and its bridge (from the machine-id). */
@@ -100,6 +104,7 @@ const DEFAULT_NAMES: UnitNames = {
   dnsmasqUser: "aos-unit-dnsmasq",
   nftTable: "aos_unit",
   dnsDomain: "aos-unit",
+  tapAlias: "aos-unit tap",
   node: (name) => {
     const mac = macOf(name);
     return {
@@ -112,6 +117,7 @@ const DEFAULT_NAMES: UnitNames = {
   },
   // A default unit's node is a DNS label: no "_" (a named unit's nodes have one).
   ownsNodeUnit: (u) => /^aos-node-[A-Za-z0-9-]+\.service$/.test(u),
+  nodeOfUnit: (u) => /^aos-node-([A-Za-z0-9-]+)\.service$/.exec(u)?.[1],
 };
 
 /** A locally administered MAC from a key. */
@@ -132,6 +138,7 @@ function namedNames(name: string): UnitNames {
     // "-" is the only character a unit name has that nft names do not: "_" is free.
     nftTable: `aos_unit_${name.replaceAll("-", "_")}`,
     dnsDomain: `${name}.aos-unit`,
+    tapAlias: `aos-unit@${name} tap`,
     node: (node) => {
       const mac = macOf(`${name}/${node}`);
       return {
@@ -143,6 +150,10 @@ function namedNames(name: string): UnitNames {
       };
     },
     ownsNodeUnit: (u) => u.startsWith(prefix) && u.endsWith(".service"),
+    nodeOfUnit: (u) =>
+      u.startsWith(prefix) && u.endsWith(".service")
+        ? u.slice(prefix.length, -".service".length)
+        : undefined,
   };
 }
 

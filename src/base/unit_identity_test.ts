@@ -102,3 +102,14 @@ Deno.test("a unit name is a DNS label of at most 20 characters", () => {
     assert.throws(() => unitNames(bad), /not a DNS label/);
   }
 });
+
+Deno.test("a node unit names its node only to the unit that owns it", () => {
+  const def = unitNames(undefined);
+  const lab1 = unitNames("lab1");
+  assert.equal(def.nodeOfUnit("aos-node-lab1-main.service"), "lab1-main");
+  assert.equal(def.nodeOfUnit("aos-node-lab1_main.service"), undefined);
+  assert.equal(lab1.nodeOfUnit("aos-node-lab1_main.service"), "main");
+  assert.equal(lab1.nodeOfUnit("aos-node-lab1-main.service"), undefined);
+  assert.equal(def.nodeOfUnit("aos-unit-dnsmasq.service"), undefined);
+  assert.notEqual(def.tapAlias, lab1.tapAlias);
+});

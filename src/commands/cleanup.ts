@@ -18,7 +18,7 @@ import { recordedBridge, teardownNetwork } from "../net/apply.ts";
 import { envOverrides, loadAndPlan } from "../host/load.ts";
 import { readLeaseState } from "../host/leases.ts";
 import { answers, READY_PORT } from "../net/probe.ts";
-import { bridgeName, nodeMac } from "../base/unit_identity.ts";
+import { bridgeName, DEFAULT_UNIT, nodeMac } from "../base/unit_identity.ts";
 import { contains, parseIpv4 } from "../base/ipv4.ts";
 import { dhcpDir, nodeRunDir } from "../plan/layout.ts";
 import { powerDownNode } from "../vm/shutdown.ts";
@@ -51,9 +51,11 @@ async function stopUnits(ctx: CommandContext, systemd: Systemd, log: Logger): Pr
     log.warning(`Reading the configuration: ${(error as Error).message}; using defaults`);
   }
   const leases = readLeaseState(`${dhcpDir(ctx.paths)}/leases.json`).leases;
-  const units = await systemd.listUnits([`${NODE_UNIT_PREFIX}*.service`]);
+  // Only this unit's node units: another unit's (aos-node-NAME_NODE) are never touched.
+  const units = (await systemd.listUnits([`${NODE_UNIT_PREFIX}*.service`]))
+    .filter((u) => DEFAULT_UNIT.ownsNodeUnit(u.name));
   await Promise.all(units.map(async ({ name: unit }) => {
-    const name = unit.slice(NODE_UNIT_PREFIX.length, -".service".length);
+    const name = DEFAULT_UNIT.nodeOfUnit(unit)!;
     const state = await systemd.unitState(unit);
     if (state?.activeState === "failed" || state?.activeState === "inactive") {
       // On systemd < 254 a crash passes through "failed" on its way to a restart: a stop

@@ -11,6 +11,7 @@
  * restart (an upgrade, `systemctl restart`) it leaves everything running.
  */
 
+import { DEFAULT_UNIT } from "../base/unit_identity.ts";
 import { EXIT_OK, RuntimeError, UsageError } from "../base/errors.ts";
 import { Timeline } from "../base/timeline.ts";
 import type { Config } from "../base/config_types.ts";
@@ -294,6 +295,7 @@ async function pingPolkit(bus: MessageBus): Promise<void> {
 async function runningNodes(systemd: Systemd | undefined): Promise<string[]> {
   try {
     return (await systemd?.listUnits([`${NODE_UNIT_PREFIX}*.service`]) ?? [])
+      .filter((u) => DEFAULT_UNIT.ownsNodeUnit(u.name))
       .filter((u) => u.activeState === "active" || u.activeState === "activating")
       .map((u) => u.name);
   } catch {

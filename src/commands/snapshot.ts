@@ -4,6 +4,7 @@
  * stops and starts aos-unit.service around a restore's swap.
  */
 
+import { DEFAULT_UNIT } from "../base/unit_identity.ts";
 import { createRunner } from "../host/runner.ts";
 import { EXIT_OK, EXIT_RUNTIME, RuntimeError, UsageError } from "../base/errors.ts";
 import { againAsServiceUser } from "../host/as_service_user.ts";
@@ -91,13 +92,15 @@ async function step(ctx: CommandContext, o: SnapshotOptions, phase: Phase): Prom
 async function stopAll(ctx: CommandContext, systemd: Systemd): Promise<void> {
   ctx.err(`Stopping ${MANAGER_UNIT} (every guest gets the ACPI power button)...`);
   await systemd.stopUnit(MANAGER_UNIT, 10 * 60_000);
-  for (const unit of await systemd.listUnits([`${NODE_UNIT_PREFIX}*.service`])) {
+  const ours = async () =>
+    (await systemd.listUnits([`${NODE_UNIT_PREFIX}*.service`]))
+      .filter((u) => DEFAULT_UNIT.ownsNodeUnit(u.name));
+  for (const unit of await ours()) {
     if (["active", "activating", "deactivating", "reloading"].includes(unit.activeState)) {
       await systemd.stopUnit(unit.name, 5 * 60_000);
     }
   }
-  const left = (await systemd.listUnits([`${NODE_UNIT_PREFIX}*.service`]))
-    .filter((u) => !["inactive", "failed"].includes(u.activeState));
+  const left = (await ours()).filter((u) => !["inactive", "failed"].includes(u.activeState));
   if (left.length > 0) {
     throw new RuntimeError(`Nodes still running: ${left.map((u) => u.name).join(", ")}`);
   }

@@ -15,6 +15,7 @@
  * running as the service user.
  */
 
+import { DEFAULT_UNIT } from "../base/unit_identity.ts";
 import { nodeFailureSpool } from "../plan/layout.ts";
 import {
   ConfigError,
@@ -259,6 +260,7 @@ async function checkAndPrepare(
       `${NODE_UNIT_PREFIX}*.service`,
       new Set(plan.nodes.map((n) => n.unit.name)),
       log,
+      DEFAULT_UNIT.ownsNodeUnit,
     );
   }
   return { loaded, existing };

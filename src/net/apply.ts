@@ -4,6 +4,7 @@
  * a crash, gives the same result; cleanup removes only what aos-unit made.
  */
 
+import { DEFAULT_UNIT } from "../base/unit_identity.ts";
 import { RuntimeError } from "../base/errors.ts";
 import { writeFileAtomic } from "../host/atomic.ts";
 import { readSmallFile } from "../host/safe_file.ts";
@@ -112,7 +113,9 @@ export async function ensureTaps(
     if (tap?.master !== plan.network.bridge) {
       await runner.run([TOOLS.ip, "link", "set", node.tap, "master", plan.network.bridge]);
     }
-    await runner.run([TOOLS.ip, "link", "set", node.tap, "up"]);
+    // The owner's mark (a tap made by an older release gets it here): teardown removes a
+    // tap without a bridge only when it carries it.
+    await runner.run([TOOLS.ip, "link", "set", node.tap, "alias", DEFAULT_UNIT.tapAlias, "up"]);
   }
   // Taps of nodes no longer in the config.
   const wanted = new Set(plan.nodes.map((n) => n.tap));
@@ -285,9 +288,10 @@ export async function teardownNetwork(
       await del(name);
       removed.push(`bridge ${name}`);
     }
-    // Taps whose bridge is already gone (a crash between steps).
+    // Our taps whose bridge is already gone (a crash between steps): by the owner's mark,
+    // never by name (another unit's taps share the prefix).
     const orphans = links.filter((l) =>
-      l.ifname.startsWith(TAP_PREFIX) && !l.master && l.linkinfo?.info_kind === "tun"
+      !l.master && l.linkinfo?.info_kind === "tun" && l.ifalias === DEFAULT_UNIT.tapAlias
     );
     await Promise.all(orphans.map((t) => del(t.ifname)));
     removed.push(...orphans.map((t) => `tap ${t.ifname}`));

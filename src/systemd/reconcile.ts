@@ -68,8 +68,10 @@ export async function stopStale(
   pattern: string,
   keep: ReadonlySet<string>,
   log: Logger,
+  owns: (unit: string) => boolean = () => true,
 ): Promise<string[]> {
-  const stale = (await systemd.listUnits([pattern])).filter((u) => !keep.has(u.name));
+  const stale = (await systemd.listUnits([pattern]))
+    .filter((u) => owns(u.name) && !keep.has(u.name));
   await Promise.all(stale.map(async (u) => {
     log.info(`${u.name} is no longer in the configuration: stopping it`);
     await systemd.clearOld(u.name);

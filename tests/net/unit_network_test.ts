@@ -463,12 +463,18 @@ Deno.test({
         await topo.procs.stop(dnsmasq!);
         // systemd removes a node unit's runtime directory when it stops; here the test made them.
         for (const node of plan!.nodes) Deno.removeSync(node.runDir, { recursive: true });
+        // Another unit's tap, on no bridge (as after a crash): the same prefix, not ours.
+        const foreign = "aostapf0e1c2";
+        const ip = (...args: string[]) => run(["ip", "-n", topo.host, ...args]);
+        assert.equal((await ip("tuntap", "add", "dev", foreign, "mode", "tap")).code, 0);
+        await ip("link", "set", foreign, "alias", "aos-unit@other tap");
         const r = await unit.cli("cleanup");
         assert.equal(r.code, 0, r.stderr);
         const left = (await links(topo.host)).filter((l) =>
           l.startsWith("aosbr") || l.startsWith("aostap")
         );
-        assert.deepEqual(left, []);
+        assert.deepEqual(left, [foreign], "only another unit's tap is left");
+        assert.equal((await ip("link", "delete", foreign)).code, 0);
         assert.equal(await tableExists(topo.host), false);
         const files = [...Deno.readDirSync(unit.runtimeDir)].map((e) => e.name);
         assert.deepEqual(files, []);
