@@ -14,9 +14,10 @@
  */
 
 import { parseTimeline } from "../../src/base/timeline.ts";
-import { buildGuests, ROOT } from "../lib/aos.ts";
+import { buildGuests } from "../lib/aos.ts";
+import { buildDeb, installWithImages, killManager } from "./bed_install.ts";
 import { Bed } from "../lib/bed.ts";
-import { run, waitFor } from "../lib/proc.ts";
+import { waitFor } from "../lib/proc.ts";
 import { Topology } from "../lib/topology.ts";
 
 type Suite = "bookworm" | "trixie";
@@ -198,15 +199,7 @@ async function benchSuite(suite: Suite, work: string, deb: string): Promise<[str
     await topo.create();
     await bed.up({ flavour: "base", netns: topo.host });
     rows.push(["systemd", (await sh("systemctl --version | head -n1")).split(" ")[1]!]);
-    await bed.cpIn(deb, "/tmp/");
-    await sh(`apt-get install -y -q /tmp/${deb.split("/").pop()} >/dev/null`);
-    for (const n of NODES) {
-      await bed.cpIn(
-        `${work}/images/aos-vm-${n}-amd64-uefi.qcow2`,
-        `/var/lib/aos-unit/aos-vm-${n}-amd64.qcow2`,
-      );
-    }
-    await sh("chown aos-unit:aos-unit /var/lib/aos-unit/*.qcow2");
+    await installWithImages(bed, [deb], `${work}/images`, NODES);
     await bed.exec(["sh", "-c", "cat > /etc/aos-unit/unit_config.yaml"], { stdin: CONFIG });
 
     const sampled = await start("first start ever (2 nodes, TCG)");
@@ -229,20 +222,12 @@ async function benchSuite(suite: Suite, work: string, deb: string): Promise<[str
       section(title, stopTimeline(await journal(since), wall));
     };
     await stop("stop (guests powered down)");
-    await sh("systemctl is-active -q aos-unit-stopped.service; sleep 2"); // its cleanup settles
     await start("second start (2 nodes)");
 
     const b0 = await boots();
     const since = await sh("date +%s.%N");
     const k0 = performance.now();
-    await sh("systemctl kill -s KILL --kill-whom=main aos-unit");
-    await waitFor(
-      "a restart",
-      async () =>
-        (await sh("systemctl show -p NRestarts --value aos-unit")) !== "0" ? true : undefined,
-      10_000,
-      50,
-    );
+    await killManager(sh);
     await waitFor(
       "READY",
       async () =>
@@ -274,11 +259,7 @@ async function benchSuite(suite: Suite, work: string, deb: string): Promise<[str
 
 const work = await Deno.makeTempDir({ prefix: "aosu-footprint-" });
 try {
-  const r = await run(
-    ["bash", `${ROOT}/packaging/build_package.sh`, "--out", `${work}/deb`, "--compress", "gzip"],
-  );
-  if (r.code !== 0) throw new Error(r.stderr);
-  const deb = r.stdout.trim().split("\n").at(-1)!;
+  const deb = await buildDeb(`${work}/deb`);
   await buildGuests(`${work}/images`, NODES);
   const results = new Map<Suite, Map<string, string>>();
   for (const suite of SUITES) {

@@ -11,8 +11,9 @@
  */
 
 import { buildGuests, bundle, ROOT } from "../lib/aos.ts";
+import { buildDeb, installWithImages, killManager } from "./bed_install.ts";
 import { Bed } from "../lib/bed.ts";
-import { run, waitFor } from "../lib/proc.ts";
+import { waitFor } from "../lib/proc.ts";
 import { Topology } from "../lib/topology.ts";
 import { median, processMemory, report } from "./stats.ts";
 
@@ -31,15 +32,6 @@ function record(what: string, suite: Suite, value: string): void {
 }
 
 const work = await Deno.makeTempDir({ prefix: "aosu-sbench-" });
-
-async function buildDeb(out: string, epoch: number): Promise<string> {
-  const r = await run(
-    ["bash", `${ROOT}/packaging/build_package.sh`, "--out", out, "--compress", "gzip"],
-    { env: { ...Deno.env.toObject(), SOURCE_DATE_EPOCH: String(epoch) } },
-  );
-  if (r.code !== 0) throw new Error(r.stderr);
-  return r.stdout.trim().split("\n").at(-1)!;
-}
 
 const epoch = Math.floor(Date.now() / 1000);
 const deb = await buildDeb(`${work}/1`, epoch);
@@ -81,15 +73,7 @@ async function benchSuite(suite: Suite): Promise<void> {
     await topo.create();
     await bed.up({ flavour: "base", netns: topo.host });
     record("systemd", suite, (await sh("systemctl --version | head -n1")).split(" ")[1]!);
-    for (const d of [deb, deb2]) await bed.cpIn(d, "/tmp/");
-    await sh(`apt-get install -y -q /tmp/${deb.split("/").pop()} >/dev/null`);
-    for (const n of names) {
-      await bed.cpIn(
-        `${work}/images/aos-vm-${n}-amd64-uefi.qcow2`,
-        `/var/lib/aos-unit/aos-vm-${n}-amd64.qcow2`,
-      );
-    }
-    await sh("chown aos-unit:aos-unit /var/lib/aos-unit/*.qcow2");
+    await installWithImages(bed, [deb, deb2], `${work}/images`, names);
 
     for (const size of SIZES) {
       await bed.exec(["sh", "-c", "cat > /etc/aos-unit/unit_config.yaml"], { stdin: config(size) });
@@ -147,14 +131,7 @@ async function benchSuite(suite: Suite): Promise<void> {
 
     const b0 = await boots(2);
     const k0 = performance.now();
-    await sh("systemctl kill -s KILL --kill-whom=main aos-unit");
-    await waitFor(
-      "a restart",
-      async () =>
-        (await sh("systemctl show -p NRestarts --value aos-unit")) !== "0" ? true : undefined,
-      10_000,
-      50,
-    );
+    await killManager(sh);
     await running();
     record(
       "manager SIGKILL -> READY again",

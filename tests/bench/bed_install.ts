@@ -1,0 +1,55 @@
+/** What the bed-based benchmarks share: the package built, then installed with its images. */
+
+import { ROOT } from "../lib/aos.ts";
+import type { Bed } from "../lib/bed.ts";
+import { run, waitFor } from "../lib/proc.ts";
+
+/** Builds the .deb (gzip: quick) into `out`, with this SOURCE_DATE_EPOCH; returns its path. */
+export async function buildDeb(
+  out: string,
+  epoch = Math.floor(Date.now() / 1000),
+): Promise<string> {
+  const r = await run(
+    ["bash", `${ROOT}/packaging/build_package.sh`, "--out", out, "--compress", "gzip"],
+    { env: { ...Deno.env.toObject(), SOURCE_DATE_EPOCH: String(epoch) } },
+  );
+  if (r.code !== 0) throw new Error(r.stderr);
+  return r.stdout.trim().split("\n").at(-1)!;
+}
+
+/**
+ * Copies the packages into the bed, installs the first, and puts each node's UEFI test
+ * image (buildGuests in `images`) where the unit finds it, owned by the service user.
+ */
+export async function installWithImages(
+  bed: Bed,
+  debs: string[],
+  images: string,
+  nodes: string[],
+): Promise<void> {
+  const sh = async (script: string) => {
+    const r = await bed.sh(script);
+    if (r.code !== 0) throw new Error(`${script}: ${r.stderr}`);
+  };
+  for (const d of debs) await bed.cpIn(d, "/tmp/");
+  await sh(`apt-get install -y -q /tmp/${debs[0]!.split("/").pop()} >/dev/null`);
+  for (const n of nodes) {
+    await bed.cpIn(
+      `${images}/aos-vm-${n}-amd64-uefi.qcow2`,
+      `/var/lib/aos-unit/aos-vm-${n}-amd64.qcow2`,
+    );
+  }
+  await sh("chown aos-unit:aos-unit /var/lib/aos-unit/*.qcow2");
+}
+
+/** SIGKILLs the manager, and returns once systemd has started it again (NRestarts moved). */
+export async function killManager(sh: (script: string) => Promise<string>): Promise<void> {
+  await sh("systemctl kill -s KILL --kill-whom=main aos-unit");
+  await waitFor(
+    "a restart",
+    async () =>
+      (await sh("systemctl show -p NRestarts --value aos-unit")) !== "0" ? true : undefined,
+    10_000,
+    50,
+  );
+}
