@@ -153,12 +153,17 @@ until systemctl is-active -q aos-unit-dnsmasq; do sleep 0.2; done
 max=0; n=0; seen=
 end=$(( $(date +%s) + 40 ))
 while [ $(date +%s) -lt $end ]; do
-  for p in $(pgrep -f lease-hook.js); do
+  # "[.]": the pattern must not match this script's own command line.
+  for p in $(pgrep -f "deno .*lease-hook[.]js"); do
     case " $seen " in *" $p "*) continue ;; esac
     seen="$seen $p"; n=$((n + 1))
-    # Followed to its end: its high-water mark just before it exits is its peak.
-    while r=$(awk '/^VmHWM:/ {print $2}' /proc/$p/status 2>/dev/null) && [ -n "$r" ]; do
+    # Followed to its end (a run lives ~0.1 s; at most ~2 s of polls): its high-water mark
+    # just before it exits is its peak.
+    i=0
+    while [ $i -lt 1000 ] && r=$(awk '/^VmHWM:/ {print $2}' /proc/$p/status 2>/dev/null) &&
+      [ -n "$r" ]; do
       [ "$r" -gt $max ] && max=$r
+      i=$((i + 1))
     done
   done
   systemctl is-active -q aos-unit && [ $n -ge ${NODES.length} ] && break
