@@ -232,7 +232,14 @@ async function stopEverything(
   log.info(`All nodes down in ${Math.round(performance.now() - started)} ms`);
   await Promise.all([
     watch.session.systemd?.stopUnit(DNSMASQ_UNIT, 10_000).catch(() => {}),
-    teardownNetwork(runner, plan.paths.runtimeDir, [plan.network.bridge], log),
+    // The manager's own bus reverts resolved's settings: no connection of its own.
+    teardownNetwork(
+      runner,
+      plan.paths.runtimeDir,
+      [plan.network.bridge],
+      log,
+      watch.session.systemd?.bus,
+    ),
   ]);
   log.info(`Unit down in ${Math.round(performance.now() - started)} ms`);
 }

@@ -258,6 +258,7 @@ export async function teardownNetwork(
   runtimeDir: string,
   bridges: string[],
   log: Logger,
+  bus?: MessageBus,
 ): Promise<string[]> {
   const removed: string[] = [];
   const failed: string[] = [];
@@ -283,7 +284,10 @@ export async function teardownNetwork(
         continue;
       }
       const taps = links.filter((l) => l.master === name && l.ifname.startsWith(TAP_PREFIX));
-      await Promise.all([revertResolved(bridge.ifindex, log), ...taps.map((t) => del(t.ifname))]);
+      await Promise.all([
+        revertResolved(bridge.ifindex, log, bus),
+        ...taps.map((t) => del(t.ifname)),
+      ]);
       removed.push(...taps.map((t) => `tap ${t.ifname}`));
       await del(name);
       removed.push(`bridge ${name}`);
@@ -325,14 +329,15 @@ export async function teardownNetwork(
   return removed;
 }
 
-async function revertResolved(ifindex: number, log: Logger): Promise<void> {
-  let bus: MessageBus | undefined;
+/** @param shared a bus the caller holds (the manager's): no connection of its own */
+async function revertResolved(ifindex: number, log: Logger, shared?: MessageBus): Promise<void> {
+  let own: MessageBus | undefined;
   try {
-    bus = await connectSystemBus(undefined, 1500);
+    const bus = shared ?? (own = await connectSystemBus(undefined, 1500));
     await revertLink(bus, ifindex);
   } catch (error) {
     log.debug(`Not reverting resolved settings: ${(error as Error).message}`);
   } finally {
-    bus?.disconnect();
+    own?.disconnect();
   }
 }
