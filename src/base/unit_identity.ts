@@ -96,7 +96,7 @@ function tapOf(mac: string): string {
 }
 
 /** The default unit: the names the README documents, unchanged. */
-const DEFAULT_NAMES: UnitNames = {
+export const DEFAULT_UNIT: UnitNames = {
   name: undefined,
   managerUnit: "aos-unit.service",
   slice: "aos-unit.slice",
@@ -159,7 +159,7 @@ function namedNames(name: string): UnitNames {
 
 /** The names of unit `name` (undefined: the default unit); throws for an invalid name. */
 export function unitNames(name: string | undefined): UnitNames {
-  if (name === undefined) return DEFAULT_NAMES;
+  if (name === undefined) return DEFAULT_UNIT;
   if (!isUnitName(name)) {
     throw new Error(
       `unit name ${JSON.stringify(name)} is not a DNS label of at most ${MAX_UNIT_NAME} characters`,
@@ -167,9 +167,6 @@ export function unitNames(name: string | undefined): UnitNames {
   }
   return namedNames(name);
 }
-
-/** The default unit's names (aos-unit.service). */
-export const DEFAULT_UNIT: UnitNames = DEFAULT_NAMES;
 
 /**
  * Everything unit `name` owns (undefined: the default unit) on the host with this
