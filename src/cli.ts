@@ -18,7 +18,8 @@ import {
   RuntimeError,
 } from "./base/errors.ts";
 import { exists } from "./host/facts.ts";
-import { resolvePaths } from "./host/paths.ts";
+import { resolvePaths, UNIT_NAME_ENV } from "./host/paths.ts";
+import { isUnitName, MAX_UNIT_NAME } from "./base/unit_identity.ts";
 import { logToFileOnly, setupLogging } from "./log.ts";
 import {
   denoFlags,
@@ -53,6 +54,8 @@ interface Selected {
   spec: CommandSpec;
   call: Invocation;
   configDir?: string | undefined;
+  /** --unit NAME: the unit this invocation works for (undefined: the default unit). */
+  unit?: string | undefined;
   /** The node argument of `console` and `powerdown`: names the one socket they may open. */
   node?: string | undefined;
 }
@@ -81,6 +84,13 @@ function addCommand(program: Command, spec: CommandSpec, select: (s: Selected) =
       ),
     );
   }
+  // Every command works for one unit; dnsmasq's argv (lease-hook) has no room for it.
+  if (!spec.passThrough) {
+    command.option(
+      "-u, --unit <name>",
+      "work for unit NAME (aos-unit@NAME.service, /etc/aos-unit/units/NAME) instead of the default unit",
+    );
+  }
   for (const o of spec.options ?? []) {
     if (o.repeatable) {
       command.option(o.flags, o.description, (v: string, all: string[]) => [...all, v], []);
@@ -96,6 +106,7 @@ function addCommand(program: Command, spec: CommandSpec, select: (s: Selected) =
       spec,
       call: { args, opts },
       configDir: typeof opts.configDir === "string" ? opts.configDir : undefined,
+      unit: typeof opts.unit === "string" ? opts.unit : undefined,
       node: spec.nodeOperand && typeof args[0] === "string" ? args[0] : undefined,
     });
   });
@@ -259,7 +270,17 @@ export async function main(
   const chosen: Selected = selected;
   const command = chosen.spec.name;
   const env = readEnv();
-  const paths = resolvePaths((name) => env[name], chosen.configDir);
+  // --unit, else the unit's own units say which (AOS_UNIT_NAME), else the default unit.
+  const unit = chosen.unit ?? (env[UNIT_NAME_ENV] || undefined);
+  if (unit !== undefined && !isUnitName(unit)) {
+    io.err(
+      `aos-unit ${command}: ${
+        JSON.stringify(unit)
+      } is not a unit name: a DNS label (a-z, 0-9, inner "-") of at most ${MAX_UNIT_NAME} characters`,
+    );
+    return EXIT_CONFIG;
+  }
+  const paths = resolvePaths((name) => env[name], chosen.configDir, unit);
   const ctx: PermissionContext = {
     paths,
     notifySocket: env.NOTIFY_SOCKET ?? NOTIFY_SOCKET_DEFAULT,

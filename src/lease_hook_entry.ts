@@ -13,7 +13,7 @@
 import { EXIT_OK, EXIT_RUNTIME } from "./base/errors.ts";
 import { leaseEventOf, recordedText, recordLeaseEvent } from "./host/lease_file.ts";
 import { DIRECTORY_ENV, resolvePaths } from "./host/paths.ts";
-import { dhcpDir } from "./plan/layout.ts";
+import { leaseStateFile } from "./plan/layout.ts";
 
 /** One line to the journal with its priority (sd-daemon), or to stderr as the CLI writes. */
 function say(priority: 3 | 4 | 6, text: string): void {
@@ -38,7 +38,7 @@ export async function leaseHookMain(argv: string[]): Promise<number> {
     (Object.values(DIRECTORY_ENV) as string[]).includes(name) ? Deno.env.get(name) : undefined
   );
   try {
-    await recordLeaseEvent(`${dhcpDir(paths)}/leases.json`, event);
+    await recordLeaseEvent(leaseStateFile(paths), event);
   } catch (error) {
     say(3, (error as Error).message);
     return EXIT_RUNTIME;

@@ -55,6 +55,7 @@ export const DISPATCH_ENV = [
   // commander reads these to colour help and errors (without NO_COLOR set).
   "FORCE_COLOR",
   "CLICOLOR_FORCE",
+  "AOS_UNIT_NAME",
   "AOS_UNIT_SERVICE_USER",
   "AOS_UNIT_EXECUTABLE",
   "AOS_UNIT_LEASE_HOOK",
@@ -132,6 +133,8 @@ function planning(p: Paths): Partial<PermissionSet> {
     read: [
       p.configDir,
       p.stateDir,
+      // The base images, shared by every unit.
+      p.imagesDir,
       p.runtimeDir,
       // The broker's records: the KVM probe, what the images configure.
       brokerDir(p),
@@ -153,6 +156,7 @@ const TABLE: Record<Subcommand, (p: Paths, ctx: PermissionContext) => Permission
         p.configDir,
         EXAMPLES_DIR,
         p.stateDir,
+        p.imagesDir,
         // The image-network cache the broker keeps.
         imageCacheFile(p),
         kvmProbeFile(p),
@@ -196,7 +200,7 @@ const TABLE: Record<Subcommand, (p: Paths, ctx: PermissionContext) => Permission
       net: nodeSockets(p, ctx.node).serial,
     }),
   // Pure: reads the configuration and the images' headers (their virtual size), writes nothing.
-  export: (p) => merge({ read: [p.configDir, EXAMPLES_DIR, p.stateDir], env: YAML_ENV }),
+  export: (p) => merge({ read: [p.configDir, EXAMPLES_DIR, p.imagesDir], env: YAML_ENV }),
   reset: (p, ctx) => merge(planning(p), dbus(), asServiceUser(ctx), { write: [p.stateDir] }),
   // Root stops and starts aos-unit.service around a restore (holding a lock in its own
   // directory); the files are the service user's (started again as that user). net: every

@@ -40,6 +40,8 @@ export function systemdEscape(text: string): string {
 export interface NodeNames {
   /** The transient unit QEMU runs in. */
   unit: string;
+  /** Its unit without ".service": QEMU's process name and the journal's identifier. */
+  process: string;
   /** Its DynamicUser= (at most 31 characters). */
   user: string;
   /** The aos-unit-vm-failed@ instance that records its crash. */
@@ -90,9 +92,24 @@ function macOf(key: string): string {
   return `52:54:00:${hex.slice(0, 2)}:${hex.slice(2, 4)}:${hex.slice(4, 6)}`;
 }
 
+/** Every unit's taps start so (at most 15 characters in all). */
+export const TAP_PREFIX = "aostap";
+/** Every unit's bridge starts so: `aosbr` + 6 hex digits. */
+export const BRIDGE_PREFIX = "aosbr";
+
 /** `aostap` + the last 6 hex digits of the MAC. */
 function tapOf(mac: string): string {
-  return `aostap${mac.replaceAll(":", "").slice(-6)}`;
+  return `${TAP_PREFIX}${mac.replaceAll(":", "").slice(-6)}`;
+}
+
+/** A name of a unit's bridge's form (what cleanup, as root, may delete when recorded). */
+export function isBridgeName(name: string): boolean {
+  return new RegExp(`^${BRIDGE_PREFIX}[0-9a-f]{6}$`).test(name);
+}
+
+/** A table some unit owns (the default unit's aos_unit, a named unit's aos_unit_NAME). */
+export function isUnitTable(name: string): boolean {
+  return /^aos_unit(_[a-z0-9_]+)?$/.test(name);
 }
 
 /** The default unit: the names the README documents, unchanged. */
@@ -109,6 +126,7 @@ export const DEFAULT_UNIT: UnitNames = {
     const mac = macOf(name);
     return {
       unit: `aos-node-${name}.service`,
+      process: `aos-node-${name}`,
       user: userName(`aos-node-${name}`, name),
       failedUnit: `aos-unit-vm-failed@${name}.service`,
       mac,
@@ -143,6 +161,7 @@ function namedNames(name: string): UnitNames {
       const mac = macOf(`${name}/${node}`);
       return {
         unit: `${prefix}${node}.service`,
+        process: `${prefix}${node}`,
         user: userName(`${prefix}${node}`, `${name}/${node}`),
         failedUnit: `aos-unit-vm-failed@${name}_${node}.service`,
         mac,
@@ -178,12 +197,12 @@ export function unitIdentity(name: string | undefined, machineId: string): UnitI
   return name === undefined
     ? {
       ...names,
-      bridge: `aosbr${machineId.slice(0, 6)}`,
+      bridge: `${BRIDGE_PREFIX}${machineId.slice(0, 6)}`,
       bridgeMac: bridgeMacOf(`aos-unit bridge ${machineId}`),
     }
     : {
       ...names,
-      bridge: `aosbr${md5(`aos-unit ${name} ${machineId}`).slice(0, 6)}`,
+      bridge: `${BRIDGE_PREFIX}${md5(`aos-unit ${name} ${machineId}`).slice(0, 6)}`,
       bridgeMac: bridgeMacOf(`aos-unit bridge ${name} ${machineId}`),
     };
 }

@@ -41,6 +41,7 @@ Deno.test("the default unit keeps every name the README documents (pinned)", () 
   // hold (the values of the release before the record, b661517).
   assert.deepEqual(id.node("main"), {
     unit: "aos-node-main.service",
+    process: "aos-node-main",
     user: "aos-node-main",
     failedUnit: "aos-unit-vm-failed@main.service",
     mac: "52:54:00:fa:d5:8d",

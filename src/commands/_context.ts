@@ -2,6 +2,7 @@
 
 import { EXECUTABLE } from "../base/host_files.ts";
 import { SERVICE_USER } from "../host/facts.ts";
+import { UNIT_NAME_ENV } from "../host/paths.ts";
 import type { Paths } from "../plan/types.ts";
 
 export interface CommandContext {
@@ -12,7 +13,11 @@ export interface CommandContext {
   err(text: string): void;
 }
 
-/** The service user and the executable to run as it (overridable in tests and development). */
+/**
+ * The service user and the executable to run as it (overridable in tests and development),
+ * with the environment to give it: this one, naming the unit this command works for (it
+ * may have come from --unit).
+ */
 export function serviceUserOf(ctx: CommandContext): {
   executable: string;
   serviceUser: string;
@@ -21,6 +26,6 @@ export function serviceUserOf(ctx: CommandContext): {
   return {
     executable: ctx.env.AOS_UNIT_EXECUTABLE ?? EXECUTABLE,
     serviceUser: ctx.env.AOS_UNIT_SERVICE_USER ?? SERVICE_USER,
-    env: ctx.env,
+    env: { ...ctx.env, [UNIT_NAME_ENV]: ctx.paths.unit },
   };
 }

@@ -24,7 +24,6 @@ import {
   subnetProblem,
 } from "../net/preflight.ts";
 import type { HostFacts, Plan } from "../plan/types.ts";
-import { DNSMASQ_UNIT } from "../plan/units.ts";
 import { call, type MessageBus, nameHasOwner } from "../systemd/bus.ts";
 import { resolvedUnreachable } from "../systemd/resolved.ts";
 import type { Systemd } from "../systemd/systemd1.ts";
@@ -322,7 +321,9 @@ const dnsPort: Check = {
   id: "dns-port",
   run: async ({ input: { plan, systemd, runner } }) => {
     if (!plan) return undefined;
-    const ours = systemd ? (await systemd.unitState(DNSMASQ_UNIT))?.activeState : undefined;
+    const ours = systemd
+      ? (await systemd.unitState(plan.dnsmasq.unit.name))?.activeState
+      : undefined;
     const p = dnsPortProblem(plan.network, (await runner.run([TOOLS.ss, "-Hlnut"])).stdout);
     return p ? rendered(p, "fail") : ok(
       "dns-port",

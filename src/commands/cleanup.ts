@@ -18,11 +18,10 @@ import { recordedBridge, teardownNetwork } from "../net/apply.ts";
 import { envOverrides, loadAndPlan } from "../host/load.ts";
 import { readLeaseState } from "../host/leases.ts";
 import { answers, READY_PORT } from "../net/probe.ts";
-import { bridgeName, DEFAULT_UNIT, nodeMac } from "../base/unit_identity.ts";
+import { NODE_UNIT_PREFIX, unitIdentity, unitNames } from "../base/unit_identity.ts";
 import { contains, parseIpv4 } from "../base/ipv4.ts";
-import { dhcpDir, nodeRunDir } from "../plan/layout.ts";
+import { leaseStateFile, nodeRunDir } from "../plan/layout.ts";
 import { powerDownNode } from "../vm/shutdown.ts";
-import { DNSMASQ_UNIT, MANAGER_UNIT, NODE_UNIT_PREFIX } from "../plan/units.ts";
 import { openSystemd } from "../systemd/connect.ts";
 import type { Systemd } from "../systemd/systemd1.ts";
 import type { CommandContext } from "./_context.ts";
@@ -50,12 +49,13 @@ async function stopUnits(ctx: CommandContext, systemd: Systemd, log: Logger): Pr
   } catch (error) {
     log.warning(`Reading the configuration: ${(error as Error).message}; using defaults`);
   }
-  const leases = readLeaseState(`${dhcpDir(ctx.paths)}/leases.json`).leases;
-  // Only this unit's node units: another unit's (aos-node-NAME_NODE) are never touched.
+  const leases = readLeaseState(leaseStateFile(ctx.paths)).leases;
+  // Only this unit's node units: another unit's are never touched.
+  const names = unitNames(ctx.paths.unit);
   const units = (await systemd.listUnits([`${NODE_UNIT_PREFIX}*.service`]))
-    .filter((u) => DEFAULT_UNIT.ownsNodeUnit(u.name));
+    .filter((u) => names.ownsNodeUnit(u.name));
   await Promise.all(units.map(async ({ name: unit }) => {
-    const name = DEFAULT_UNIT.nodeOfUnit(unit)!;
+    const name = names.nodeOfUnit(unit)!;
     const state = await systemd.unitState(unit);
     if (state?.activeState === "failed" || state?.activeState === "inactive") {
       // On systemd < 254 a crash passes through "failed" on its way to a restart: a stop
@@ -64,7 +64,7 @@ async function stopUnits(ctx: CommandContext, systemd: Systemd, log: Logger): Pr
       await systemd.resetFailed(unit).catch(() => {});
       return;
     }
-    const leased = leases[nodeMac(name)]?.ip;
+    const leased = leases[names.node(name).mac]?.ip;
     const ip = planned.get(name) ?? (leased && inSubnet(leased) ? leased : undefined);
     const phase = state?.subState === "auto-restart"
       ? "restarting"
@@ -79,10 +79,10 @@ async function stopUnits(ctx: CommandContext, systemd: Systemd, log: Logger): Pr
     );
     await systemd.resetFailed(unit).catch(() => {});
   }));
-  await systemd.stopUnit(DNSMASQ_UNIT, 10_000).catch((e) =>
-    log.warning(`Cannot stop ${DNSMASQ_UNIT}: ${(e as Error).message}`)
+  await systemd.stopUnit(names.dnsmasqUnit, 10_000).catch((e) =>
+    log.warning(`Cannot stop ${names.dnsmasqUnit}: ${(e as Error).message}`)
   );
-  await systemd.resetFailed(DNSMASQ_UNIT).catch(() => {});
+  await systemd.resetFailed(names.dnsmasqUnit).catch(() => {});
   return units.map((u) => u.name);
 }
 
@@ -127,7 +127,8 @@ async function reasonToKeep(
   when: CleanupWhen,
 ): Promise<string | undefined> {
   if (when === "always") return undefined;
-  const job = await systemd?.jobType(MANAGER_UNIT).catch(() => undefined);
+  const manager = unitNames(ctx.paths.unit).managerUnit;
+  const job = await systemd?.jobType(manager).catch(() => undefined);
   if (when === "after-failure") {
     return job === "stop"
       ? undefined
@@ -136,10 +137,10 @@ async function reasonToKeep(
       }): the guests and their network stay for the next start to adopt`;
   }
   if (!systemd) return "No system bus: cannot tell whether aos-unit.service runs again";
-  const state = await systemd.unitState(MANAGER_UNIT);
+  const state = await systemd.unitState(manager);
   const active = state?.activeState ?? "inactive";
   if (job !== undefined || !["inactive", "failed"].includes(active)) {
-    return `${MANAGER_UNIT} is ${active}${job ? ` with a ${job} job` : ""}: nothing to take down`;
+    return `${manager} is ${active}${job ? ` with a ${job} job` : ""}: nothing to take down`;
   }
   return undefined;
 }
@@ -147,6 +148,7 @@ async function reasonToKeep(
 export async function cleanupCommand(ctx: CommandContext, when: CleanupWhen): Promise<number> {
   const log = logger("cleanup");
   const started = performance.now();
+  const names = unitNames(ctx.paths.unit);
   const connection = await openSystemd();
   const systemd = connection.systemd;
   if (connection.problem) log.warning(`No systemd to stop units with: ${connection.problem}`);
@@ -159,7 +161,7 @@ export async function cleanupCommand(ctx: CommandContext, when: CleanupWhen): Pr
     if (when === "after-failure") {
       log.warning("The manager ended while the unit was being stopped: taking the unit down");
     } else if (when === "if-stopped") {
-      log.warning(`${MANAGER_UNIT} ended stopped: taking down what is left`);
+      log.warning(`${names.managerUnit} ended stopped: taking down what is left`);
     }
     if (!systemd) refuseWithGuestsRunning(ctx);
     const stopped = systemd ? await stopUnits(ctx, systemd, log) : [];
@@ -167,11 +169,16 @@ export async function cleanupCommand(ctx: CommandContext, when: CleanupWhen): Pr
     const recorded = recordedBridge(ctx.paths.runtimeDir);
     if (recorded) bridges.push(recorded);
     try {
-      bridges.push(bridgeName(readMachineId()));
+      bridges.push(unitIdentity(ctx.paths.unit, readMachineId()).bridge);
     } catch (error) {
       log.warning(`Cannot derive the bridge name: ${(error as Error).message}`);
     }
-    const removed = await teardownNetwork(createRunner(), ctx.paths.runtimeDir, bridges, log);
+    const removed = await teardownNetwork(
+      createRunner(),
+      { runtimeDir: ctx.paths.runtimeDir, names },
+      bridges,
+      log,
+    );
     const all = [...stopped.map((u) => `unit ${u}`), ...removed];
     log.info(
       all.length === 0

@@ -2,6 +2,7 @@
 
 import { EXIT_OK, RuntimeError, UsageError } from "../base/errors.ts";
 import { isNodeName } from "../base/names.ts";
+import { NODE_UNIT_PREFIX } from "../base/unit_identity.ts";
 import { againAsServiceUser } from "../host/as_service_user.ts";
 import { attachConsole } from "../vm/console.ts";
 import { nodeRunDir } from "../plan/layout.ts";
@@ -21,7 +22,7 @@ export async function consoleCommand(ctx: CommandContext, node: string): Promise
     real = Deno.realPathSync(socket);
   } catch {
     throw new RuntimeError(`Node ${node} has no serial console (${socket} does not exist)`, {
-      hint: "is the node running? systemctl list-units 'aos-node-*'",
+      hint: `is the node running? systemctl list-units '${NODE_UNIT_PREFIX}*'`,
     });
   }
   // The node owns its socket directory: its socket may have been made a link to another

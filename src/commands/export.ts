@@ -27,7 +27,6 @@ const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 export interface ExportOptions {
   target: string;
-  unit: string | undefined;
   namespace: string | undefined;
   count: string | undefined;
   images: string[];
@@ -94,7 +93,7 @@ function instances(unit: string, countText: string | undefined): string[] {
 
 /** Each node's disk: --disk-size, else the local base image's virtual size. */
 function diskSizes(ctx: CommandContext, config: Config, given: Map<string, string>) {
-  const files = listImages(ctx.paths.stateDir);
+  const files = listImages(ctx.paths.imagesDir);
   const out: Record<string, number> = {};
   for (const node of config.unit.nodes) {
     const text = given.get(node.name);
@@ -103,10 +102,10 @@ function diskSizes(ctx: CommandContext, config: Config, given: Map<string, strin
       continue;
     }
     const image = chooseImage(node.name, node.arch ?? hostArch(), node.image, files);
-    const size = image.found ? imageVirtualSize(join(ctx.paths.stateDir, image.file)) : undefined;
+    const size = image.found ? imageVirtualSize(join(ctx.paths.imagesDir, image.file)) : undefined;
     if (size === undefined) {
       throw new UsageError(
-        `Cannot size node "${node.name}"'s disk: its image is not in ${ctx.paths.stateDir}; give --disk-size ${node.name}=SIZE (at least the qcow2's virtual size, e.g. 16Gi)`,
+        `Cannot size node "${node.name}"'s disk: its image is not in ${ctx.paths.imagesDir}; give --disk-size ${node.name}=SIZE (at least the qcow2's virtual size, e.g. 16Gi)`,
       );
     }
     out[node.name] = size;
@@ -118,10 +117,8 @@ export function exportCommand(ctx: CommandContext, o: ExportOptions): number {
   if (o.target !== "kubevirt") {
     throw new UsageError(`Cannot export to "${o.target}": the only target is kubevirt`);
   }
-  const unit = o.unit ?? "default";
-  if (!LABEL.test(unit) || unit.length > 20) {
-    throw new UsageError(`--unit ${unit}: a unit name is a DNS label of at most 20 characters`);
-  }
+  // The unit's name (dispatch checked it) names the namespace; the default unit's is "default".
+  const unit = ctx.paths.unit ?? "default";
   if (o.namespace !== undefined && !LABEL.test(o.namespace)) {
     throw new UsageError(`--namespace ${o.namespace}: not a Kubernetes namespace name`);
   }
@@ -172,10 +169,6 @@ export const exportSpec: CommandSpec = {
   args: [{ name: "<target>", description: "what to export for: kubevirt" }],
   configDir: true,
   options: [
-    {
-      flags: "--unit <name>",
-      description: "the unit's name (namespace aos-unit-NAME); default: default",
-    },
     { flags: "--namespace <ns>", description: "the namespace (NS-1..NS-N with --count)" },
     { flags: "--count <n>", description: "N independent units, each in its own namespace" },
     {
@@ -205,7 +198,6 @@ Changes nothing on this host. See "From one host to a cluster" in aos-unit(8).`,
   run: (ctx, call) =>
     exportCommand(ctx, {
       target: String(call.args[0]),
-      unit: stringOpt(call, "unit"),
       namespace: stringOpt(call, "namespace"),
       count: stringOpt(call, "count"),
       images: listOpt(call, "image"),

@@ -11,7 +11,7 @@ import { EXIT_OK } from "../base/errors.ts";
 import { createRunner } from "../host/runner.ts";
 import { logger } from "../log.ts";
 import { TOOLS } from "../base/tools.ts";
-import { nodeUnitName } from "../plan/units.ts";
+import { unitNames } from "../base/unit_identity.ts";
 import { withSystemd } from "../systemd/connect.ts";
 import { nodeFailureSpool } from "../plan/layout.ts";
 import {
@@ -34,7 +34,7 @@ export async function failedCommand(
   options: FailedOptions,
 ): Promise<number> {
   const log = logger("failed");
-  const unit = nodeUnitName(node);
+  const unit = unitNames(ctx.paths.unit).node(node).unit;
   const env = (name: string) => {
     try {
       return Deno.env.get(name);

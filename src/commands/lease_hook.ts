@@ -9,7 +9,7 @@
 import { EXIT_OK } from "../base/errors.ts";
 import { leaseEventOf, recordedText, recordLeaseEvent } from "../host/lease_file.ts";
 import { logger } from "../log.ts";
-import { dhcpDir } from "../plan/layout.ts";
+import { leaseStateFile } from "../plan/layout.ts";
 import type { CommandContext } from "./_context.ts";
 import type { CommandSpec } from "./_spec.ts";
 
@@ -23,7 +23,7 @@ export async function leaseHookCommand(ctx: CommandContext, args: string[]): Pro
     log.warning(event.problem);
     return EXIT_OK;
   }
-  await recordLeaseEvent(`${dhcpDir(ctx.paths)}/leases.json`, event);
+  await recordLeaseEvent(leaseStateFile(ctx.paths), event);
   log.info(recordedText(event, performance.now() - started));
   return EXIT_OK;
 }

@@ -11,7 +11,7 @@
  * restart (an upgrade, `systemctl restart`) it leaves everything running.
  */
 
-import { DEFAULT_UNIT } from "../base/unit_identity.ts";
+import { NODE_UNIT_PREFIX, type UnitNames, unitNames } from "../base/unit_identity.ts";
 import { EXIT_OK, RuntimeError, UsageError } from "../base/errors.ts";
 import { Timeline } from "../base/timeline.ts";
 import type { Config } from "../base/config_types.ts";
@@ -22,7 +22,6 @@ import { routeDomain, teardownNetwork } from "../net/apply.ts";
 import { readLeaseState } from "../host/leases.ts";
 import { monitorFor } from "../net/monitor.ts";
 import { linkDocumentedPaths } from "../net/sidecar_files.ts";
-import { DNSMASQ_UNIT, MANAGER_UNIT, NODE_UNIT_PREFIX } from "../plan/units.ts";
 import type { NodePlan, Plan } from "../plan/types.ts";
 import {
   gaveUp,
@@ -93,7 +92,7 @@ class UnitWatch {
     const systemd = this.session.systemd;
     if (!systemd) return;
     try {
-      const names = [...this.plan.nodes.map((n) => n.unit.name), DNSMASQ_UNIT];
+      const names = [...this.plan.nodes.map((n) => n.unit.name), this.plan.dnsmasq.unit.name];
       const states = await Promise.all(names.map((n) => systemd.unitState(n)));
       names.forEach((n, i) => this.states.set(n, states[i]));
     } catch (error) {
@@ -164,7 +163,7 @@ class UnitWatch {
   }
 
   sidecarGaveUp(): boolean {
-    return gaveUp(this.states.get(DNSMASQ_UNIT));
+    return gaveUp(this.states.get(this.plan.dnsmasq.unit.name));
   }
 }
 
@@ -231,11 +230,11 @@ async function stopEverything(
   await nodesDown;
   log.info(`All nodes down in ${Math.round(performance.now() - started)} ms`);
   await Promise.all([
-    watch.session.systemd?.stopUnit(DNSMASQ_UNIT, 10_000).catch(() => {}),
+    watch.session.systemd?.stopUnit(plan.dnsmasq.unit.name, 10_000).catch(() => {}),
     // The manager's own bus reverts resolved's settings: no connection of its own.
     teardownNetwork(
       runner,
-      plan.paths.runtimeDir,
+      { runtimeDir: plan.paths.runtimeDir, names: plan.unit },
       [plan.network.bridge],
       log,
       watch.session.systemd?.bus,
@@ -266,13 +265,17 @@ const JOB_QUERY_MS = 10_000;
  * would power every guest down.
  * @returns the job type, "none" when there is no job, undefined when the bus never told
  */
-async function managerJob(session: SystemdSession, waker: Waker): Promise<string | undefined> {
+async function managerJob(
+  session: SystemdSession,
+  waker: Waker,
+  manager: string,
+): Promise<string | undefined> {
   const deadline = performance.now() + JOB_QUERY_MS;
   while (performance.now() < deadline) {
     const systemd = session.systemd;
     if (systemd) {
       try {
-        return (await systemd.jobType(MANAGER_UNIT)) ?? "none";
+        return (await systemd.jobType(manager)) ?? "none";
       } catch (error) {
         session.reset((error as Error).message);
       }
@@ -298,11 +301,11 @@ async function pingPolkit(bus: MessageBus): Promise<void> {
   }).catch(() => {});
 }
 
-/** Node units that still run (for the message of a configuration error). */
-async function runningNodes(systemd: Systemd | undefined): Promise<string[]> {
+/** The unit's node units that still run (for the message of a configuration error). */
+async function runningNodes(systemd: Systemd | undefined, names: UnitNames): Promise<string[]> {
   try {
     return (await systemd?.listUnits([`${NODE_UNIT_PREFIX}*.service`]) ?? [])
-      .filter((u) => DEFAULT_UNIT.ownsNodeUnit(u.name))
+      .filter((u) => names.ownsNodeUnit(u.name))
       .filter((u) => u.activeState === "active" || u.activeState === "activating")
       .map((u) => u.name);
   } catch {
@@ -388,12 +391,13 @@ class Manager {
   async start(): Promise<void> {
     const deferred = takeStartupError(this.ctx.paths.runtimeDir);
     if (deferred !== undefined) {
-      const running = await runningNodes(this.session.systemd);
+      const names = unitNames(this.ctx.paths.unit);
+      const running = await runningNodes(this.session.systemd, names);
       throw new UsageError(
         deferred +
           (running.length
             ? `\n${running.join(", ")} keep running from the previous configuration; ` +
-              "fix the configuration, then: systemctl restart aos-unit"
+              `fix the configuration, then: systemctl restart ${names.managerUnit}`
             : ""),
       );
     }
@@ -401,7 +405,7 @@ class Manager {
       ...envOverrides(this.ctx.env),
       systemdVersion: await this.session.systemd!.version(),
     });
-    await this.session.watchUnits([...plan.nodes.map((n) => n.unit.name), DNSMASQ_UNIT]);
+    await this.session.watchUnits([...plan.nodes.map((n) => n.unit.name), plan.dnsmasq.unit.name]);
     const monitor = monitorFor(plan, config.runtime.routeDebounceMs, this.runner, this.log);
     const watch = new UnitWatch(plan, this.session, this.log, this.waker);
     const notifier = createNotifier(
@@ -525,7 +529,7 @@ class Manager {
     const runs = views.filter((v) => v.condition === "ready" || pending(v.condition));
     if (runs.length === 0) {
       throw new UnitDown(`No node could start: ${lastFailureText(plan, watch, this.log)}`, {
-        hint: "journalctl -u 'aos-node-*'; jq . /var/log/aos-unit/vm-failures.log",
+        hint: `journalctl -u '${NODE_UNIT_PREFIX}*'; jq . ${plan.failureLog}`,
       });
     }
     const silent = views.filter((v) => pending(v.condition)).map((v) => v.name);
@@ -572,11 +576,12 @@ class Manager {
 
   async #retrySidecar(): Promise<void> {
     const systemd = this.session.systemd;
-    this.log.warning(`${DNSMASQ_UNIT} gave up; restarting it (guests keep running)`);
+    const sidecar = this.running.plan.dnsmasq.unit.name;
+    this.log.warning(`${sidecar} gave up; restarting it (guests keep running)`);
     // Its start limit refuses a restart until the failed state is reset.
-    await systemd?.resetFailed(DNSMASQ_UNIT).catch(() => {});
-    await systemd?.restartUnit(DNSMASQ_UNIT).catch((e) =>
-      this.log.warning(`Cannot restart ${DNSMASQ_UNIT}: ${(e as Error).message}`)
+    await systemd?.resetFailed(sidecar).catch(() => {});
+    await systemd?.restartUnit(sidecar).catch((e) =>
+      this.log.warning(`Cannot restart ${sidecar}: ${(e as Error).message}`)
     );
   }
 
@@ -587,7 +592,7 @@ class Manager {
    */
   async stopOrKeep(): Promise<void> {
     const { plan, config, watch, monitor, notifier } = this.running;
-    const job = await managerJob(this.session, this.waker);
+    const job = await managerJob(this.session, this.waker, plan.unit.managerUnit);
     await monitor.stop();
     if (job === "stop") {
       await notifier.send("STOPPING=1\nSTATUS=Powering down guests");

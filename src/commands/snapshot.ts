@@ -4,7 +4,7 @@
  * stops and starts aos-unit.service around a restore's swap.
  */
 
-import { DEFAULT_UNIT } from "../base/unit_identity.ts";
+import { NODE_UNIT_PREFIX, unitNames } from "../base/unit_identity.ts";
 import { createRunner } from "../host/runner.ts";
 import { EXIT_OK, EXIT_RUNTIME, RuntimeError, UsageError } from "../base/errors.ts";
 import { againAsServiceUser } from "../host/as_service_user.ts";
@@ -13,7 +13,6 @@ import { logger } from "../log.ts";
 import { brokerDir } from "../plan/layout.ts";
 import { formatBytes, formatSnapshotList } from "../plan/snapshot.ts";
 import type { Plan } from "../plan/types.ts";
-import { MANAGER_UNIT, NODE_UNIT_PREFIX } from "../plan/units.ts";
 import { withSystemd } from "../systemd/connect.ts";
 import type { Systemd } from "../systemd/systemd1.ts";
 import { deleteSnapshot, listSnapshots, saveSnapshot } from "../vm/snapshot.ts";
@@ -90,11 +89,13 @@ async function step(ctx: CommandContext, o: SnapshotOptions, phase: Phase): Prom
 
 /** Stops the unit, then any node unit still running (a manager that failed leaves them). */
 async function stopAll(ctx: CommandContext, systemd: Systemd): Promise<void> {
-  ctx.err(`Stopping ${MANAGER_UNIT} (every guest gets the ACPI power button)...`);
-  await systemd.stopUnit(MANAGER_UNIT, 10 * 60_000);
+  const names = unitNames(ctx.paths.unit);
+  const manager = names.managerUnit;
+  ctx.err(`Stopping ${manager} (every guest gets the ACPI power button)...`);
+  await systemd.stopUnit(manager, 10 * 60_000);
   const ours = async () =>
     (await systemd.listUnits([`${NODE_UNIT_PREFIX}*.service`]))
-      .filter((u) => DEFAULT_UNIT.ownsNodeUnit(u.name));
+      .filter((u) => names.ownsNodeUnit(u.name));
   for (const unit of await ours()) {
     if (["active", "activating", "deactivating", "reloading"].includes(unit.activeState)) {
       await systemd.stopUnit(unit.name, 5 * 60_000);
@@ -147,14 +148,15 @@ async function restoreLocked(ctx: CommandContext, o: SnapshotOptions): Promise<n
   const started = performance.now();
   const staged = await step(ctx, o, "stage");
   if (staged !== EXIT_OK) return staged;
+  const manager = unitNames(ctx.paths.unit).managerUnit;
   return await withSystemd(async (systemd) => {
-    const state = await systemd.unitState(MANAGER_UNIT);
+    const state = await systemd.unitState(manager);
     const wasActive = !!state && ["active", "activating", "reloading"].includes(state.activeState);
     const back = async (why: string) => {
       ctx.err(`${why}; putting the previous state back`);
-      await systemd.stopUnit(MANAGER_UNIT, 10 * 60_000).catch(() => {});
+      await systemd.stopUnit(manager, 10 * 60_000).catch(() => {});
       await step(ctx, o, "rollback");
-      if (wasActive) await systemd.startUnit(MANAGER_UNIT, 10 * 60_000);
+      if (wasActive) await systemd.startUnit(manager, 10 * 60_000);
       return EXIT_RUNTIME;
     };
     try {
@@ -163,9 +165,9 @@ async function restoreLocked(ctx: CommandContext, o: SnapshotOptions): Promise<n
       return await back(`Cannot stop the unit: ${(error as Error).message}`);
     }
     if (await step(ctx, o, "swap") !== EXIT_OK) return await back("The swap failed");
-    ctx.err(`Starting ${MANAGER_UNIT} on snapshot ${o.name}...`);
-    const result = await systemd.startUnit(MANAGER_UNIT, 10 * 60_000);
-    if (result !== "done") return await back(`${MANAGER_UNIT} did not start (${result})`);
+    ctx.err(`Starting ${manager} on snapshot ${o.name}...`);
+    const result = await systemd.startUnit(manager, 10 * 60_000);
+    if (result !== "done") return await back(`${manager} did not start (${result})`);
     await step(ctx, o, "finish");
     ctx.out(
       `Restored snapshot ${o.name} in ${((performance.now() - started) / 1000).toFixed(1)} s\n`,

@@ -15,7 +15,7 @@
  * running as the service user.
  */
 
-import { DEFAULT_UNIT } from "../base/unit_identity.ts";
+import { DEFAULT_UNIT, NODE_UNIT_PREFIX } from "../base/unit_identity.ts";
 import { nodeFailureSpool } from "../plan/layout.ts";
 import {
   ConfigError,
@@ -59,7 +59,6 @@ import {
 import { TOOLS } from "../base/tools.ts";
 import { Timeline } from "../base/timeline.ts";
 import { checkDnsmasqConfig } from "../net/sidecar_files.ts";
-import { NODE_UNIT_PREFIX, SLICE } from "../plan/units.ts";
 import type { Plan } from "../plan/types.ts";
 import { connectSystemBus } from "../systemd/bus.ts";
 import { reconcileUnit, stopStale, wouldAdopt } from "../systemd/reconcile.ts";
@@ -68,7 +67,7 @@ import { snapshotsDir } from "../plan/snapshot.ts";
 import { preparationNeeded } from "../vm/disk.ts";
 import { dhcpPreparationNeeded } from "../vm/prepare.ts";
 import { accessProblem, type Identity, nodeFileNeeds, nodeIdentity } from "../vm/file_access.ts";
-import type { CommandContext } from "./_context.ts";
+import { type CommandContext, serviceUserOf } from "./_context.ts";
 import { type CommandSpec, flag } from "./_spec.ts";
 
 export interface StartupOptions {
@@ -130,7 +129,7 @@ async function prepare(
   if (needs.length === 0) return;
   log.info(`Preparing node files as the service user (${needs.join("; ")})`);
   const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(ctx.env)) if (v !== undefined) env[k] = v;
+  for (const [k, v] of Object.entries(serviceUserOf(ctx).env)) if (v !== undefined) env[k] = v;
   try {
     const r = await runner.run([executable, "prepare"], { as: user, env, timeoutMs: 300_000 });
     for (const line of r.stderr.trim().split("\n").filter(Boolean)) {
@@ -180,8 +179,12 @@ function imageNeeds(plan: Plan): string[] {
   });
 }
 
-/** A total CPU cap for all VMs: 90% of the host's CPUs, unless the operator set one. */
+/**
+ * A total CPU cap for all VMs: 90% of the host's CPUs, unless the operator set one. On
+ * aos-unit.slice, which every unit's slice sits under: one cap for all of them.
+ */
 async function capSlice(systemd: Systemd, log: Logger): Promise<void> {
+  const SLICE = DEFAULT_UNIT.slice;
   try {
     if (await systemd.sliceCpuQuota(SLICE) !== undefined) return;
     const cpus = navigator.hardwareConcurrency || 1;
@@ -260,7 +263,7 @@ async function checkAndPrepare(
       `${NODE_UNIT_PREFIX}*.service`,
       new Set(plan.nodes.map((n) => n.unit.name)),
       log,
-      DEFAULT_UNIT.ownsNodeUnit,
+      plan.unit.ownsNodeUnit,
     );
   }
   return { loaded, existing };
@@ -357,7 +360,12 @@ export async function startupCommand(
             await sd.clearOld(name);
           })).catch((e) => log.warning(`Cannot stop the nodes: ${(e as Error).message}`));
         }
-        await teardownNetwork(runner, ctx.paths.runtimeDir, [plan.network.bridge], log).catch(
+        await teardownNetwork(
+          runner,
+          { runtimeDir: ctx.paths.runtimeDir, names: plan.unit },
+          [plan.network.bridge],
+          log,
+        ).catch(
           () => {},
         );
       }

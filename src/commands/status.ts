@@ -6,7 +6,6 @@ import { readLeaseState } from "../host/leases.ts";
 import { linkInfo } from "../net/links.ts";
 import { readSmallFile } from "../host/safe_file.ts";
 import { createRunner } from "../host/runner.ts";
-import { DNSMASQ_UNIT, MANAGER_UNIT } from "../plan/units.ts";
 import { gaveUp } from "../systemd/node_state.ts";
 import { readReadiness, stillReady } from "../systemd/readiness.ts";
 import { readinessFile } from "../plan/layout.ts";
@@ -19,6 +18,10 @@ import { type CommandSpec, flag } from "./_spec.ts";
 export interface NodeStatus {
   name: string;
   unit: string;
+  /** The name the host resolves the node by (NODE.aos-unit, NODE.UNIT.aos-unit). */
+  hostName: string;
+  /** The guest's console output, appended across boots. */
+  serialLog: string;
   state: string;
   address: string | null;
   addressSince: string | null;
@@ -37,6 +40,9 @@ export interface NodeStatus {
 }
 
 export interface Status {
+  /** The unit (null: the default unit) and its service. */
+  unit: string | null;
+  manager: string;
   healthy: boolean;
   service: string;
   sidecars: Record<string, string>;
@@ -61,10 +67,10 @@ function duration(sec: number): string {
 /** The human view: the service, sidecar and bridge, then one row per node. */
 export function renderStatus(s: Status): string {
   const lines = [
-    `aos-unit.service: ${s.service}${s.healthy ? "" : "  (NOT HEALTHY)"}`,
+    `${s.manager}: ${s.service}${s.healthy ? "" : "  (NOT HEALTHY)"}`,
     `sidecar: ${
       Object.entries(s.sidecars).map(([k, v]) => `${k} ${v}`).join(", ")
-    }; route monitor: in aos-unit.service`,
+    }; route monitor: in ${s.manager}`,
     `bridge: ${s.bridge.name} ${s.bridge.address} (${s.bridge.operstate ?? "absent"}), uplink(s): ${
       s.uplinks.join(", ") || "unknown"
     }, DNS port ${s.dnsPort}`,
@@ -91,11 +97,13 @@ export function renderStatus(s: Status): string {
 
 export async function statusCommand(ctx: CommandContext, json: boolean): Promise<number> {
   const { plan } = loadAndPlan(ctx.paths, envOverrides(ctx.env));
+  const manager = plan.unit.managerUnit;
+  const sidecar = plan.dnsmasq.unit.name;
   const units = new Map<string, UnitState | undefined>();
   let busProblem: string | undefined;
   try {
     await withSystemd(async (systemd) => {
-      const names = [MANAGER_UNIT, DNSMASQ_UNIT, ...plan.nodes.map((n) => n.unit.name)];
+      const names = [manager, sidecar, ...plan.nodes.map((n) => n.unit.name)];
       const states = await Promise.all(names.map((name) => systemd.unitState(name)));
       names.forEach((name, i) => units.set(name, states[i]));
     });
@@ -116,6 +124,8 @@ export async function statusCommand(ctx: CommandContext, json: boolean): Promise
     return {
       name: n.name,
       unit: n.unit.name,
+      hostName: `${n.name}.${plan.unit.dnsDomain}`,
+      serialLog: n.serialLog,
       state: stateText(u),
       address: lease?.ip ?? null,
       addressSince: lease?.since ?? null,
@@ -144,10 +154,12 @@ export async function statusCommand(ctx: CommandContext, json: boolean): Promise
       .filter(Boolean);
   } catch { /* monitor not running */ }
   const status: Status = {
-    healthy: units.get(MANAGER_UNIT)?.activeState === "active" &&
+    unit: plan.unit.name ?? null,
+    manager,
+    healthy: units.get(manager)?.activeState === "active" &&
       nodes.every((n) => n.state === "active/running" && n.usable),
-    service: busProblem ? `unknown (${busProblem})` : stateText(units.get(MANAGER_UNIT)),
-    sidecars: Object.fromEntries([[DNSMASQ_UNIT, stateText(units.get(DNSMASQ_UNIT))]]),
+    service: busProblem ? `unknown (${busProblem})` : stateText(units.get(manager)),
+    sidecars: Object.fromEntries([[sidecar, stateText(units.get(sidecar))]]),
     bridge: {
       name: plan.network.bridge,
       address: `${plan.network.bridgeIp}/${plan.network.prefix}`,

@@ -17,7 +17,7 @@ export function validateCommand(ctx: CommandContext): number {
   const files = configFiles(ctx.paths);
   try {
     const { config, warnings } = loadConfigFiles(ctx.paths);
-    const images = listImages(ctx.paths.stateDir);
+    const images = listImages(ctx.paths.imagesDir);
     const plan = makePlan(config, {
       machineId: PLACEHOLDER_MACHINE_ID,
       hostArch: hostArch(),
@@ -25,7 +25,7 @@ export function validateCommand(ctx: CommandContext): number {
       firmware: findFirmware(),
       emulators: findEmulators(),
       images,
-      imageNetworks: inspectImages(ctx.paths.stateDir, images, ctx.paths),
+      imageNetworks: inspectImages(ctx.paths.imagesDir, images, ctx.paths),
       serviceUser: "aos-unit",
       executable: "aos-unit",
       leaseHook: "lease-hook",

@@ -10,7 +10,7 @@ import { inspectImages } from "./image/inspect.ts";
 import { openRegular } from "./safe_file.ts";
 import { readKvmProbe } from "./kvm.ts";
 import { leaseAddresses } from "./leases.ts";
-import { dhcpDir } from "../plan/layout.ts";
+import { leaseStateFile } from "../plan/layout.ts";
 
 export const SERVICE_USER = "aos-unit";
 export const DEFAULT_EXECUTABLE = "/usr/bin/aos-unit";
@@ -112,7 +112,7 @@ export interface FactOverrides {
 }
 
 export function gatherFacts(paths: Paths, overrides: FactOverrides = {}): HostFacts {
-  const images = listImages(paths.stateDir);
+  const images = listImages(paths.imagesDir);
   return {
     machineId: readMachineId(),
     hostArch: hostArch(),
@@ -121,8 +121,8 @@ export function gatherFacts(paths: Paths, overrides: FactOverrides = {}): HostFa
     firmware: findFirmware(),
     emulators: findEmulators(),
     images,
-    imageNetworks: inspectImages(paths.stateDir, images, paths, overrides.recordImageFacts),
-    leases: leaseAddresses(dhcpDir(paths)),
+    imageNetworks: inspectImages(paths.imagesDir, images, paths, overrides.recordImageFacts),
+    leases: leaseAddresses(leaseStateFile(paths)),
     serviceUser: overrides.serviceUser ?? SERVICE_USER,
     executable: overrides.executable ?? DEFAULT_EXECUTABLE,
     leaseHook: overrides.leaseHook ?? DEFAULT_LEASE_HOOK,

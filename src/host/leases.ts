@@ -28,9 +28,9 @@ export function readLeaseState(file: string): LeaseState {
   return parseLeaseState(text);
 }
 
-/** The address each MAC holds, from the lease records in the DHCP directory. */
-export function leaseAddresses(dhcpDir: string): Record<string, string> {
+/** The address each MAC holds, from the lease records (plan/layout.ts, leaseStateFile). */
+export function leaseAddresses(file: string): Record<string, string> {
   return Object.fromEntries(
-    Object.entries(readLeaseState(`${dhcpDir}/leases.json`).leases).map(([mac, r]) => [mac, r.ip]),
+    Object.entries(readLeaseState(file).leases).map(([mac, r]) => [mac, r.ip]),
   );
 }

@@ -4,7 +4,7 @@
  * a crash, gives the same result; cleanup removes only what aos-unit made.
  */
 
-import { DEFAULT_UNIT } from "../base/unit_identity.ts";
+import { isBridgeName, TAP_PREFIX, type UnitNames } from "../base/unit_identity.ts";
 import { RuntimeError } from "../base/errors.ts";
 import { writeFileAtomic } from "../host/atomic.ts";
 import { readSmallFile } from "../host/safe_file.ts";
@@ -18,7 +18,7 @@ import { resolvedUnreachable, revertLink, setLinkDns } from "../systemd/resolved
 import { isOurs, type LinkInfo, linkInfo, listLinks, ownerAlias } from "./links.ts";
 import { applyRuleset, deleteTable } from "./nft.ts";
 
-export const TAP_PREFIX = "aostap";
+export { TAP_PREFIX } from "../base/unit_identity.ts";
 
 /** A link's index (Deno may not read /sys, so ask ip). */
 export async function ifindexOf(runner: Runner, name: string): Promise<number | undefined> {
@@ -115,7 +115,7 @@ export async function ensureTaps(
     }
     // The owner's mark (a tap made by an older release gets it here): teardown removes a
     // tap without a bridge only when it carries it.
-    await runner.run([TOOLS.ip, "link", "set", node.tap, "alias", DEFAULT_UNIT.tapAlias, "up"]);
+    await runner.run([TOOLS.ip, "link", "set", node.tap, "alias", plan.unit.tapAlias, "up"]);
   }
   // Taps of nodes no longer in the config.
   const wanted = new Set(plan.nodes.map((n) => n.tap));
@@ -230,7 +230,7 @@ export function recordedBridge(runtimeDir: string): string | undefined {
   try {
     const text = readSmallFile(`${runtimeDir}/network.conf`, 4096) ?? "";
     const name = /^BRIDGE_NAME=(\S+)$/m.exec(text)?.[1];
-    return name && /^aosbr[0-9a-f]{6}$/.test(name) ? name : undefined;
+    return name && isBridgeName(name) ? name : undefined;
   } catch {
     return undefined;
   }
@@ -252,10 +252,17 @@ const RUNTIME_FILES = [
   /^nodes$/,
 ];
 
-/** cleanup: everything aos-unit created, and nothing else, whatever state it finds. */
+/** What teardown knows of the unit it takes down: where its files are, and its marks. */
+export interface TeardownOwner {
+  runtimeDir: string;
+  /** The unit's names (its record): its taps' mark and its tables. */
+  names: Pick<UnitNames, "tapAlias" | "nftTable">;
+}
+
+/** cleanup: everything the unit created, and nothing else, whatever state it finds. */
 export async function teardownNetwork(
   runner: Runner,
-  runtimeDir: string,
+  { runtimeDir, names }: TeardownOwner,
   bridges: string[],
   log: Logger,
   bus?: MessageBus,
@@ -295,13 +302,13 @@ export async function teardownNetwork(
     // Our taps whose bridge is already gone (a crash between steps): by the owner's mark,
     // never by name (another unit's taps share the prefix).
     const orphans = links.filter((l) =>
-      !l.master && l.linkinfo?.info_kind === "tun" && l.ifalias === DEFAULT_UNIT.tapAlias
+      !l.master && l.linkinfo?.info_kind === "tun" && l.ifalias === names.tapAlias
     );
     await Promise.all(orphans.map((t) => del(t.ifname)));
     removed.push(...orphans.map((t) => `tap ${t.ifname}`));
   });
   await step("nft table", async () => {
-    removed.push(...await deleteTable(runner));
+    removed.push(...await deleteTable(runner, names.nftTable));
   });
   await step("runtime files", async () => {
     let entries: Deno.DirEntry[] = [];

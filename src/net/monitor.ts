@@ -13,7 +13,7 @@
 import { writeFileAtomic } from "../host/atomic.ts";
 import type { Runner } from "../host/runner.ts";
 import type { Logger } from "../log.ts";
-import { NFT_TABLE, nftRuleset } from "../plan/nft.ts";
+import { nftRuleset } from "../plan/nft.ts";
 import type { Plan } from "../plan/types.ts";
 import { defaultRouteDevices, listRoutes } from "./links.ts";
 import type { NetworkPlan } from "../plan/network.ts";
@@ -63,6 +63,8 @@ export function settleDelay(
 export interface MonitorOptions {
   runner: Runner;
   network: NetworkPlan;
+  /** The unit's tables' name (its record's nftTable). */
+  table: string;
   /** The ruleset for a list of uplinks (the planner's, with the nodes' guards). */
   ruleset: (uplinks: readonly string[]) => string;
   log: Logger;
@@ -132,7 +134,7 @@ export class RouteMonitor {
   /** Applies the ruleset for `uplinks` and remembers what the kernel now holds. */
   async #apply(uplinks: readonly string[]): Promise<number> {
     const ms = await applyRuleset(this.o.runner, this.o.ruleset(uplinks));
-    this.#applied = await currentTable(this.o.runner);
+    this.#applied = await currentTable(this.o.runner, this.o.table);
     return ms;
   }
 
@@ -147,7 +149,7 @@ export class RouteMonitor {
       this.routeEvent();
     });
     this.#watch([TOOLS.nft, "monitor"], (line) => {
-      if (isTableTamper(line, NFT_TABLE)) this.scheduleVerify(20);
+      if (isTableTamper(line, this.o.table)) this.scheduleVerify(20);
     });
     await this.#enqueue(async () => {
       const uplinks = await this.#currentUplinks();
@@ -171,12 +173,12 @@ export class RouteMonitor {
   async #admit(device: string): Promise<void> {
     if (this.o.network.internetInterface || this.#uplinks.includes(device)) return;
     const r = await this.o.runner.run(
-      [TOOLS.nft, "add", "element", "inet", NFT_TABLE, "uplinks", `{ "${device}" }`],
+      [TOOLS.nft, "add", "element", "inet", this.o.table, "uplinks", `{ "${device}" }`],
       { okCodes: [0, 1] },
     );
     if (r.code === 0) {
       this.#admitted.add(device);
-      this.#applied = await currentTable(this.o.runner);
+      this.#applied = await currentTable(this.o.runner, this.o.table);
     }
   }
 
@@ -259,7 +261,7 @@ export class RouteMonitor {
 
   /** Restores the table when someone deleted or changed it (compared by content). */
   async verifyTable(): Promise<boolean> {
-    const have = await currentTable(this.o.runner);
+    const have = await currentTable(this.o.runner, this.o.table);
     if (have !== undefined && have === this.#applied) return false;
     // cleanup removes the table on purpose, after the bridge: never bring it back then.
     const bridge = await this.o.runner.run(
@@ -277,7 +279,9 @@ export class RouteMonitor {
     const started = performance.now();
     await this.#apply(this.#uplinks);
     this.o.log.warning(
-      `Table inet aos_unit was ${have === undefined ? "deleted" : "changed"} by another program; ` +
+      `Table inet ${this.o.table} was ${
+        have === undefined ? "deleted" : "changed"
+      } by another program; ` +
         `restored in ${Math.round(performance.now() - started)} ms`,
     );
     return true;
@@ -349,7 +353,9 @@ export function monitorFor(
   return new RouteMonitor({
     runner,
     network: plan.network,
-    ruleset: (uplinks) => nftRuleset(plan.network, plan.nft.guards, uplinks, plan.nft.forwards),
+    table: plan.nft.table,
+    ruleset: (uplinks) =>
+      nftRuleset(plan.nft.table, plan.network, plan.nft.guards, uplinks, plan.nft.forwards),
     log,
     debounceMs,
     readUplinks: async () => defaultRouteDevices(await listRoutes(runner)),

@@ -1,7 +1,7 @@
 /** Applying aos-unit's nftables table: checked first, then one atomic transaction. */
 
 import type { Runner } from "../host/runner.ts";
-import { NFT_BRIDGE_FAMILY, NFT_FAMILY, NFT_TABLE } from "../plan/nft.ts";
+import { NFT_BRIDGE_FAMILY, NFT_FAMILY } from "../plan/nft.ts";
 
 /** aos-unit's tables: the inet one (NAT, fence) and the bridge one (per-tap guard). */
 const FAMILIES = [NFT_FAMILY, NFT_BRIDGE_FAMILY] as const;
@@ -20,16 +20,16 @@ export async function applyRuleset(runner: Runner, ruleset: string): Promise<num
 }
 
 /**
- * Deletes only aos-unit's tables (never `flush ruleset`).
+ * Deletes only the unit's tables, by their name in its record (never `flush ruleset`).
  * @returns the tables deleted
  */
-export async function deleteTable(runner: Runner): Promise<string[]> {
+export async function deleteTable(runner: Runner, table: string): Promise<string[]> {
   const deleted: string[] = [];
   for (const family of FAMILIES) {
-    const r = await runner.run([TOOLS.nft, "delete", "table", family, NFT_TABLE], {
+    const r = await runner.run([TOOLS.nft, "delete", "table", family, table], {
       okCodes: [0, 1],
     });
-    if (r.code === 0) deleted.push(`table ${family} ${NFT_TABLE}`);
+    if (r.code === 0) deleted.push(`table ${family} ${table}`);
   }
   return deleted;
 }
@@ -38,10 +38,13 @@ export async function deleteTable(runner: Runner): Promise<string[]> {
  * Both tables as the kernel holds them, without counters (`nft -s`): what a
  * tamper check compares. undefined when either table does not exist.
  */
-export async function currentTable(runner: Runner): Promise<string | undefined> {
+export async function currentTable(
+  runner: Runner,
+  table: string,
+): Promise<string | undefined> {
   let text = "";
   for (const family of FAMILIES) {
-    const r = await runner.run([TOOLS.nft, "-s", "list", "table", family, NFT_TABLE], {
+    const r = await runner.run([TOOLS.nft, "-s", "list", "table", family, table], {
       okCodes: [0, 1],
     });
     if (r.code !== 0) return undefined;

@@ -10,6 +10,7 @@ import { ConfigError, type Problem, RuntimeError, UsageError } from "../base/err
 import type { Diagnostic } from "../base/errors.ts";
 import { overlaps, parseCidr, parseIpv4, type Subnet } from "../base/ipv4.ts";
 import type { NetworkPlan } from "../plan/network.ts";
+import { isUnitTable } from "../base/unit_identity.ts";
 import { type AddrInfo, isOurs, type LinkInfo, type RouteInfo } from "./links.ts";
 
 export interface HostNetwork {
@@ -171,7 +172,7 @@ export function foreignDropPolicies(nftChainsJson: string, net: NetworkPlan): Pr
   }
   const br = net.bridge;
   return chains.filter((c) =>
-    c.table !== "aos_unit" && c.policy === "drop" && (c.hook === "input" || c.hook === "forward")
+    !isUnitTable(c.table) && c.policy === "drop" && (c.hook === "input" || c.hook === "forward")
   ).map((c) => {
     const where = `${c.family} ${c.table} ${c.name}`;
     const fix = c.hook === "input"

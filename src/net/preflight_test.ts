@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
 import { parseRuntimeConf } from "../config/runtime_conf.ts";
 import { planNetwork } from "../plan/network.ts";
+import { unitIdentity } from "../base/unit_identity.ts";
 import { foreignDropPolicies, wildcardListeners } from "./preflight.ts";
 
 const net = planNetwork(
   parseRuntimeConf("r", undefined).config,
-  "abcdef0123456789abcdef0123456789",
+  unitIdentity(undefined, "abcdef0123456789abcdef0123456789"),
 );
 
 Deno.test("foreignDropPolicies() names other tables' drop chains with the commands that fix them", () => {

@@ -18,7 +18,7 @@
 
 import { createHash } from "node:crypto";
 import type { Config, NodeConfig } from "../base/config_types.ts";
-import { nodeMac } from "../base/unit_identity.ts";
+import { BRIDGE_PREFIX, DEFAULT_UNIT, nodeMac, unitIdentity } from "../base/unit_identity.ts";
 import { nodeAddresses } from "./addresses.ts";
 import { dnsmasqConf } from "./dnsmasq.ts";
 import { type NetworkPlan, planNetwork } from "./network.ts";
@@ -76,9 +76,15 @@ function labels(instance: string, version: string, component: string): Record<st
   };
 }
 
-/** The unit's network as the planner derives it; the bridge name is per instance. */
+/**
+ * The unit's network as the planner derives it; the bridge name is per instance (the
+ * default unit's rule, with a machine-id made from the instance).
+ */
 function instanceNetwork(config: Config, instance: string): NetworkPlan {
-  return planNetwork(config.runtime, hashHex(`aos-unit bridge ${instance}`, 32));
+  return planNetwork(
+    config.runtime,
+    unitIdentity(undefined, hashHex(`aos-unit bridge ${instance}`, 32)),
+  );
 }
 
 function macOf(input: ExportInput, instance: string, node: NodeConfig): string {
@@ -119,7 +125,7 @@ function gatewayFiles(input: ExportInput, i: Instance): { dnsmasq: string; nft: 
       proto: f.proto,
     }))
   );
-  return { dnsmasq, nft: nftRuleset(network, [], ["eth0"], forwards) };
+  return { dnsmasq, nft: nftRuleset(DEFAULT_UNIT.nftTable, network, [], ["eth0"], forwards) };
 }
 
 function namespace(input: ExportInput, i: Instance): Manifest {
@@ -132,7 +138,7 @@ function namespace(input: ExportInput, i: Instance): Manifest {
 
 function networkAttachment(input: ExportInput, i: Instance): Manifest {
   // A bridge on each cluster node; no IPAM: addresses come from the gateway's DHCP.
-  const bridge = `aosbr${hashHex(`aos-unit nad ${i.namespace}`, 8)}`;
+  const bridge = `${BRIDGE_PREFIX}${hashHex(`aos-unit nad ${i.namespace}`, 8)}`;
   return {
     apiVersion: "k8s.cni.cncf.io/v1",
     kind: "NetworkAttachmentDefinition",

@@ -1,5 +1,6 @@
 /** Where things live under the four directories (pure; shared by the planner and dispatch). */
 
+import { LEASE_RECORD } from "../base/unit_files.ts";
 import type { Paths } from "./types.ts";
 
 export function join(dir: string, name: string): string {
@@ -34,6 +35,11 @@ export function dhcpDir(paths: Paths): string {
   return join(paths.stateDir, "dhcp");
 }
 
+/** The lease events the lease hook records (host/leases.ts), in the DHCP directory. */
+export function leaseStateFile(paths: Paths): string {
+  return join(dhcpDir(paths), LEASE_RECORD);
+}
+
 /** The forensic records of every node (JSON Lines), beside the serial logs. */
 export function failureLogPath(logsDir: string): string {
   return join(logsDir, "vm-failures.log");
@@ -41,11 +47,12 @@ export function failureLogPath(logsDir: string): string {
 
 /**
  * The broker's own records (the KVM probe, what each image configures for itself): beside
- * the runtime directory, made and written by root alone (readable by all), so nothing the
- * service user writes decides what root does. /run/aos-unit-root in the package.
+ * the runtime root, made and written by root alone (readable by all), so nothing the
+ * service user writes decides what root does; shared by every unit of the host.
+ * /run/aos-unit-root in the package.
  */
 export function brokerDir(paths: Paths): string {
-  return `${paths.runtimeDir.replace(/\/+$/, "")}-root`;
+  return paths.hostDir;
 }
 
 /** The broker's KVM probe for this boot (so `plan` agrees with what runs). */

@@ -7,12 +7,12 @@ import type { Arch, Config, NodeConfig } from "../base/config_types.ts";
 import type { Diagnostic } from "../base/errors.ts";
 import { EMULATOR_PACKAGE, FIRMWARE_PACKAGE } from "../base/tools.ts";
 import { dnsmasqArgv, dnsmasqConf } from "./dnsmasq.ts";
-import { nodeMac, tapName } from "../base/unit_identity.ts";
+import { type NodeNames, unitIdentity } from "../base/unit_identity.ts";
 import { chooseImage, imagePattern } from "./images.ts";
 import { nodeAddresses } from "./addresses.ts";
 import { checkImageNetworks } from "./image_check.ts";
 import { planNetwork } from "./network.ts";
-import { NFT_TABLE, nftRuleset, type PortForward, type TapGuard } from "./nft.ts";
+import { nftRuleset, type PortForward, type TapGuard } from "./nft.ts";
 import { defaultCpuType, defaultMachineType, memoryMaxMiB, qemuArgv } from "./qemu.ts";
 import type { Accel, HostFacts, NodePlan, Paths, Plan } from "./types.ts";
 import { dnsmasqUnit, nodeUnit } from "./units.ts";
@@ -20,6 +20,7 @@ import {
   dhcpDir,
   failureLogPath,
   join,
+  leaseStateFile,
   nodeDir,
   nodeRunDir,
   nodesDir,
@@ -61,28 +62,26 @@ function attachment(network: Plan["network"]): string {
  * Makes the plan.
  * @param config a validated configuration
  * @param facts what the host looks like (machine-id, arch, KVM, firmware, images, uplinks)
- * @param paths the four directories
+ * @param paths the unit's directories (and which unit it is: every name comes from its record)
  * @returns the plan, with warnings (missing images or firmware) in `plan.warnings`
  */
 export function makePlan(config: Config, facts: HostFacts, paths: Paths): Plan {
   const warnings: Diagnostic[] = [];
-  const network = planNetwork(config.runtime, facts.machineId);
+  const unit = unitIdentity(paths.unit, facts.machineId);
+  const network = planNetwork(config.runtime, unit);
   const addresses = nodeAddresses(
     config.runtime,
     config.unit.nodes,
-    new Map(config.unit.nodes.map((n) => [n.name, nodeMac(n.name)])),
+    new Map(config.unit.nodes.map((n) => [n.name, unit.node(n.name).mac])),
     facts.leases,
   );
   const nodes = config.unit.nodes.map((node) =>
-    planOneNode(
-      config,
-      facts,
-      paths,
-      node,
-      attachment(network),
-      warnings,
-      addresses.get(node.name)!,
-    )
+    planOneNode(config, facts, paths, node, warnings, {
+      attachedTo: attachment(network),
+      address: addresses.get(node.name)!,
+      names: unit.node(node.name),
+      slice: unit.slice,
+    })
   );
   warnings.push(...checkImageNetworks(
     config,
@@ -106,6 +105,7 @@ export function makePlan(config: Config, facts: HostFacts, paths: Paths): Plan {
 
   return {
     paths,
+    unit,
     network,
     nodes,
     dnsmasq: {
@@ -114,6 +114,8 @@ export function makePlan(config: Config, facts: HostFacts, paths: Paths): Plan {
       leaseFile,
       leaseLink: join(paths.runtimeDir, "dnsmasq.leases"),
       unit: dnsmasqUnit({
+        name: unit.dnsmasqUnit,
+        dynamicUser: unit.dnsmasqUser,
         argv: dnsmasqArgv(conf),
         user: facts.serviceUser,
         paths,
@@ -125,10 +127,10 @@ export function makePlan(config: Config, facts: HostFacts, paths: Paths): Plan {
       }),
     },
     nft: ((guards, forwards) => ({
-      table: NFT_TABLE,
+      table: unit.nftTable,
       guards,
       forwards,
-      ruleset: nftRuleset(network, guards, uplinks, forwards),
+      ruleset: nftRuleset(unit.nftTable, network, guards, uplinks, forwards),
     }))(tapGuards(nodes), portForwards(nodes)),
     networkConf: {
       path: join(paths.runtimeDir, "network.conf"),
@@ -143,7 +145,7 @@ export function makePlan(config: Config, facts: HostFacts, paths: Paths): Plan {
         "",
       ].join("\n"),
     },
-    leaseState: join(dhcp, "leases.json"),
+    leaseState: leaseStateFile(paths),
     failureLog: failureLogPath(paths.logsDir),
     warnings,
   };
@@ -160,15 +162,15 @@ function nodeWarner(node: NodeConfig, warnings: Diagnostic[]): Warn {
 /** The node's base image, with a warning for a missing, unreadable or ambiguous one. */
 function planImage(node: NodeConfig, arch: Arch, facts: HostFacts, paths: Paths, warn: Warn) {
   const image = chooseImage(node.name, arch, node.image, facts.images);
-  const imagePath = join(paths.stateDir, image.file);
+  const imagePath = join(paths.imagesDir, image.file);
   const at = node.imageAt ?? node.at;
   const copy =
-    `cp IMAGE.qcow2 ${paths.stateDir}/ && chown aos-unit:aos-unit ${paths.stateDir}/*.qcow2`;
+    `cp IMAGE.qcow2 ${paths.imagesDir}/ && chown aos-unit:aos-unit ${paths.imagesDir}/*.qcow2`;
   if (!image.found) {
     warn(
       image.source === "explicit"
-        ? `Image "${image.file}" of node "${node.name}" is not in ${paths.stateDir}`
-        : `No image for node "${node.name}" in ${paths.stateDir}: expected a file matching ${
+        ? `Image "${image.file}" of node "${node.name}" is not in ${paths.imagesDir}`
+        : `No image for node "${node.name}" in ${paths.imagesDir}: expected a file matching ${
           imagePattern(node.name, arch).source
         } (for example ${image.file}), or set "image:"`,
       { ...at, blocksRun: true, check: "images", fix: copy },
@@ -223,9 +225,15 @@ function planOneNode(
   facts: HostFacts,
   paths: Paths,
   node: NodeConfig,
-  attachedTo: string,
   warnings: Diagnostic[],
-  address: string,
+  { attachedTo, address, names, slice }: {
+    /** Anything outside the unit that a running guest depends on (its network). */
+    attachedTo: string;
+    address: string;
+    /** The node's names in the unit's record. */
+    names: NodeNames;
+    slice: string;
+  },
 ): NodePlan {
   const warn = nodeWarner(node, warnings);
   const arch: Arch = node.arch ?? facts.hostArch;
@@ -242,8 +250,7 @@ function planOneNode(
   }
   const firmware = planFirmware(node, arch, uefi, facts, warn);
 
-  const mac = nodeMac(node.name);
-  const tap = tapName(mac);
+  const { mac, tap } = names;
   const dir = nodeDir(paths, node.name);
   const overlay = join(dir, "overlay.qcow2");
   const efiVars = firmware ? { template: firmware.vars, path: join(dir, "efivars.fd") } : undefined;
@@ -255,6 +262,7 @@ function planOneNode(
   const qmpSocket = join(runDir, "qmp");
   const qemu = qemuArgv({
     name: node.name,
+    process: names.process,
     arch,
     accel,
     machineType,
@@ -298,6 +306,8 @@ function planOneNode(
     qemu,
     unit: nodeUnit({
       name: node.name,
+      names,
+      slice,
       arch,
       accel,
       cpu: node.cpu,

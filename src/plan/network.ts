@@ -1,7 +1,7 @@
 /** The unit's network, derived from one CIDR and the machine-id. */
 
 import type { RuntimeConfig } from "../base/config_types.ts";
-import { bridgeMac, bridgeName, DEFAULT_UNIT } from "../base/unit_identity.ts";
+import type { UnitIdentity } from "../base/unit_identity.ts";
 import {
   bridgeAddress,
   broadcastOf,
@@ -13,7 +13,8 @@ import {
 
 export { bridgeAddress, dhcpPool, type Pool } from "../base/ipv4.ts";
 
-export const DOMAIN = DEFAULT_UNIT.dnsDomain;
+/** The guests' DNS domain, the same in every unit: inside one, a node is NODE.aos-unit. */
+export const DOMAIN = "aos-unit";
 
 export interface NetworkPlan {
   bridge: string;
@@ -34,12 +35,16 @@ export interface NetworkPlan {
   guestFence: "internet" | "strict";
 }
 
-export function planNetwork(runtime: RuntimeConfig, machineId: string): NetworkPlan {
+/** The network of the unit with this record (its bridge) and runtime configuration. */
+export function planNetwork(
+  runtime: RuntimeConfig,
+  unit: Pick<UnitIdentity, "bridge" | "bridgeMac">,
+): NetworkPlan {
   const { subnet } = runtime;
   const pool = dhcpPool(subnet);
   return {
-    bridge: bridgeName(machineId),
-    bridgeMac: bridgeMac(machineId),
+    bridge: unit.bridge,
+    bridgeMac: unit.bridgeMac,
     cidr: formatCidr(subnet),
     prefix: subnet.prefix,
     netmask: netmaskOf(subnet.prefix),

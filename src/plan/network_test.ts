@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { parseRuntimeConf } from "../config/runtime_conf.ts";
-import { bridgeMac, bridgeName, nodeMac, tapName } from "../base/unit_identity.ts";
+import { bridgeMac, bridgeName, nodeMac, tapName, unitIdentity } from "../base/unit_identity.ts";
 import { formatIpv4, parseCidr, parseIpv4, type Subnet } from "../base/ipv4.ts";
 import { dhcpPool, planNetwork } from "./network.ts";
 
@@ -50,7 +50,7 @@ Deno.test("dhcpPool() runs from the middle of the subnet to broadcast - 1", asyn
 
 Deno.test("planNetwork() derives bridge name, address and netmask from one CIDR", () => {
   const { config } = parseRuntimeConf("runtime.conf", undefined);
-  const net = planNetwork(config, MACHINE_ID);
+  const net = planNetwork(config, unitIdentity(undefined, MACHINE_ID));
   assert.equal(net.bridge, "aosbr3d1219");
   assert.equal(net.bridgeIp, "10.200.1.1");
   assert.equal(net.netmask, "255.255.255.0");

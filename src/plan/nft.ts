@@ -10,11 +10,10 @@
  *   cannot take a peer's lease, address or DNS name.
  */
 
-import { DEFAULT_UNIT } from "../base/unit_identity.ts";
 import type { NetworkPlan } from "./network.ts";
 
+/** The family of a unit's main table (its name is in the unit's record: unitIdentity()). */
 export const NFT_FAMILY = "inet";
-export const NFT_TABLE = DEFAULT_UNIT.nftTable;
 /** The layer-2 table (same name, bridge family). */
 export const NFT_BRIDGE_FAMILY = "bridge";
 
@@ -98,10 +97,12 @@ function guardRules(n: NetworkPlan, g: TapGuard): string[] {
 }
 
 /**
+ * @param table the unit's tables' name (its record's nftTable)
  * @param guards the nodes' taps, MACs and addresses
  * @param uplinks interfaces carrying a default route now (or the pinned INTERNET_INTERFACE)
  */
 export function nftRuleset(
+  table: string,
   n: NetworkPlan,
   guards: readonly TapGuard[],
   uplinks: readonly string[],
@@ -126,10 +127,10 @@ export function nftRuleset(
       macHex(g.mac)
     } counter drop comment "DHCP for another MAC (reassembled)"`
   ).join("");
-  return `table ${NFT_FAMILY} ${NFT_TABLE} {
+  return `table ${NFT_FAMILY} ${table} {
 }
-delete table ${NFT_FAMILY} ${NFT_TABLE}
-table ${NFT_FAMILY} ${NFT_TABLE} {
+delete table ${NFT_FAMILY} ${table}
+table ${NFT_FAMILY} ${table} {
 	comment "managed by aos-unit; bridge ${n.bridge} ${n.cidr}"
 
 	# Interfaces that carry the default route now; kept current by the route monitor.
@@ -192,10 +193,10 @@ ${
 		${masquerade} counter masquerade
 	}
 }
-table ${NFT_BRIDGE_FAMILY} ${NFT_TABLE} {
+table ${NFT_BRIDGE_FAMILY} ${table} {
 }
-delete table ${NFT_BRIDGE_FAMILY} ${NFT_TABLE}
-table ${NFT_BRIDGE_FAMILY} ${NFT_TABLE} {
+delete table ${NFT_BRIDGE_FAMILY} ${table}
+table ${NFT_BRIDGE_FAMILY} ${table} {
 	comment "managed by aos-unit; each tap speaks only for its own node"
 
 	chain prerouting {

@@ -31,6 +31,8 @@ export function defaultCpuType(arch: Arch, accel: Accel): string {
 
 export interface QemuInput {
   name: string;
+  /** The process name QEMU gives itself (the node's unit, without ".service"). */
+  process: string;
   arch: Arch;
   accel: Accel;
   machineType: string;
@@ -57,7 +59,7 @@ export function qemuArgv(n: QemuInput): string[] {
   return [
     QEMU_BINARY[n.arch],
     "-name",
-    `guest=${n.name},process=aos-node-${n.name}`,
+    `guest=${n.name},process=${n.process}`,
     "-no-user-config",
     "-nodefaults",
     "-machine",

@@ -5,13 +5,24 @@ import type { Diagnostic } from "../base/errors.ts";
 import type { ImageNetwork } from "../base/image_network.ts";
 import type { NetworkPlan } from "./network.ts";
 import type { PortForward, TapGuard } from "./nft.ts";
+import type { UnitIdentity } from "../base/unit_identity.ts";
 
-/** The directories systemd hands us (or their FHS defaults). */
-export interface Paths {
+/** The four directories of one unit (systemd's, or their FHS defaults). */
+export interface UnitDirs {
   configDir: string;
   stateDir: string;
   logsDir: string;
   runtimeDir: string;
+}
+
+/** Where one unit lives: its own four directories, and the host-wide ones it shares. */
+export interface Paths extends UnitDirs {
+  /** The unit these are (undefined: the default unit, aos-unit.service). */
+  unit: string | undefined;
+  /** The base images, shared by every unit and never written: the state root. */
+  imagesDir: string;
+  /** Root's host-wide records (KVM probe, image-network cache): /run/aos-unit-root. */
+  hostDir: string;
 }
 
 export interface Firmware {
@@ -35,7 +46,7 @@ export interface HostFacts {
   firmware: Partial<Record<Arch, Firmware>>;
   /** The QEMU system emulators installed, by guest architecture. */
   emulators: Partial<Record<Arch, boolean>>;
-  /** The .qcow2 files in the images directory (= the state directory). */
+  /** The .qcow2 files in the images directory (the state root, shared by every unit). */
   images: ImageFile[];
   /** The user VMs and the sidecar run as. */
   serviceUser: string;
@@ -119,6 +130,8 @@ export interface NodePlan {
 
 export interface Plan {
   paths: Paths;
+  /** Every name the unit owns (base/unit_identity.ts); as JSON, the names without the rules. */
+  unit: UnitIdentity;
   network: NetworkPlan;
   nodes: NodePlan[];
   dnsmasq: {

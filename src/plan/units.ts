@@ -6,25 +6,12 @@
  */
 
 import { createHash } from "node:crypto";
-import { DEFAULT_UNIT, NODE_UNIT_PREFIX } from "../base/unit_identity.ts";
+import type { NodeNames } from "../base/unit_identity.ts";
+import { UNIT_NAME_ENV } from "../base/unit_files.ts";
 import type { Accel, Paths, TransientUnit, UnitProperty } from "./types.ts";
-
-// The default unit's names come from its identity record (base/unit_identity.ts).
-export const MANAGER_UNIT = DEFAULT_UNIT.managerUnit;
-export const SLICE = DEFAULT_UNIT.slice;
-export const DNSMASQ_UNIT = DEFAULT_UNIT.dnsmasqUnit;
-export { NODE_UNIT_PREFIX };
 
 /** The environment variable that carries a unit's plan fingerprint (adoption compares it). */
 export const PLAN_HASH_ENV = "AOS_UNIT_PLAN";
-
-export function nodeUnitName(name: string): string {
-  return DEFAULT_UNIT.node(name).unit;
-}
-
-export function failedUnitName(name: string): string {
-  return DEFAULT_UNIT.node(name).failedUnit;
-}
 
 /** A node is restarted at most this many times per interval, then left failed. */
 export const NODE_START_LIMIT_BURST = 3;
@@ -46,13 +33,17 @@ function capabilityMask(caps: number[]): number {
   return caps.reduce((mask, cap) => mask + 2 ** cap, 0);
 }
 
-/** The environment the helper units need to find aos-unit's directories (as systemd would set). */
+/**
+ * The environment the helper units need to find the unit's directories (as systemd would
+ * set), and a named unit's name (its hooks act on its units only).
+ */
 export function directoryEnvironment(paths: Paths): string[] {
   return [
     `CONFIGURATION_DIRECTORY=${paths.configDir}`,
     `STATE_DIRECTORY=${paths.stateDir}`,
     `LOGS_DIRECTORY=${paths.logsDir}`,
     `RUNTIME_DIRECTORY=${paths.runtimeDir}`,
+    ...(paths.unit === undefined ? [] : [`${UNIT_NAME_ENV}=${paths.unit}`]),
   ];
 }
 
@@ -193,6 +184,10 @@ function withPlanHash(
 
 export interface NodeUnitInput {
   name: string;
+  /** The node's names in its unit's record: unit, dynamic user, failed-unit instance. */
+  names: NodeNames;
+  /** The unit's slice. */
+  slice: string;
   arch: string;
   accel: Accel;
   cpu: number;
@@ -223,24 +218,20 @@ export interface NodeUnitInput {
 }
 
 /**
- * The uid a node runs under, made by systemd for the node's unit (DynamicUser=): stable
- * across restarts (hashed from the name), gone when the unit is. At most 31 characters.
+ * A node's unit. It runs under a uid of its own, made by systemd for the unit (DynamicUser=,
+ * names.user): stable across restarts (hashed from the name), gone when the unit is.
  */
-export function nodeUserName(node: string): string {
-  return DEFAULT_UNIT.node(node).user;
-}
-
 export function nodeUnit(n: NodeUnitInput): TransientUnit {
   return withPlanHash(
-    nodeUnitName(n.name),
+    n.names.unit,
     [
       ...ownUidSandbox(
         `AosEdge node ${n.name} (QEMU ${n.arch}, ${n.accel.toUpperCase()})`,
-        nodeUserName(n.name),
+        n.names.user,
         n.user,
       ),
       ["Type", "s", "exec"],
-      ["Slice", "s", SLICE],
+      ["Slice", "s", n.slice],
       ["ExecStart", "a(sasb)", exec(n.qemu)],
       // Every stop asks the guest first (ACPI power button over QMP) and waits for it.
       [
@@ -250,7 +241,7 @@ export function nodeUnit(n: NodeUnitInput): TransientUnit {
       ],
       // After every stop; records a forensic entry only when the stop was a failure.
       ["ExecStopPost", "a(sasb)", exec([n.stoppedHook, n.name], true)],
-      ["OnFailure", "as", [failedUnitName(n.name)]],
+      ["OnFailure", "as", [n.names.failedUnit]],
       ["Restart", "s", "on-failure"],
       ...restartMode(n.systemdVersion),
       ["RestartUSec", "t", NODE_RESTART_SEC * USEC],
@@ -285,7 +276,7 @@ export function nodeUnit(n: NodeUnitInput): TransientUnit {
       ),
       ...privatePids(n.systemdVersion),
       ["Environment", "as", directoryEnvironment(n.paths)],
-      ["SyslogIdentifier", "s", `aos-node-${n.name}`],
+      ["SyslogIdentifier", "s", n.names.process],
     ],
     n.attachedTo,
     NODE_HARDWARE,
@@ -293,6 +284,9 @@ export function nodeUnit(n: NodeUnitInput): TransientUnit {
 }
 
 export interface DnsmasqUnitInput {
+  /** The sidecar's unit and its DynamicUser= (in the service user's group). */
+  name: string;
+  dynamicUser: string;
   argv: string[];
   user: string;
   paths: Paths;
@@ -304,15 +298,12 @@ export interface DnsmasqUnitInput {
   attachedTo: string;
 }
 
-/** The uid dnsmasq runs under (DynamicUser=), in the service user's group. */
-export const DNSMASQ_USER = DEFAULT_UNIT.dnsmasqUser;
-
 export function dnsmasqUnit(d: DnsmasqUnitInput): TransientUnit {
   const caps = capabilityMask([CAP_NET_BIND_SERVICE, CAP_NET_ADMIN, CAP_NET_RAW]);
   return withPlanHash(
-    DNSMASQ_UNIT,
+    d.name,
     [
-      ...ownUidSandbox("aos-unit DHCP and DNS sidecar (dnsmasq)", DNSMASQ_USER, d.user),
+      ...ownUidSandbox("aos-unit DHCP and DNS sidecar (dnsmasq)", d.dynamicUser, d.user),
       ["Type", "s", "exec"],
       ["ExecStart", "a(sasb)", exec(d.argv)],
       // A crash is repaired in place within a second; guests and the manager are not touched.

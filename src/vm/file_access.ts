@@ -7,6 +7,7 @@
 
 import { FIRMWARE_PACKAGE } from "../base/tools.ts";
 import type { NodePlan } from "../plan/types.ts";
+import { NODE_UNIT_PREFIX } from "../base/unit_identity.ts";
 
 export interface FileNeed {
   path: string;
@@ -41,7 +42,7 @@ export function nodeIdentity(
   prepared: boolean,
 ): Identity {
   return {
-    name: `aos-node-NAME, group ${serviceUser}`,
+    name: `${NODE_UNIT_PREFIX}NAME, group ${serviceUser}`,
     uid: -1,
     gids: [gid],
     owner: prepared ? { name: serviceUser } : { name: serviceUser, uid },

@@ -8,7 +8,8 @@ import type { Runner } from "../host/runner.ts";
 import type { Logger } from "../log.ts";
 import { snapshotsDir } from "../plan/snapshot.ts";
 import type { NodePlan, Plan } from "../plan/types.ts";
-import { nodeFailureSpool } from "../plan/layout.ts";
+import { join, nodeFailureSpool } from "../plan/layout.ts";
+import { LEASE_RECORD } from "../base/unit_files.ts";
 import { prepareDisks } from "./disk.ts";
 
 /** Lease files of versions before the DHCP directory existed move into it once. */
@@ -17,7 +18,7 @@ function migrateLeases(plan: Plan): string[] {
   for (
     const [old, now] of [
       [`${plan.paths.stateDir}/dnsmasq.leases`, plan.dnsmasq.leaseFile],
-      [`${plan.paths.stateDir}/leases.json`, plan.leaseState],
+      [join(plan.paths.stateDir, LEASE_RECORD), plan.leaseState],
     ] as const
   ) {
     try {

@@ -7,6 +7,7 @@
  */
 
 import { inspectImages } from "../../src/host/image/inspect.ts";
+import { unitPaths } from "../../src/host/paths.ts";
 import { buildStockDisk, V5_MAIN } from "../lib/stock_disk.ts";
 import { run } from "../lib/proc.ts";
 import { report } from "./stats.ts";
@@ -46,12 +47,12 @@ try {
     await Deno.mkdir(`${work}/img`, { recursive: true });
     await build();
     const images = [{ name: "aos-vm-main-x.qcow2", readable: true }];
-    const paths = {
+    const paths = unitPaths({
       configDir: work,
       stateDir: `${work}/img`,
       logsDir: work,
       runtimeDir: `${work}/cache`,
-    };
+    });
     const cold: number[] = [];
     const warm: number[] = [];
     for (let i = 0; i < ROUNDS; i++) {

@@ -6,7 +6,7 @@
 
 import { createRunner } from "../../src/host/runner.ts";
 import { readLeaseState } from "../../src/host/leases.ts";
-import { FHS_PATHS } from "../../src/host/paths.ts";
+import { FHS_PATHS, unitPaths } from "../../src/host/paths.ts";
 import { denoFlags, NOTIFY_SOCKET_DEFAULT, unionPermissions } from "../../src/permissions.ts";
 import { checkDnsmasqConfig } from "../../src/net/sidecar_files.ts";
 import { logger } from "../../src/log.ts";
@@ -38,12 +38,12 @@ try {
   const bundled = `${work}/aos-unit.js`;
   await bundle(`${ROOT}/main.ts`, bundled);
   const ctx = {
-    paths: {
+    paths: unitPaths({
       configDir: unit.configDir,
       stateDir: unit.stateDir,
       logsDir: unit.logsDir,
       runtimeDir: unit.runtimeDir,
-    },
+    }),
     notifySocket: NOTIFY_SOCKET_DEFAULT,
   };
   const flags = denoFlags(unionPermissions(ctx));

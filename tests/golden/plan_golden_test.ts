@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { loadConfig } from "../../src/config/mod.ts";
-import { FHS_PATHS } from "../../src/host/paths.ts";
+import { FHS_PATHS, unitPaths } from "../../src/host/paths.ts";
 import { makePlan } from "../../src/plan/mod.ts";
 import { renderPlanText } from "../../src/plan/render.ts";
 import type { HostFacts } from "../../src/plan/types.ts";
@@ -30,6 +30,7 @@ export const CASES = [
   "trixie",
   "extension-keys",
   "stock-forwards",
+  "named-unit",
 ];
 
 export const MACHINE_ID = "5f2b8c9d0e1a4b3c8d7e6f5a4b3c2d1e";
@@ -80,7 +81,9 @@ export function planCase(name: string) {
       : { path: `${name}/runtime.conf`, text: runtimeText },
     { path: `${name}/unit_config.yaml`, text: Deno.readTextFileSync(`${dir}/unit_config.yaml`) },
   );
-  return { plan: makePlan(config, caseFacts(name), FHS_PATHS), warnings };
+  // A case for a named unit (aos-unit@NAME) says which in facts.json: { "unit": "NAME" }.
+  const { unit } = JSON.parse(readOr(`${dir}/facts.json`, "{}")) as { unit?: string };
+  return { plan: makePlan(config, caseFacts(name), unitPaths(FHS_PATHS, unit)), warnings };
 }
 
 const used = new Set<string>();

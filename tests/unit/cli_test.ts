@@ -67,6 +67,41 @@ Deno.test("aos-unit plan --json shows bridge, pool and both nodes", async () => 
   assert.match(plan.nodes[0].mac, /^52:54:00:/);
 });
 
+Deno.test("aos-unit plan --unit NAME plans that unit: its names, directories and shared images", async () => {
+  const r = await aosUnit(["plan", "--json", "--unit", "lab-1", "-c", `${CASES}/default`]);
+  assert.equal(r.code, 0, r.stderr);
+  const plan = JSON.parse(r.stdout);
+  assert.equal(plan.unit.name, "lab-1");
+  assert.equal(plan.unit.managerUnit, "aos-unit@lab-1.service");
+  assert.equal(plan.unit.slice, "aos-unit-lab\\x2d1.slice");
+  assert.equal(plan.nft.table, "aos_unit_lab_1");
+  assert.equal(plan.dnsmasq.unit.name, "aos-unit-dnsmasq@lab-1.service");
+  assert.equal(plan.nodes[0].unit.name, "aos-node-lab-1_main.service");
+  assert.equal(plan.paths.stateDir, "/var/lib/aos-unit/units/lab-1");
+  assert.equal(plan.paths.runtimeDir, "/run/aos-unit/units/lab-1");
+  assert.equal(plan.paths.imagesDir, "/var/lib/aos-unit");
+  assert.equal(plan.nodes[0].overlay, "/var/lib/aos-unit/units/lab-1/nodes/main/overlay.qcow2");
+  const own = await aosUnit(["plan", "--json", "-c", `${CASES}/default`]);
+  const other = JSON.parse(own.stdout);
+  assert.notEqual(plan.network.bridge, other.network.bridge, "a bridge of its own");
+  assert.notEqual(plan.nodes[0].mac, other.nodes[0].mac, "the same node name, another MAC");
+  assert.notEqual(plan.nodes[0].tap, other.nodes[0].tap, "and another tap");
+  // The environment a named unit's own units carry says the same.
+  const env = await aosUnit(["plan", "--json", "-c", `${CASES}/default`], {
+    AOS_UNIT_NAME: "lab-1",
+  });
+  assert.equal(JSON.parse(env.stdout).unit.managerUnit, "aos-unit@lab-1.service");
+});
+
+Deno.test("aos-unit --unit with a name that is no unit name exits 2 and says why", async () => {
+  for (const bad of ["Lab", "lab_1", "-lab", "a".repeat(21), "../etc"]) {
+    const r = await aosUnit(["plan", "--unit", bad, "-c", `${CASES}/default`]);
+    assert.equal(r.code, 2, bad);
+    assert.match(r.stderr, /is not a unit name: a DNS label .* at most 20 characters/, bad);
+    assert.equal(r.stdout, "", bad);
+  }
+});
+
 Deno.test("unknown subcommands and flags get a one-line error and a hint (exit 2)", async (t) => {
   for (const args of [["vaildate"], ["plan", "--jsno"], ["--frobnicate"]]) {
     await t.step(args.join(" "), async () => {

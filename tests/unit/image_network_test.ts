@@ -6,6 +6,7 @@
 
 import assert from "node:assert/strict";
 import { inspectImage, inspectImages } from "../../src/host/image/inspect.ts";
+import { unitPaths } from "../../src/host/paths.ts";
 import { buildStockDisk, V5_MAIN, V5_SECONDARY, V6_MAIN } from "../lib/stock_disk.ts";
 import { aosUnit } from "../lib/cli.ts";
 
@@ -86,7 +87,7 @@ Deno.test("inspectImage() has no opinion on what it cannot read", async (t) => {
 Deno.test("inspectImages() keeps results by size and mtime, and forgets images gone", async () => {
   const images = `${dir}/cache-images`;
   const cache = `${dir}/cache-run`;
-  const paths = { configDir: dir, stateDir: images, logsDir: dir, runtimeDir: cache };
+  const paths = unitPaths({ configDir: dir, stateDir: images, logsDir: dir, runtimeDir: cache });
   Deno.mkdirSync(images);
   Deno.mkdirSync(cache);
   await buildStockDisk(`${images}/aos-vm-main-qemux86-64.qcow2`, { files: V5_MAIN });
