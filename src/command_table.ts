@@ -14,6 +14,7 @@ import { exportSpec } from "./commands/export.ts";
 import { snapshotSpec } from "./commands/snapshot.ts";
 import { failedSpec } from "./commands/failed.ts";
 import { leaseHookSpec } from "./commands/lease_hook.ts";
+import { listSpec } from "./commands/list.ts";
 import { monitorSpec } from "./commands/monitor.ts";
 import { planSpec } from "./commands/plan.ts";
 import { powerdownSpec } from "./commands/powerdown.ts";
@@ -27,6 +28,7 @@ import { validateSpec } from "./commands/validate.ts";
 export const COMMANDS: Readonly<Record<Subcommand, CommandSpec>> = {
   validate: validateSpec,
   plan: planSpec,
+  list: listSpec,
   status: statusSpec,
   doctor: doctorSpec,
   console: consoleSpec,

@@ -17,6 +17,7 @@ import {
   SYSTEM_BUS_SOCKET,
 } from "./base/host_files.ts";
 import { isNodeName } from "./base/names.ts";
+import { rootsOf } from "./host/paths.ts";
 import { STOP_POST_ENV, type Subcommand, SUBCOMMANDS } from "./base/subcommands.ts";
 import { QEMU_BINARY, TOOLS } from "./base/tools.ts";
 import {
@@ -167,6 +168,8 @@ const TABLE: Record<Subcommand, (p: Paths, ctx: PermissionContext) => Permission
       env: YAML_ENV,
     }),
   plan: (p) => merge(planning(p), { read: [EXAMPLES_DIR] }),
+  // The configuration root (every unit's directory below it) and the services' states.
+  list: (p) => merge(dbus(), { read: [rootsOf(p, p.unit).configDir] }),
   status: (p) => merge(planning(p), dbus(), { read: [p.logsDir], run: [TOOLS.ip] }),
   // Looks at everything the unit needs; changes nothing (no write grant at all).
   doctor: (p) =>

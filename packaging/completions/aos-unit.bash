@@ -33,7 +33,7 @@ _aos_unit()
         cword=$COMP_CWORD
     fi
 
-    local commands="validate plan status doctor console reset export snapshot startup prepare run monitor powerdown lease-hook failed cleanup help"
+    local commands="validate plan list status doctor console reset export snapshot startup prepare run monitor powerdown lease-hook failed cleanup help"
 
     # The subcommand: the first word after "aos-unit" that is not an option.
     local i cmd="" cmd_index=0
@@ -74,7 +74,7 @@ _aos_unit()
             [ "$cmd" = plan ] && opts="$opts --json"
             _aos_unit_reply -W "$opts"
             ;;
-        status | doctor)
+        list | status | doctor)
             _aos_unit_reply -W "--json -h --help"
             ;;
         console | reset | failed | powerdown)

@@ -7,6 +7,7 @@
 export const SUBCOMMANDS = [
   "validate",
   "plan",
+  "list",
   "status",
   "doctor",
   "console",

@@ -24,10 +24,20 @@ function md5(text: string): string {
 /** The longest unit name: a DNS label short enough for every name derived from it. */
 export const MAX_UNIT_NAME = 20;
 
-/** A unit name: a DNS label (lowercase letters, digits, inner "-"), at most 20 characters. */
+/** What `list` and `export` call the default unit: no named unit may take it. */
+export const DEFAULT_UNIT_LABEL = "default";
+
+/**
+ * A unit name: a DNS label (lowercase letters, digits, inner "-"), at most 20 characters,
+ * other than "default" (the default unit's label).
+ */
 export function isUnitName(name: string): boolean {
-  return name.length <= MAX_UNIT_NAME && /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/.test(name);
+  return name.length <= MAX_UNIT_NAME && /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/.test(name) &&
+    name !== DEFAULT_UNIT_LABEL;
 }
+
+/** A named unit's manager is an instance of this template: aos-unit@NAME.service. */
+export const MANAGER_TEMPLATE = "aos-unit";
 
 /** systemd's escaping of a unit-name component (systemd-escape): "-" nests slices. */
 export function systemdEscape(text: string): string {
@@ -149,7 +159,7 @@ function namedNames(name: string): UnitNames {
   const prefix = `aos-node-${name}_`;
   return {
     name,
-    managerUnit: `aos-unit@${name}.service`,
+    managerUnit: `${MANAGER_TEMPLATE}@${name}.service`,
     slice: `aos-unit-${systemdEscape(name)}.slice`,
     dnsmasqUnit: `aos-unit-dnsmasq@${name}.service`,
     dnsmasqUser: "aos-unit-dnsmasq",
@@ -181,7 +191,9 @@ export function unitNames(name: string | undefined): UnitNames {
   if (name === undefined) return DEFAULT_UNIT;
   if (!isUnitName(name)) {
     throw new Error(
-      `unit name ${JSON.stringify(name)} is not a DNS label of at most ${MAX_UNIT_NAME} characters`,
+      `unit name ${
+        JSON.stringify(name)
+      } is not a DNS label of at most ${MAX_UNIT_NAME} characters (other than "default")`,
     );
   }
   return namedNames(name);

@@ -10,6 +10,7 @@
 import { stringify } from "yaml";
 import type { Config } from "../base/config_types.ts";
 import { UsageError } from "../base/errors.ts";
+import { DEFAULT_UNIT_LABEL } from "../base/unit_identity.ts";
 import { VERSION } from "../base/version.ts";
 import { loadConfigFiles } from "../host/config_files.ts";
 import { hostArch, listImages } from "../host/facts.ts";
@@ -118,7 +119,7 @@ export function exportCommand(ctx: CommandContext, o: ExportOptions): number {
     throw new UsageError(`Cannot export to "${o.target}": the only target is kubevirt`);
   }
   // The unit's name (dispatch checked it) names the namespace; the default unit's is "default".
-  const unit = ctx.paths.unit ?? "default";
+  const unit = ctx.paths.unit ?? DEFAULT_UNIT_LABEL;
   if (o.namespace !== undefined && !LABEL.test(o.namespace)) {
     throw new UsageError(`--namespace ${o.namespace}: not a Kubernetes namespace name`);
   }

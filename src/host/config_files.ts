@@ -3,7 +3,8 @@
 import type { Diagnostic } from "../base/errors.ts";
 import { type Config, type FileText, loadConfig } from "../config/mod.ts";
 import type { Paths } from "../plan/types.ts";
-import { configFiles } from "./paths.ts";
+import { isUnitName } from "../base/unit_identity.ts";
+import { configFiles, unitPaths } from "./paths.ts";
 
 export function readConfigFile(path: string): FileText {
   try {
@@ -28,4 +29,27 @@ export function readConfigFile(path: string): FileText {
 export function loadConfigFiles(paths: Paths): { config: Config; warnings: Diagnostic[] } {
   const files = configFiles(paths);
   return loadConfig(readConfigFile(files.runtime), readConfigFile(files.unit));
+}
+
+/**
+ * The units configured below a configuration root: the default unit when the root holds a
+ * unit_config.yaml, and each units/NAME/ that holds one (NAME a unit name; anything else
+ * there is no unit).
+ */
+export function configuredUnits(root: string): { unit: string | undefined; config: string }[] {
+  const dirs = { configDir: root, stateDir: "/", logsDir: "/", runtimeDir: "/" };
+  const found: { unit: string | undefined; config: string }[] = [];
+  const add = (unit: string | undefined) => {
+    const config = configFiles(unitPaths(dirs, unit)).unit;
+    try {
+      if (Deno.statSync(config).isFile) found.push({ unit, config });
+    } catch { /* not configured */ }
+  };
+  add(undefined);
+  let names: string[] = [];
+  try {
+    names = [...Deno.readDirSync(`${root}/units`)].filter((e) => e.isDirectory).map((e) => e.name);
+  } catch { /* no named unit */ }
+  for (const name of names.filter(isUnitName).sort()) add(name);
+  return found;
 }

@@ -34,11 +34,7 @@ const KEYS = Object.keys(DIRECTORY_ENV) as (keyof UnitDirs)[];
  */
 export function unitPaths(dirs: UnitDirs, unit?: string): Paths {
   const own = unit === undefined ? "" : `/units/${unit}`;
-  const root = (dir: string) => {
-    const d = dir.replace(/\/+$/, "");
-    return own !== "" && d.endsWith(own) ? d.slice(0, -own.length) : d;
-  };
-  const roots = Object.fromEntries(KEYS.map((k) => [k, root(dirs[k])])) as unknown as UnitDirs;
+  const roots = rootsOf(dirs, unit);
   return {
     configDir: roots.configDir + own,
     stateDir: roots.stateDir + own,
@@ -48,6 +44,16 @@ export function unitPaths(dirs: UnitDirs, unit?: string): Paths {
     imagesDir: roots.stateDir,
     hostDir: `${roots.runtimeDir}-root`,
   };
+}
+
+/** The roots below which unit `unit` lives, from its directories (or the roots themselves). */
+export function rootsOf(dirs: UnitDirs, unit: string | undefined): UnitDirs {
+  const own = unit === undefined ? "" : `/units/${unit}`;
+  const root = (dir: string) => {
+    const d = dir.replace(/\/+$/, "");
+    return own !== "" && d.endsWith(own) ? d.slice(0, -own.length) : d;
+  };
+  return Object.fromEntries(KEYS.map((k) => [k, root(dirs[k])])) as unknown as UnitDirs;
 }
 
 /** The default unit's paths in the package. */

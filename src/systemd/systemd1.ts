@@ -244,14 +244,16 @@ export class Systemd {
   }
 
   /** Loaded units whose names match the glob patterns (ListUnitsByPatterns). */
-  async listUnits(patterns: string[]): Promise<{ name: string; activeState: string }[]> {
+  async listUnits(
+    patterns: string[],
+  ): Promise<{ name: string; activeState: string; subState: string }[]> {
     const [units] = await this.#manager(
       "ListUnitsByPatterns",
       "asas",
       [[], patterns],
       "list units",
     ) as [[string, string, string, string, string][]];
-    return units.map(([name, , , activeState]) => ({ name, activeState }));
+    return units.map(([name, , , activeState, subState]) => ({ name, activeState, subState }));
   }
 
   /** The plan fingerprint a running unit was created with (see PLAN_HASH_ENV), if any. */

@@ -93,8 +93,33 @@ Deno.test("aos-unit plan --unit NAME plans that unit: its names, directories and
   assert.equal(JSON.parse(env.stdout).unit.managerUnit, "aos-unit@lab-1.service");
 });
 
+Deno.test("aos-unit list --json names the default unit and each units/NAME, configured or not", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    const yaml = Deno.readTextFileSync(`${CASES}/default/unit_config.yaml`);
+    for (const dir of [root, `${root}/units/lab1`, `${root}/units/lab-2`, `${root}/units/empty`]) {
+      Deno.mkdirSync(dir, { recursive: true });
+      if (!dir.endsWith("empty")) Deno.writeTextFileSync(`${dir}/unit_config.yaml`, yaml);
+    }
+    // Not a unit name: never a unit.
+    Deno.mkdirSync(`${root}/units/Not_A_Unit`);
+    Deno.writeTextFileSync(`${root}/units/Not_A_Unit/unit_config.yaml`, yaml);
+    // Whether or not a system bus answers here, the list is whole.
+    const r = await aosUnit(["list", "--json"], { CONFIGURATION_DIRECTORY: root });
+    assert.equal(r.code, 0, r.stderr);
+    const list = JSON.parse(r.stdout) as { name: string; config: string; service: string }[];
+    assert.deepEqual(list.map((u) => [u.name, u.service, u.config]), [
+      ["default", "aos-unit.service", `${root}/unit_config.yaml`],
+      ["lab-2", "aos-unit@lab-2.service", `${root}/units/lab-2/unit_config.yaml`],
+      ["lab1", "aos-unit@lab1.service", `${root}/units/lab1/unit_config.yaml`],
+    ]);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
 Deno.test("aos-unit --unit with a name that is no unit name exits 2 and says why", async () => {
-  for (const bad of ["Lab", "lab_1", "-lab", "a".repeat(21), "../etc"]) {
+  for (const bad of ["Lab", "lab_1", "-lab", "a".repeat(21), "../etc", "default"]) {
     const r = await aosUnit(["plan", "--unit", bad, "-c", `${CASES}/default`]);
     assert.equal(r.code, 2, bad);
     assert.match(r.stderr, /is not a unit name: a DNS label .* at most 20 characters/, bad);
