@@ -155,6 +155,8 @@ install -D -m 0644 units/aos-unit.service "$stage/usr/lib/systemd/system/aos-uni
 install -D -m 0644 units/aos-unit.slice "$stage/usr/lib/systemd/system/aos-unit.slice"
 install -D -m 0644 units/aos-unit-vm-failed@.service "$stage/usr/lib/systemd/system/aos-unit-vm-failed@.service"
 install -D -m 0644 units/aos-unit-stopped.service "$stage/usr/lib/systemd/system/aos-unit-stopped.service"
+install -D -m 0644 units/aos-unit@.service "$stage/usr/lib/systemd/system/aos-unit@.service"
+install -D -m 0644 units/aos-unit-stopped@.service "$stage/usr/lib/systemd/system/aos-unit-stopped@.service"
 install -D -m 0644 units/aos-unit.sysusers "$stage/usr/lib/sysusers.d/aos-unit.conf"
 install -D -m 0644 units/aos-unit.tmpfiles "$stage/usr/lib/tmpfiles.d/aos-unit.conf"
 install -D -m 0644 units/aos-unit.sysctl "$stage/usr/lib/sysctl.d/50-aos-unit.conf"

@@ -7,7 +7,7 @@
  *                                              its own set (exact unix socket paths where the
  *                                              table names them), then narrowed again inside
  */
-import { FHS_PATHS } from "../src/host/paths.ts";
+import { FHS_PATHS, unitPaths } from "../src/host/paths.ts";
 import {
   denoFlags,
   NOTIFY_SOCKET_DEFAULT,
@@ -29,6 +29,8 @@ export const V8_FLAGS = "--v8-flags=--max-semi-space-size=1,--lite-mode,--expose
 
 /** Stands for the node operand of console and powerdown while the flags are generated. */
 const PLACEHOLDER = "aosunitnodeplaceholder";
+/** A unit name no one uses, replaced by the checked --unit (or AOS_UNIT_NAME) in the script. */
+const UNIT_PLACEHOLDER = "aosunitunitplaceholder";
 
 /**
  * Subcommands with a bundle of their own (packaging/build_package.sh makes them from
@@ -65,30 +67,41 @@ if (Deno.args[0] === "launcher") {
     "# user's /var/lib/aos-unit, where root must not write).",
     "cache=--no-code-cache; DENO_DIR=/run/aos-unit-root/deno; export DENO_DIR",
   ];
-  const flagsOf = (command: Subcommand, node?: string) => {
-    const set = permissionsFor(command, { ...ctx, node });
+  const flagsOf = (command: Subcommand, node?: string, unit?: string) => {
+    const paths = unit === undefined ? ctx.paths : unitPaths(ctx.paths, unit);
+    const set = permissionsFor(command, { ...ctx, paths, node });
     const flags = denoFlags({ ...set, env: [...new Set([...set.env, ...dispatchEnv])].sort() });
     return flags.map(plain).join(" ");
   };
   lines.push(
-    "# console and powerdown may open one node's socket: the node operand, when it is a node",
-    "# name (the NODE_NAME rule; anything else gets no socket and is refused inside).",
+    "# The unit: --unit (any command but the lease hook, whose arguments are dnsmasq's), else",
+    "# AOS_UNIT_NAME (a named unit's service and transient units set it), when it is a unit",
+    "# name; anything else gets the default unit's grants, and is refused inside. console and",
+    "# powerdown may open one node's socket: the node operand, when it is a node name (the",
+    "# NODE_NAME rule; anything else gets no socket and is refused inside).",
     "# (dash stops the whole script on a shift past the end: every shift is guarded.)",
-    "node_of() {",
+    "unit=${AOS_UNIT_NAME:-}",
+    "scan() {",
     "  shift",
+    "  cand=",
     "  while [ $# -gt 0 ]; do",
     '    case "$1" in',
-    "      --timeout) [ $# -gt 1 ] || return 0; shift ;;",
-    "      --) shift; break ;;",
+    "      --timeout) [ $# -gt 1 ] || break; shift ;;",
+    "      -u | --unit) [ $# -gt 1 ] || break; shift; unit=$1 ;;",
+    "      --unit=*) unit=${1#--unit=} ;;",
+    '      --) shift; [ -n "$cand" ] || cand=${1:-}; break ;;',
     "      -*) ;;",
-    "      *) break ;;",
+    '      *) [ -n "$cand" ] || cand=$1 ;;',
     "    esac",
     "    shift",
     "  done",
-    "  case \"${1:-}\" in ''|-*|*-|*[!A-Za-z0-9-]*) return 0 ;; esac",
-    '  if [ "${#1}" -le 63 ]; then node=$1; fi',
     "}",
-    'node=; case "${1:-}" in console | powerdown) node_of "$@" ;; esac',
+    'node=; cand=; case "${1:-}" in lease-hook | \'\') ;; *) scan "$@" ;; esac',
+    'case "${1:-}" in console | powerdown)',
+    '  case "$cand" in \'\'|-*|*-|*[!A-Za-z0-9-]*) ;; *) [ "${#cand}" -gt 63 ] || node=$cand ;; esac ;;',
+    "esac",
+    "case \"$unit\" in ''|-*|*-|*[!a-z0-9-]*) unit= ;; esac",
+    '[ "${#unit}" -le 20 ] || unit=',
     "# The lease hook has a bundle of its own: dnsmasq starts it after every DHCP ACK, and",
     "# READY waits for its record (the whole program loads ten times slower). So do the",
     "# broker, the manager and prepare: every start loads them, and the manager stays.",
@@ -99,18 +112,27 @@ if (Deno.args[0] === "launcher") {
     if (command === "console" || command === "powerdown") {
       // The placeholder is a valid name, replaced by the checked operand in the script.
       const named = flagsOf(command, PLACEHOLDER).replaceAll(PLACEHOLDER, `'"$node"'`);
+      const ofUnit = flagsOf(command, PLACEHOLDER, UNIT_PLACEHOLDER)
+        .replaceAll(PLACEHOLDER, `'"$node"'`).replaceAll(UNIT_PLACEHOLDER, `'"$unit"'`);
       lines.push(
-        `${command}) if [ -n "$node" ]; then perms='${named}'; else perms='${
-          flagsOf(command)
-        }'; fi ;;`,
+        `${command}) if [ -n "$node" ] && [ -n "$unit" ]; then perms='${ofUnit}';`,
+        `  elif [ -n "$node" ]; then perms='${named}'; else perms='${flagsOf(command)}'; fi ;;`,
       );
-    } else if (OWN_BUNDLE[command]) {
-      lines.push(
-        `${command}) perms='${flagsOf(command)}'; program=/usr/lib/aos-unit/${
-          OWN_BUNDLE[command]
-        } ;;`,
-      );
-    } else lines.push(`${command}) perms='${flagsOf(command)}' ;;`);
+    } else {
+      // A named unit's command gets the grants of its own directories (the lease hook's
+      // DHCP directory is below none of the default unit's grants).
+      const plainFlags = flagsOf(command);
+      const unitFlags = flagsOf(command, undefined, UNIT_PLACEHOLDER);
+      const perms = unitFlags.includes(UNIT_PLACEHOLDER)
+        ? `if [ -n "$unit" ]; then perms='${
+          unitFlags.replaceAll(UNIT_PLACEHOLDER, `'"$unit"'`)
+        }'; else perms='${plainFlags}'; fi`
+        : `perms='${plainFlags}'`;
+      const program = OWN_BUNDLE[command]
+        ? `; program=/usr/lib/aos-unit/${OWN_BUNDLE[command]}`
+        : "";
+      lines.push(`${command}) ${perms}${program} ;;`);
+    }
   }
   lines.push(
     // --help, --version, typos: the union (commander answers before any subcommand runs).

@@ -23,6 +23,7 @@ import { QEMU_BINARY, TOOLS } from "./base/tools.ts";
 import {
   brokerDir,
   dhcpDir,
+  hiddenFromHelpers,
   imageCacheFile,
   kvmProbeFile,
   nodeRunDir,
@@ -234,10 +235,15 @@ const TABLE: Record<Subcommand, (p: Paths, ctx: PermissionContext) => Permission
         ctx.executable ?? EXECUTABLE,
       ],
     }),
+  // It also makes the directories every unit's helpers hide, where they are missing.
   prepare: (p, ctx) =>
     merge(planning(p), asServiceUser(ctx), {
       read: [p.logsDir],
-      write: [p.stateDir, p.logsDir],
+      write: [
+        p.stateDir,
+        p.logsDir,
+        ...hiddenFromHelpers(p).state.filter((dir) => !dir.startsWith(`${p.stateDir}/`)),
+      ],
       run: [TOOLS.qemuImg],
     }),
   // net: the readiness probe decides how long a guest gets, QMP asks it to power down.

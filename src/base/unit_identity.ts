@@ -247,5 +247,16 @@ export function tapName(mac: string): string {
   return tapOf(mac);
 }
 
+/**
+ * The unit and node of an aos-unit-vm-failed@ instance: NODE for the default unit's node,
+ * NAME_NODE for unit NAME's (see node().failedUnit).
+ */
+export function failedInstanceOf(instance: string): { unit: string | undefined; node: string } {
+  const at = instance.indexOf("_");
+  return at < 0
+    ? { unit: undefined, node: instance }
+    : { unit: instance.slice(0, at), node: instance.slice(at + 1) };
+}
+
 /** The prefix of every node unit of every unit (systemctl list-units 'aos-node-*'). */
 export const NODE_UNIT_PREFIX = "aos-node-";

@@ -11,7 +11,8 @@ import { EXIT_OK } from "../base/errors.ts";
 import { createRunner } from "../host/runner.ts";
 import { logger } from "../log.ts";
 import { TOOLS } from "../base/tools.ts";
-import { unitNames } from "../base/unit_identity.ts";
+import { failedInstanceOf, unitNames } from "../base/unit_identity.ts";
+import { unitPaths } from "../host/paths.ts";
 import { withSystemd } from "../systemd/connect.ts";
 import { nodeFailureSpool } from "../plan/layout.ts";
 import {
@@ -29,11 +30,18 @@ export interface FailedOptions {
 }
 
 export async function failedCommand(
-  ctx: CommandContext,
-  node: string,
+  given: CommandContext,
+  operand: string,
   options: FailedOptions,
 ): Promise<number> {
   const log = logger("failed");
+  // aos-unit-vm-failed@NAME_NODE.service (a named unit's node) runs without the unit's
+  // environment: its instance names the unit.
+  const instance = failedInstanceOf(operand);
+  const ctx = instance.unit === undefined || given.paths.unit !== undefined
+    ? given
+    : { ...given, paths: unitPaths(given.paths, instance.unit) };
+  const node = instance.unit === undefined ? operand : instance.node;
   const unit = unitNames(ctx.paths.unit).node(node).unit;
   const env = (name: string) => {
     try {

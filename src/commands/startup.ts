@@ -16,7 +16,7 @@
  */
 
 import { DEFAULT_UNIT, NODE_UNIT_PREFIX } from "../base/unit_identity.ts";
-import { nodeFailureSpool } from "../plan/layout.ts";
+import { hiddenFromHelpers, nodeFailureSpool } from "../plan/layout.ts";
 import {
   ConfigError,
   EXIT_CONFIG,
@@ -124,8 +124,10 @@ async function prepare(
   const needs = plan.nodes.flatMap((n) =>
     preparationNeeded(n, nodeFailureSpool(plan.paths, n.name)).map((r) => `${n.name}: ${r}`)
   ).concat(dhcpPreparationNeeded(plan));
-  // The node units hide it (TemporaryFileSystem=): it must be there before they start.
-  if (!isDirectory(snapshotsDir(plan.paths))) needs.push(`no ${snapshotsDir(plan.paths)}`);
+  // The helper units hide these (TemporaryFileSystem=): they must be there before they start.
+  for (const dir of [snapshotsDir(plan.paths), ...hiddenFromHelpers(plan.paths).state]) {
+    if (!isDirectory(dir)) needs.push(`no ${dir}`);
+  }
   if (needs.length === 0) return;
   log.info(`Preparing node files as the service user (${needs.join("; ")})`);
   const env: Record<string, string> = {};
@@ -320,6 +322,9 @@ export async function startupCommand(
     const adopted = systemd ? await adoptedNodes(systemd, plan) : new Set<string>();
     timeline.mark("adoption");
     try {
+      // The record first: whatever is made from here on, the unit's stop finds it by this
+      // record (units/unit-stopped), and a failed start's teardown removes it last.
+      writeNetworkConf(plan);
       const newTaps = await applyLinks(
         runner,
         plan,
@@ -373,7 +378,6 @@ export async function startupCommand(
     }
     await routeDomain(runner, plan, log, systemd?.bus);
     if (systemd) await capSlice(systemd, log);
-    writeNetworkConf(plan);
     const chains = await runner.run([TOOLS.nft, "-j", "list", "chains"], { okCodes: [0, 1] });
     for (const p of foreignDropPolicies(chains.stdout, plan.network)) {
       log.warning(`${p.message}; allow them with: ${p.fix}`);

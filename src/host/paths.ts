@@ -6,6 +6,9 @@
  */
 
 import type { Paths, UnitDirs } from "../plan/types.ts";
+import { rootsOf } from "../plan/layout.ts";
+
+export { rootsOf };
 
 /** The default unit's four directories: the roots every named unit lives below. */
 const FHS_DIRS: UnitDirs = {
@@ -44,16 +47,6 @@ export function unitPaths(dirs: UnitDirs, unit?: string): Paths {
     imagesDir: roots.stateDir,
     hostDir: `${roots.runtimeDir}-root`,
   };
-}
-
-/** The roots below which unit `unit` lives, from its directories (or the roots themselves). */
-export function rootsOf(dirs: UnitDirs, unit: string | undefined): UnitDirs {
-  const own = unit === undefined ? "" : `/units/${unit}`;
-  const root = (dir: string) => {
-    const d = dir.replace(/\/+$/, "");
-    return own !== "" && d.endsWith(own) ? d.slice(0, -own.length) : d;
-  };
-  return Object.fromEntries(KEYS.map((k) => [k, root(dirs[k])])) as unknown as UnitDirs;
 }
 
 /** The default unit's paths in the package. */

@@ -149,7 +149,10 @@ async function ensureForwarding(runner: Runner, log: Logger): Promise<void> {
   }
 }
 
-/** Routes ~aos-unit to the bridge in resolved; a missing resolved is a warning, not a failure. */
+/**
+ * Routes the unit's host domain (~aos-unit, ~NAME.aos-unit) to its bridge in resolved; a
+ * missing resolved is a warning, not a failure.
+ */
 export async function routeDomain(
   runner: Runner,
   plan: Plan,
@@ -159,7 +162,7 @@ export async function routeDomain(
   const ifindex = await ifindexOf(runner, plan.network.bridge);
   if (ifindex === undefined) {
     log.warning(
-      `Cannot route ~${plan.network.domain} in resolved: bridge ${plan.network.bridge} is missing`,
+      `Cannot route ~${plan.network.hostDomain} in resolved: bridge ${plan.network.bridge} is missing`,
     );
     return false;
   }
@@ -168,22 +171,22 @@ export async function routeDomain(
     own = bus ?? await connectSystemBus();
     const unreachable = await resolvedUnreachable(own);
     if (unreachable) {
-      log.warning(`Host-side resolution of *.${plan.network.domain} is off: ${unreachable}`);
+      log.warning(`Host-side resolution of *.${plan.network.hostDomain} is off: ${unreachable}`);
       return false;
     }
     await setLinkDns(own, {
       ifindex,
       server: plan.network.bridgeIp,
       port: plan.network.dnsPort,
-      domain: plan.network.domain,
+      domain: plan.network.hostDomain,
     });
     log.info(
-      `systemd-resolved routes ~${plan.network.domain} to ${plan.network.bridgeIp}:${plan.network.dnsPort} on ${plan.network.bridge}`,
+      `systemd-resolved routes ~${plan.network.hostDomain} to ${plan.network.bridgeIp}:${plan.network.dnsPort} on ${plan.network.bridge}`,
     );
     return true;
   } catch (error) {
     log.warning(
-      `Host-side resolution of *.${plan.network.domain} is off: ${(error as Error).message} ` +
+      `Host-side resolution of *.${plan.network.hostDomain} is off: ${(error as Error).message} ` +
         "(guests still resolve each other; install and start systemd-resolved for the host)",
     );
     return false;

@@ -70,6 +70,15 @@ export function dnsmasqConf(i: DnsmasqInput): string {
         : `dhcp-host=${node.mac},${node.name},${node.ip},infinite`,
     );
   }
+  if (n.hostDomain !== n.domain) {
+    lines.push(
+      "",
+      `# The host asks for NODE.${n.hostDomain} (resolved routes ~${n.hostDomain} here): the`,
+      "# address each node gets (dhcp-host above), as an address record of its own. Not a",
+      "# CNAME: resolved would follow it to the domain another unit's dnsmasq answers for.",
+      ...i.nodes.map((node) => `host-record=${node.name}.${n.hostDomain},${node.address}`),
+    );
+  }
   const statics = i.nodes.filter((node) => node.ip !== undefined);
   if (statics.length > 0) {
     lines.push(

@@ -1,10 +1,45 @@
 /** Where things live under the four directories (pure; shared by the planner and dispatch). */
 
 import { LEASE_RECORD } from "../base/unit_files.ts";
-import type { Paths } from "./types.ts";
+import type { Paths, UnitDirs } from "./types.ts";
 
 export function join(dir: string, name: string): string {
   return `${dir.replace(/\/+$/, "")}/${name}`;
+}
+
+/** Where named units live below each root: units/NAME. */
+export const UNITS_DIR = "units";
+
+/** The roots below which unit `unit` lives, from its directories (or the roots themselves). */
+export function rootsOf(dirs: UnitDirs, unit: string | undefined): UnitDirs {
+  const own = unit === undefined ? "" : `/${UNITS_DIR}/${unit}`;
+  const root = (dir: string) => {
+    const d = dir.replace(/\/+$/, "");
+    return own !== "" && d.endsWith(own) ? d.slice(0, -own.length) : d;
+  };
+  return {
+    configDir: root(dirs.configDir),
+    stateDir: root(dirs.stateDir),
+    logsDir: root(dirs.logsDir),
+    runtimeDir: root(dirs.runtimeDir),
+  };
+}
+
+/**
+ * What a node or the sidecar of any unit never sees (each an empty read-only tmpfs, with
+ * only its own files bound back): every unit's nodes, leases and snapshots, every named
+ * unit's state, and the runtime and logs roots. The same for every unit, so no guest of
+ * one unit sees another unit's disks, sockets or logs.
+ */
+export function hiddenFromHelpers(
+  paths: Paths,
+): { state: string[]; runtime: string; logs: string } {
+  const roots = rootsOf(paths, paths.unit);
+  return {
+    state: ["nodes", "dhcp", "snapshots", UNITS_DIR].map((d) => join(roots.stateDir, d)),
+    runtime: roots.runtimeDir,
+    logs: roots.logsDir,
+  };
 }
 
 /** Where the nodes keep their persistent files, one directory each. */

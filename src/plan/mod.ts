@@ -19,14 +19,13 @@ import { dnsmasqUnit, nodeUnit } from "./units.ts";
 import {
   dhcpDir,
   failureLogPath,
+  hiddenFromHelpers,
   join,
   leaseStateFile,
   nodeDir,
   nodeRunDir,
-  nodesDir,
   relativeToRun,
 } from "./layout.ts";
-import { snapshotsDir } from "./snapshot.ts";
 
 export { dhcpDir, nodeDir, nodeRunDir } from "./layout.ts";
 
@@ -120,7 +119,7 @@ export function makePlan(config: Config, facts: HostFacts, paths: Paths): Plan {
         user: facts.serviceUser,
         paths,
         dhcpDir: dhcp,
-        nodesDir: nodesDir(paths),
+        hidden: hiddenFromHelpers(paths),
         systemdVersion: facts.systemdVersion,
         // dnsmasq binds the bridge address: a new bridge or subnet needs a new dnsmasq.
         attachedTo: attachment(network) + "\n" + conf,
@@ -321,7 +320,7 @@ function planOneNode(
       runDir,
       runtimeDirectory: relativeToRun(runDir),
       serialLog,
-      hiddenStateDirs: [nodesDir(paths), dhcpDir(paths), snapshotsDir(paths)],
+      hidden: hiddenFromHelpers(paths),
       stopTimeoutSec: config.runtime.stopTimeoutSec,
       systemdVersion: facts.systemdVersion,
       attachedTo,

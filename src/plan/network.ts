@@ -30,7 +30,13 @@ export interface NetworkPlan {
   poolEnd: string;
   dnsPort: number;
   upstreamDns: string;
+  /** The guests' domain, the same in every unit (aos-unit). */
   domain: string;
+  /**
+   * The domain the host resolves the unit's nodes in (resolved routes it to the unit's
+   * dnsmasq): the guests' own for the default unit, NAME.aos-unit for unit NAME.
+   */
+  hostDomain: string;
   internetInterface: string | undefined;
   guestFence: "internet" | "strict";
 }
@@ -38,7 +44,7 @@ export interface NetworkPlan {
 /** The network of the unit with this record (its bridge) and runtime configuration. */
 export function planNetwork(
   runtime: RuntimeConfig,
-  unit: Pick<UnitIdentity, "bridge" | "bridgeMac">,
+  unit: Pick<UnitIdentity, "bridge" | "bridgeMac" | "dnsDomain">,
 ): NetworkPlan {
   const { subnet } = runtime;
   const pool = dhcpPool(subnet);
@@ -56,6 +62,7 @@ export function planNetwork(
     dnsPort: runtime.dnsPort,
     upstreamDns: runtime.upstreamDns,
     domain: DOMAIN,
+    hostDomain: unit.dnsDomain,
     internetInterface: runtime.internetInterface,
     guestFence: runtime.guestFence,
   };

@@ -7,8 +7,11 @@
 
 import { createHash } from "node:crypto";
 import type { NodeNames } from "../base/unit_identity.ts";
+import type { hiddenFromHelpers } from "./layout.ts";
 import { UNIT_NAME_ENV } from "../base/unit_files.ts";
 import type { Accel, Paths, TransientUnit, UnitProperty } from "./types.ts";
+
+type Hidden = ReturnType<typeof hiddenFromHelpers>;
 
 /** The environment variable that carries a unit's plan fingerprint (adoption compares it). */
 export const PLAN_HASH_ENV = "AOS_UNIT_PLAN";
@@ -209,8 +212,8 @@ export interface NodeUnitInput {
   /** The node's runtime directory, relative to /run (RuntimeDirectory=). */
   runtimeDirectory: string;
   serialLog: string;
-  /** The shared directories below the state directory a node never sees (nodes/, dhcp/). */
-  hiddenStateDirs: string[];
+  /** What no node sees (plan/layout.ts, hiddenFromHelpers) but its own files. */
+  hidden: Hidden;
   stopTimeoutSec: number;
   systemdVersion: number;
   /** Anything outside the unit that a running guest depends on (its network). */
@@ -269,9 +272,9 @@ export function nodeUnit(n: NodeUnitInput): TransientUnit {
       ["RuntimeDirectory", "as", [n.runtimeDirectory]],
       ["RuntimeDirectoryMode", "u", 0o750],
       // Visible and writable: this node's disks and UEFI variables, its sockets, its serial
-      // log (made by `prepare`). Nothing else of the unit's directories.
+      // log (made by `prepare`). Nothing else of this or any other unit's directories.
       ...onlyOwnFiles(
-        [...n.hiddenStateDirs, n.paths.runtimeDir, n.paths.logsDir],
+        [...n.hidden.state, n.hidden.runtime, n.hidden.logs],
         [n.nodeDir, n.runDir, n.serialLog],
       ),
       ...privatePids(n.systemdVersion),
@@ -292,10 +295,19 @@ export interface DnsmasqUnitInput {
   paths: Paths;
   /** The directory holding dnsmasq's lease file and leases.json (the only place it writes). */
   dhcpDir: string;
-  /** The nodes' directories below the state directory, which dnsmasq never sees. */
-  nodesDir: string;
+  /** What the sidecar never sees (plan/layout.ts, hiddenFromHelpers) but its DHCP directory. */
+  hidden: Hidden;
   systemdVersion: number;
   attachedTo: string;
+}
+
+/** The sidecar's view: everything hidden but its own DHCP directory. */
+function sidecarView(h: Hidden, dhcpDir: string): UnitProperty[] {
+  const hidden = [...h.state.filter((dir) => dir !== dhcpDir), h.runtime, h.logs];
+  const inside = hidden.some((dir) => dhcpDir.startsWith(`${dir}/`));
+  return inside ? onlyOwnFiles(hidden, [dhcpDir]) : [
+    ["TemporaryFileSystem", "a(ss)", hidden.map((dir) => [dir, "ro"])],
+  ];
 }
 
 export function dnsmasqUnit(d: DnsmasqUnitInput): TransientUnit {
@@ -325,14 +337,9 @@ export function dnsmasqUnit(d: DnsmasqUnitInput): TransientUnit {
       ["MemoryMax", "t", 64 * MIB],
       ["TasksMax", "t", 32],
       ["ReadWritePaths", "as", [d.dhcpDir]],
-      // No node's disks, sockets or serial log, and nothing of the runtime directory.
-      [
-        "TemporaryFileSystem",
-        "a(ss)",
-        [d.nodesDir, d.paths.runtimeDir, d.paths.logsDir].map((
-          dir,
-        ) => [dir, "ro"]),
-      ],
+      // No node's disks, sockets or serial log, nothing of the runtime directories, and no
+      // other unit's leases (a named unit's own DHCP directory is bound back in).
+      ...sidecarView(d.hidden, d.dhcpDir),
       ...privatePids(d.systemdVersion),
       // The lease hook (aos-unit lease-hook) reads the directories from here.
       ["Environment", "as", directoryEnvironment(d.paths)],

@@ -8,7 +8,7 @@ import type { Runner } from "../host/runner.ts";
 import type { Logger } from "../log.ts";
 import { snapshotsDir } from "../plan/snapshot.ts";
 import type { NodePlan, Plan } from "../plan/types.ts";
-import { join, nodeFailureSpool } from "../plan/layout.ts";
+import { hiddenFromHelpers, join, nodeFailureSpool } from "../plan/layout.ts";
 import { LEASE_RECORD } from "../base/unit_files.ts";
 import { prepareDisks } from "./disk.ts";
 
@@ -137,6 +137,10 @@ export function dhcpPreparationNeeded(plan: Plan): string[] {
 export async function prepareFiles(runner: Runner, plan: Plan, log: Logger): Promise<void> {
   Deno.mkdirSync(plan.dnsmasq.dhcpDir, { recursive: true, mode: 0o770 });
   Deno.mkdirSync(snapshotsDir(plan.paths), { recursive: true, mode: 0o750 });
+  // The helper units hide these (TemporaryFileSystem=): each must be there before they start.
+  for (const dir of hiddenFromHelpers(plan.paths).state) {
+    Deno.mkdirSync(dir, { recursive: true, mode: 0o750 });
+  }
   for (const line of migrateLeases(plan)) log.info(`Moved ${line}`);
   const dhcp = openToDnsmasq(plan);
   if (dhcp.length > 0) log.info(`Opened to dnsmasq: ${dhcp.join(", ")}`);

@@ -51,6 +51,8 @@ Deno.test({
         "./usr/lib/systemd/system/aos-unit.slice",
         "./usr/lib/systemd/system/aos-unit-vm-failed@.service",
         "./usr/lib/systemd/system/aos-unit-stopped.service",
+        "./usr/lib/systemd/system/aos-unit@.service",
+        "./usr/lib/systemd/system/aos-unit-stopped@.service",
         "./usr/lib/sysusers.d/aos-unit.conf",
         "./usr/lib/tmpfiles.d/aos-unit.conf",
         "./usr/lib/sysctl.d/50-aos-unit.conf",

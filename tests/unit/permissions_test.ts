@@ -101,8 +101,11 @@ Deno.test("the packaged launcher starts each subcommand with exactly its own set
     stdout: "piped",
   }).output();
   const launcher = new TextDecoder().decode(out.stdout);
-  const line = (command: string) =>
-    launcher.split("\n").find((l) => l.startsWith(`${command}) perms=`)) ?? "";
+  // The default unit's grants (a command with a variant for a named unit has them after "else").
+  const line = (command: string) => {
+    const l = launcher.split("\n").find((l) => l.startsWith(`${command}) `)) ?? "";
+    return l.includes("; else perms=") ? l.slice(l.indexOf("; else perms=")) : l;
+  };
   // No network at all where the table has none, the bus socket by its path where that is all.
   assert.doesNotMatch(line("validate"), /--allow-net/);
   assert.doesNotMatch(line("lease-hook"), /--allow-net/);
@@ -135,12 +138,15 @@ Deno.test("the launcher gives console and powerdown their one node's socket, and
     /^exec \/usr\/lib\/aos-unit\/deno run .*$/m,
     'printf "%s\\n" $perms',
   );
-  const flags = async (...args: string[]) => {
-    const r = await new Deno.Command("sh", { args: ["-c", script, "aos-unit", ...args] })
-      .output();
+  const flagsWith = async (env: Record<string, string>, ...args: string[]) => {
+    const r = await new Deno.Command("sh", {
+      args: ["-c", script, "aos-unit", ...args],
+      env: { AOS_UNIT_NAME: "", ...env },
+    }).output();
     assert.equal(r.code, 0, new TextDecoder().decode(r.stderr));
     return new TextDecoder().decode(r.stdout).trim().split("\n");
   };
+  const flags = (...args: string[]) => flagsWith({}, ...args);
   const net = (f: string[]) => f.filter((x) => x.startsWith("--allow-net"));
   assert.deepEqual(net(await flags("powerdown", "main", "--timeout", "60")), [
     "--allow-net=unix:/run/aos-unit/nodes/main/qmp",
@@ -160,6 +166,28 @@ Deno.test("the launcher gives console and powerdown their one node's socket, and
   assert.deepEqual(net(await flags("console", "--", "main")), [
     "--allow-net=unix:/run/aos-unit/main.serial,unix:/run/aos-unit/nodes/main/serial",
   ]);
+  // A named unit's node: --unit in any place, or AOS_UNIT_NAME (its node units set it).
+  const lab1 = ["--allow-net=unix:/run/aos-unit/units/lab1/nodes/main/qmp"];
+  assert.deepEqual(net(await flags("powerdown", "--unit", "lab1", "main")), lab1);
+  assert.deepEqual(net(await flags("powerdown", "main", "-u", "lab1", "--timeout", "5")), lab1);
+  assert.deepEqual(net(await flags("powerdown", "--unit=lab1", "main")), lab1);
+  assert.deepEqual(net(await flagsWith({ AOS_UNIT_NAME: "lab1" }, "powerdown", "main")), lab1);
+  // Not a unit name: the default unit's grants (the command refuses the name with exit 2).
+  for (const bad of ["Lab1", "../x", "-lab", "a".repeat(21), "x --allow-all"]) {
+    const f = await flags("powerdown", "main", "--unit", bad);
+    assert.deepEqual(net(f), ["--allow-net=unix:/run/aos-unit/nodes/main/qmp"], bad);
+    assert.ok(!f.includes("--allow-all"), bad);
+  }
+  // The lease hook's unit comes from its sidecar's environment, never from dnsmasq's
+  // arguments (a client's host name is one of them).
+  const writes = (f: string[]) => f.filter((x) => x.startsWith("--allow-write"));
+  assert.deepEqual(writes(await flagsWith({ AOS_UNIT_NAME: "lab1" }, "lease-hook", "add")), [
+    "--allow-write=/var/lib/aos-unit/units/lab1/dhcp",
+  ]);
+  assert.deepEqual(
+    writes(await flags("lease-hook", "add", "52:54:00:00:00:01", "10.0.0.2", "--unit=lab1")),
+    ["--allow-write=/var/lib/aos-unit/dhcp"],
+  );
   // Not a node name: no socket at all (the command refuses the name with exit 2), and
   // nothing in the operand reaches the flags.
   for (const bad of ["x --allow-all", "../dnsmasq", "-main", "main-", "a".repeat(64), ""]) {

@@ -8,6 +8,7 @@ import { lifecycle } from "./lifecycle.ts";
 import { snapshots } from "./snapshots.ts";
 import { startFailures } from "./start_failures.ts";
 import { stock } from "./stock.ts";
+import { units } from "./units.ts";
 import { upgrade } from "./upgrade.ts";
 
 export const SCENARIOS: readonly Scenario[] = [
@@ -19,4 +20,5 @@ export const SCENARIOS: readonly Scenario[] = [
   stock,
   snapshots,
   arm,
+  units,
 ];
