@@ -100,6 +100,8 @@ if (Deno.args[0] === "launcher") {
     'case "${1:-}" in console | powerdown)',
     '  case "$cand" in \'\'|-*|*-|*[!A-Za-z0-9-]*) ;; *) [ "${#cand}" -gt 63 ] || node=$cand ;; esac ;;',
     "esac",
+    "# failed UNIT_NODE (aos-unit-vm-failed@UNIT_NODE has no environment of the unit).",
+    'case "${1:-}" in failed) case "$cand" in *_*) [ -n "$unit" ] || unit=${cand%%_*} ;; esac ;; esac',
     "case \"$unit\" in ''|-*|*-|*[!a-z0-9-]*) unit= ;; esac",
     '[ "${#unit}" -le 20 ] || unit=',
     "# The lease hook has a bundle of its own: dnsmasq starts it after every DHCP ACK, and",

@@ -19,7 +19,7 @@ import {
 } from "./base/errors.ts";
 import { exists } from "./host/facts.ts";
 import { resolvePaths, UNIT_NAME_ENV } from "./host/paths.ts";
-import { isUnitName, MAX_UNIT_NAME } from "./base/unit_identity.ts";
+import { failedInstanceOf, isUnitName, MAX_UNIT_NAME } from "./base/unit_identity.ts";
 import { logToFileOnly, setupLogging } from "./log.ts";
 import {
   denoFlags,
@@ -270,8 +270,13 @@ export async function main(
   const chosen: Selected = selected;
   const command = chosen.spec.name;
   const env = readEnv();
-  // --unit, else the unit's own units say which (AOS_UNIT_NAME), else the default unit.
-  const unit = chosen.unit ?? (env[UNIT_NAME_ENV] || undefined);
+  // --unit, else the unit's own units say which (AOS_UNIT_NAME), else an operand that names
+  // it (UNIT_NODE), else the default unit.
+  const operand = chosen.call.args[0];
+  const unit = chosen.unit ?? (env[UNIT_NAME_ENV] || undefined) ??
+    (chosen.spec.unitInOperand && typeof operand === "string"
+      ? failedInstanceOf(operand).unit
+      : undefined);
   if (unit !== undefined && !isUnitName(unit)) {
     io.err(
       `aos-unit ${command}: ${

@@ -23,7 +23,6 @@ import { QEMU_BINARY, TOOLS } from "./base/tools.ts";
 import {
   brokerDir,
   dhcpDir,
-  hiddenFromHelpers,
   imageCacheFile,
   kvmProbeFile,
   nodeRunDir,
@@ -156,6 +155,8 @@ const TABLE: Record<Subcommand, (p: Paths, ctx: PermissionContext) => Permission
     merge({
       read: [
         p.configDir,
+        // Every unit's configuration: a subnet another unit uses is a warning.
+        rootsOf(p, p.unit).configDir,
         EXAMPLES_DIR,
         p.stateDir,
         p.imagesDir,
@@ -235,15 +236,10 @@ const TABLE: Record<Subcommand, (p: Paths, ctx: PermissionContext) => Permission
         ctx.executable ?? EXECUTABLE,
       ],
     }),
-  // It also makes the directories every unit's helpers hide, where they are missing.
   prepare: (p, ctx) =>
     merge(planning(p), asServiceUser(ctx), {
       read: [p.logsDir],
-      write: [
-        p.stateDir,
-        p.logsDir,
-        ...hiddenFromHelpers(p).state.filter((dir) => !dir.startsWith(`${p.stateDir}/`)),
-      ],
+      write: [p.stateDir, p.logsDir],
       run: [TOOLS.qemuImg],
     }),
   // net: the readiness probe decides how long a guest gets, QMP asks it to power down.

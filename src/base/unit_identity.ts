@@ -73,6 +73,11 @@ export interface UnitNames {
   nftTable: string;
   /** Where the host resolves the unit's nodes: NODE.<dnsDomain>. */
   dnsDomain: string;
+  /**
+   * The owner's mark: its bridge's ifalias is "OWNER CIDR", each tap's "OWNER tap"; a link
+   * is this unit's only when it carries the mark (teardown and startup touch no other).
+   */
+  owner: string;
   /** The ifalias on each of its taps: teardown removes only taps that carry it. */
   tapAlias: string;
   node(name: string): NodeNames;
@@ -131,6 +136,7 @@ export const DEFAULT_UNIT: UnitNames = {
   dnsmasqUser: "aos-unit-dnsmasq",
   nftTable: "aos_unit",
   dnsDomain: "aos-unit",
+  owner: "aos-unit",
   tapAlias: "aos-unit tap",
   node: (name) => {
     const mac = macOf(name);
@@ -162,11 +168,14 @@ function namedNames(name: string): UnitNames {
     managerUnit: `${MANAGER_TEMPLATE}@${name}.service`,
     slice: `aos-unit-${systemdEscape(name)}.slice`,
     dnsmasqUnit: `aos-unit-dnsmasq@${name}.service`,
-    dnsmasqUser: "aos-unit-dnsmasq",
+    // A uid of its own (DynamicUser= shares one uid per name): no unit's dnsmasq can signal
+    // or trace another's. At most 8 + 20 characters.
+    dnsmasqUser: `aos-dns-${name}`,
     // "-" is the only character a unit name has that nft names do not: "_" is free.
     nftTable: `aos_unit_${name.replaceAll("-", "_")}`,
     dnsDomain: `${name}.aos-unit`,
-    tapAlias: `aos-unit@${name} tap`,
+    owner: `${MANAGER_TEMPLATE}@${name}`,
+    tapAlias: `${MANAGER_TEMPLATE}@${name} tap`,
     node: (node) => {
       const mac = macOf(`${name}/${node}`);
       return {

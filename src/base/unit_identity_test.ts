@@ -3,6 +3,7 @@ import {
   bridgeMac,
   bridgeName,
   DEFAULT_UNIT,
+  failedInstanceOf,
   isUnitName,
   nodeMac,
   systemdEscape,
@@ -113,4 +114,26 @@ Deno.test("a node unit names its node only to the unit that owns it", () => {
   assert.equal(lab1.nodeOfUnit("aos-node-lab1-main.service"), undefined);
   assert.equal(def.nodeOfUnit("aos-unit-dnsmasq.service"), undefined);
   assert.notEqual(def.tapAlias, lab1.tapAlias);
+});
+
+Deno.test("no two units share a dynamic user, an owner's mark or a sidecar", () => {
+  const units = [undefined, "lab", "lab-1", "lab1", "a".repeat(20)].map((u) => unitNames(u));
+  const users = units.flatMap((u) => [u.dnsmasqUser, u.node("main").user, u.node("x").user]);
+  assert.equal(new Set(users).size, users.length, users.join(" "));
+  for (const user of users) assert.ok(user.length <= 31, user);
+  for (const key of ["owner", "tapAlias", "dnsmasqUnit", "nftTable", "dnsDomain"] as const) {
+    const values = units.map((u) => u[key]);
+    assert.equal(new Set(values).size, values.length, key);
+  }
+  // The default unit keeps its marks; a named unit's never starts with another's and a space.
+  assert.equal(DEFAULT_UNIT.owner, "aos-unit");
+  assert.equal(unitNames("lab1").owner, "aos-unit@lab1");
+  assert.ok(!unitNames("lab-1").owner.startsWith(`${unitNames("lab").owner} `));
+});
+
+Deno.test("failedInstanceOf() reads NODE and UNIT_NODE (node().failedUnit's instance)", () => {
+  assert.deepEqual(failedInstanceOf("main"), { unit: undefined, node: "main" });
+  assert.deepEqual(failedInstanceOf("lab-1_main"), { unit: "lab-1", node: "main" });
+  const instance = /@(.*)\.service$/.exec(unitNames("lab-1").node("sec-2").failedUnit)![1]!;
+  assert.deepEqual(failedInstanceOf(instance), { unit: "lab-1", node: "sec-2" });
 });

@@ -41,6 +41,11 @@ export interface CommandSpec {
   examples: string;
   /** The first argument is a node whose one socket the command may open (console, powerdown). */
   nodeOperand?: boolean;
+  /**
+   * The first argument may name the unit, as UNIT_NODE (`failed`, from the instance of
+   * aos-unit-vm-failed@, which has no environment of the unit).
+   */
+  unitInOperand?: boolean;
   /** Long-running: also logs to aos-unit.log in the logs directory. */
   logFile?: boolean;
   /** Passes unknown options through as arguments (lease-hook gets dnsmasq's argv). */

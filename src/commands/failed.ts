@@ -7,12 +7,11 @@
  * (or the final handler) moves into vm-failures.log.
  */
 
-import { EXIT_OK } from "../base/errors.ts";
+import { EXIT_OK, UsageError } from "../base/errors.ts";
 import { createRunner } from "../host/runner.ts";
 import { logger } from "../log.ts";
 import { TOOLS } from "../base/tools.ts";
 import { failedInstanceOf, unitNames } from "../base/unit_identity.ts";
-import { unitPaths } from "../host/paths.ts";
 import { withSystemd } from "../systemd/connect.ts";
 import { nodeFailureSpool } from "../plan/layout.ts";
 import {
@@ -30,18 +29,18 @@ export interface FailedOptions {
 }
 
 export async function failedCommand(
-  given: CommandContext,
+  ctx: CommandContext,
   operand: string,
   options: FailedOptions,
 ): Promise<number> {
   const log = logger("failed");
-  // aos-unit-vm-failed@NAME_NODE.service (a named unit's node) runs without the unit's
-  // environment: its instance names the unit.
+  // aos-unit-vm-failed@NAME_NODE.service (a named unit's node) names its unit in its
+  // instance, from which dispatch took the unit (failedSpec.unitInOperand).
   const instance = failedInstanceOf(operand);
-  const ctx = instance.unit === undefined || given.paths.unit !== undefined
-    ? given
-    : { ...given, paths: unitPaths(given.paths, instance.unit) };
-  const node = instance.unit === undefined ? operand : instance.node;
+  if (instance.unit !== undefined && instance.unit !== ctx.paths.unit) {
+    throw new UsageError(`${operand} is a node of unit ${instance.unit}, not of this one`);
+  }
+  const node = instance.node;
   const unit = unitNames(ctx.paths.unit).node(node).unit;
   const env = (name: string) => {
     try {
@@ -120,7 +119,8 @@ export const failedSpec: CommandSpec = {
   name: "failed",
   summary: "forensic handler: append a record of a node failure to vm-failures.log",
   group: "internal",
-  args: [{ name: "<node>", description: "node name" }],
+  args: [{ name: "<node>", description: "node name (UNIT_NODE for a named unit's node)" }],
+  unitInOperand: true,
   options: [{
     flags: "--final",
     description: "systemd gave up restarting the node (run by aos-unit-vm-failed@.service)",

@@ -16,7 +16,8 @@
  */
 
 import { DEFAULT_UNIT, NODE_UNIT_PREFIX } from "../base/unit_identity.ts";
-import { hiddenFromHelpers, nodeFailureSpool } from "../plan/layout.ts";
+import { nodeFailureSpool } from "../plan/layout.ts";
+import { withHostLock } from "../host/host_lock.ts";
 import {
   ConfigError,
   EXIT_CONFIG,
@@ -65,7 +66,7 @@ import { reconcileUnit, stopStale, wouldAdopt } from "../systemd/reconcile.ts";
 import { Systemd } from "../systemd/systemd1.ts";
 import { snapshotsDir } from "../plan/snapshot.ts";
 import { preparationNeeded } from "../vm/disk.ts";
-import { dhcpPreparationNeeded } from "../vm/prepare.ts";
+import { dhcpPreparationNeeded, ownHiddenDirs } from "../vm/prepare.ts";
 import { accessProblem, type Identity, nodeFileNeeds, nodeIdentity } from "../vm/file_access.ts";
 import { type CommandContext, serviceUserOf } from "./_context.ts";
 import { type CommandSpec, flag } from "./_spec.ts";
@@ -125,7 +126,7 @@ async function prepare(
     preparationNeeded(n, nodeFailureSpool(plan.paths, n.name)).map((r) => `${n.name}: ${r}`)
   ).concat(dhcpPreparationNeeded(plan));
   // The helper units hide these (TemporaryFileSystem=): they must be there before they start.
-  for (const dir of [snapshotsDir(plan.paths), ...hiddenFromHelpers(plan.paths).state]) {
+  for (const dir of [snapshotsDir(plan.paths), ...ownHiddenDirs(plan.paths)]) {
     if (!isDirectory(dir)) needs.push(`no ${dir}`);
   }
   if (needs.length === 0) return;
@@ -206,6 +207,17 @@ async function startDnsmasq(runner: Runner, systemd: Systemd, plan: Plan, log: L
   await checkDnsmasqConfig(runner, plan);
   const outcome = await reconcileUnit(systemd, plan.dnsmasq.unit, log);
   log.info(`${plan.dnsmasq.unit.name}: ${outcome}`);
+}
+
+/** The subnet check again, on the host as it is now (another unit may have taken it since). */
+async function checkSubnetStillFree(runner: Runner, loaded: Loaded): Promise<void> {
+  const [addresses, routes] = await Promise.all([listAddresses(runner), listRoutes(runner)]);
+  checkSubnetFree(
+    loaded.plan.network,
+    { links: [], addresses, routes },
+    loaded.config.runtime.subnetAt,
+    imageNeeds(loaded.plan),
+  );
 }
 
 /** What the startup steps share. */
@@ -325,14 +337,12 @@ export async function startupCommand(
       // The record first: whatever is made from here on, the unit's stop finds it by this
       // record (units/unit-stopped), and a failed start's teardown removes it last.
       writeNetworkConf(plan);
-      const newTaps = await applyLinks(
-        runner,
-        plan,
-        loaded.facts.serviceUser,
-        existing,
-        log,
-        adopted,
-      );
+      // Units start at once: the subnet is checked again, and the bridge that takes it made,
+      // while no other unit's broker does the same.
+      const newTaps = await withHostLock(ctx.paths, "network", async () => {
+        if (!existing) await checkSubnetStillFree(runner, loaded);
+        return await applyLinks(runner, plan, loaded.facts.serviceUser, existing, log, adopted);
+      });
       timeline.mark("network");
       if (systemd) {
         const sd = systemd;

@@ -2,13 +2,41 @@
 
 import { ConfigError, EXIT_CONFIG, EXIT_OK, formatDiagnostic, summarize } from "../base/errors.ts";
 import { sortDiagnostics } from "../config/mod.ts";
-import { loadConfigFiles } from "../host/config_files.ts";
+import { configuredUnits, loadConfigFiles, readConfigFile } from "../host/config_files.ts";
+import type { RuntimeConfig } from "../base/config_types.ts";
+import type { Diagnostic } from "../base/errors.ts";
+import { formatCidr, overlaps } from "../base/ipv4.ts";
+import { parseRuntimeConf } from "../config/runtime_conf.ts";
 import { inspectImages } from "../host/image/inspect.ts";
 import { findEmulators, findFirmware, hostArch, listImages } from "../host/facts.ts";
-import { configFiles } from "../host/paths.ts";
+import { configFiles, rootsOf, unitPaths } from "../host/paths.ts";
 import { makePlan } from "../plan/mod.ts";
 import type { CommandContext } from "./_context.ts";
 import type { CommandSpec } from "./_spec.ts";
+
+/**
+ * Other configured units whose subnet overlaps this one's: in this release they cannot run
+ * at the same time (the second to start is refused).
+ */
+function overlapWarnings(ctx: CommandContext, runtime: RuntimeConfig): Diagnostic[] {
+  const roots = rootsOf(ctx.paths, ctx.paths.unit);
+  return configuredUnits(roots.configDir).filter((u) => u.unit !== ctx.paths.unit).flatMap(
+    (u) => {
+      const file = configFiles(unitPaths(roots, u.unit)).runtime;
+      const text = readConfigFile(file);
+      const other = parseRuntimeConf(file, "text" in text ? text.text : undefined).config;
+      if (!overlaps(runtime.subnet, other.subnet)) return [];
+      const name = u.unit === undefined ? "the default unit" : `unit ${u.unit}`;
+      return [{
+        severity: "warning" as const,
+        ...runtime.subnetAt,
+        message: `DHCP_CIDR ${formatCidr(runtime.subnet)} overlaps ${name}'s ${
+          formatCidr(other.subnet)
+        } (${file}): the two cannot run at the same time`,
+      }];
+    },
+  );
+}
 
 /** Any machine-id will do: validation does not depend on the bridge name. */
 const PLACEHOLDER_MACHINE_ID = "0".repeat(32);
@@ -34,7 +62,11 @@ export function validateCommand(ctx: CommandContext): number {
       systemdVersion: 0,
       uplinks: [],
     }, ctx.paths);
-    const all = sortDiagnostics([...warnings, ...plan.warnings]);
+    const all = sortDiagnostics([
+      ...warnings,
+      ...plan.warnings,
+      ...overlapWarnings(ctx, config.runtime),
+    ]);
     // What the images expect is checked against the plan: its errors are the config's.
     if (all.some((d) => d.severity === "error")) throw new ConfigError(all);
     for (const d of all) ctx.err(formatDiagnostic(d));

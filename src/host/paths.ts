@@ -6,7 +6,7 @@
  */
 
 import type { Paths, UnitDirs } from "../plan/types.ts";
-import { rootsOf } from "../plan/layout.ts";
+import { rootsOf, unitDirsOf } from "../plan/layout.ts";
 
 export { rootsOf };
 
@@ -32,17 +32,13 @@ const KEYS = Object.keys(DIRECTORY_ENV) as (keyof UnitDirs)[];
 
 /**
  * Unit `unit`'s paths from directories that are either the roots or already the unit's
- * own (`ROOT/units/NAME`, as systemd hands them to aos-unit@NAME and its transient units).
- * Without a unit: the default unit, whose directories are the roots.
+ * own (plan/layout.ts, unitDirsOf: as systemd hands them to aos-unit@NAME and its transient
+ * units). Without a unit: the default unit, whose directories are the roots.
  */
 export function unitPaths(dirs: UnitDirs, unit?: string): Paths {
-  const own = unit === undefined ? "" : `/units/${unit}`;
   const roots = rootsOf(dirs, unit);
   return {
-    configDir: roots.configDir + own,
-    stateDir: roots.stateDir + own,
-    logsDir: roots.logsDir + own,
-    runtimeDir: roots.runtimeDir + own,
+    ...unitDirsOf(roots, unit),
     unit,
     imagesDir: roots.stateDir,
     hostDir: `${roots.runtimeDir}-root`,

@@ -47,7 +47,7 @@ async function ensureBridge(
   if (!existing) log.info(`Created bridge ${net.bridge}`);
   // A fixed MAC: otherwise the bridge takes a port's MAC and changes as taps come and go.
   await runner.run([TOOLS.ip, "link", "set", net.bridge, "address", net.bridgeMac]);
-  await runner.run([TOOLS.ip, "link", "set", net.bridge, "alias", ownerAlias(net.cidr)]);
+  await runner.run([TOOLS.ip, "link", "set", net.bridge, "alias", ownerAlias(net.owner, net.cidr)]);
   const want = `${net.bridgeIp}/${net.prefix}`;
   const r = await runner.run([TOOLS.ip, "-j", "-4", "addr", "show", "dev", net.bridge]);
   const have =
@@ -102,6 +102,12 @@ export async function ensureTaps(
   const created: string[] = [];
   for (const node of plan.nodes) {
     let tap = links.find((l) => l.ifname === node.tap);
+    // Another unit's tap of the same name (a hash collision) is never taken over.
+    if (tap?.ifalias && tap.ifalias !== plan.unit.tapAlias) {
+      throw new RuntimeError(
+        `Tap ${node.tap} of node ${node.name} is another unit's (${tap.ifalias}); rename the node`,
+      );
+    }
     if (tap && !tapIsAsMade(tap, group) && !keep.has(node.name)) {
       await runner.run([TOOLS.ip, "link", "delete", node.tap], { okCodes: [0, 1] });
       tap = undefined;
@@ -259,7 +265,7 @@ const RUNTIME_FILES = [
 export interface TeardownOwner {
   runtimeDir: string;
   /** The unit's names (its record): its taps' mark and its tables. */
-  names: Pick<UnitNames, "tapAlias" | "nftTable">;
+  names: Pick<UnitNames, "owner" | "tapAlias" | "nftTable">;
 }
 
 /** cleanup: everything the unit created, and nothing else, whatever state it finds. */
@@ -289,7 +295,7 @@ export async function teardownNetwork(
     for (const name of new Set(bridges)) {
       const bridge = links.find((l) => l.ifname === name);
       if (!bridge) continue;
-      if (!isOurs(bridge)) {
+      if (!isOurs(bridge, names.owner)) {
         log.warning(`Leaving ${name} alone: it was not created by aos-unit`);
         continue;
       }

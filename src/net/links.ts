@@ -52,13 +52,16 @@ export async function listRoutes(runner: Runner): Promise<RouteInfo[]> {
   return JSON.parse(r.stdout || "[]") as RouteInfo[];
 }
 
-/** The marker written to a bridge's ifalias: how cleanup knows a link is ours. */
-export function ownerAlias(cidr: string): string {
-  return `aos-unit ${cidr}`;
+/** The mark written to a unit's bridge's ifalias: how startup and cleanup know it is theirs. */
+export function ownerAlias(owner: string, cidr: string): string {
+  return `${owner} ${cidr}`;
 }
 
-export function isOurs(link: LinkInfo): boolean {
-  return link.linkinfo?.info_kind === "bridge" && (link.ifalias ?? "").startsWith("aos-unit");
+/** A bridge that carries this unit's mark (`owner`: the unit record's; never another unit's). */
+export function isOurs(link: LinkInfo, owner: string): boolean {
+  const alias = link.ifalias ?? "";
+  return link.linkinfo?.info_kind === "bridge" &&
+    (alias === owner || alias.startsWith(`${owner} `));
 }
 
 /** Interfaces with a default route, lowest metric first. */

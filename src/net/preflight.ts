@@ -94,7 +94,7 @@ function fallbackSubnet(dst: string): Subnet | undefined {
 /** A link of the bridge's name that aos-unit did not make. */
 export function bridgeProblem(net: NetworkPlan, host: HostNetwork): Problem | undefined {
   const existing = host.links.find((l) => l.ifname === net.bridge);
-  if (!existing || isOurs(existing)) return undefined;
+  if (!existing || isOurs(existing, net.owner)) return undefined;
   return {
     check: "bridge",
     message: `Cannot create bridge ${net.bridge}: a ${

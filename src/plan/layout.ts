@@ -7,38 +7,62 @@ export function join(dir: string, name: string): string {
   return `${dir.replace(/\/+$/, "")}/${name}`;
 }
 
-/** Where named units live below each root: units/NAME. */
+/**
+ * Where named units live. Their configuration is units/NAME below the default unit's
+ * (root's /etc/aos-unit). Their state, logs and runtime are NAME in a sibling of each root
+ * (/var/lib/aos-units/NAME, ...), a root-owned directory: systemd makes and chowns a
+ * unit's directories as root, following a link in its last component, so none may sit in
+ * a directory the service user could change (the default unit's roots are its).
+ */
 export const UNITS_DIR = "units";
+
+/** Unit `unit`'s directories below the roots (the roots themselves for the default unit). */
+export function unitDirsOf(roots: UnitDirs, unit: string | undefined): UnitDirs {
+  if (unit === undefined) return roots;
+  return {
+    configDir: `${roots.configDir}/${UNITS_DIR}/${unit}`,
+    stateDir: `${namedRoot(roots.stateDir)}/${unit}`,
+    logsDir: `${namedRoot(roots.logsDir)}/${unit}`,
+    runtimeDir: `${namedRoot(roots.runtimeDir)}/${unit}`,
+  };
+}
+
+/** The root-owned directory named units' state (or logs, or runtime) live in: ROOTs. */
+export function namedRoot(root: string): string {
+  return `${root.replace(/\/+$/, "")}s`;
+}
 
 /** The roots below which unit `unit` lives, from its directories (or the roots themselves). */
 export function rootsOf(dirs: UnitDirs, unit: string | undefined): UnitDirs {
-  const own = unit === undefined ? "" : `/${UNITS_DIR}/${unit}`;
-  const root = (dir: string) => {
+  const strip = (dir: string, suffix: string) => {
     const d = dir.replace(/\/+$/, "");
-    return own !== "" && d.endsWith(own) ? d.slice(0, -own.length) : d;
+    return unit !== undefined && d.endsWith(suffix) ? d.slice(0, -suffix.length) : d;
   };
   return {
-    configDir: root(dirs.configDir),
-    stateDir: root(dirs.stateDir),
-    logsDir: root(dirs.logsDir),
-    runtimeDir: root(dirs.runtimeDir),
+    configDir: strip(dirs.configDir, `/${UNITS_DIR}/${unit}`),
+    stateDir: strip(dirs.stateDir, `s/${unit}`),
+    logsDir: strip(dirs.logsDir, `s/${unit}`),
+    runtimeDir: strip(dirs.runtimeDir, `s/${unit}`),
   };
 }
 
 /**
  * What a node or the sidecar of any unit never sees (each an empty read-only tmpfs, with
  * only its own files bound back): every unit's nodes, leases and snapshots, every named
- * unit's state, and the runtime and logs roots. The same for every unit, so no guest of
+ * unit's state, and every unit's runtime and logs. The same for every unit, so no guest of
  * one unit sees another unit's disks, sockets or logs.
  */
 export function hiddenFromHelpers(
   paths: Paths,
-): { state: string[]; runtime: string; logs: string } {
+): { state: string[]; runtime: string[]; logs: string[] } {
   const roots = rootsOf(paths, paths.unit);
   return {
-    state: ["nodes", "dhcp", "snapshots", UNITS_DIR].map((d) => join(roots.stateDir, d)),
-    runtime: roots.runtimeDir,
-    logs: roots.logsDir,
+    state: [
+      ...["nodes", "dhcp", "snapshots"].map((d) => join(roots.stateDir, d)),
+      namedRoot(roots.stateDir),
+    ],
+    runtime: [roots.runtimeDir, namedRoot(roots.runtimeDir)],
+    logs: [roots.logsDir, namedRoot(roots.logsDir)],
   };
 }
 

@@ -19,6 +19,8 @@ export const DOMAIN = "aos-unit";
 export interface NetworkPlan {
   bridge: string;
   bridgeMac: string;
+  /** The unit's mark on its bridge (base/unit_identity.ts, owner): "aos-unit", "aos-unit@NAME". */
+  owner: string;
   /** e.g. 10.200.1.0/24 */
   cidr: string;
   prefix: number;
@@ -44,13 +46,14 @@ export interface NetworkPlan {
 /** The network of the unit with this record (its bridge) and runtime configuration. */
 export function planNetwork(
   runtime: RuntimeConfig,
-  unit: Pick<UnitIdentity, "bridge" | "bridgeMac" | "dnsDomain">,
+  unit: Pick<UnitIdentity, "bridge" | "bridgeMac" | "dnsDomain" | "owner">,
 ): NetworkPlan {
   const { subnet } = runtime;
   const pool = dhcpPool(subnet);
   return {
     bridge: unit.bridge,
     bridgeMac: unit.bridgeMac,
+    owner: unit.owner,
     cidr: formatCidr(subnet),
     prefix: subnet.prefix,
     netmask: netmaskOf(subnet.prefix),

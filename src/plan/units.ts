@@ -274,7 +274,7 @@ export function nodeUnit(n: NodeUnitInput): TransientUnit {
       // Visible and writable: this node's disks and UEFI variables, its sockets, its serial
       // log (made by `prepare`). Nothing else of this or any other unit's directories.
       ...onlyOwnFiles(
-        [...n.hidden.state, n.hidden.runtime, n.hidden.logs],
+        [...n.hidden.state, ...n.hidden.runtime, ...n.hidden.logs],
         [n.nodeDir, n.runDir, n.serialLog],
       ),
       ...privatePids(n.systemdVersion),
@@ -303,7 +303,7 @@ export interface DnsmasqUnitInput {
 
 /** The sidecar's view: everything hidden but its own DHCP directory. */
 function sidecarView(h: Hidden, dhcpDir: string): UnitProperty[] {
-  const hidden = [...h.state.filter((dir) => dir !== dhcpDir), h.runtime, h.logs];
+  const hidden = [...h.state.filter((dir) => dir !== dhcpDir), ...h.runtime, ...h.logs];
   const inside = hidden.some((dir) => dhcpDir.startsWith(`${dir}/`));
   return inside ? onlyOwnFiles(hidden, [dhcpDir]) : [
     ["TemporaryFileSystem", "a(ss)", hidden.map((dir) => [dir, "ro"])],

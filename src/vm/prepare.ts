@@ -7,7 +7,7 @@
 import type { Runner } from "../host/runner.ts";
 import type { Logger } from "../log.ts";
 import { snapshotsDir } from "../plan/snapshot.ts";
-import type { NodePlan, Plan } from "../plan/types.ts";
+import type { NodePlan, Paths, Plan } from "../plan/types.ts";
 import { hiddenFromHelpers, join, nodeFailureSpool } from "../plan/layout.ts";
 import { LEASE_RECORD } from "../base/unit_files.ts";
 import { prepareDisks } from "./disk.ts";
@@ -134,11 +134,17 @@ export function dhcpPreparationNeeded(plan: Plan): string[] {
   return closed.map((path) => `${path} not open to dnsmasq`);
 }
 
+/** The directories the helper units hide that are this unit's to make (below its state). */
+export function ownHiddenDirs(paths: Paths): string[] {
+  return hiddenFromHelpers(paths).state.filter((dir) => dir.startsWith(`${paths.stateDir}/`));
+}
+
 export async function prepareFiles(runner: Runner, plan: Plan, log: Logger): Promise<void> {
   Deno.mkdirSync(plan.dnsmasq.dhcpDir, { recursive: true, mode: 0o770 });
   Deno.mkdirSync(snapshotsDir(plan.paths), { recursive: true, mode: 0o750 });
   // The helper units hide these (TemporaryFileSystem=): each must be there before they start.
-  for (const dir of hiddenFromHelpers(plan.paths).state) {
+  // The others (the default unit's, root's /var/lib/aos-units) come from tmpfiles.d.
+  for (const dir of ownHiddenDirs(plan.paths)) {
     Deno.mkdirSync(dir, { recursive: true, mode: 0o750 });
   }
   for (const line of migrateLeases(plan)) log.info(`Moved ${line}`);

@@ -77,10 +77,10 @@ Deno.test("aos-unit plan --unit NAME plans that unit: its names, directories and
   assert.equal(plan.nft.table, "aos_unit_lab_1");
   assert.equal(plan.dnsmasq.unit.name, "aos-unit-dnsmasq@lab-1.service");
   assert.equal(plan.nodes[0].unit.name, "aos-node-lab-1_main.service");
-  assert.equal(plan.paths.stateDir, "/var/lib/aos-unit/units/lab-1");
-  assert.equal(plan.paths.runtimeDir, "/run/aos-unit/units/lab-1");
+  assert.equal(plan.paths.stateDir, "/var/lib/aos-units/lab-1");
+  assert.equal(plan.paths.runtimeDir, "/run/aos-units/lab-1");
   assert.equal(plan.paths.imagesDir, "/var/lib/aos-unit");
-  assert.equal(plan.nodes[0].overlay, "/var/lib/aos-unit/units/lab-1/nodes/main/overlay.qcow2");
+  assert.equal(plan.nodes[0].overlay, "/var/lib/aos-units/lab-1/nodes/main/overlay.qcow2");
   const own = await aosUnit(["plan", "--json", "-c", `${CASES}/default`]);
   const other = JSON.parse(own.stdout);
   assert.notEqual(plan.network.bridge, other.network.bridge, "a bridge of its own");
@@ -113,6 +113,31 @@ Deno.test("aos-unit list --json names the default unit and each units/NAME, conf
       ["lab-2", "aos-unit@lab-2.service", `${root}/units/lab-2/unit_config.yaml`],
       ["lab1", "aos-unit@lab1.service", `${root}/units/lab1/unit_config.yaml`],
     ]);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("aos-unit validate --unit warns about another configured unit on an overlapping subnet", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    const yaml = Deno.readTextFileSync(`${CASES}/default/unit_config.yaml`);
+    for (
+      const [name, cidr] of [["a", "10.200.1.0/24"], ["b", "10.200.1.128/25"], ["c", "10.9.0.0/24"]]
+    ) {
+      Deno.mkdirSync(`${root}/units/${name}`, { recursive: true });
+      Deno.writeTextFileSync(`${root}/units/${name}/unit_config.yaml`, yaml);
+      Deno.writeTextFileSync(`${root}/units/${name}/runtime.conf`, `DHCP_CIDR="${cidr}"\n`);
+    }
+    const r = await aosUnit(["validate", "--unit", "a"], { CONFIGURATION_DIRECTORY: root });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `units/a/runtime.conf:1:\\d+: warning: DHCP_CIDR 10\\.200\\.1\\.0/24 overlaps unit b's 10\\.200\\.1\\.128/25 \\(${root}/units/b/runtime.conf\\): the two cannot run at the same time`,
+      ),
+    );
+    assert.doesNotMatch(r.stderr, /unit c's/);
   } finally {
     await Deno.remove(root, { recursive: true });
   }

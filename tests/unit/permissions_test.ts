@@ -167,7 +167,7 @@ Deno.test("the launcher gives console and powerdown their one node's socket, and
     "--allow-net=unix:/run/aos-unit/main.serial,unix:/run/aos-unit/nodes/main/serial",
   ]);
   // A named unit's node: --unit in any place, or AOS_UNIT_NAME (its node units set it).
-  const lab1 = ["--allow-net=unix:/run/aos-unit/units/lab1/nodes/main/qmp"];
+  const lab1 = ["--allow-net=unix:/run/aos-units/lab1/nodes/main/qmp"];
   assert.deepEqual(net(await flags("powerdown", "--unit", "lab1", "main")), lab1);
   assert.deepEqual(net(await flags("powerdown", "main", "-u", "lab1", "--timeout", "5")), lab1);
   assert.deepEqual(net(await flags("powerdown", "--unit=lab1", "main")), lab1);
@@ -178,11 +178,15 @@ Deno.test("the launcher gives console and powerdown their one node's socket, and
     assert.deepEqual(net(f), ["--allow-net=unix:/run/aos-unit/nodes/main/qmp"], bad);
     assert.ok(!f.includes("--allow-all"), bad);
   }
+  // aos-unit-vm-failed@UNIT_NODE runs `failed UNIT_NODE` without the unit's environment.
+  const writes0 = (f: string[]) => f.filter((x) => x.startsWith("--allow-write"));
+  assert.match(writes0(await flags("failed", "lab1_main", "--final")).join(" "), /aos-units\/lab1/);
+  assert.doesNotMatch(writes0(await flags("failed", "main", "--final")).join(" "), /aos-units/);
   // The lease hook's unit comes from its sidecar's environment, never from dnsmasq's
   // arguments (a client's host name is one of them).
   const writes = (f: string[]) => f.filter((x) => x.startsWith("--allow-write"));
   assert.deepEqual(writes(await flagsWith({ AOS_UNIT_NAME: "lab1" }, "lease-hook", "add")), [
-    "--allow-write=/var/lib/aos-unit/units/lab1/dhcp",
+    "--allow-write=/var/lib/aos-units/lab1/dhcp",
   ]);
   assert.deepEqual(
     writes(await flags("lease-hook", "add", "52:54:00:00:00:01", "10.0.0.2", "--unit=lab1")),

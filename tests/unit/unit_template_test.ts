@@ -27,9 +27,9 @@ Deno.test("aos-unit@.service differs from aos-unit.service only in the unit it r
       "OnSuccess=aos-unit-stopped@%i.service",
       "Environment=AOS_UNIT_NAME=%i",
       "ConfigurationDirectory=aos-unit/units/%i",
-      "StateDirectory=aos-unit/units/%i",
-      "LogsDirectory=aos-unit/units/%i",
-      "RuntimeDirectory=aos-unit/units/%i",
+      "StateDirectory=aos-units/%i",
+      "LogsDirectory=aos-units/%i",
+      "RuntimeDirectory=aos-units/%i",
     ],
     removed: [
       "Description=AosEdge unit: main and secondary nodes as QEMU VMs",
@@ -51,7 +51,7 @@ Deno.test("aos-unit-stopped@.service differs from aos-unit-stopped.service only 
         "Before=aos-unit@%i.service",
         "Environment=AOS_UNIT_NAME=%i",
         "ExecStart=/usr/libexec/aos-unit/unit-stopped %i",
-        "ReadWritePaths=-/run/aos-unit/units/%i",
+        "ReadWritePaths=-/run/aos-units/%i",
       ],
       removed: [
         "Description=aos-unit: take the unit down when it ended stopped (a stop that raced a restart)",

@@ -9,8 +9,11 @@ import { NODES, type Scenario } from "../system_bed.ts";
  * quiet machine, and in about 25 s with the other release's bed booting guests beside it.
  */
 const SILENT_READY_SEC = 45;
-/** How long after the degraded READY the step watches for a boot or restart that must not come. */
-const SILENT_WATCH_SEC = 30;
+/**
+ * How long after the degraded READY the step watches for a boot or restart that must not
+ * come (a restart would come within RestartSec=2 s, a reboot loop within seconds).
+ */
+const SILENT_WATCH_SEC = 15;
 
 export const stock: Scenario = {
   name: "stock",

@@ -118,12 +118,12 @@ export const units: Scenario = {
           [
             "aos-node-lab1_main.service",
             "main.lab1.aos-unit",
-            "/var/log/aos-unit/units/lab1/main-serial.log",
+            "/var/log/aos-units/lab1/main-serial.log",
           ],
           [
             "aos-node-lab1_secondary.service",
             "secondary.lab1.aos-unit",
-            "/var/log/aos-unit/units/lab1/secondary-serial.log",
+            "/var/log/aos-units/lab1/secondary-serial.log",
           ],
         ]);
         assert.equal(
@@ -143,6 +143,54 @@ export const units: Scenario = {
         assert.match(await sh("getent hosts secondary.lab1.aos-unit"), /^10\.200\.2\.\d+\s/);
         assert.match(await answers(c, "main.aos-unit"), new RegExp(MAIN_MAC));
         assert.doesNotMatch(await answers(c, "main.lab1.aos-unit"), new RegExp(MAIN_MAC));
+      },
+    );
+
+    await t.step(
+      "a unit on a running unit's subnet does not start (exit 2); of two started at once, one runs",
+      async () => {
+        await configureUnit(c, "clash", 2);
+        const r = await bed.exec(["systemctl", "start", "aos-unit@clash"]);
+        assert.notEqual(r.code, 0);
+        const log = await sh("journalctl -u aos-unit@clash --no-pager -o cat");
+        assert.match(log, /DHCP_CIDR 10\.200\.2\.0\/24 overlaps the host's .*aosbr/);
+        assert.match(
+          (await show("aos-unit@clash.service", "ExecMainStatus", "Result")).Result ?? "",
+          /exit-code/,
+        );
+        assert.equal(
+          (await sh("systemctl list-units --plain --no-legend --all 'aos-node-clash_*'")).trim(),
+          "",
+        );
+        await sh("systemctl reset-failed aos-unit@clash; rm -r /etc/aos-unit/units/clash");
+        // Two brokers at once on one free subnet: the host-wide lock lets one take it. Each
+        // is settled once it failed (the loser's manager reports the refusal and exits 2) or
+        // its manager follows its nodes (a STATUS=, which the loser never sends).
+        await configureUnit(c, "race1", 5);
+        await configureUnit(c, "race2", 5);
+        await sh("systemctl start --no-block aos-unit@race1 aos-unit@race2");
+        const settled = await waitFor(
+          "both racing brokers done",
+          async () => {
+            const s = await Promise.all(
+              ["race1", "race2"].map((u) => show(service(u), "ActiveState", "StatusText")),
+            );
+            return s.every((u) => u.ActiveState === "failed" || (u.StatusText ?? "") !== "")
+              ? s
+              : undefined;
+          },
+          60_000,
+          100,
+        );
+        assert.equal(
+          settled.filter((u) => u.ActiveState === "failed").length,
+          1,
+          JSON.stringify(settled),
+        );
+        await sh("systemctl stop aos-unit@race1 aos-unit@race2");
+        await sh(
+          "systemctl reset-failed 'aos-unit@*'; rm -r /etc/aos-unit/units/race1 /etc/aos-unit/units/race2",
+        );
       },
     );
 
