@@ -267,5 +267,18 @@ export function failedInstanceOf(instance: string): { unit: string | undefined; 
     : { unit: instance.slice(0, at), node: instance.slice(at + 1) };
 }
 
+/**
+ * The unit whose owner's mark (UnitNames.owner) starts a link's ifalias: undefined for the
+ * default unit, its name for a named unit, null for a link of no unit.
+ */
+export function unitOfMark(alias: string): string | undefined | null {
+  const owner = alias.split(" ")[0] ?? "";
+  if (owner === DEFAULT_UNIT.owner) return undefined;
+  const name = owner.startsWith(`${MANAGER_TEMPLATE}@`)
+    ? owner.slice(MANAGER_TEMPLATE.length + 1)
+    : "";
+  return isUnitName(name) ? name : null;
+}
+
 /** The prefix of every node unit of every unit (systemctl list-units 'aos-node-*'). */
 export const NODE_UNIT_PREFIX = "aos-node-";

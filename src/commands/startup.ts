@@ -15,7 +15,7 @@
  * running as the service user.
  */
 
-import { DEFAULT_UNIT, NODE_UNIT_PREFIX } from "../base/unit_identity.ts";
+import { DEFAULT_UNIT, NODE_UNIT_PREFIX, unitOfMark } from "../base/unit_identity.ts";
 import { nodeFailureSpool } from "../plan/layout.ts";
 import { withHostLock } from "../host/host_lock.ts";
 import {
@@ -56,11 +56,13 @@ import {
   checkSubnetFree,
   foreignDropPolicies,
   type HostNetwork,
+  type UnitOfLink,
 } from "../net/preflight.ts";
+import { configFiles, rootsOf, unitPaths } from "../host/paths.ts";
 import { TOOLS } from "../base/tools.ts";
 import { Timeline } from "../base/timeline.ts";
 import { checkDnsmasqConfig } from "../net/sidecar_files.ts";
-import type { Plan } from "../plan/types.ts";
+import type { Paths, Plan } from "../plan/types.ts";
 import { connectSystemBus } from "../systemd/bus.ts";
 import { reconcileUnit, stopStale, wouldAdopt } from "../systemd/reconcile.ts";
 import { Systemd } from "../systemd/systemd1.ts";
@@ -209,14 +211,33 @@ async function startDnsmasq(runner: Runner, systemd: Systemd, plan: Plan, log: L
   log.info(`${plan.dnsmasq.unit.name}: ${outcome}`);
 }
 
+/**
+ * Another unit's bridge, by the owner's mark on it: that unit and the runtime.conf that
+ * gave it its subnet (a conflict names both units' files).
+ */
+function otherUnitOf(paths: Paths): UnitOfLink {
+  return (link) => {
+    if (link.linkinfo?.info_kind !== "bridge") return undefined;
+    const unit = unitOfMark(link.ifalias ?? "");
+    if (unit === null || unit === paths.unit) return undefined;
+    const file = configFiles(unitPaths(rootsOf(paths, paths.unit), unit)).runtime;
+    return `${unit === undefined ? "the default unit" : `unit ${unit}`}, ${file}`;
+  };
+}
+
 /** The subnet check again, on the host as it is now (another unit may have taken it since). */
-async function checkSubnetStillFree(runner: Runner, loaded: Loaded): Promise<void> {
-  const [addresses, routes] = await Promise.all([listAddresses(runner), listRoutes(runner)]);
+async function checkSubnetStillFree(ctx: CommandContext, runner: Runner, loaded: Loaded) {
+  const [links, addresses, routes] = await Promise.all([
+    listLinks(runner),
+    listAddresses(runner),
+    listRoutes(runner),
+  ]);
   checkSubnetFree(
     loaded.plan.network,
-    { links: [], addresses, routes },
+    { links, addresses, routes },
     loaded.config.runtime.subnetAt,
     imageNeeds(loaded.plan),
+    otherUnitOf(ctx.paths),
   );
 }
 
@@ -255,6 +276,7 @@ async function checkAndPrepare(
     host,
     loaded.config.runtime.subnetAt,
     imageNeeds(loaded.plan),
+    otherUnitOf(ctx.paths),
   );
   checkDnsPortFree(loaded.plan.network, (await runner.run([TOOLS.ss, "-Hlnut"])).stdout);
   timeline.mark("network checks");
@@ -340,7 +362,7 @@ export async function startupCommand(
       // Units start at once: the subnet is checked again, and the bridge that takes it made,
       // while no other unit's broker does the same.
       const newTaps = await withHostLock(ctx.paths, "network", async () => {
-        if (!existing) await checkSubnetStillFree(runner, loaded);
+        if (!existing) await checkSubnetStillFree(ctx, runner, loaded);
         return await applyLinks(runner, plan, loaded.facts.serviceUser, existing, log, adopted);
       });
       timeline.mark("network");

@@ -19,19 +19,35 @@ export interface HostNetwork {
   routes: RouteInfo[];
 }
 
+/**
+ * What the host says of another unit's bridge: the unit and its runtime.conf (where its
+ * DHCP_CIDR is), from the owner's mark on the bridge; undefined for any other link.
+ */
+export type UnitOfLink = (link: LinkInfo) => string | undefined;
+
 /** Where DHCP_CIDR came from, for a message that points at it. */
 export type CidrOrigin = Pick<Diagnostic, "file" | "line" | "column">;
 
 /** The host's routes and addresses that overlap the unit's subnet. */
-export function subnetConflicts(net: NetworkPlan, host: HostNetwork): string[] {
+export function subnetConflicts(
+  net: NetworkPlan,
+  host: HostNetwork,
+  unitOf: UnitOfLink = () => undefined,
+): string[] {
   const ours = parseCidr(net.cidr) as Subnet;
   const conflicts: string[] = [];
+  // Another unit's bridge: name that unit and its configuration, not only the link.
+  const owner = (dev: string | undefined) => {
+    const link = host.links.find((l) => l.ifname === dev);
+    const unit = link ? unitOf(link) : undefined;
+    return unit ? ` (${unit})` : "";
+  };
   for (const route of host.routes) {
     if (route.dst === "default" || route.dev === net.bridge) continue;
     const dst = parseCidr(route.dst.includes("/") ? route.dst : `${route.dst}/32`);
     const subnet = "kind" in dst ? fallbackSubnet(route.dst) : dst;
     if (subnet && overlaps(ours, subnet)) {
-      conflicts.push(`route ${route.dst} via ${route.dev ?? "?"}`);
+      conflicts.push(`route ${route.dst} via ${route.dev ?? "?"}${owner(route.dev)}`);
     }
   }
   for (const link of host.addresses) {
@@ -39,7 +55,7 @@ export function subnetConflicts(net: NetworkPlan, host: HostNetwork): string[] {
     for (const a of link.addr_info) {
       const ip = parseIpv4(a.local);
       if (ip !== undefined && overlaps(ours, { network: ip, prefix: 32 })) {
-        conflicts.push(`address ${a.local}/${a.prefixlen} on ${link.ifname}`);
+        conflicts.push(`address ${a.local}/${a.prefixlen} on ${link.ifname}${owner(link.ifname)}`);
       }
     }
   }
@@ -50,8 +66,9 @@ export function subnetProblem(
   net: NetworkPlan,
   host: HostNetwork,
   runtimeFile: string,
+  unitOf?: UnitOfLink,
 ): Problem | undefined {
-  const conflicts = subnetConflicts(net, host);
+  const conflicts = subnetConflicts(net, host, unitOf);
   if (conflicts.length === 0) return undefined;
   return {
     check: "subnet",
@@ -70,8 +87,9 @@ export function checkSubnetFree(
   host: HostNetwork,
   origin: CidrOrigin,
   needs: readonly string[] = [],
+  unitOf?: UnitOfLink,
 ): void {
-  const problem = subnetProblem(net, host, origin.file);
+  const problem = subnetProblem(net, host, origin.file, unitOf);
   if (!problem) return;
   const fix = needs.length > 0
     ? `; ${

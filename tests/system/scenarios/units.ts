@@ -153,7 +153,11 @@ export const units: Scenario = {
         const r = await bed.exec(["systemctl", "start", "aos-unit@clash"]);
         assert.notEqual(r.code, 0);
         const log = await sh("journalctl -u aos-unit@clash --no-pager -o cat");
-        assert.match(log, /DHCP_CIDR 10\.200\.2\.0\/24 overlaps the host's .*aosbr/);
+        // Both units' files: this one's at DHCP_CIDR, the one holding the subnet by name.
+        assert.match(
+          log,
+          /units\/clash\/runtime\.conf:1:\d+: DHCP_CIDR 10\.200\.2\.0\/24 overlaps the host's .*aosbr\S+ \(unit lab1, \/etc\/aos-unit\/units\/lab1\/runtime\.conf\)/,
+        );
         assert.match(
           (await show("aos-unit@clash.service", "ExecMainStatus", "Result")).Result ?? "",
           /exit-code/,
