@@ -18,6 +18,7 @@
 import { DEFAULT_UNIT, NODE_UNIT_PREFIX, unitOfMark } from "../base/unit_identity.ts";
 import { nodeFailureSpool } from "../plan/layout.ts";
 import { withHostLock } from "../host/host_lock.ts";
+import { ensureRuntimeDirs } from "../host/runtime_dir.ts";
 import {
   ConfigError,
   EXIT_CONFIG,
@@ -265,7 +266,7 @@ async function checkAndPrepare(
   first: Loaded,
 ): Promise<{ loaded: Loaded; existing: LinkInfo | undefined }> {
   let loaded = first;
-  Deno.mkdirSync(ctx.paths.runtimeDir, { recursive: true });
+  ensureRuntimeDirs(ctx.paths, user.gid);
   // A first start after boot probes KVM while the network is checked and the files made
   // (the node's accelerator changes neither); the plan takes its answer before any unit.
   const probing = kvmUsable(ctx, runner, loaded, user, log);
@@ -358,7 +359,7 @@ export async function startupCommand(
     try {
       // The record first: whatever is made from here on, the unit's stop finds it by this
       // record (units/unit-stopped), and a failed start's teardown removes it last.
-      writeNetworkConf(plan);
+      writeNetworkConf(plan, user);
       // Units start at once: the subnet is checked again, and the bridge that takes it made,
       // while no other unit's broker does the same.
       const newTaps = await withHostLock(ctx.paths, "network", async () => {
@@ -445,7 +446,11 @@ export async function startupDeferringErrors(
       ? error.diagnostics.map(formatDiagnostic).join("\n")
       : (error as Error).message;
     logger("startup").error(`${text} (aos-unit run reports this and exits 2)`);
-    leaveStartupError(ctx.paths.runtimeDir, text);
+    let owner: { uid: number; gid: number } | undefined;
+    try {
+      owner = lookupUser(serviceUserOf(ctx).serviceUser);
+    } catch { /* left root's: the next start replaces it */ }
+    leaveStartupError(ctx.paths.runtimeDir, text, owner);
     return EXIT_OK;
   }
 }

@@ -9,7 +9,12 @@
  */
 
 /** Replaces `path` with `content` atomically and durably. */
-export function writeFileAtomic(path: string, content: string | Uint8Array, mode = 0o644): void {
+export function writeFileAtomic(
+  path: string,
+  content: string | Uint8Array,
+  mode = 0o644,
+  owner?: { uid: number; gid: number },
+): void {
   const dir = path.slice(0, path.lastIndexOf("/")) || "/";
   const base = path.slice(path.lastIndexOf("/") + 1);
   const bytes = typeof content === "string" ? new TextEncoder().encode(content) : content;
@@ -27,6 +32,8 @@ export function writeFileAtomic(path: string, content: string | Uint8Array, mode
   }
   file.close();
   try {
+    // Only where nobody else can replace the new file first (a root-owned sticky directory).
+    if (owner) Deno.chownSync(tmp, owner.uid, owner.gid);
     Deno.renameSync(tmp, path);
   } catch (error) {
     Deno.removeSync(tmp);

@@ -11,10 +11,17 @@ export function startupErrorFile(runtimeDir: string): string {
   return `${runtimeDir}/startup-error`;
 }
 
-/** Leaves the error for the manager (a whole-file replacement; never follows a link). */
-export function leaveStartupError(runtimeDir: string, text: string): void {
+/**
+ * Leaves the error for the manager (a whole-file replacement; never follows a link), as the
+ * service user's file: the manager removes it when it reads it.
+ */
+export function leaveStartupError(
+  runtimeDir: string,
+  text: string,
+  owner?: { uid: number; gid: number },
+): void {
   Deno.mkdirSync(runtimeDir, { recursive: true });
-  writeFileAtomic(startupErrorFile(runtimeDir), text + "\n");
+  writeFileAtomic(startupErrorFile(runtimeDir), text + "\n", 0o644, owner);
 }
 
 /** The error the broker left, removed as it is read; undefined when there is none. */
@@ -26,6 +33,8 @@ export function takeStartupError(runtimeDir: string): string | undefined {
   } catch {
     return undefined;
   }
-  Deno.removeSync(file);
+  try {
+    Deno.removeSync(file);
+  } catch { /* root's (its owner was unknown): the next start replaces it */ }
   return text;
 }

@@ -225,9 +225,12 @@ export async function applyFirewall(runner: Runner, plan: Plan, log: Logger): Pr
   log.info(`Applied table inet ${plan.nft.table} in ${ms} ms`);
 }
 
-/** The documented record of the network (BRIDGE_NAME, BRIDGE_IP, NETMASK, ...). */
-export function writeNetworkConf(plan: Plan): void {
-  writeFileAtomic(plan.networkConf.path, plan.networkConf.content);
+/**
+ * The documented record of the network (BRIDGE_NAME, BRIDGE_IP, NETMASK, ...), the service
+ * user's (its teardown removes it; root's would stay in the sticky runtime directory).
+ */
+export function writeNetworkConf(plan: Plan, owner?: { uid: number; gid: number }): void {
+  writeFileAtomic(plan.networkConf.path, plan.networkConf.content, 0o644, owner);
 }
 
 /**

@@ -29,7 +29,7 @@ Deno.test("aos-unit@.service differs from aos-unit.service only in the unit it r
       "ConfigurationDirectory=aos-unit/units/%i",
       "StateDirectory=aos-units/%i",
       "LogsDirectory=aos-units/%i",
-      "RuntimeDirectory=aos-units/%i",
+      "ReadWritePaths=-/run/aos-units/%i",
     ],
     removed: [
       "Description=AosEdge unit: main and secondary nodes as QEMU VMs",
@@ -37,7 +37,7 @@ Deno.test("aos-unit@.service differs from aos-unit.service only in the unit it r
       "ConfigurationDirectory=aos-unit",
       "StateDirectory=aos-unit",
       "LogsDirectory=aos-unit",
-      "RuntimeDirectory=aos-unit",
+      "ReadWritePaths=-/run/aos-unit",
     ],
   });
 });

@@ -281,6 +281,33 @@ export const attacks: Scenario = {
     );
 
     await t.step(
+      "attack as the aos-unit user: no link of its own in nodes/, where systemd chowns each node's runtime directory as root",
+      async () => {
+        // systemd makes a node's runtime directory at its start and chowns it, following a
+        // link there, to the node's user: nodes/ must be out of the service user's reach.
+        assert.equal(
+          await sh("stat -c '%U:%G %a' /run/aos-unit /run/aos-unit/nodes"),
+          "root:aos-unit 1775\nroot:root 755\n",
+        );
+        for (
+          const script of [
+            "mv /run/aos-unit/nodes /run/aos-unit/moved",
+            "rm -rf /run/aos-unit/nodes",
+            "ln -s /etc /run/aos-unit/nodes/evil",
+            "rm -rf /run/aos-unit/nodes/secondary",
+          ]
+        ) {
+          const r = await bed.exec(["sh", "-c", script], { user: "aos-unit" });
+          assert.notEqual(r.code, 0, `the aos-unit user could: ${script}`);
+        }
+        // A node restarted (polkit lets the service user) comes back with its own directory.
+        await bed.exec(["systemctl", "restart", "aos-node-secondary"], { user: "aos-unit" });
+        await waitRunning();
+        assert.equal(await sh("stat -c '%U:%G %a' /etc"), "root:root 755\n");
+      },
+    );
+
+    await t.step(
       "attack as the aos-unit user: a dnsmasq configuration of its own and a sidecar restart serve nothing new",
       async () => {
         const evil = [
