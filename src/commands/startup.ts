@@ -29,7 +29,7 @@ import {
   RuntimeError,
   UsageError,
 } from "../base/errors.ts";
-import { leaveStartupError } from "../host/startup_error.ts";
+import { clearStartupError, leaveStartupError } from "../host/startup_error.ts";
 import { hostArch } from "../host/facts.ts";
 import { probeKvm, readKvmProbe, recordKvmProbe } from "../host/kvm.ts";
 import { envOverrides, loadAndPlan, type Loaded } from "../host/load.ts";
@@ -266,7 +266,6 @@ async function checkAndPrepare(
   first: Loaded,
 ): Promise<{ loaded: Loaded; existing: LinkInfo | undefined }> {
   let loaded = first;
-  ensureRuntimeDirs(ctx.paths, user.gid);
   // A first start after boot probes KVM while the network is checked and the files made
   // (the node's accelerator changes neither); the plan takes its answer before any unit.
   const probing = kvmUsable(ctx, runner, loaded, user, log);
@@ -317,6 +316,9 @@ export async function startupCommand(
   const started = performance.now();
   const runner = createRunner();
   const elapsed = () => Math.round(performance.now() - started);
+  // Root's runtime directory first (host/runtime_dir.ts), without an earlier start's error.
+  ensureRuntimeDirs(ctx.paths, lookupUser(serviceUserOf(ctx).serviceUser).gid);
+  clearStartupError(ctx.paths.runtimeDir);
 
   // Independent: the host's links and routes, and the bus.
   const [hostLinks, addresses, routes, systemd] = await Promise.all([

@@ -3,11 +3,12 @@
  * user's group allowed to add entries and the sticky bit set (mode 1775): the manager makes
  * its own files there, and nobody but root can rename or remove an entry it does not own.
  * So `nodes/`, where systemd makes each node's runtime directory (and chowns it, as root,
- * following a link there, to the node's user), stays root's own and holds nothing but those
- * directories: no link the service user plants can redirect that chown. (When the service
- * user owned the runtime directory, it could rename `nodes/` away and plant one.)
+ * following a link there, to the node's user), stays root's own: no link the service user
+ * plants can redirect that chown. (When the service user owned the runtime directory, it
+ * could rename `nodes/` away and plant one.)
  */
 
+import { RuntimeError } from "../base/errors.ts";
 import { nodeRunDir } from "../plan/layout.ts";
 import type { Paths } from "../plan/types.ts";
 
@@ -24,29 +25,34 @@ function look(path: string): Deno.FileInfo | undefined {
 }
 
 /**
- * `path` as a real directory of root's with this group and mode: a link or a file there goes
- * first; a directory is taken over in place (an older release's, with the guests' sockets
- * inside). Its parent must be root's (/run, /run/aos-units): then nothing can swap it.
- */
-function reclaim(path: string, gid: number, mode: number): void {
-  const st = look(path);
-  if (st && !st.isDirectory) Deno.removeSync(path);
-  if (!st || !st.isDirectory) Deno.mkdirSync(path, { recursive: true, mode: 0o755 });
-  Deno.chownSync(path, 0, gid);
-  Deno.chmodSync(path, mode);
-}
-
-/**
  * Makes the unit's runtime directory root's (sticky; the service user's group may add) and
- * its `nodes/` root's alone, holding only directories (each node's, made by systemd).
+ * its `nodes/` root's alone. Its parent (/run, /run/aos-units) is root's, so the runtime
+ * directory itself cannot be swapped; an older release's is taken over in place, with the
+ * guests' sockets inside.
  * @param gid the service user's group
+ * @throws {RuntimeError} when something else takes the place of nodes/ while it is made
  */
 export function ensureRuntimeDirs(paths: Paths, gid: number): void {
-  reclaim(paths.runtimeDir, gid, RUNTIME_MODE);
+  const dir = paths.runtimeDir;
+  const st = look(dir);
+  if (st && !st.isDirectory) Deno.removeSync(dir);
+  if (!st?.isDirectory) Deno.mkdirSync(dir, { recursive: true, mode: 0o755 });
+  Deno.chownSync(dir, 0, gid);
+  Deno.chmodSync(dir, RUNTIME_MODE);
   const nodes = nodeRunDir(paths, "x").replace(/\/[^/]+$/, "");
-  reclaim(nodes, 0, 0o755);
-  for (const entry of Deno.readDirSync(nodes)) {
-    const path = `${nodes}/${entry.name}`;
-    if (!look(path)?.isDirectory) Deno.removeSync(path);
+  const was = look(nodes);
+  if (was?.isDirectory && was.uid === 0) return;
+  // Anything else there is the service user's (or an older layout's): moved aside, never
+  // followed (rename does not), and nodes/ made anew; its entry, root's in a sticky
+  // directory, can then be neither swapped nor moved.
+  if (was) Deno.renameSync(nodes, `${dir}/.nodes-${crypto.randomUUID().slice(0, 8)}.stale`);
+  try {
+    Deno.mkdirSync(nodes, { mode: 0o755 });
+  } catch (error) {
+    throw new RuntimeError(`Cannot make ${nodes}: ${(error as Error).message}`, {
+      hint: "something else keeps taking its place; look at who writes in " + dir,
+    });
   }
+  Deno.chownSync(nodes, 0, 0);
+  Deno.chmodSync(nodes, 0o755);
 }

@@ -24,6 +24,13 @@ export function leaveStartupError(
   writeFileAtomic(startupErrorFile(runtimeDir), text + "\n", 0o644, owner);
 }
 
+/** Removes an earlier start's error (the broker, as root, at every start). */
+export function clearStartupError(runtimeDir: string): void {
+  try {
+    Deno.removeSync(startupErrorFile(runtimeDir));
+  } catch { /* none */ }
+}
+
 /** The error the broker left, removed as it is read; undefined when there is none. */
 export function takeStartupError(runtimeDir: string): string | undefined {
   const file = startupErrorFile(runtimeDir);

@@ -261,7 +261,6 @@ const RUNTIME_FILES = [
   /^readiness\.json$/,
   /^notify\.sock$/,
   /^startup-error$/,
-  /^nodes$/,
 ];
 
 /** What teardown knows of the unit it takes down: where its files are, and its marks. */
@@ -331,13 +330,10 @@ export async function teardownNetwork(
     }
     for (const entry of entries) {
       if (!RUNTIME_FILES.some((re) => re.test(entry.name))) continue;
-      try {
-        // nodes/ holds the node units' own runtime directories: gone once they stopped.
-        await Deno.remove(`${runtimeDir}/${entry.name}`);
-        removed.push(`${runtimeDir}/${entry.name}`);
-      } catch (error) {
-        if (entry.name !== "nodes") throw error;
-      }
+      // Not nodes/: root's own, where the node units' directories are made (see
+      // host/runtime_dir.ts); they go with the units.
+      await Deno.remove(`${runtimeDir}/${entry.name}`);
+      removed.push(`${runtimeDir}/${entry.name}`);
     }
   });
   if (failed.length > 0) {
