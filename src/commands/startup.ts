@@ -242,6 +242,47 @@ async function checkSubnetStillFree(ctx: CommandContext, runner: Runner, loaded:
   );
 }
 
+/** Each node's unit, made or adopted (a node whose tap was made anew starts again). */
+async function startNodes(
+  systemd: Systemd,
+  plan: Plan,
+  newTaps: readonly string[],
+  log: Logger,
+): Promise<string[]> {
+  return await Promise.all(
+    plan.nodes.map(async (n) =>
+      `${n.name} ${await reconcileUnit(
+        systemd,
+        n.unit,
+        log,
+        newTaps.includes(n.name) ? `its tap ${n.tap} was gone` : undefined,
+      )}`
+    ),
+  );
+}
+
+/** A failed first start: its nodes killed, its network taken down (best effort). */
+async function undoStart(
+  runner: Runner,
+  systemd: Systemd | undefined,
+  plan: Plan,
+  log: Logger,
+): Promise<void> {
+  if (systemd) {
+    await Promise.all(plan.nodes.map(async ({ unit: { name } }) => {
+      await systemd.enqueueStop(name);
+      await systemd.killUnit(name, "SIGKILL");
+      await systemd.clearOld(name);
+    })).catch((e) => log.warning(`Cannot stop the nodes: ${(e as Error).message}`));
+  }
+  await teardownNetwork(
+    runner,
+    { runtimeDir: plan.paths.runtimeDir, names: plan.unit },
+    [plan.network.bridge],
+    log,
+  ).catch(() => {});
+}
+
 /** What the startup steps share. */
 interface Step {
   ctx: CommandContext;
@@ -370,17 +411,7 @@ export async function startupCommand(
       });
       timeline.mark("network");
       if (systemd) {
-        const sd = systemd;
-        const outcomes = await Promise.all(
-          plan.nodes.map(async (n) =>
-            `${n.name} ${await reconcileUnit(
-              sd,
-              n.unit,
-              log,
-              newTaps.includes(n.name) ? `its tap ${n.tap} was gone` : undefined,
-            )}`
-          ),
-        );
+        const outcomes = await startNodes(systemd, plan, newTaps, log);
         timeline.mark("node units");
         log.info(`Nodes after ${elapsed()} ms: ${outcomes.join(", ")}`);
       }
@@ -391,24 +422,7 @@ export async function startupCommand(
     } catch (error) {
       // Leave nothing half-made when this run created the bridge: guests this run started
       // would otherwise keep running on deleted taps, and the next start would adopt them.
-      if (!existing) {
-        if (systemd) {
-          const sd = systemd;
-          await Promise.all(plan.nodes.map(async ({ unit: { name } }) => {
-            await sd.enqueueStop(name);
-            await sd.killUnit(name, "SIGKILL");
-            await sd.clearOld(name);
-          })).catch((e) => log.warning(`Cannot stop the nodes: ${(e as Error).message}`));
-        }
-        await teardownNetwork(
-          runner,
-          { runtimeDir: ctx.paths.runtimeDir, names: plan.unit },
-          [plan.network.bridge],
-          log,
-        ).catch(
-          () => {},
-        );
-      }
+      if (!existing) await undoStart(runner, systemd, plan, log);
       throw error;
     }
     await routeDomain(runner, plan, log, systemd?.bus);
