@@ -23,7 +23,7 @@ async function configureUnit(
   await c.sh(`mkdir -p ${dir}`);
   const config = UNIT_CONFIG.replace("10.200.1.100", `10.200.${subnet}.100`);
   await c.bed.exec(["sh", "-c", `cat > ${dir}/unit_config.yaml`], {
-    stdin: mainOnly ? config.replace(/\n    - name: secondary\n[\s\S]*$/, "\n") : config,
+    stdin: mainOnly ? config.replace(/\n {4}- name: secondary\n[\s\S]*$/, "\n") : config,
   });
   await c.bed.exec(["sh", "-c", `cat > ${dir}/runtime.conf`], {
     stdin: `DHCP_CIDR="10.200.${subnet}.0/24"\n`,
