@@ -80,6 +80,11 @@ export interface UnitNames {
   owner: string;
   /** The ifalias on each of its taps: teardown removes only taps that carry it. */
   tapAlias: string;
+  /**
+   * The network namespace a named unit's bridge, taps, dnsmasq and nodes live in (ip-netns
+   * name); undefined for the default unit, which keeps the host's (plan/isolation.ts).
+   */
+  namespace: string | undefined;
   node(name: string): NodeNames;
   /** True for a node unit of this unit (teardown and discovery act on nothing else). */
   ownsNodeUnit(unitName: string): boolean;
@@ -92,6 +97,8 @@ export interface UnitIdentity extends UnitNames {
   /** The unit's bridge (at most 15 characters) and its fixed MAC. */
   bridge: string;
   bridgeMac: string;
+  /** A named unit's link to its namespace, on the host's side (at most 15 characters). */
+  hostLink: string | undefined;
 }
 
 /** A node's DynamicUser=: the readable name, or a hash of it where that is too long. */
@@ -111,6 +118,8 @@ function macOf(key: string): string {
 export const TAP_PREFIX = "aostap";
 /** Every unit's bridge starts so: `aosbr` + 6 hex digits. */
 export const BRIDGE_PREFIX = "aosbr";
+/** A named unit's link to its namespace starts so: `aosv` + 6 hex digits. */
+export const LINK_PREFIX = "aosv";
 
 /** `aostap` + the last 6 hex digits of the MAC. */
 function tapOf(mac: string): string {
@@ -138,6 +147,7 @@ export const DEFAULT_UNIT: UnitNames = {
   dnsDomain: "aos-unit",
   owner: "aos-unit",
   tapAlias: "aos-unit tap",
+  namespace: undefined,
   node: (name) => {
     const mac = macOf(name);
     return {
@@ -176,6 +186,7 @@ function namedNames(name: string): UnitNames {
     dnsDomain: `${name}.aos-unit`,
     owner: `${MANAGER_TEMPLATE}@${name}`,
     tapAlias: `${MANAGER_TEMPLATE}@${name} tap`,
+    namespace: `aos-unit-${name}`,
     node: (node) => {
       const mac = macOf(`${name}/${node}`);
       return {
@@ -220,11 +231,13 @@ export function unitIdentity(name: string | undefined, machineId: string): UnitI
       ...names,
       bridge: `${BRIDGE_PREFIX}${machineId.slice(0, 6)}`,
       bridgeMac: bridgeMacOf(`aos-unit bridge ${machineId}`),
+      hostLink: undefined,
     }
     : {
       ...names,
       bridge: `${BRIDGE_PREFIX}${md5(`aos-unit ${name} ${machineId}`).slice(0, 6)}`,
       bridgeMac: bridgeMacOf(`aos-unit bridge ${name} ${machineId}`),
+      hostLink: `${LINK_PREFIX}${md5(`aos-unit link ${name} ${machineId}`).slice(0, 6)}`,
     };
 }
 

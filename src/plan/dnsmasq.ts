@@ -12,6 +12,8 @@ export interface DnsmasqNode {
   ip: string | undefined;
   /** The address the node gets: its reservation, or its place in the pool. */
   address: string;
+  /** Where the host reaches it, when the unit is isolated: its place in the mapped subnet. */
+  hostAddress?: string;
 }
 
 export interface DnsmasqInput {
@@ -76,7 +78,12 @@ export function dnsmasqConf(i: DnsmasqInput): string {
       `# The host asks for NODE.${n.hostDomain} (resolved routes ~${n.hostDomain} here): the`,
       "# address each node gets (dhcp-host above), as an address record of its own. Not a",
       "# CNAME: resolved would follow it to the domain another unit's dnsmasq answers for.",
-      ...i.nodes.map((node) => `host-record=${node.name}.${n.hostDomain},${node.address}`),
+      ...(i.nodes.some((node) => node.hostAddress)
+        ? ["# The unit is isolated: the host sees each node at its place in the mapped subnet."]
+        : []),
+      ...i.nodes.map((node) =>
+        `host-record=${node.name}.${n.hostDomain},${node.hostAddress ?? node.address}`
+      ),
     );
   }
   const statics = i.nodes.filter((node) => node.ip !== undefined);

@@ -43,7 +43,7 @@ function forwardRules(f: PortForward): { dnat: string; accept: string } {
  * Destinations GUEST_FENCE=strict keeps guests from: "this network", private, shared,
  * loopback, link-local, IETF protocol assignments, benchmarking, multicast and reserved.
  */
-const STRICT_DENIED = [
+export const STRICT_DENIED = [
   "0.0.0.0/8",
   "10.0.0.0/8",
   "100.64.0.0/10",
@@ -96,6 +96,39 @@ function guardRules(n: NetworkPlan, g: TapGuard): string[] {
   ];
 }
 
+/** What an isolated unit's tables (in its namespace) let in from the host over its link. */
+export interface HostView {
+  /** The unit's end of its link (plan/isolation.ts UNIT_LINK). */
+  link: string;
+  /** The unit's subnet as the host sees it, and the unit's own. */
+  mapped: string;
+  inner: string;
+  /** Where the host asks DNS: the bridge address, mapped. */
+  dnsAddress: string;
+}
+
+/** The host's way in: its DNS queries to dnsmasq, and MAPPED for the unit's subnet. */
+function hostViewRules(n: NetworkPlan, v: HostView) {
+  const link = `iifname "${v.link}"`;
+  const dns = `${n.bridgeIp}:${n.dnsPort}`;
+  return {
+    prerouting: [
+      "# The host: its DNS queries go to dnsmasq; its view of the subnet is mapped 1:1.",
+      `${link} ip daddr ${v.dnsAddress} udp dport 53 counter dnat ip to ${dns}`,
+      `${link} ip daddr ${v.dnsAddress} tcp dport 53 counter dnat ip to ${dns}`,
+      `${link} ip daddr ${v.mapped} counter dnat ip prefix to ip daddr map { ${v.mapped} : ${v.inner} } comment "the host's view of the unit"`,
+    ].map((l) => `
+		${l}`).join(""),
+    input: [
+      `${link} ip daddr ${n.bridgeIp} udp dport ${n.dnsPort} ct status dnat counter accept comment "the host's DNS queries"`,
+      `${link} ip daddr ${n.bridgeIp} tcp dport ${n.dnsPort} ct status dnat counter accept comment "the host's DNS queries"`,
+    ].map((l) => `
+		${l}`).join(""),
+    forward: `
+		${link} oifname "${n.bridge}" ip daddr ${v.inner} ct status dnat counter accept comment "from the host, through ${v.mapped}"`,
+  };
+}
+
 /**
  * @param table the unit's tables' name (its record's nftTable)
  * @param guards the nodes' taps, MACs and addresses
@@ -107,7 +140,11 @@ export function nftRuleset(
   guards: readonly TapGuard[],
   uplinks: readonly string[],
   forwards: readonly PortForward[] = [],
+  hostView?: HostView,
 ): string {
+  const fromHost = hostView
+    ? hostViewRules(n, hostView)
+    : { prerouting: "", input: "", forward: "" };
   const forwarded = forwards.map(forwardRules);
   const dnats = forwarded.map((f) => `\n\t\t${f.dnat}`).join("");
   const accepts = forwarded.map((f) => `\n\t\toifname "${n.bridge}" ${f.accept}`).join("");
@@ -142,7 +179,7 @@ table ${NFT_FAMILY} ${table} {
 		type nat hook prerouting priority dstnat; policy accept;
 		# Guests ask the bridge on port 53; dnsmasq listens on ${n.dnsPort}.
 		iifname ${br} ip daddr ${n.bridgeIp} udp dport 53 counter dnat ip to ${dns}
-		iifname ${br} ip daddr ${n.bridgeIp} tcp dport 53 counter dnat ip to ${dns}${
+		iifname ${br} ip daddr ${n.bridgeIp} tcp dport 53 counter dnat ip to ${dns}${fromHost.prerouting}${
     forwards.length
       ? "\n\t\t# Port forwards: only these host ports reach a guest from outside."
       : ""
@@ -160,7 +197,7 @@ table ${NFT_FAMILY} ${table} {
 		type filter hook input priority filter - 1; policy accept;${dhcpAgain}
 		iifname ${br} udp dport 67 counter accept comment "DHCP"
 		iifname ${br} ip daddr ${n.bridgeIp} udp dport ${n.dnsPort} counter accept comment "DNS"
-		iifname ${br} ip daddr ${n.bridgeIp} tcp dport ${n.dnsPort} counter accept comment "DNS"
+		iifname ${br} ip daddr ${n.bridgeIp} tcp dport ${n.dnsPort} counter accept comment "DNS"${fromHost.input}
 		# DHCP and DNS answer the guests and the host itself, nobody else (no open resolver).
 		iifname != { ${br}, "lo" } ip daddr ${n.bridgeIp} counter drop comment "the bridge address from outside"${
     n.guestFence === "strict"
@@ -184,7 +221,7 @@ ${
       : ""
   }		iifname ${br} oifname @uplinks counter accept comment "guests to the internet"
 		iifname ${br} counter drop comment "guests reach the uplinks only"
-		oifname ${br} ct state established,related counter accept comment "replies"${accepts}
+		oifname ${br} ct state established,related counter accept comment "replies"${accepts}${fromHost.forward}
 		oifname ${br} counter drop comment "nothing else enters the guests' network"
 	}
 

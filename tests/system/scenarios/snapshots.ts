@@ -80,7 +80,14 @@ export const snapshots: Scenario = {
         await main.probe("aos-probe efivar later", /^AOSTEST efivar value=later$/);
         for (const n of NODES) {
           const c = consolesOf[n];
-          await c.probe("aos-probe reboot", new RegExp(`^AOSTEST boot name=${n} count=`), 90_000);
+          try {
+            await c.probe("aos-probe reboot", new RegExp(`^AOSTEST boot name=${n} count=`), 90_000);
+          } catch (e) {
+            // The whole boot, not the tail the error holds: where a stalled boot stopped.
+            const log = await sh(`tail -n 150 /var/log/aos-unit/${n}-serial.log`);
+            console.error(`${suite} ${n}'s serial log, last 150 lines:\n${log}`);
+            throw e;
+          }
           c.close();
         }
         await stockRunning();
