@@ -171,7 +171,8 @@ const TABLE: Record<Subcommand, (p: Paths, ctx: PermissionContext) => Permission
     }),
   plan: (p) => merge(planning(p), { read: [EXAMPLES_DIR] }),
   // The configuration root (every unit's directory below it) and the services' states.
-  list: (p) => merge(dbus(), { read: [rootsOf(p, p.unit).configDir] }),
+  // Every unit's configuration, for its forwards.
+  list: (p) => merge(dbus(), { read: [rootsOf(p, p.unit).configDir], env: YAML_ENV }),
   status: (p) => merge(planning(p), dbus(), { read: [p.logsDir], run: [TOOLS.ip] }),
   // Looks at everything the unit needs; changes nothing (no write grant at all).
   doctor: (p) =>
@@ -228,6 +229,8 @@ const TABLE: Record<Subcommand, (p: Paths, ctx: PermissionContext) => Permission
       run: [
         TOOLS.ip,
         TOOLS.nft,
+        // A named unit's namespace is made, and entered, in PID 1's mount namespace.
+        TOOLS.nsenter,
         TOOLS.sysctl,
         TOOLS.ss,
         TOOLS.dnsmasq,
@@ -247,7 +250,8 @@ const TABLE: Record<Subcommand, (p: Paths, ctx: PermissionContext) => Permission
     merge(planning(p), dbus(), {
       read: [dhcpDir(p)],
       write: [p.runtimeDir],
-      run: [TOOLS.ip, TOOLS.nft],
+      // nsenter: a named unit's namespace is deleted in PID 1's mount namespace.
+      run: [TOOLS.ip, TOOLS.nft, TOOLS.nsenter],
       net: ["*"],
     }),
   // net stays unscoped here: readiness probes connect to leased addresses, and the

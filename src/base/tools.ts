@@ -22,6 +22,7 @@ const TABLE = {
   cat: ["/usr/bin/cat", "coreutils"],
   fallocate: ["/usr/bin/fallocate", "util-linux"],
   setsid: ["/usr/bin/setsid", "util-linux"],
+  nsenter: ["/usr/bin/nsenter", "util-linux"],
 } as const satisfies Record<string, readonly [string, string]>;
 
 export type ToolName = keyof typeof TABLE;

@@ -136,6 +136,14 @@ export function isUnitTable(name: string): boolean {
   return /^aos_unit(_[a-z0-9_]+)?$/.test(name);
 }
 
+/**
+ * The unit a table of isUnitTable()'s form belongs to (undefined: the default unit): a
+ * unit name has no "_", so the "-" its table name turned into "_" comes back unambiguously.
+ */
+export function unitOfTable(table: string): string | undefined {
+  return table === "aos_unit" ? undefined : table.slice("aos_unit_".length).replaceAll("_", "-");
+}
+
 /** The default unit: the names the README documents, unchanged. */
 export const DEFAULT_UNIT: UnitNames = {
   name: undefined,

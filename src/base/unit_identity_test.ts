@@ -10,6 +10,7 @@ import {
   tapName,
   unitIdentity,
   unitNames,
+  unitOfTable,
 } from "./unit_identity.ts";
 
 const MACHINE_ID = "a05b0e7e57bed0000000000000000001";
@@ -136,4 +137,10 @@ Deno.test("failedInstanceOf() reads NODE and UNIT_NODE (node().failedUnit's inst
   assert.deepEqual(failedInstanceOf("lab-1_main"), { unit: "lab-1", node: "main" });
   const instance = /@(.*)\.service$/.exec(unitNames("lab-1").node("sec-2").failedUnit)![1]!;
   assert.deepEqual(failedInstanceOf(instance), { unit: "lab-1", node: "sec-2" });
+});
+
+Deno.test("unitOfTable() gives back the unit of each unit's table", () => {
+  for (const name of [undefined, "lab1", "lab-1", "a-b-c"]) {
+    assert.equal(unitOfTable(unitNames(name).nftTable), name);
+  }
 });

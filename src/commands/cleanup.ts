@@ -15,6 +15,7 @@ import { readMachineId } from "../host/facts.ts";
 import { createRunner } from "../host/runner.ts";
 import { type Logger, logger } from "../log.ts";
 import { recordedBridge, teardownNetwork } from "../net/apply.ts";
+import { releaseNamespace } from "../net/isolation.ts";
 import { envOverrides, loadAndPlan } from "../host/load.ts";
 import { readLeaseState } from "../host/leases.ts";
 import { answers, READY_PORT } from "../net/probe.ts";
@@ -145,6 +146,17 @@ async function reasonToKeep(
   return undefined;
 }
 
+/**
+ * Root's part of a named unit's stop: its namespace, once no node or sidecar runs in it (a
+ * manager's crash or restart leaves them running there, for the next start to adopt).
+ */
+export async function releaseCommand(ctx: CommandContext): Promise<number> {
+  const log = logger("cleanup");
+  const ns = unitNames(ctx.paths.unit).namespace;
+  if (ns && await releaseNamespace(createRunner(), ns)) log.info(`Removed namespace ${ns}`);
+  return EXIT_OK;
+}
+
 export async function cleanupCommand(ctx: CommandContext, when: CleanupWhen): Promise<number> {
   const log = logger("cleanup");
   const started = performance.now();
@@ -207,11 +219,16 @@ export const cleanupSpec: CommandSpec = {
       description:
         "aos-unit-stopped.service: only when aos-unit.service is inactive with no job (a stop that raced a restart)",
     },
+    {
+      flags: "--release-namespace",
+      description:
+        "ExecStopPost=+ of aos-unit@NAME.service: delete the unit's network namespace once nothing runs in it",
+    },
   ],
   examples:
     "\nSafe to run twice; touches nothing aos-unit did not create.\nExample:\n  sudo aos-unit cleanup",
   run: (ctx, call) =>
-    cleanupCommand(
+    flag(call, "releaseNamespace") ? releaseCommand(ctx) : cleanupCommand(
       ctx,
       flag(call, "afterFailure")
         ? "after-failure"

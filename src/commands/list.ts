@@ -12,8 +12,8 @@ import {
   MANAGER_TEMPLATE,
   unitNames,
 } from "../base/unit_identity.ts";
-import { configuredUnits } from "../host/config_files.ts";
-import { rootsOf } from "../host/paths.ts";
+import { configuredUnits, loadConfigFiles } from "../host/config_files.ts";
+import { rootsOf, unitPaths } from "../host/paths.ts";
 import { withSystemd } from "../systemd/connect.ts";
 import type { CommandContext } from "./_context.ts";
 import { type CommandSpec, flag } from "./_spec.ts";
@@ -31,6 +31,24 @@ export interface UnitEntry {
   config: string | null;
   /** Where the host resolves its nodes: NODE.<hostDomain>. */
   hostDomain: string;
+  /** The host ports it forwards (from its configuration; none when it does not load). */
+  forwards: ListedForward[];
+}
+
+/** A forward as `list` shows it. */
+export interface ListedForward {
+  node: string;
+  proto: "tcp" | "udp";
+  host: number;
+  port: number;
+  address?: string;
+}
+
+/** "2222->main:22", "udp/5000->main:5000", "192.0.2.7:2222->main:22" */
+export function forwardText(f: ListedForward): string {
+  return `${f.address ? `${f.address}:` : ""}${
+    f.proto === "tcp" ? "" : "udp/"
+  }${f.host}->${f.node}:${f.port}`;
 }
 
 /** A running manager service, as systemd lists it. */
@@ -55,11 +73,15 @@ function unitOfService(service: string): string | undefined | null {
  * @param configured each configured unit (undefined: the default) and its unit_config.yaml
  */
 export function unitList(
-  configured: readonly { unit: string | undefined; config: string }[],
+  configured: readonly { unit: string | undefined; config: string; forwards?: ListedForward[] }[],
   services: readonly RunningService[],
 ): UnitEntry[] {
   const entries = new Map<string | undefined, UnitEntry>();
-  const entry = (unit: string | undefined, config: string | null): UnitEntry => {
+  const entry = (
+    unit: string | undefined,
+    config: string | null,
+    forwards: ListedForward[] = [],
+  ): UnitEntry => {
     const names = unitNames(unit);
     return {
       name: unit ?? DEFAULT_UNIT_LABEL,
@@ -68,12 +90,13 @@ export function unitList(
       state: "inactive/dead",
       config,
       hostDomain: names.dnsDomain,
+      forwards,
     };
   };
   const sorted = [...configured].sort((a, b) =>
     a.unit === undefined ? -1 : b.unit === undefined ? 1 : a.unit.localeCompare(b.unit)
   );
-  for (const c of sorted) entries.set(c.unit, entry(c.unit, c.config));
+  for (const c of sorted) entries.set(c.unit, entry(c.unit, c.config, c.forwards));
   for (const s of services) {
     const unit = unitOfService(s.name);
     if (unit === null) continue;
@@ -85,18 +108,46 @@ export function unitList(
 }
 
 export function renderUnitList(entries: readonly UnitEntry[]): string {
-  const rows = [["UNIT", "SERVICE", "STATE", "NODES RESOLVE AS", "CONFIGURATION"]];
+  const rows = [["UNIT", "SERVICE", "STATE", "NODES RESOLVE AS", "FORWARDS", "CONFIGURATION"]];
   for (const e of entries) {
-    rows.push([e.name, e.service, e.state, `NODE.${e.hostDomain}`, e.config ?? "(gone)"]);
+    rows.push([
+      e.name,
+      e.service,
+      e.state,
+      `NODE.${e.hostDomain}`,
+      e.forwards.map(forwardText).join(",") || "-",
+      e.config ?? "(gone)",
+    ]);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n");
 }
 
+/** A unit's forwards from its configuration; none when it does not load (validate says why). */
+function forwardsOf(root: string, unit: string | undefined): ListedForward[] {
+  const dirs = { configDir: root, stateDir: "/", logsDir: "/", runtimeDir: "/" };
+  try {
+    return loadConfigFiles(unitPaths(dirs, unit)).config.unit.nodes.flatMap((n) =>
+      n.forwards.map((f) => ({
+        node: n.name,
+        proto: f.proto,
+        host: f.host,
+        port: f.port,
+        ...(f.address ? { address: f.address } : {}),
+      }))
+    );
+  } catch {
+    return [];
+  }
+}
+
 export async function listCommand(ctx: CommandContext, json: boolean): Promise<number> {
   // Every unit, whichever one --unit named: below the configuration root.
   const root = rootsOf(ctx.paths, ctx.paths.unit).configDir;
-  const configured = configuredUnits(root);
+  const configured = configuredUnits(root).map((c) => ({
+    ...c,
+    forwards: forwardsOf(root, c.unit),
+  }));
   let services: RunningService[] = [];
   let problem: string | undefined;
   try {

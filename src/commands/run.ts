@@ -40,6 +40,7 @@ import { collectSpooled, lastFailures } from "../vm/failures.ts";
 import { powerDownNode } from "../vm/shutdown.ts";
 import { boundLog } from "../vm/log_bounds.ts";
 import { answers, READY_PORT } from "../net/probe.ts";
+import { mappedAddress } from "../plan/isolation.ts";
 import type { CommandContext } from "./_context.ts";
 import type { CommandSpec } from "./_spec.ts";
 import { takeStartupError } from "../host/startup_error.ts";
@@ -110,7 +111,9 @@ class UnitWatch {
       }
       const ip = this.judged(node)?.address;
       if (answerHolds(this.answered.get(node.name), state, ip)) return;
-      if (ip && await answers(ip, READY_PORT, 400)) {
+      // An isolated unit's node is reached from the host at its place in the mapped subnet.
+      const iso = this.plan.isolation;
+      if (ip && await answers(iso ? mappedAddress(iso, ip) : ip, READY_PORT, 400)) {
         this.answered.set(node.name, {
           since: state.activeEnterUsec,
           address: ip,
@@ -234,7 +237,7 @@ async function stopEverything(
     // The manager's own bus reverts resolved's settings: no connection of its own.
     teardownNetwork(
       runner,
-      { runtimeDir: plan.paths.runtimeDir, names: plan.unit },
+      { runtimeDir: plan.paths.runtimeDir, names: plan.unit, as: "manager" },
       [plan.network.bridge],
       log,
       watch.session.systemd?.bus,

@@ -15,7 +15,15 @@
  * running as the service user.
  */
 
-import { DEFAULT_UNIT, NODE_UNIT_PREFIX, unitOfMark } from "../base/unit_identity.ts";
+import {
+  DEFAULT_UNIT,
+  NODE_UNIT_PREFIX,
+  unitNames,
+  unitOfMark,
+  unitOfTable,
+} from "../base/unit_identity.ts";
+import { forwardsTaken, heldForwards } from "../config/forwards.ts";
+import { otherUnitTables } from "../net/nft.ts";
 import { nodeFailureSpool } from "../plan/layout.ts";
 import { withHostLock } from "../host/host_lock.ts";
 import { ensureRuntimeDirs } from "../host/runtime_dir.ts";
@@ -47,10 +55,15 @@ import {
 import {
   defaultRouteDevices,
   type LinkInfo,
+  linkInfo,
   listAddresses,
   listLinks,
   listRoutes,
+  routesOfOthers,
 } from "../net/links.ts";
+import { ensureIsolatedNetwork, namespaced, unitRunner } from "../net/isolation.ts";
+import type { Isolation } from "../plan/isolation.ts";
+import { overlaps, parseCidr } from "../base/ipv4.ts";
 import {
   checkBridgeName,
   checkDnsPortFree,
@@ -226,6 +239,36 @@ function otherUnitOf(paths: Paths): UnitOfLink {
   };
 }
 
+/** The bridge of an isolated unit, when its namespace holds one already (a restart). */
+async function bridgeInNamespace(
+  runner: Runner,
+  iso: Isolation,
+  bridge: string,
+): Promise<LinkInfo | undefined> {
+  const names = await runner.run([TOOLS.ip, "netns", "list"]);
+  if (!names.stdout.split("\n").some((l) => l.split(" ")[0] === iso.namespace)) return undefined;
+  return await linkInfo(namespaced(runner, iso.namespace), bridge);
+}
+
+/**
+ * An isolated unit's host block, checked again on the host as it is now under the host
+ * lock: a unit started meanwhile may have taken it (exit 1: the next start picks another).
+ */
+async function checkBlockStillFree(runner: Runner, iso: Isolation, owner: string) {
+  const [links, routes] = await Promise.all([listLinks(runner), listRoutes(runner)]);
+  const block = parseCidr(iso.block);
+  const clash = routesOfOthers(routes, links, owner).find((r) => {
+    const s = parseCidr(r);
+    return !("kind" in s) && !("kind" in block) && overlaps(s, block);
+  });
+  if (clash) {
+    throw new RuntimeError(
+      `Host block ${iso.block} of ${owner} was taken meanwhile (route ${clash})`,
+      { hint: "start the unit again: it picks another block" },
+    );
+  }
+}
+
 /** The subnet check again, on the host as it is now (another unit may have taken it since). */
 async function checkSubnetStillFree(ctx: CommandContext, runner: Runner, loaded: Loaded) {
   const [links, addresses, routes] = await Promise.all([
@@ -291,6 +334,27 @@ interface Step {
   timeline: Timeline;
 }
 
+/** How messages name a unit. */
+function labelOf(unit: string | undefined): string {
+  return unit === undefined ? "the default unit" : `unit ${unit}`;
+}
+
+/**
+ * This unit's forwards whose host port a running unit's table holds: exit 2 at each
+ * forward's line, naming that unit (its DNAT would win, or lose, silently).
+ */
+async function checkForwardsFree(runner: Runner, loaded: Loaded) {
+  if (loaded.plan.nft.forwards.length === 0) return;
+  const tables = await otherUnitTables(runner, loaded.plan.unit.nftTable);
+  if (tables.length === 0) return;
+  const held = tables.map((t) => ({
+    label: labelOf(unitOfTable(t.table)),
+    forwards: heldForwards(t.text),
+  }));
+  const taken = forwardsTaken(loaded.config.unit.nodes, held);
+  if (taken.length > 0) throw new ConfigError(taken);
+}
+
 /**
  * Before anything is made: the network checks, the nodes' files (`prepare`, as the service
  * user, only when something is missing) and the KVM answer, probed meanwhile on a first
@@ -311,15 +375,23 @@ async function checkAndPrepare(
   // (the node's accelerator changes neither); the plan takes its answer before any unit.
   const probing = kvmUsable(ctx, runner, loaded, user, log);
   probing.catch(() => {}); // awaited below; a failure is reported there
-  const existing = checkBridgeName(loaded.plan.network, host);
-  checkSubnetFree(
-    loaded.plan.network,
-    host,
-    loaded.config.runtime.subnetAt,
-    imageNeeds(loaded.plan),
-    otherUnitOf(ctx.paths),
-  );
-  checkDnsPortFree(loaded.plan.network, (await runner.run([TOOLS.ss, "-Hlnut"])).stdout);
+  const iso = loaded.plan.isolation;
+  // An isolated unit's network is its own namespace: its subnet and DNS port clash with
+  // nothing on the host, and only it makes a bridge there.
+  const existing = iso
+    ? await bridgeInNamespace(runner, iso, loaded.plan.network.bridge)
+    : checkBridgeName(loaded.plan.network, host);
+  if (!iso) {
+    checkSubnetFree(
+      loaded.plan.network,
+      host,
+      loaded.config.runtime.subnetAt,
+      imageNeeds(loaded.plan),
+      otherUnitOf(ctx.paths),
+    );
+    checkDnsPortFree(loaded.plan.network, (await runner.run([TOOLS.ss, "-Hlnut"])).stdout);
+  }
+  await checkForwardsFree(runner, loaded);
   timeline.mark("network checks");
   if (systemd) {
     const who = { name: loaded.facts.serviceUser, uid: user.uid, gids: [user.gid] };
@@ -373,6 +445,8 @@ export async function startupCommand(
     const overrides = {
       ...envOverrides(ctx.env),
       uplinks: defaultRouteDevices(routes),
+      // Where an isolated unit's host block may go: clear of every route but its own link's.
+      takenSubnets: routesOfOthers(routes, hostLinks, unitNames(ctx.paths.unit).owner),
       recordImageFacts: true,
       systemdVersion: systemd ? await systemd.version() : undefined,
     };
@@ -406,8 +480,18 @@ export async function startupCommand(
       // Units start at once: the subnet is checked again, and the bridge that takes it made,
       // while no other unit's broker does the same.
       const newTaps = await withHostLock(ctx.paths, "network", async () => {
-        if (!existing) await checkSubnetStillFree(ctx, runner, loaded);
-        return await applyLinks(runner, plan, loaded.facts.serviceUser, existing, log, adopted);
+        if (plan.isolation) {
+          await checkBlockStillFree(runner, plan.isolation, plan.unit.owner);
+          await ensureIsolatedNetwork(runner, plan.isolation, plan.unit.owner);
+        } else if (!existing) await checkSubnetStillFree(ctx, runner, loaded);
+        return await applyLinks(
+          unitRunner(runner, plan),
+          plan,
+          loaded.facts.serviceUser,
+          existing,
+          log,
+          adopted,
+        );
       });
       timeline.mark("network");
       if (systemd) {

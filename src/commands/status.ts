@@ -47,6 +47,11 @@ export interface Status {
   service: string;
   sidecars: Record<string, string>;
   bridge: { name: string; address: string; present: boolean; operstate: string | null };
+  /**
+   * A named unit's own namespace, its link to the host (present/operstate above are the
+   * link's), its host block, and its subnet as the host sees it (a node's place in it).
+   */
+  isolation?: { namespace: string; link: string; block: string; mapped: string };
   uplinks: string[];
   dnsPort: number;
   nodes: NodeStatus[];
@@ -71,7 +76,11 @@ export function renderStatus(s: Status): string {
     `sidecar: ${
       Object.entries(s.sidecars).map(([k, v]) => `${k} ${v}`).join(", ")
     }; route monitor: in ${s.manager}`,
-    `bridge: ${s.bridge.name} ${s.bridge.address} (${s.bridge.operstate ?? "absent"}), uplink(s): ${
+    `bridge: ${s.bridge.name} ${s.bridge.address}${
+      s.isolation
+        ? ` in namespace ${s.isolation.namespace}, seen as ${s.isolation.mapped} on ${s.isolation.link}`
+        : ""
+    } (${s.bridge.operstate ?? "absent"}), uplink(s): ${
       s.uplinks.join(", ") || "unknown"
     }, DNS port ${s.dnsPort}`,
     "",
@@ -144,7 +153,9 @@ export async function statusCommand(ctx: CommandContext, json: boolean): Promise
         : null,
     };
   });
-  const link = await linkInfo(createRunner(), plan.network.bridge);
+  // An isolated unit's bridge is in its namespace: its link to the host stands for it here.
+  const iso = plan.isolation;
+  const link = await linkInfo(createRunner(), iso?.hostLink ?? plan.network.bridge);
   const operstate = link ? (link.operstate ?? "unknown").toLowerCase() : null;
 
   let uplinks: string[] = [];
@@ -166,6 +177,16 @@ export async function statusCommand(ctx: CommandContext, json: boolean): Promise
       present: operstate !== null,
       operstate,
     },
+    ...(iso
+      ? {
+        isolation: {
+          namespace: iso.namespace,
+          link: iso.hostLink,
+          block: iso.block,
+          mapped: iso.mapped,
+        },
+      }
+      : {}),
     uplinks,
     dnsPort: plan.network.dnsPort,
     nodes,

@@ -110,3 +110,101 @@ export function duplicateForwards(
   }
   return out;
 }
+
+/** One unit's forwards, for checks across units. */
+export interface UnitForwards {
+  /** How a message names the unit: "unit lab1", "the default unit". */
+  label: string;
+  nodes: readonly { name: string; forwards: readonly Forward[] }[];
+}
+
+function sameHostPort(a: Forward, b: Forward): boolean {
+  return a.host === b.host && a.proto === b.proto &&
+    (a.address === undefined || b.address === undefined || a.address === b.address);
+}
+
+function at(f: Forward): string {
+  return `${f.at.file}:${f.at.line}:${f.at.column}`;
+}
+
+/**
+ * Host ports that this unit and another configured unit both forward: an error at each of
+ * the two lines, since the two units could not run together.
+ */
+export function crossUnitForwardClashes(
+  mine: UnitForwards,
+  others: readonly UnitForwards[],
+): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  const flat = (u: UnitForwards) =>
+    u.nodes.flatMap((n) => n.forwards.map((f) => ({ node: n.name, f })));
+  for (const a of flat(mine)) {
+    for (const other of others) {
+      for (const b of flat(other).filter((b) => sameHostPort(a.f, b.f))) {
+        const port = `${a.f.proto}/${a.f.host}`;
+        out.push({
+          severity: "error",
+          ...a.f.at,
+          message: `host port ${port} is also forwarded by ${other.label} (to "${b.node}", ${
+            at(b.f)
+          }); each unit needs host ports of its own`,
+        }, {
+          severity: "error",
+          ...b.f.at,
+          message: `host port ${port} is also forwarded by ${mine.label} (to "${a.node}", ${
+            at(a.f)
+          }); each unit needs host ports of its own`,
+        });
+      }
+    }
+  }
+  return out;
+}
+
+/** A forward another unit's table holds now (from `nft list table`). */
+export interface HeldForward {
+  proto: "tcp" | "udp";
+  host: number;
+  address?: string;
+  /** "NODE:PORT", as the rule's comment says. */
+  to: string;
+}
+
+/** The forwards in a unit's table as `nft list table inet T` prints it (their DNAT rules). */
+export function heldForwards(tableText: string): HeldForward[] {
+  const out: HeldForward[] = [];
+  for (const line of tableText.split("\n")) {
+    const m = /comment "forward (tcp|udp)\/(\d+) to ([^"]+)"/.exec(line);
+    if (!m || !/\bdnat\b/.test(line)) continue;
+    const address = /\bip daddr (\d+\.\d+\.\d+\.\d+)\b/.exec(line)?.[1];
+    out.push({
+      proto: m[1] as "tcp" | "udp",
+      host: Number(m[2]),
+      ...(address ? { address } : {}),
+      to: m[3]!,
+    });
+  }
+  return out;
+}
+
+/**
+ * This unit's forwards whose host port a running unit holds: an error at each line, naming
+ * the unit (exit 2 at start).
+ */
+export function forwardsTaken(
+  nodes: readonly { name: string; forwards: readonly Forward[] }[],
+  held: readonly { label: string; forwards: readonly HeldForward[] }[],
+): Diagnostic[] {
+  return nodes.flatMap((n) =>
+    n.forwards.flatMap((f) =>
+      held.flatMap((h) =>
+        h.forwards.filter((g) => sameHostPort(f, { ...g, port: 0, at: f.at })).map((g) => ({
+          severity: "error" as const,
+          ...f.at,
+          message:
+            `host port ${f.proto}/${f.host} is taken: running ${h.label} forwards it (to ${g.to}); stop that unit or choose another host port`,
+        }))
+      )
+    )
+  );
+}

@@ -7,7 +7,7 @@ import type { Firmware, HostFacts, ImageFile, Paths } from "../plan/types.ts";
 import { MACHINE_ID_FILE } from "../base/host_files.ts";
 import { QEMU_BINARY } from "../base/tools.ts";
 import { inspectImages } from "./image/inspect.ts";
-import { openRegular } from "./safe_file.ts";
+import { openRegular, readSmallFile } from "./safe_file.ts";
 import { readKvmProbe } from "./kvm.ts";
 import { leaseAddresses } from "./leases.ts";
 import { leaseStateFile } from "../plan/layout.ts";
@@ -109,6 +109,18 @@ export interface FactOverrides {
   /** From systemd's Version property, by the subcommands that talk to it. */
   systemdVersion?: number | undefined;
   nodeStoppedHook?: string | undefined;
+  /** The host's routes on links other than the unit's own (the broker, from `ip route`). */
+  takenSubnets?: string[] | undefined;
+}
+
+/** The host block an isolated unit's start recorded (network.conf), if any. */
+function recordedHostBlock(runtimeDir: string): string | undefined {
+  try {
+    const text = readSmallFile(`${runtimeDir}/network.conf`, 4096) ?? "";
+    return /^HOST_BLOCK=(\d+\.\d+\.\d+\.\d+\/\d+)$/m.exec(text)?.[1];
+  } catch {
+    return undefined;
+  }
 }
 
 export function gatherFacts(paths: Paths, overrides: FactOverrides = {}): HostFacts {
@@ -130,5 +142,11 @@ export function gatherFacts(paths: Paths, overrides: FactOverrides = {}): HostFa
     nodeStoppedHook: overrides.nodeStoppedHook ?? DEFAULT_NODE_STOPPED_HOOK,
     systemdVersion: overrides.systemdVersion ?? 0,
     uplinks: overrides.uplinks ?? [],
+    ...(overrides.takenSubnets ? { takenSubnets: overrides.takenSubnets } : {}),
+    ...optional("hostBlock", recordedHostBlock(paths.runtimeDir)),
   };
+}
+
+function optional<K extends string, V>(key: K, value: V | undefined): { [k in K]?: V } {
+  return value === undefined ? {} : { [key]: value } as { [k in K]?: V };
 }

@@ -17,6 +17,7 @@ import { connectSystemBus, type MessageBus } from "../systemd/bus.ts";
 import { resolvedUnreachable, revertLink, setLinkDns } from "../systemd/resolved.ts";
 import { isOurs, type LinkInfo, linkInfo, listLinks, ownerAlias } from "./links.ts";
 import { applyRuleset, deleteTable } from "./nft.ts";
+import { releaseNamespace, unitRunner } from "./isolation.ts";
 
 export { TAP_PREFIX } from "../base/unit_identity.ts";
 
@@ -165,11 +166,15 @@ export async function routeDomain(
   log: Logger,
   bus?: MessageBus,
 ): Promise<boolean> {
-  const ifindex = await ifindexOf(runner, plan.network.bridge);
+  // An isolated unit's dnsmasq answers the host on its link, at the bridge address mapped.
+  const iso = plan.isolation;
+  const link = iso?.hostLink ?? plan.network.bridge;
+  const dns = iso
+    ? { server: iso.dnsAddress, port: 53 }
+    : { server: plan.network.bridgeIp, port: plan.network.dnsPort };
+  const ifindex = await ifindexOf(runner, link);
   if (ifindex === undefined) {
-    log.warning(
-      `Cannot route ~${plan.network.hostDomain} in resolved: bridge ${plan.network.bridge} is missing`,
-    );
+    log.warning(`Cannot route ~${plan.network.hostDomain} in resolved: ${link} is missing`);
     return false;
   }
   let own: MessageBus | undefined;
@@ -180,14 +185,9 @@ export async function routeDomain(
       log.warning(`Host-side resolution of *.${plan.network.hostDomain} is off: ${unreachable}`);
       return false;
     }
-    await setLinkDns(own, {
-      ifindex,
-      server: plan.network.bridgeIp,
-      port: plan.network.dnsPort,
-      domain: plan.network.hostDomain,
-    });
+    await setLinkDns(own, { ifindex, ...dns, domain: plan.network.hostDomain });
     log.info(
-      `systemd-resolved routes ~${plan.network.hostDomain} to ${plan.network.bridgeIp}:${plan.network.dnsPort} on ${plan.network.bridge}`,
+      `systemd-resolved routes ~${plan.network.hostDomain} to ${dns.server}:${dns.port} on ${link}`,
     );
     return true;
   } catch (error) {
@@ -218,11 +218,20 @@ export async function applyLinks(
   return await ensureTaps(runner, plan, group, await listLinks(runner), keep);
 }
 
-/** Forwarding and the nft table (NAT, DNS redirect, the guests' fence). */
+/**
+ * Forwarding and the nft tables (NAT, DNS redirect, the guests' fence): an isolated unit's
+ * own in its namespace, then its table on the host.
+ */
 export async function applyFirewall(runner: Runner, plan: Plan, log: Logger): Promise<void> {
-  await ensureForwarding(runner, log);
-  const ms = await applyRuleset(runner, plan.nft.ruleset);
+  const inside = unitRunner(runner, plan);
+  await ensureForwarding(inside, log);
+  const ms = await applyRuleset(inside, plan.nft.ruleset);
   log.info(`Applied table inet ${plan.nft.table} in ${ms} ms`);
+  if (plan.nft.link && plan.isolation) {
+    await ensureForwarding(runner, log);
+    const linkMs = await applyRuleset(runner, plan.nft.link);
+    log.info(`Applied table inet ${plan.nft.table} on ${plan.isolation.hostLink} in ${linkMs} ms`);
+  }
 }
 
 /**
@@ -266,14 +275,50 @@ const RUNTIME_FILES = [
 /** What teardown knows of the unit it takes down: where its files are, and its marks. */
 export interface TeardownOwner {
   runtimeDir: string;
-  /** The unit's names (its record): its taps' mark and its tables. */
-  names: Pick<UnitNames, "owner" | "tapAlias" | "nftTable">;
+  /** The unit's names (its record): its taps' mark, its tables and its namespace. */
+  names: Pick<UnitNames, "owner" | "tapAlias" | "nftTable"> & { namespace?: string | undefined };
+  /** Who tears down: only root can delete an isolated unit's namespace. */
+  as?: "root" | "manager";
+}
+
+/**
+ * An isolated unit's link (by its mark) and namespace: the bridge, taps and tables inside
+ * go with the namespace; the link goes first and at once (see removeIsolatedNetwork).
+ */
+async function teardownIsolated(
+  runner: Runner,
+  names: TeardownOwner["names"],
+  releaseAs: "root" | "manager",
+  log: Logger,
+  bus?: MessageBus,
+): Promise<string[]> {
+  const removed: string[] = [];
+  const mark = ownerAlias(names.owner, "link");
+  for (const link of (await listLinks(runner)).filter((l) => l.ifalias === mark)) {
+    await revertResolved(link.ifindex, log, bus);
+    await runner.run([TOOLS.ip, "link", "delete", link.ifname], { okCodes: [0, 1] });
+    removed.push(`link ${link.ifname}`);
+  }
+  // Root's to delete (its mount is PID 1's): the manager, unprivileged, leaves it to the
+  // release after its stop (ExecStopPost=+ of aos-unit@.service).
+  if (names.namespace && releaseAs === "root") {
+    try {
+      if (await releaseNamespace(runner, names.namespace)) {
+        removed.push(`namespace ${names.namespace}`);
+      }
+    } catch (error) {
+      // Not root after all (the unit's own cleanup, as its user): the release after the
+      // manager's stop deletes it.
+      log.debug(`Namespace ${names.namespace} left: ${(error as Error).message}`);
+    }
+  }
+  return removed;
 }
 
 /** cleanup: everything the unit created, and nothing else, whatever state it finds. */
 export async function teardownNetwork(
   runner: Runner,
-  { runtimeDir, names }: TeardownOwner,
+  { runtimeDir, names, as = "root" }: TeardownOwner,
   bridges: string[],
   log: Logger,
   bus?: MessageBus,
@@ -290,6 +335,11 @@ export async function teardownNetwork(
   };
   // The links first (the taps at once), then the table: while a tap is on the bridge its
   // guard and the fence stay (a node killed on a failed start may not have exited yet).
+  if (names.namespace) {
+    await step("namespace", async () => {
+      removed.push(...await teardownIsolated(runner, names, as, log, bus));
+    });
+  }
   await step("links", async () => {
     const links = await listLinks(runner);
     const del = (name: string) =>

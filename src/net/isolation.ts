@@ -9,8 +9,19 @@
 import { TOOLS } from "../base/tools.ts";
 import type { Runner } from "../host/runner.ts";
 import type { Isolation } from "../plan/isolation.ts";
+import type { Plan } from "../plan/types.ts";
 import { TRANSFER_PREFIX } from "../plan/isolation.ts";
 import { ownerAlias } from "./links.ts";
+
+/**
+ * argv in PID 1's mount namespace, where a named network namespace must be mounted for
+ * the units that join it (NetworkNamespacePath=): systemd runs even a service's "+"
+ * commands (the broker) in the service's own mount namespace, whose mounts PID 1 never
+ * sees.
+ */
+export function inHostMounts(argv: readonly string[]): string[] {
+  return [TOOLS.nsenter, "--mount=/proc/1/ns/mnt", "--", ...argv];
+}
 
 /**
  * A runner whose commands run in network namespace `ns` (`ip netns exec`, which also
@@ -21,8 +32,14 @@ export function namespaced(runner: Runner, ns: string): Runner {
     get history() {
       return runner.history;
     },
-    run: (argv, options) => runner.run([TOOLS.ip, "netns", "exec", ns, ...argv], options),
+    run: (argv, options) =>
+      runner.run(inHostMounts([TOOLS.ip, "netns", "exec", ns, ...argv]), options),
   };
+}
+
+/** Where a unit's network commands run: its namespace when isolated, else the host. */
+export function unitRunner(runner: Runner, plan: Pick<Plan, "isolation">): Runner {
+  return plan.isolation ? namespaced(runner, plan.isolation.namespace) : runner;
 }
 
 async function namespaceExists(runner: Runner, ns: string): Promise<boolean> {
@@ -55,14 +72,15 @@ export async function ensureIsolatedNetwork(
   owner: string,
 ): Promise<void> {
   if (!(await namespaceExists(runner, iso.namespace))) {
-    await runner.run([TOOLS.ip, "netns", "add", iso.namespace]);
+    await runner.run(inHostMounts([TOOLS.ip, "netns", "add", iso.namespace]));
   }
   const inside = namespaced(runner, iso.namespace);
   const host = await runner.run([TOOLS.ip, "-j", "link", "show", "dev", iso.hostLink], {
     okCodes: [0, 1],
   });
   if (host.code !== 0) {
-    await runner.run([
+    // (ip finds the namespace by its mount: in PID 1's mount namespace.)
+    await runner.run(inHostMounts([
       TOOLS.ip,
       "link",
       "add",
@@ -74,7 +92,7 @@ export async function ensureIsolatedNetwork(
       iso.unitLink,
       "netns",
       iso.namespace,
-    ]);
+    ]));
   }
   await runner.run([TOOLS.ip, "link", "set", iso.hostLink, "alias", ownerAlias(owner, "link")]);
   await ensureAddress(runner, iso.hostLink, `${iso.hostAddress}/${TRANSFER_PREFIX}`);
@@ -102,7 +120,25 @@ export async function ensureIsolatedNetwork(
     "dev",
     iso.unitLink,
   ]);
-  await inside.run([TOOLS.sysctl, "-q", "-w", "net.ipv4.ip_forward=1"]);
+  // The namespace's own forwarding (a new namespace starts with it off).
+  const forwarding = await inside.run([TOOLS.sysctl, "-n", "net.ipv4.ip_forward"]);
+  if (forwarding.stdout.trim() !== "1") {
+    await inside.run([TOOLS.sysctl, "-q", "-w", "net.ipv4.ip_forward=1"]);
+  }
+}
+
+/**
+ * Deletes the unit's namespace (its bridge, taps and tables go with it) when nothing runs
+ * in it any more; a node or sidecar still there keeps it, for the next start to adopt.
+ * Root only (its mount is in PID 1's mount namespace).
+ * @returns whether it was deleted
+ */
+export async function releaseNamespace(runner: Runner, ns: string): Promise<boolean> {
+  if (!(await namespaceExists(runner, ns))) return false;
+  const pids = await runner.run(inHostMounts([TOOLS.ip, "netns", "pids", ns]));
+  if (pids.stdout.trim() !== "") return false;
+  await runner.run(inHostMounts([TOOLS.ip, "netns", "delete", ns]));
+  return true;
 }
 
 /**
@@ -113,7 +149,5 @@ export async function ensureIsolatedNetwork(
  */
 export async function removeIsolatedNetwork(runner: Runner, iso: Isolation): Promise<boolean> {
   await runner.run([TOOLS.ip, "link", "del", "dev", iso.hostLink], { okCodes: [0, 1] });
-  if (!(await namespaceExists(runner, iso.namespace))) return false;
-  await runner.run([TOOLS.ip, "netns", "del", iso.namespace]);
-  return true;
+  return await releaseNamespace(runner, iso.namespace);
 }

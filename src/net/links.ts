@@ -75,3 +75,19 @@ export function defaultRouteDevices(routes: readonly RouteInfo[]): string[] {
     ),
   ];
 }
+
+/**
+ * The host's routes as CIDRs, but those on the unit's own link to its namespace (by the
+ * link's mark "OWNER link"): where an isolated unit's host block must not go.
+ */
+export function routesOfOthers(
+  routes: readonly RouteInfo[],
+  links: readonly LinkInfo[],
+  owner: string,
+): string[] {
+  const own = new Set(
+    links.filter((l) => l.ifalias === ownerAlias(owner, "link")).map((l) => l.ifname),
+  );
+  return routes.filter((r) => r.dst !== "default" && !(r.dev !== undefined && own.has(r.dev)))
+    .map((r) => r.dst.includes("/") ? r.dst : `${r.dst}/32`);
+}

@@ -13,7 +13,8 @@
 import { writeFileAtomic } from "../host/atomic.ts";
 import type { Runner } from "../host/runner.ts";
 import type { Logger } from "../log.ts";
-import { nftRuleset } from "../plan/nft.ts";
+import { NFT_FAMILY, nftRuleset } from "../plan/nft.ts";
+import { hostTable } from "../plan/mod.ts";
 import type { Plan } from "../plan/types.ts";
 import { defaultRouteDevices, listRoutes } from "./links.ts";
 import type { NetworkPlan } from "../plan/network.ts";
@@ -65,6 +66,12 @@ export interface MonitorOptions {
   network: NetworkPlan;
   /** The unit's tables' name (its record's nftTable). */
   table: string;
+  /** The families its tables on this host have (default: inet and bridge). */
+  families?: readonly string[];
+  /** The link whose end means the unit is going (default: the bridge). */
+  watchLink?: string;
+  /** The source of the flows NATed to the uplinks (default: the unit's subnet). */
+  natSource?: string;
   /** The ruleset for a list of uplinks (the planner's, with the nodes' guards). */
   ruleset: (uplinks: readonly string[]) => string;
   log: Logger;
@@ -134,7 +141,7 @@ export class RouteMonitor {
   /** Applies the ruleset for `uplinks` and remembers what the kernel now holds. */
   async #apply(uplinks: readonly string[]): Promise<number> {
     const ms = await applyRuleset(this.o.runner, this.o.ruleset(uplinks));
-    this.#applied = await currentTable(this.o.runner, this.o.table);
+    this.#applied = await currentTable(this.o.runner, this.o.table, this.o.families);
     return ms;
   }
 
@@ -178,7 +185,7 @@ export class RouteMonitor {
     );
     if (r.code === 0) {
       this.#admitted.add(device);
-      this.#applied = await currentTable(this.o.runner, this.o.table);
+      this.#applied = await currentTable(this.o.runner, this.o.table, this.o.families);
     }
   }
 
@@ -213,7 +220,7 @@ export class RouteMonitor {
       if (!changed) return;
       // NATed flows keep their old source address; drop them so they re-NAT via the new uplink.
       const r = await this.o.runner.run(
-        [TOOLS.conntrack, "-D", "-s", this.o.network.cidr, "--src-nat"],
+        [TOOLS.conntrack, "-D", "-s", this.o.natSource ?? this.o.network.cidr, "--src-nat"],
         { okCodes: [0, 1] },
       );
       const dropped = /(\d+) flow entries have been deleted/.exec(r.stderr + r.stdout)?.[1] ?? "0";
@@ -261,17 +268,16 @@ export class RouteMonitor {
 
   /** Restores the table when someone deleted or changed it (compared by content). */
   async verifyTable(): Promise<boolean> {
-    const have = await currentTable(this.o.runner, this.o.table);
+    const have = await currentTable(this.o.runner, this.o.table, this.o.families);
     if (have !== undefined && have === this.#applied) return false;
     // cleanup removes the table on purpose, after the bridge: never bring it back then.
+    const link = this.o.watchLink ?? this.o.network.bridge;
     const bridge = await this.o.runner.run(
-      [TOOLS.ip, "link", "show", "dev", this.o.network.bridge],
+      [TOOLS.ip, "link", "show", "dev", link],
       { okCodes: [0, 1, 2] },
     );
     if (bridge.code !== 0) {
-      this.o.log.info(
-        `Bridge ${this.o.network.bridge} is gone: the unit is stopping, nothing to watch`,
-      );
+      this.o.log.info(`${link} is gone: the unit is stopping, nothing to watch`);
       this.#stopped = true;
       this.o.onBridgeGone?.();
       return false;
@@ -350,12 +356,17 @@ export function monitorFor(
   onBridgeGone?: () => void,
 ): RouteMonitor {
   const uplinksFile = `${plan.paths.runtimeDir}/uplinks`;
+  const iso = plan.isolation;
   return new RouteMonitor({
     runner,
     network: plan.network,
     table: plan.nft.table,
+    // An isolated unit's table on the host: its link's (its own tables are in its namespace).
+    ...(iso ? { families: [NFT_FAMILY], watchLink: iso.hostLink, natSource: iso.unitAddress } : {}),
     ruleset: (uplinks) =>
-      nftRuleset(plan.nft.table, plan.network, plan.nft.guards, uplinks, plan.nft.forwards),
+      iso
+        ? hostTable(plan.nft.table, plan.network, iso, uplinks, plan.nft.forwards)
+        : nftRuleset(plan.nft.table, plan.network, plan.nft.guards, uplinks, plan.nft.forwards),
     log,
     debounceMs,
     readUplinks: async () => defaultRouteDevices(await listRoutes(runner)),

@@ -6,6 +6,7 @@ import { NFT_BRIDGE_FAMILY, NFT_FAMILY } from "../plan/nft.ts";
 /** aos-unit's tables: the inet one (NAT, fence) and the bridge one (per-tap guard). */
 const FAMILIES = [NFT_FAMILY, NFT_BRIDGE_FAMILY] as const;
 import { TOOLS } from "../base/tools.ts";
+import { isUnitTable } from "../base/unit_identity.ts";
 
 /**
  * Checks the ruleset with `nft -c`, then applies it, both from stdin: no file
@@ -41,9 +42,10 @@ export async function deleteTable(runner: Runner, table: string): Promise<string
 export async function currentTable(
   runner: Runner,
   table: string,
+  families: readonly string[] = FAMILIES,
 ): Promise<string | undefined> {
   let text = "";
-  for (const family of FAMILIES) {
+  for (const family of families) {
     const r = await runner.run([TOOLS.nft, "-s", "list", "table", family, table], {
       okCodes: [0, 1],
     });
@@ -51,4 +53,24 @@ export async function currentTable(
     text += r.stdout;
   }
   return text;
+}
+
+/** Other units' `inet` tables on this host, as `nft list table` prints them. */
+export async function otherUnitTables(
+  runner: Runner,
+  own: string,
+): Promise<{ table: string; text: string }[]> {
+  const r = await runner.run([TOOLS.nft, "-j", "list", "tables"], { okCodes: [0, 1] });
+  if (r.code !== 0) return [];
+  const names = (JSON.parse(r.stdout).nftables as { table?: { family: string; name: string } }[])
+    .flatMap((o) =>
+      o.table?.family === NFT_FAMILY && isUnitTable(o.table.name) && o.table.name !== own
+        ? [o.table.name]
+        : []
+    );
+  return await Promise.all(names.map(async (table) => ({
+    table,
+    text: (await runner.run([TOOLS.nft, "list", "table", NFT_FAMILY, table], { okCodes: [0, 1] }))
+      .stdout,
+  })));
 }

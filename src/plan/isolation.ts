@@ -141,3 +141,31 @@ export function mappedAddress(iso: Isolation, address: string): string {
   }
   return formatIpv4(parsed(iso.mapped).network + (value - inner.network));
 }
+
+/**
+ * A named unit's isolated network (undefined for the default unit, which keeps the host's
+ * network): the block it holds now while that is still free, or else the first free slot
+ * from its name. @returns why none fits, as a message, when the pool has no room
+ */
+export function planUnitIsolation(
+  unit: { name: string | undefined; namespace: string | undefined; hostLink: string | undefined },
+  inner: Subnet,
+  facts: { takenSubnets?: readonly string[]; hostBlock?: string },
+): Isolation | string | undefined {
+  if (unit.name === undefined || !unit.namespace || !unit.hostLink) return undefined;
+  const taken = (facts.takenSubnets ?? []).flatMap((t) => {
+    const s = parseCidr(t);
+    return "kind" in s ? [] : [s];
+  });
+  const held = facts.hostBlock === undefined ? undefined : parseCidr(facts.hostBlock);
+  const keep = held && !("kind" in held) && held.prefix === hostBlockPrefix(inner) &&
+      !taken.some((t) => overlaps(t, held))
+    ? held
+    : undefined;
+  const block = keep ?? chooseHostBlock(unit.name, inner, taken);
+  if (!block) {
+    return `no free /${hostBlockPrefix(inner)} in ${HOST_POOL} for unit ${unit.name}'s link to ` +
+      `the host (twice DHCP_CIDR ${formatCidr(inner)}): use a smaller DHCP_CIDR`;
+  }
+  return planIsolation({ namespace: unit.namespace, hostLink: unit.hostLink }, inner, block);
+}

@@ -11,8 +11,10 @@ import { type NodeNames, unitIdentity } from "../base/unit_identity.ts";
 import { chooseImage, imagePattern } from "./images.ts";
 import { nodeAddresses } from "./addresses.ts";
 import { checkImageNetworks } from "./image_check.ts";
-import { planNetwork } from "./network.ts";
+import { type NetworkPlan, planNetwork } from "./network.ts";
 import { nftRuleset, type PortForward, type TapGuard } from "./nft.ts";
+import { type Isolation, mappedAddress, planUnitIsolation } from "./isolation.ts";
+import { linkRuleset } from "./nft_link.ts";
 import { defaultCpuType, defaultMachineType, memoryMaxMiB, qemuArgv } from "./qemu.ts";
 import type { Accel, HostFacts, NodePlan, Paths, Plan } from "./types.ts";
 import { dnsmasqUnit, nodeUnit } from "./units.ts";
@@ -52,6 +54,63 @@ export function portForwards(nodes: readonly NodePlan[]): PortForward[] {
   );
 }
 
+/**
+ * The unit's tables: on the host's network for the default unit; for an isolated unit its
+ * own in its namespace (the host's way in, the guests' way out through its link) and one on
+ * the host, on its link, which holds the forwards (to the nodes' mapped addresses).
+ */
+function planTables(
+  table: string,
+  network: NetworkPlan,
+  nodes: readonly NodePlan[],
+  uplinks: readonly string[],
+  iso: Isolation | undefined,
+): Plan["nft"] {
+  const guards = tapGuards(nodes);
+  const forwards = portForwards(nodes);
+  if (!iso) {
+    return {
+      table,
+      guards,
+      forwards,
+      ruleset: nftRuleset(table, network, guards, uplinks, forwards),
+    };
+  }
+  const mapped = forwards.map((f) => ({ ...f, nodeIp: mappedAddress(iso, f.nodeIp) }));
+  // Inside, the link is the only way out: no host interface to pin the masquerade to.
+  const inside = { ...network, internetInterface: undefined };
+  return {
+    table,
+    guards,
+    forwards: mapped,
+    ruleset: nftRuleset(table, inside, guards, [iso.unitLink], [], {
+      link: iso.unitLink,
+      mapped: iso.mapped,
+      inner: iso.inner,
+      dnsAddress: iso.dnsAddress,
+    }),
+    link: hostTable(table, network, iso, uplinks, mapped),
+  };
+}
+
+/** An isolated unit's table on the host for these uplinks (the route monitor's too). */
+export function hostTable(
+  table: string,
+  network: NetworkPlan,
+  iso: Isolation,
+  uplinks: readonly string[],
+  forwards: readonly PortForward[],
+): string {
+  return linkRuleset({
+    table,
+    iso,
+    uplinks,
+    forwards,
+    guestFence: network.guestFence,
+    ...(network.internetInterface ? { pinned: network.internetInterface } : {}),
+  });
+}
+
 /** The network a running guest depends on: a change here restarts every node. */
 function attachment(network: Plan["network"]): string {
   return `${network.bridge} ${network.cidr}`;
@@ -68,6 +127,11 @@ export function makePlan(config: Config, facts: HostFacts, paths: Paths): Plan {
   const warnings: Diagnostic[] = [];
   const unit = unitIdentity(paths.unit, facts.machineId);
   const network = planNetwork(config.runtime, unit);
+  const iso = planUnitIsolation(unit, config.runtime.subnet, facts);
+  if (typeof iso === "string") {
+    warnings.push({ severity: "error", ...config.runtime.subnetAt, message: iso, blocksRun: true });
+  }
+  const isolation = typeof iso === "object" ? iso : undefined;
   const addresses = nodeAddresses(
     config.runtime,
     config.unit.nodes,
@@ -80,6 +144,7 @@ export function makePlan(config: Config, facts: HostFacts, paths: Paths): Plan {
       address: addresses.get(node.name)!,
       names: unit.node(node.name),
       slice: unit.slice,
+      netns: isolation?.namespacePath,
     })
   );
   warnings.push(...checkImageNetworks(
@@ -95,7 +160,13 @@ export function makePlan(config: Config, facts: HostFacts, paths: Paths): Plan {
   const leaseFile = join(dhcp, "dnsmasq.leases");
   const conf = dnsmasqConf({
     network,
-    nodes: nodes.map((n) => ({ name: n.name, mac: n.mac, ip: n.ip, address: n.address })),
+    nodes: nodes.map((n) => ({
+      name: n.name,
+      mac: n.mac,
+      ip: n.ip,
+      address: n.address,
+      ...(isolation ? { hostAddress: mappedAddress(isolation, n.address) } : {}),
+    })),
     leaseFile,
     leaseHook: facts.leaseHook,
     user: facts.serviceUser,
@@ -123,14 +194,11 @@ export function makePlan(config: Config, facts: HostFacts, paths: Paths): Plan {
         systemdVersion: facts.systemdVersion,
         // dnsmasq binds the bridge address: a new bridge or subnet needs a new dnsmasq.
         attachedTo: attachment(network) + "\n" + conf,
+        ...(isolation ? { netns: isolation.namespacePath } : {}),
       }),
     },
-    nft: ((guards, forwards) => ({
-      table: unit.nftTable,
-      guards,
-      forwards,
-      ruleset: nftRuleset(unit.nftTable, network, guards, uplinks, forwards),
-    }))(tapGuards(nodes), portForwards(nodes)),
+    nft: planTables(unit.nftTable, network, nodes, uplinks, isolation),
+    ...(isolation ? { isolation } : {}),
     networkConf: {
       path: join(paths.runtimeDir, "network.conf"),
       content: [
@@ -141,6 +209,14 @@ export function makePlan(config: Config, facts: HostFacts, paths: Paths): Plan {
         `SUBNET=${network.cidr}`,
         `DHCP_RANGE=${network.poolStart}-${network.poolEnd}`,
         `DNS_PORT=${network.dnsPort}`,
+        ...(isolation
+          ? [
+            `NAMESPACE=${isolation.namespace}`,
+            `HOST_LINK=${isolation.hostLink}`,
+            `HOST_BLOCK=${isolation.block}`,
+            `MAPPED_SUBNET=${isolation.mapped}`,
+          ]
+          : []),
         "",
       ].join("\n"),
     },
@@ -225,9 +301,11 @@ function planOneNode(
   paths: Paths,
   node: NodeConfig,
   warnings: Diagnostic[],
-  { attachedTo, address, names, slice }: {
+  { attachedTo, address, names, slice, netns }: {
     /** Anything outside the unit that a running guest depends on (its network). */
     attachedTo: string;
+    /** An isolated unit's namespace (its path), which the node joins. */
+    netns: string | undefined;
     address: string;
     /** The node's names in the unit's record. */
     names: NodeNames;
@@ -324,6 +402,7 @@ function planOneNode(
       stopTimeoutSec: config.runtime.stopTimeoutSec,
       systemdVersion: facts.systemdVersion,
       attachedTo,
+      ...(netns ? { netns } : {}),
     }),
   };
 }

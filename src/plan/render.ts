@@ -129,9 +129,22 @@ export function renderPlanText(plan: Plan): string {
     ...unitLines(plan.dnsmasq.unit, "  "),
     "  (the route monitor runs inside aos-unit.service; see aos-unit(8))",
     "",
-    `nftables ruleset (nft -f; table inet ${plan.nft.table})`,
+    plan.isolation
+      ? `nftables ruleset in namespace ${plan.isolation.namespace} (nft -f; table inet ${plan.nft.table})`
+      : `nftables ruleset (nft -f; table inet ${plan.nft.table})`,
     ...plan.nft.ruleset.trimEnd().split("\n").map((l) => `  ${l}`),
     "",
+    ...(plan.isolation && plan.nft.link
+      ? [
+        `the unit's link ${plan.isolation.hostLink} to namespace ${plan.isolation.namespace}: ` +
+        `${plan.isolation.hostAddress}/30 <-> ${plan.isolation.unitAddress}, ` +
+        `${plan.isolation.mapped} seen for ${plan.isolation.inner} (host block ${plan.isolation.block})`,
+        "",
+        `nftables ruleset on the host (nft -f; table inet ${plan.nft.table}, on ${plan.isolation.hostLink})`,
+        ...plan.nft.link.trimEnd().split("\n").map((l) => `  ${l}`),
+        "",
+      ]
+      : []),
     `dnsmasq configuration (the options of ${plan.dnsmasq.unit.name}'s ExecStart=, read from no file)`,
     ...plan.dnsmasq.conf.trimEnd().split("\n").map((l) => `  ${l}`),
     "",

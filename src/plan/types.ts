@@ -3,6 +3,7 @@
 import type { Arch, Forward } from "../base/config_types.ts";
 import type { Diagnostic } from "../base/errors.ts";
 import type { ImageNetwork } from "../base/image_network.ts";
+import type { Isolation } from "./isolation.ts";
 import type { NetworkPlan } from "./network.ts";
 import type { PortForward, TapGuard } from "./nft.ts";
 import type { UnitIdentity } from "../base/unit_identity.ts";
@@ -66,6 +67,13 @@ export interface HostFacts {
   leases?: Record<string, string>;
   /** What each readable image configures for itself (host/image/inspect.ts), by file name. */
   imageNetworks?: Record<string, ImageNetwork>;
+  /**
+   * The host's routes (CIDRs) on any link but this unit's own: an isolated unit's host
+   * block is chosen clear of them (plan/isolation.ts).
+   */
+  takenSubnets?: string[];
+  /** The host block an isolated unit holds now (network.conf): kept while it is free. */
+  hostBlock?: string;
 }
 
 /** A D-Bus property of a transient unit: name, D-Bus signature, value (numbers for t/u). */
@@ -144,7 +152,18 @@ export interface Plan {
     leaseLink: string;
     unit: TransientUnit;
   };
-  nft: { table: string; guards: TapGuard[]; forwards: PortForward[]; ruleset: string };
+  nft: {
+    table: string;
+    guards: TapGuard[];
+    /** The forwards as the host's table holds them (to mapped addresses when isolated). */
+    forwards: PortForward[];
+    /** The unit's own tables (in its namespace when isolated). */
+    ruleset: string;
+    /** An isolated unit's table on the host, on its link (plan/nft_link.ts). */
+    link?: string;
+  };
+  /** A named unit's own network namespace and its link to the host (plan/isolation.ts). */
+  isolation?: Isolation;
   networkConf: { path: string; content: string };
   /** Lease events recorded by lease-hook. */
   leaseState: string;

@@ -160,6 +160,7 @@ const NODE_HARDWARE = new Set([
   "CPUQuotaPerSecUSec",
   "DeviceAllow",
   "SupplementaryGroups",
+  "NetworkNamespacePath",
 ]);
 
 function withPlanHash(
@@ -218,6 +219,13 @@ export interface NodeUnitInput {
   systemdVersion: number;
   /** Anything outside the unit that a running guest depends on (its network). */
   attachedTo: string;
+  /** The network namespace it joins (an isolated unit's), made before by the broker. */
+  netns?: string;
+}
+
+/** Joins an isolated unit's namespace, where its taps and bridge are. */
+function inNamespace(netns: string | undefined): UnitProperty[] {
+  return netns ? [["NetworkNamespacePath", "s", netns]] : [];
 }
 
 /**
@@ -278,6 +286,7 @@ export function nodeUnit(n: NodeUnitInput): TransientUnit {
         [n.nodeDir, n.runDir, n.serialLog],
       ),
       ...privatePids(n.systemdVersion),
+      ...inNamespace(n.netns),
       ["Environment", "as", directoryEnvironment(n.paths)],
       ["SyslogIdentifier", "s", n.names.process],
     ],
@@ -299,6 +308,8 @@ export interface DnsmasqUnitInput {
   hidden: Hidden;
   systemdVersion: number;
   attachedTo: string;
+  /** The network namespace it joins (an isolated unit's). */
+  netns?: string;
 }
 
 /** The sidecar's view: everything hidden but its own DHCP directory. */
@@ -341,6 +352,7 @@ export function dnsmasqUnit(d: DnsmasqUnitInput): TransientUnit {
       // other unit's leases (a named unit's own DHCP directory is bound back in).
       ...sidecarView(d.hidden, d.dhcpDir),
       ...privatePids(d.systemdVersion),
+      ...inNamespace(d.netns),
       // The lease hook (aos-unit lease-hook) reads the directories from here.
       ["Environment", "as", directoryEnvironment(d.paths)],
     ],

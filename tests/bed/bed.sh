@@ -493,8 +493,11 @@ launch() {
       fd=${fd##*/}
       ((fd > 2)) && eval "exec $fd>&-"
     done
-    # setsid: a Ctrl-C aimed at the caller must not reach the bed.
-    TERM=dumb setsid nsenter --net="/run/netns/$netns" "${nspawn[@]}" &
+    # setsid: a Ctrl-C aimed at the caller must not reach the bed. /proc/sys/net stays
+    # writable, as on a host: aos-unit turns forwarding on in the namespaces it makes
+    # (nspawn, given no network of its own to manage, would make all of /proc/sys ro).
+    TERM=dumb SYSTEMD_NSPAWN_API_VFS_WRITABLE=network \
+      setsid nsenter --net="/run/netns/$netns" "${nspawn[@]}" &
     echo "$!" >"$dir/nspawn-pid.new"
     proc_start "$!" >"$dir/nspawn-start"
     mv "$dir/nspawn-pid.new" "$dir/nspawn-pid"

@@ -108,6 +108,7 @@ Deno.test("plan golden files", async (t) => {
         plan.nodes.map((n) => `# node ${n.name}\n${n.qemu.join("\n")}\n`).join("\n"),
       );
       out("nft", plan.nft.ruleset);
+      if (plan.nft.link) out("link.nft", plan.nft.link);
       out("dnsmasq.conf", plan.dnsmasq.conf);
       out(
         "unit.json",

@@ -13,6 +13,7 @@ import { parseRuntimeConf } from "../../src/config/runtime_conf.ts";
 import { createRunner, type Runner } from "../../src/host/runner.ts";
 import {
   ensureIsolatedNetwork,
+  inHostMounts,
   namespaced,
   removeIsolatedNetwork,
 } from "../../src/net/isolation.ts";
@@ -42,13 +43,22 @@ function cidr(text: string): Subnet {
   return s;
 }
 
-/** Runs the product's commands in the test's host namespace (net only: /run/netns is shared). */
+/**
+ * Runs the product's commands in the test's host namespace (net only: /run/netns is
+ * shared). What the product runs in PID 1's mount namespace (under systemd, where a
+ * service has one of its own) runs here in this one: this machine's PID 1 is no systemd,
+ * and the test already shares its mounts.
+ */
 function inHost(runner: Runner, hostNs: string): Runner {
+  const hostMounts = inHostMounts([]);
   return {
     get history() {
       return runner.history;
     },
-    run: (argv, options) => runner.run(["nsenter", `--net=/run/netns/${hostNs}`, ...argv], options),
+    run: (argv, options) => {
+      const own = hostMounts.every((a, i) => argv[i] === a) ? argv.slice(hostMounts.length) : argv;
+      return runner.run(["nsenter", `--net=/run/netns/${hostNs}`, ...own], options);
+    },
   };
 }
 

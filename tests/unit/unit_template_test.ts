@@ -26,6 +26,8 @@ Deno.test("aos-unit@.service differs from aos-unit.service only in the unit it r
       "Description=AosEdge unit %i: main and secondary nodes as QEMU VMs",
       "OnSuccess=aos-unit-stopped@%i.service",
       "Environment=AOS_UNIT_NAME=%i",
+      // A named unit's network namespace (its mount is PID 1's: root deletes it).
+      "ExecStopPost=+/usr/bin/aos-unit cleanup --release-namespace",
       "ConfigurationDirectory=aos-unit/units/%i",
       "StateDirectory=aos-units/%i",
       "LogsDirectory=aos-units/%i",

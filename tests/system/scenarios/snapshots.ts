@@ -6,7 +6,7 @@ import { NODES, type Scenario } from "../system_bed.ts";
 export const snapshots: Scenario = {
   name: "snapshots",
   summary: "whole-unit snapshots on the stock-like images",
-  start: "stock-running",
+  start: "stock-running-1cpu",
   async run(t, c) {
     const {
       suite,

@@ -1,7 +1,8 @@
 /**
- * Tier-3 scenario "units": aos-unit@NAME beside the default unit. Each unit owns its node
- * units, sidecar, bridge, taps, tables and names (its record); what one unit's crash, stop
- * or cleanup does never reaches another's.
+ * Tier-3 scenario "units": aos-unit@NAME beside the default unit, all on the same subnet.
+ * Each named unit has a network namespace of its own, seen from the host at a mapped
+ * subnet; each owns its node units, sidecar, bridge, taps, tables and names (its record);
+ * what one unit's crash, stop or cleanup does never reaches another's.
  */
 
 import assert from "node:assert/strict";
@@ -10,18 +11,23 @@ import { ssh } from "../../lib/ssh.ts";
 import { BRIDGE, MAIN_MAC, type Scenario, type SystemBed, UNIT_CONFIG } from "../system_bed.ts";
 
 /**
- * Unit NAME's configuration on subnet 10.200.N.0/24: the default unit's nodes, or its main
- * alone (`mainOnly`, where a second node would only cost boot time).
+ * Unit NAME's configuration on subnet 10.200.N.0/24 (N = 1: the default unit's): the
+ * default unit's nodes, or its main alone (`mainOnly`, where a second node would only cost
+ * boot time).
  */
 async function configureUnit(
   c: SystemBed,
   name: string,
   subnet: number,
   mainOnly = false,
+  forward?: number,
 ): Promise<void> {
   const dir = `/etc/aos-unit/units/${name}`;
   await c.sh(`mkdir -p ${dir}`);
-  const config = UNIT_CONFIG.replace("10.200.1.100", `10.200.${subnet}.100`);
+  const config = UNIT_CONFIG.replace(
+    "ip: 10.200.1.100",
+    `ip: 10.200.${subnet}.100${forward ? `\n      forward: [{ host: ${forward}, port: 22 }]` : ""}`,
+  );
   await c.bed.exec(["sh", "-c", `cat > ${dir}/unit_config.yaml`], {
     stdin: mainOnly ? config.replace(/\n {4}- name: secondary\n[\s\S]*$/, "\n") : config,
   });
@@ -78,10 +84,16 @@ async function footprint(c: SystemBed, name?: string) {
     (await c.bed.exec(["aos-unit", "status", "--json", ...(name ? ["--unit", name] : [])])).stdout,
   ) as { bridge: { name: string }; nodes: { name: string; address: string }[] };
   const bridge = status.bridge.name;
-  const links = (await c.sh(`ip -br link show master ${bridge}; ip -br link show ${bridge}`))
-    .split("\n").map((l) => l.split(/\s+/).slice(0, 2).join(" ")).sort().join("\n");
+  // A named unit's bridge, taps and own tables are in its namespace; its link's table on the host.
+  const ns = name === undefined ? "" : `ip netns exec aos-unit-${name} `;
+  const links =
+    (await c.sh(`${ns}ip -br link show master ${bridge}; ${ns}ip -br link show ${bridge}`))
+      .split("\n").map((l) => l.split(/\s+/).slice(0, 2).join(" ")).sort().join("\n");
   const table = name === undefined ? "aos_unit" : `aos_unit_${name.replaceAll("-", "_")}`;
-  const tables = await c.sh(`nft -s list table inet ${table}; nft -s list table bridge ${table}`);
+  const tables = await c.sh(
+    `${ns}nft -s list table inet ${table}; ${ns}nft -s list table bridge ${table}` +
+      (name === undefined ? "" : `; nft -s list table inet ${table}`),
+  );
   return { units, bridge, links, tables, addresses: status.nodes.map((n) => n.address) };
 }
 
@@ -102,9 +114,9 @@ export const units: Scenario = {
     const { bed, sh, show, diagnosis, noLeftovers } = c;
 
     await t.step(
-      "the default unit and aos-unit@lab1 (the same nodes, lab1 on its own subnet) start at once and are READY",
+      "the default unit and aos-unit@lab1 (the same nodes, the same subnet and addresses) start at once and are READY",
       async () => {
-        await configureUnit(c, "lab1", 2);
+        await configureUnit(c, "lab1", 1);
         const r = await bed.exec(["systemctl", "start", "aos-unit", "aos-unit@lab1"]);
         assert.equal(r.code, 0, `${r.stderr}\n${await diagnosis()}`);
         await Promise.all([unitRunning(c), unitRunning(c, "lab1")]);
@@ -124,6 +136,10 @@ export const units: Scenario = {
         };
         assert.equal(lab1.healthy, true);
         assert.equal(lab1.manager, "aos-unit@lab1.service");
+        const iso = (lab1 as unknown as { isolation: { namespace: string; mapped: string } })
+          .isolation;
+        assert.equal(iso.namespace, "aos-unit-lab1");
+        assert.match(iso.mapped, /^172\.3[01]\.\d+\.0\/24$/);
         assert.deepEqual(lab1.nodes.map((n) => [n.unit, n.hostName, n.serialLog]), [
           [
             "aos-node-lab1_main.service",
@@ -148,63 +164,36 @@ export const units: Scenario = {
     await t.step(
       "main.aos-unit and main.lab1.aos-unit each answer with their own node",
       async () => {
+        // The same addresses inside; the host sees lab1's at their place in its mapped subnet.
         assert.match(await sh("getent hosts main.aos-unit"), /^10\.200\.1\.100\s/);
-        assert.match(await sh("getent hosts main.lab1.aos-unit"), /^10\.200\.2\.100\s/);
-        assert.match(await sh("getent hosts secondary.lab1.aos-unit"), /^10\.200\.2\.\d+\s/);
+        assert.match(await sh("getent hosts main.lab1.aos-unit"), /^172\.3[01]\.\d+\.100\s/);
+        assert.match(await sh("getent hosts secondary.lab1.aos-unit"), /^172\.3[01]\.\d+\.\d+\s/);
+        const inside = JSON.parse(await sh("aos-unit status --unit lab1 --json")) as {
+          nodes: { address: string }[];
+        };
+        assert.equal(inside.nodes[0]!.address, "10.200.1.100");
         assert.match(await answers(c, "main.aos-unit"), new RegExp(MAIN_MAC));
         assert.doesNotMatch(await answers(c, "main.lab1.aos-unit"), new RegExp(MAIN_MAC));
       },
     );
 
     await t.step(
-      "a unit on a running unit's subnet does not start (exit 2); of two started at once, one runs",
+      "two more units on the same subnet, started at once, both run, each on a host block of its own",
       async () => {
-        await configureUnit(c, "clash", 2);
-        const r = await bed.exec(["systemctl", "start", "aos-unit@clash"]);
-        assert.notEqual(r.code, 0);
-        const log = await sh("journalctl -u aos-unit@clash --no-pager -o cat");
-        // Both units' files: this one's at DHCP_CIDR, the one holding the subnet by name.
-        assert.match(
-          log,
-          /units\/clash\/runtime\.conf:1:\d+: DHCP_CIDR 10\.200\.2\.0\/24 overlaps the host's .*aosbr\S+ \(unit lab1, \/etc\/aos-unit\/units\/lab1\/runtime\.conf\)/,
+        await configureUnit(c, "race1", 1, true);
+        await configureUnit(c, "race2", 1, true);
+        await sh("systemctl start aos-unit@race1 aos-unit@race2");
+        await Promise.all([unitRunning(c, "race1", true), unitRunning(c, "race2", true)]);
+        const blocks = await Promise.all(
+          ["race1", "race2", "lab1"].map(async (u) =>
+            (JSON.parse(await sh(`aos-unit status --unit ${u} --json`)) as {
+              isolation: { block: string };
+            }).isolation.block
+          ),
         );
-        assert.match(
-          (await show("aos-unit@clash.service", "ExecMainStatus", "Result")).Result ?? "",
-          /exit-code/,
-        );
-        assert.equal(
-          (await sh("systemctl list-units --plain --no-legend --all 'aos-node-clash_*'")).trim(),
-          "",
-        );
-        await sh("systemctl reset-failed aos-unit@clash; rm -r /etc/aos-unit/units/clash");
-        // Two brokers at once on one free subnet: the host-wide lock lets one take it. Each
-        // is settled once it failed (the loser's manager reports the refusal and exits 2) or
-        // its manager follows its nodes (a STATUS=, which the loser never sends).
-        await configureUnit(c, "race1", 5, true);
-        await configureUnit(c, "race2", 5, true);
-        await sh("systemctl start --no-block aos-unit@race1 aos-unit@race2");
-        const settled = await waitFor(
-          "both racing brokers done",
-          async () => {
-            const s = await Promise.all(
-              ["race1", "race2"].map((u) => show(service(u), "ActiveState", "StatusText")),
-            );
-            return s.every((u) => u.ActiveState === "failed" || (u.StatusText ?? "") !== "")
-              ? s
-              : undefined;
-          },
-          60_000,
-          100,
-        );
-        assert.equal(
-          settled.filter((u) => u.ActiveState === "failed").length,
-          1,
-          JSON.stringify(settled),
-        );
+        assert.equal(new Set(blocks).size, 3, blocks.join(" "));
         await sh("systemctl stop aos-unit@race1 aos-unit@race2");
-        await sh(
-          "systemctl reset-failed 'aos-unit@*'; rm -r /etc/aos-unit/units/race1 /etc/aos-unit/units/race2",
-        );
+        await sh("rm -r /etc/aos-unit/units/race1 /etc/aos-unit/units/race2");
       },
     );
 
@@ -223,6 +212,7 @@ export const units: Scenario = {
         await sh("aos-unit cleanup --unit lab1");
         assert.deepEqual(await footprint(c), before);
         assert.doesNotMatch(await sh("nft list tables"), /aos_unit_lab1/);
+        assert.doesNotMatch(await sh("ip netns list"), /aos-unit-lab1/);
         assert.match(await answers(c, "main.aos-unit"), new RegExp(MAIN_MAC));
       },
     );
@@ -247,8 +237,31 @@ export const units: Scenario = {
     await t.step(
       "units lab and lab-1 run side by side; stopping lab leaves lab-1 running",
       async () => {
-        await configureUnit(c, "lab", 3, true);
-        await configureUnit(c, "lab-1", 4, true);
+        // lab-1 first declares lab's host port: refused by validate at both lines, and at
+        // start (exit 2) while lab runs, naming it.
+        await configureUnit(c, "lab", 1, true, 2203);
+        await configureUnit(c, "lab-1", 1, true, 2203);
+        const clash = await bed.exec(["aos-unit", "validate", "--unit", "lab-1"]);
+        assert.equal(clash.code, 2, clash.stderr);
+        for (const [unit, other] of [["lab-1", "lab"], ["lab", "lab-1"]]) {
+          assert.match(
+            clash.stderr,
+            new RegExp(
+              `units/${unit}/unit_config\\.yaml:8:\\d+: .*tcp/2203 is also forwarded by unit ${other} `,
+            ),
+          );
+        }
+        await sh("systemctl start aos-unit@lab");
+        await unitRunning(c, "lab", true);
+        const taken = await bed.exec(["systemctl", "start", "aos-unit@lab-1"]);
+        assert.notEqual(taken.code, 0);
+        assert.match(
+          await sh("journalctl -u aos-unit@lab-1 --no-pager -o cat"),
+          /units\/lab-1\/unit_config\.yaml:8:\d+: host port tcp\/2203 is taken: running unit lab forwards it \(to main:22\)/,
+        );
+        assert.match((await show("aos-unit@lab-1.service", "Result")).Result ?? "", /exit-code/);
+        await sh("systemctl reset-failed aos-unit@lab-1");
+        await configureUnit(c, "lab-1", 1, true, 2204);
         await sh("systemctl start aos-unit@lab aos-unit@lab-1");
         await Promise.all([unitRunning(c, "lab", true), unitRunning(c, "lab-1", true)]);
         assert.equal(
@@ -258,7 +271,18 @@ export const units: Scenario = {
         const before = await footprint(c, "lab-1");
         await sh("systemctl stop aos-unit@lab");
         assert.deepEqual(await footprint(c, "lab-1"), before);
-        assert.match(await sh("getent hosts main.lab-1.aos-unit"), /^10\.200\.4\.100\s/);
+        assert.match(await sh("getent hosts main.lab-1.aos-unit"), /^172\.3[01]\.\d+\.100\s/);
+        const list = JSON.parse(await sh("aos-unit list --json")) as {
+          name: string;
+          forwards: { node: string; host: number; port: number }[];
+        }[];
+        assert.deepEqual(
+          list.filter((u) => u.name.startsWith("lab-") || u.name === "lab").map((u) => [
+            u.name,
+            u.forwards.map((f) => `${f.host}->${f.node}:${f.port}`),
+          ]),
+          [["lab", ["2203->main:22"]], ["lab-1", ["2204->main:22"]]],
+        );
         await sh("systemctl stop aos-unit@lab-1");
       },
     );
