@@ -224,7 +224,8 @@ const TABLE: Record<Subcommand, (p: Paths, ctx: PermissionContext) => Permission
   // `prepare`.
   startup: (p, ctx) =>
     merge(planning(p), dbus(), {
-      read: [p.logsDir, PASSWD_FILE, GROUP_FILE],
+      // Every unit's configuration: a host port another unit forwards is refused.
+      read: [p.logsDir, PASSWD_FILE, GROUP_FILE, rootsOf(p, p.unit).configDir],
       write: [p.runtimeDir, brokerDir(p)],
       run: [
         TOOLS.ip,

@@ -22,7 +22,8 @@ import {
   unitOfMark,
   unitOfTable,
 } from "../base/unit_identity.ts";
-import { forwardsTaken, heldForwards } from "../config/forwards.ts";
+import { crossUnitForwardClashes, forwardsTaken, heldForwards } from "../config/forwards.ts";
+import { configuredUnits, loadConfigFiles } from "../host/config_files.ts";
 import { otherUnitTables } from "../net/nft.ts";
 import { nodeFailureSpool } from "../plan/layout.ts";
 import { withHostLock } from "../host/host_lock.ts";
@@ -60,6 +61,7 @@ import {
   listLinks,
   listRoutes,
   routesOfOthers,
+  takenByOthers,
 } from "../net/links.ts";
 import { ensureIsolatedNetwork, namespaced, unitRunner } from "../net/isolation.ts";
 import type { Isolation } from "../plan/isolation.ts";
@@ -255,7 +257,7 @@ async function bridgeInNamespace(
  * lock: a unit started meanwhile may have taken it (exit 1: the next start picks another).
  */
 async function checkBlockStillFree(runner: Runner, iso: Isolation, owner: string) {
-  const [links, routes] = await Promise.all([listLinks(runner), listRoutes(runner)]);
+  const [links, routes] = await Promise.all([listLinks(runner), listRoutes(runner, "all")]);
   const block = parseCidr(iso.block);
   const clash = routesOfOthers(routes, links, owner).find((r) => {
     const s = parseCidr(r);
@@ -340,13 +342,28 @@ function labelOf(unit: string | undefined): string {
 }
 
 /**
- * This unit's forwards whose host port a running unit's table holds: exit 2 at each
- * forward's line, naming that unit (its DNAT would win, or lose, silently).
+ * This unit's forwards whose host port another configured unit declares (exit 2 at both
+ * lines: units that start at once, at boot, would both take it), or a running unit's table
+ * holds (exit 2 at this unit's line, naming that unit: a unit whose configuration is gone).
  */
-async function checkForwardsFree(runner: Runner, loaded: Loaded) {
+async function checkForwardsFree(runner: Runner, ctx: CommandContext, loaded: Loaded) {
   if (loaded.plan.nft.forwards.length === 0) return;
+  const roots = rootsOf(ctx.paths, ctx.paths.unit);
+  const others = configuredUnits(roots.configDir).filter((u) => u.unit !== ctx.paths.unit)
+    .flatMap((u) => {
+      try {
+        const nodes = loadConfigFiles(unitPaths(roots, u.unit)).config.unit.nodes;
+        return [{ label: labelOf(u.unit), nodes }];
+      } catch {
+        return []; // its own start reports it
+      }
+    });
+  const clashes = crossUnitForwardClashes(
+    { label: labelOf(ctx.paths.unit), nodes: loaded.config.unit.nodes },
+    others,
+  );
+  if (clashes.length > 0) throw new ConfigError(clashes);
   const tables = await otherUnitTables(runner, loaded.plan.unit.nftTable);
-  if (tables.length === 0) return;
   const held = tables.map((t) => ({
     label: labelOf(unitOfTable(t.table)),
     forwards: heldForwards(t.text),
@@ -391,7 +408,7 @@ async function checkAndPrepare(
     );
     checkDnsPortFree(loaded.plan.network, (await runner.run([TOOLS.ss, "-Hlnut"])).stdout);
   }
-  await checkForwardsFree(runner, loaded);
+  await checkForwardsFree(runner, ctx, loaded);
   timeline.mark("network checks");
   if (systemd) {
     const who = { name: loaded.facts.serviceUser, uid: user.uid, gids: [user.gid] };
@@ -434,10 +451,11 @@ export async function startupCommand(
   clearStartupError(ctx.paths.runtimeDir);
 
   // Independent: the host's links and routes, and the bus.
-  const [hostLinks, addresses, routes, systemd] = await Promise.all([
+  const [hostLinks, addresses, routes, allRoutes, systemd] = await Promise.all([
     listLinks(runner),
     listAddresses(runner),
     listRoutes(runner),
+    listRoutes(runner, "all"),
     options.units ? connectSystemBus().then((bus) => Systemd.open(bus)) : undefined,
   ]);
   const host = { links: hostLinks, addresses, routes };
@@ -445,8 +463,9 @@ export async function startupCommand(
     const overrides = {
       ...envOverrides(ctx.env),
       uplinks: defaultRouteDevices(routes),
-      // Where an isolated unit's host block may go: clear of every route but its own link's.
-      takenSubnets: routesOfOthers(routes, hostLinks, unitNames(ctx.paths.unit).owner),
+      // Where an isolated unit's host block may go: clear of every route (in any table) but
+      // its own link's, and of every address of the host.
+      takenSubnets: takenByOthers(allRoutes, addresses, hostLinks, unitNames(ctx.paths.unit).owner),
       recordImageFacts: true,
       systemdVersion: systemd ? await systemd.version() : undefined,
     };

@@ -56,6 +56,15 @@ function parseOne(p: ForwardParse, item: Node, fallback: SourceLocation): Forwar
     return undefined;
   }
   const address = values.address;
+  // A loopback address would reach the node from any host of the LAN: prerouting's DNAT
+  // happens before the kernel drops martians.
+  if (typeof address === "string" && /^127\./.test(address)) {
+    p.error(
+      at,
+      `address of a forward cannot be a loopback address (${address}): use the host's own address`,
+    );
+    return undefined;
+  }
   if (address !== undefined && (typeof address !== "string" || parseIpv4(address) === undefined)) {
     p.error(
       at,

@@ -11,7 +11,8 @@ import type { Runner } from "../host/runner.ts";
 import type { Isolation } from "../plan/isolation.ts";
 import type { Plan } from "../plan/types.ts";
 import { TRANSFER_PREFIX } from "../plan/isolation.ts";
-import { ownerAlias } from "./links.ts";
+import { type LinkInfo, ownerAlias } from "./links.ts";
+import { RuntimeError } from "../base/errors.ts";
 
 /**
  * argv in PID 1's mount namespace, where a named network namespace must be mounted for
@@ -75,10 +76,20 @@ export async function ensureIsolatedNetwork(
     await runner.run(inHostMounts([TOOLS.ip, "netns", "add", iso.namespace]));
   }
   const inside = namespaced(runner, iso.namespace);
-  const host = await runner.run([TOOLS.ip, "-j", "link", "show", "dev", iso.hostLink], {
+  const host = await runner.run([TOOLS.ip, "-j", "-d", "link", "show", "dev", iso.hostLink], {
     okCodes: [0, 1],
   });
-  if (host.code !== 0) {
+  if (host.code === 0) {
+    // Only the unit's own link is taken over: a veth with its mark (or none yet, from a
+    // start that died before marking it).
+    const [link] = JSON.parse(host.stdout) as LinkInfo[];
+    const mark = ownerAlias(owner, "link");
+    if (link?.linkinfo?.info_kind !== "veth" || (link.ifalias && link.ifalias !== mark)) {
+      throw new RuntimeError(`${iso.hostLink} exists and is not ${owner}'s link to its namespace`, {
+        hint: `ip link show ${iso.hostLink}`,
+      });
+    }
+  } else {
     // (ip finds the namespace by its mount: in PID 1's mount namespace.)
     await runner.run(inHostMounts([
       TOOLS.ip,

@@ -47,8 +47,9 @@ export async function listAddresses(runner: Runner): Promise<AddrInfo[]> {
   return JSON.parse(r.stdout || "[]") as AddrInfo[];
 }
 
-export async function listRoutes(runner: Runner): Promise<RouteInfo[]> {
-  const r = await runner.run([TOOLS.ip, "-j", "-4", "route", "show", "table", "main"]);
+/** The IPv4 routes of the main table (or of every table: "all"). */
+export async function listRoutes(runner: Runner, table = "main"): Promise<RouteInfo[]> {
+  const r = await runner.run([TOOLS.ip, "-j", "-4", "route", "show", "table", table]);
   return JSON.parse(r.stdout || "[]") as RouteInfo[];
 }
 
@@ -88,6 +89,25 @@ export function routesOfOthers(
   const own = new Set(
     links.filter((l) => l.ifalias === ownerAlias(owner, "link")).map((l) => l.ifname),
   );
-  return routes.filter((r) => r.dst !== "default" && !(r.dev !== undefined && own.has(r.dev)))
-    .map((r) => r.dst.includes("/") ? r.dst : `${r.dst}/32`);
+  // (Table "all" also lists local, broadcast and multicast routes: every one counts.)
+  return routes.filter((r) =>
+    r.dst !== "default" && /^\d/.test(r.dst) && !(r.dev !== undefined && own.has(r.dev))
+  ).map((r) => r.dst.includes("/") ? r.dst : `${r.dst}/32`);
+}
+
+/** Where an isolated unit's host block must not go: routes and addresses of other links. */
+export function takenByOthers(
+  routes: readonly RouteInfo[],
+  addresses: readonly AddrInfo[],
+  links: readonly LinkInfo[],
+  owner: string,
+): string[] {
+  const mark = ownerAlias(owner, "link");
+  const own = new Set(links.filter((l) => l.ifalias === mark).map((l) => l.ifname));
+  return [
+    ...routesOfOthers(routes, links, owner),
+    ...addresses.filter((a) => !own.has(a.ifname)).flatMap((a) =>
+      a.addr_info.map((i) => `${i.local}/32`)
+    ),
+  ];
 }

@@ -23,8 +23,12 @@ export interface DnsmasqInput {
   /** The dhcp-script (aos-unit's lease hook); none where nothing records leases (a gateway pod). */
   leaseHook?: string;
   user: string;
-  /** Forward to the resolvers in /etc/resolv.conf instead of UPSTREAM_DNS (a pod's cluster DNS). */
-  resolvConf?: boolean;
+  /**
+   * Forward to the resolvers in this resolv.conf instead of UPSTREAM_DNS: /etc/resolv.conf
+   * for a pod's cluster DNS; resolved's list of real servers for an isolated unit, whose
+   * namespace has no 127.0.0.53 (true: /etc/resolv.conf).
+   */
+  resolvConf?: boolean | string;
 }
 
 /** dnsmasq.conf text. Deterministic: same input, same bytes. */
@@ -47,7 +51,9 @@ export function dnsmasqConf(i: DnsmasqInput): string {
     `local=/${n.domain}/`,
     "domain-needed",
     "no-hosts",
-    ...(i.resolvConf ? ["resolv-file=/etc/resolv.conf"] : ["no-resolv", `server=${n.upstreamDns}`]),
+    ...(i.resolvConf
+      ? [`resolv-file=${i.resolvConf === true ? "/etc/resolv.conf" : i.resolvConf}`]
+      : ["no-resolv", `server=${n.upstreamDns}`]),
     "",
     "# DHCP: the dynamic pool, router and DNS = the bridge.",
     `dhcp-range=${n.poolStart},${n.poolEnd},${n.netmask},${LEASE_TIME}`,

@@ -13,8 +13,8 @@
  * The host sees the unit's subnet at MAPPED, a stand-in of the same size: node 10.0.0.100
  * is MAPPED+100 (main.NAME.aos-unit), and each declared forward leads there. The unit's
  * host block holds MAPPED (its lower half) and the transfer net T (the first /30 of its
- * upper half); it comes from HOST_SUBNET in runtime.conf, or else from the pool, at a
- * slot derived from the unit's name and free on this host.
+ * upper half); it comes from the pool, at a slot derived from the unit's name and free on
+ * this host (clear of its routes in every table and its addresses).
  */
 
 import { createHash } from "node:crypto";
@@ -29,7 +29,10 @@ import {
   subnetSize,
 } from "../base/ipv4.ts";
 
-/** Where a unit's host block comes from when runtime.conf names none (below Docker's pools). */
+/**
+ * Where a unit's host block comes from: the top of Docker's default pools (its 14th and
+ * 15th networks); a block is only taken clear of the host's routes and addresses.
+ */
 export const HOST_POOL = "172.30.0.0/15";
 
 /** The unit's end of its link, inside its namespace. */
@@ -96,19 +99,6 @@ export function chooseHostBlock(
   return undefined;
 }
 
-/**
- * Why `block` cannot be unit's host block for subnet `inner`, or undefined when it can:
- * it must be twice the subnet's size.
- */
-export function hostBlockProblem(inner: Subnet, block: Subnet): string | undefined {
-  const want = hostBlockPrefix(inner);
-  return block.prefix === want
-    ? undefined
-    : `HOST_SUBNET must be a /${want} for DHCP_CIDR ${
-      formatCidr(inner)
-    } (twice its size: the unit's subnet as the host sees it, and the link to it)`;
-}
-
 /** The isolated network of a unit with these names, subnet and host block. */
 export function planIsolation(
   names: { namespace: string; hostLink: string },
@@ -153,13 +143,19 @@ export function planUnitIsolation(
   facts: { takenSubnets?: readonly string[]; hostBlock?: string },
 ): Isolation | string | undefined {
   if (unit.name === undefined || !unit.namespace || !unit.hostLink) return undefined;
-  const taken = (facts.takenSubnets ?? []).flatMap((t) => {
-    const s = parseCidr(t);
-    return "kind" in s ? [] : [s];
-  });
+  // The unit's own subnet too: its link inside its bridge's subnet would not route.
+  const taken = [
+    inner,
+    ...(facts.takenSubnets ?? []).flatMap((t) => {
+      const s = parseCidr(t);
+      return "kind" in s ? [] : [s];
+    }),
+  ];
   const held = facts.hostBlock === undefined ? undefined : parseCidr(facts.hostBlock);
+  // The record is the service user's file: a block outside the pool is never taken from it.
+  const pool = parsed(HOST_POOL);
   const keep = held && !("kind" in held) && held.prefix === hostBlockPrefix(inner) &&
-      !taken.some((t) => overlaps(t, held))
+      contains(pool, held.network) && !taken.some((t) => overlaps(t, held))
     ? held
     : undefined;
   const block = keep ?? chooseHostBlock(unit.name, inner, taken);

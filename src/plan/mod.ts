@@ -15,6 +15,9 @@ import { type NetworkPlan, planNetwork } from "./network.ts";
 import { nftRuleset, type PortForward, type TapGuard } from "./nft.ts";
 import { type Isolation, mappedAddress, planUnitIsolation } from "./isolation.ts";
 import { linkRuleset } from "./nft_link.ts";
+
+/** systemd-resolved's list of the servers it uses (not its own stub). */
+const RESOLVED_SERVERS = "/run/systemd/resolve/resolv.conf";
 import { defaultCpuType, defaultMachineType, memoryMaxMiB, qemuArgv } from "./qemu.ts";
 import type { Accel, HostFacts, NodePlan, Paths, Plan } from "./types.ts";
 import { dnsmasqUnit, nodeUnit } from "./units.ts";
@@ -170,6 +173,8 @@ export function makePlan(config: Config, facts: HostFacts, paths: Paths): Plan {
     leaseFile,
     leaseHook: facts.leaseHook,
     user: facts.serviceUser,
+    // Inside its namespace an isolated unit has no host loopback: resolved's own servers.
+    ...(isolation && /^127\./.test(network.upstreamDns) ? { resolvConf: RESOLVED_SERVERS } : {}),
   });
   const uplinks = network.internetInterface ? [network.internetInterface] : facts.uplinks;
 

@@ -43,7 +43,7 @@ function forwardRules(f: PortForward): { dnat: string; accept: string } {
  * Destinations GUEST_FENCE=strict keeps guests from: "this network", private, shared,
  * loopback, link-local, IETF protocol assignments, benchmarking, multicast and reserved.
  */
-export const STRICT_DENIED = [
+const STRICT_DENIED = [
   "0.0.0.0/8",
   "10.0.0.0/8",
   "100.64.0.0/10",
@@ -126,6 +126,9 @@ function hostViewRules(n: NetworkPlan, v: HostView) {
 		${l}`).join(""),
     forward: `
 		${link} oifname "${n.bridge}" ip daddr ${v.inner} ct status dnat counter accept comment "from the host, through ${v.mapped}"`,
+    // NAT skips what conntrack finds invalid: it would leave with a guest's own address.
+    invalid: `
+		iifname "${n.bridge}" ct state invalid counter drop comment "not NATed: never out with a guest's own address"`,
   };
 }
 
@@ -144,7 +147,7 @@ export function nftRuleset(
 ): string {
   const fromHost = hostView
     ? hostViewRules(n, hostView)
-    : { prerouting: "", input: "", forward: "" };
+    : { prerouting: "", input: "", forward: "", invalid: "" };
   const forwarded = forwards.map(forwardRules);
   const dnats = forwarded.map((f) => `\n\t\t${f.dnat}`).join("");
   const accepts = forwarded.map((f) => `\n\t\toifname "${n.bridge}" ${f.accept}`).join("");
@@ -208,7 +211,7 @@ table ${NFT_FAMILY} ${table} {
 	}
 
 	chain forward {
-		type filter hook forward priority filter - 1; policy accept;
+		type filter hook forward priority filter - 1; policy accept;${fromHost.invalid}
 		iifname ${br} oifname ${br} counter accept comment "guest to guest"
 		iifname ${br} ip saddr != ${n.cidr} counter drop comment "spoofed source"
 		iifname != ${br} ip saddr ${n.cidr} counter drop comment "the guests' subnet from outside"

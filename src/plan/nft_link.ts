@@ -3,11 +3,12 @@
  * unit's own tables inside its namespace, on the host's end of the unit's link. It NATs
  * the unit to the uplinks, leads the unit's forwards to their nodes' mapped addresses, and
  * lets nothing cross from one unit to another: from its link a unit reaches the uplinks,
- * and the host at its own end of the link only.
+ * and the host at its own end of the link only. GUEST_FENCE=strict is kept by the unit's
+ * own tables, on its bridge: here its dnsmasq may still reach a LAN resolver.
  */
 
 import type { Isolation } from "./isolation.ts";
-import { NFT_FAMILY, type PortForward, STRICT_DENIED } from "./nft.ts";
+import { NFT_FAMILY, type PortForward } from "./nft.ts";
 
 export interface LinkRulesetInput {
   /** The unit's tables' name (its record's nftTable). */
@@ -47,11 +48,6 @@ export function linkRuleset(i: LinkRulesetInput): string {
     ? `\n\t\tiifname ${link} ct state established,related counter accept comment "what the host asked"` +
       `\n\t\tiifname ${link} counter drop comment "GUEST_FENCE=strict: no host service"`
     : "";
-  const strictFwd = i.guestFence === "strict"
-    ? `\n\t\tiifname ${link} ip daddr { ${
-      STRICT_DENIED.join(", ")
-    } } counter drop comment "GUEST_FENCE=strict: no LAN, no link-local"`
-    : "";
   const out = i.pinned ? ` oifname "${i.pinned}"` : ` oifname != ${link}`;
   return `table ${NFT_FAMILY} ${i.table} {
 }
@@ -74,13 +70,14 @@ table ${NFT_FAMILY} ${i.table} {
 
 	chain input {
 		type filter hook input priority filter - 1; policy accept;
+		iifname ${link} ip saddr != { ${iso.unitAddress}, ${iso.mapped} } counter drop comment "spoofed source"
 		iifname ${link} ip daddr != ${iso.hostAddress} counter drop comment "the host at its end of the link only: no other unit's"${strictIn}
 	}
 
 	chain forward {
 		type filter hook forward priority filter - 1; policy accept;
 		iifname ${link} ct status dnat ct state established counter accept comment "answers to port forwards"
-		iifname ${link} ip saddr != ${iso.unitAddress} counter drop comment "spoofed source"${strictFwd}
+		iifname ${link} ip saddr != ${iso.unitAddress} counter drop comment "spoofed source"
 		iifname ${link} oifname @uplinks counter accept comment "the unit to the internet"
 		iifname ${link} counter drop comment "nothing else: no other unit, no other link"
 		oifname ${link} ct state established,related counter accept comment "replies"${fw.accept}

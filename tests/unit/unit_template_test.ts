@@ -27,7 +27,7 @@ Deno.test("aos-unit@.service differs from aos-unit.service only in the unit it r
       "OnSuccess=aos-unit-stopped@%i.service",
       "Environment=AOS_UNIT_NAME=%i",
       // A named unit's network namespace (its mount is PID 1's: root deletes it).
-      "ExecStopPost=+/usr/bin/aos-unit cleanup --release-namespace",
+      "ExecStopPost=-+/usr/bin/aos-unit cleanup --release-namespace",
       "ConfigurationDirectory=aos-unit/units/%i",
       "StateDirectory=aos-units/%i",
       "LogsDirectory=aos-units/%i",

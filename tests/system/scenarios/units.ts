@@ -7,7 +7,9 @@
 
 import assert from "node:assert/strict";
 import { waitFor } from "../../lib/proc.ts";
+import { SerialConsole } from "../../lib/serial.ts";
 import { ssh } from "../../lib/ssh.ts";
+import { INTERNET_IP } from "../../lib/topology.ts";
 import { BRIDGE, MAIN_MAC, type Scenario, type SystemBed, UNIT_CONFIG } from "../system_bed.ts";
 
 /**
@@ -184,14 +186,29 @@ export const units: Scenario = {
         await configureUnit(c, "race2", 1, true);
         await sh("systemctl start aos-unit@race1 aos-unit@race2");
         await Promise.all([unitRunning(c, "race1", true), unitRunning(c, "race2", true)]);
-        const blocks = await Promise.all(
+        const isolation = await Promise.all(
           ["race1", "race2", "lab1"].map(async (u) =>
             (JSON.parse(await sh(`aos-unit status --unit ${u} --json`)) as {
-              isolation: { block: string };
-            }).isolation.block
+              isolation: { block: string; mapped: string };
+            }).isolation
           ),
         );
-        assert.equal(new Set(blocks).size, 3, blocks.join(" "));
+        assert.equal(new Set(isolation.map((i) => i.block)).size, 3, JSON.stringify(isolation));
+        // A guest of race1 reaches the internet, and nothing of race2: neither its main nor
+        // its DNS at their mapped addresses.
+        const race2 = isolation[1]!.mapped.replace(/\.0\/24$/, "");
+        const guest = await SerialConsole.connect(
+          bed.path("/run/aos-units/race1/nodes/main/serial"),
+        );
+        try {
+          assert.match((await c.http(guest)) ?? "", /^uplink\d$/);
+          assert.equal(await c.guestOk(guest, `ping -c 1 -W 1 ${INTERNET_IP}`), true);
+          for (const other of [`${race2}.100`, `${race2}.1`]) {
+            assert.equal(await c.guestOk(guest, `ping -c 1 -W 1 ${other}`), false, other);
+          }
+        } finally {
+          guest.close();
+        }
         await sh("systemctl stop aos-unit@race1 aos-unit@race2");
         await sh("rm -r /etc/aos-unit/units/race1 /etc/aos-unit/units/race2");
       },
@@ -237,9 +254,12 @@ export const units: Scenario = {
     await t.step(
       "units lab and lab-1 run side by side; stopping lab leaves lab-1 running",
       async () => {
-        // lab-1 first declares lab's host port: refused by validate at both lines, and at
-        // start (exit 2) while lab runs, naming it.
+        // lab runs with a forward; lab-1 then declares its host port: refused by validate
+        // at both lines, and at start (exit 2) naming lab. With lab's configuration gone
+        // (lab still running), its table is what refuses lab-1.
         await configureUnit(c, "lab", 1, true, 2203);
+        await sh("systemctl start aos-unit@lab");
+        await unitRunning(c, "lab", true);
         await configureUnit(c, "lab-1", 1, true, 2203);
         const clash = await bed.exec(["aos-unit", "validate", "--unit", "lab-1"]);
         assert.equal(clash.code, 2, clash.stderr);
@@ -251,16 +271,21 @@ export const units: Scenario = {
             ),
           );
         }
-        await sh("systemctl start aos-unit@lab");
-        await unitRunning(c, "lab", true);
-        const taken = await bed.exec(["systemctl", "start", "aos-unit@lab-1"]);
-        assert.notEqual(taken.code, 0);
-        assert.match(
-          await sh("journalctl -u aos-unit@lab-1 --no-pager -o cat"),
+        const refused = async (why: RegExp) => {
+          const r = await bed.exec(["systemctl", "start", "aos-unit@lab-1"]);
+          assert.notEqual(r.code, 0);
+          assert.match(await sh("journalctl -u aos-unit@lab-1 --no-pager -o cat"), why);
+          assert.match((await show("aos-unit@lab-1.service", "Result")).Result ?? "", /exit-code/);
+          await sh("systemctl reset-failed aos-unit@lab-1");
+        };
+        await refused(
+          /units\/lab-1\/unit_config\.yaml:8:\d+: host port tcp\/2203 is also forwarded by unit lab \(to "main", \/etc\/aos-unit\/units\/lab\/unit_config\.yaml:8:\d+\)/,
+        );
+        await sh("mv /etc/aos-unit/units/lab /root/lab-config");
+        await refused(
           /units\/lab-1\/unit_config\.yaml:8:\d+: host port tcp\/2203 is taken: running unit lab forwards it \(to main:22\)/,
         );
-        assert.match((await show("aos-unit@lab-1.service", "Result")).Result ?? "", /exit-code/);
-        await sh("systemctl reset-failed aos-unit@lab-1");
+        await sh("mv /root/lab-config /etc/aos-unit/units/lab");
         await configureUnit(c, "lab-1", 1, true, 2204);
         await sh("systemctl start aos-unit@lab aos-unit@lab-1");
         await Promise.all([unitRunning(c, "lab", true), unitRunning(c, "lab-1", true)]);
