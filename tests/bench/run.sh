@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmarks (not tests): print numbers. Needs root.
-#   bash tests/bench/run.sh [network|system|footprint|image|snapshot|soak|lease]...   (default: all but soak)
+#   bash tests/bench/run.sh [network|system|footprint|image|snapshot|soak|lease|units]...   (default: network system image snapshot)
 #   soak runs BENCH_SOAK_MIN minutes (default 30); system and footprint run on BENCH_SUITES
 #   (bookworm,trixie); footprint is aos-unit(8) FOOTPRINT
 set -euo pipefail

@@ -20,7 +20,7 @@ import {
  * hogs make the load: one machine-wide load that the releases' loaded steps share when they
  * overlap. AOS_TEST_LOADED_STARTS and AOS_TEST_LOAD_CPUS raise them to hunt a race.
  */
-const LOADED_STARTS = Number(Deno.env.get("AOS_TEST_LOADED_STARTS") ?? "3");
+const LOADED_STARTS = Number(Deno.env.get("AOS_TEST_LOADED_STARTS") ?? "2");
 const LOAD_CPUS = Number(Deno.env.get("AOS_TEST_LOAD_CPUS") ?? "2");
 
 /**

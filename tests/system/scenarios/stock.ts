@@ -13,7 +13,7 @@ const SILENT_READY_SEC = 45;
  * How long after the degraded READY the step watches for a boot or restart that must not
  * come (a restart would come within RestartSec=2 s, a reboot loop within seconds).
  */
-const SILENT_WATCH_SEC = 15;
+const SILENT_WATCH_SEC = 10;
 
 export const stock: Scenario = {
   name: "stock",
