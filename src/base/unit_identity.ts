@@ -249,6 +249,11 @@ export function unitIdentity(name: string | undefined, machineId: string): UnitI
     };
 }
 
+/** How messages name a unit: "the default unit", "unit lab1". */
+export function unitLabel(unit: string | undefined): string {
+  return unit === undefined ? "the default unit" : `unit ${unit}`;
+}
+
 /** A machine-id: 32 lowercase hex digits (machine-id(5)). */
 export function isMachineId(text: string): boolean {
   return /^[0-9a-f]{32}$/.test(text);

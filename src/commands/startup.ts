@@ -18,12 +18,13 @@
 import {
   DEFAULT_UNIT,
   NODE_UNIT_PREFIX,
+  unitLabel,
   unitNames,
   unitOfMark,
   unitOfTable,
 } from "../base/unit_identity.ts";
 import { crossUnitForwardClashes, forwardsTaken, heldForwards } from "../config/forwards.ts";
-import { configuredUnits, loadConfigFiles } from "../host/config_files.ts";
+import { otherUnitsNodes } from "../host/config_files.ts";
 import { otherUnitTables } from "../net/nft.ts";
 import { nodeFailureSpool } from "../plan/layout.ts";
 import { withHostLock } from "../host/host_lock.ts";
@@ -63,7 +64,12 @@ import {
   routesOfOthers,
   takenByOthers,
 } from "../net/links.ts";
-import { ensureIsolatedNetwork, namespaced, unitRunner } from "../net/isolation.ts";
+import {
+  ensureIsolatedNetwork,
+  namespaced,
+  namespaceExists,
+  unitRunner,
+} from "../net/isolation.ts";
 import type { Isolation } from "../plan/isolation.ts";
 import { overlaps, parseCidr } from "../base/ipv4.ts";
 import {
@@ -237,7 +243,7 @@ function otherUnitOf(paths: Paths): UnitOfLink {
     const unit = unitOfMark(link.ifalias ?? "");
     if (unit === null || unit === paths.unit) return undefined;
     const file = configFiles(unitPaths(rootsOf(paths, paths.unit), unit)).runtime;
-    return `${unit === undefined ? "the default unit" : `unit ${unit}`}, ${file}`;
+    return `${unitLabel(unit)}, ${file}`;
   };
 }
 
@@ -247,8 +253,7 @@ async function bridgeInNamespace(
   iso: Isolation,
   bridge: string,
 ): Promise<LinkInfo | undefined> {
-  const names = await runner.run([TOOLS.ip, "netns", "list"]);
-  if (!names.stdout.split("\n").some((l) => l.split(" ")[0] === iso.namespace)) return undefined;
+  if (!(await namespaceExists(runner, iso.namespace))) return undefined;
   return await linkInfo(namespaced(runner, iso.namespace), bridge);
 }
 
@@ -336,11 +341,6 @@ interface Step {
   timeline: Timeline;
 }
 
-/** How messages name a unit. */
-function labelOf(unit: string | undefined): string {
-  return unit === undefined ? "the default unit" : `unit ${unit}`;
-}
-
 /**
  * This unit's forwards whose host port another configured unit declares (exit 2 at both
  * lines: units that start at once, at boot, would both take it), or a running unit's table
@@ -348,24 +348,14 @@ function labelOf(unit: string | undefined): string {
  */
 async function checkForwardsFree(runner: Runner, ctx: CommandContext, loaded: Loaded) {
   if (loaded.plan.nft.forwards.length === 0) return;
-  const roots = rootsOf(ctx.paths, ctx.paths.unit);
-  const others = configuredUnits(roots.configDir).filter((u) => u.unit !== ctx.paths.unit)
-    .flatMap((u) => {
-      try {
-        const nodes = loadConfigFiles(unitPaths(roots, u.unit)).config.unit.nodes;
-        return [{ label: labelOf(u.unit), nodes }];
-      } catch {
-        return []; // its own start reports it
-      }
-    });
   const clashes = crossUnitForwardClashes(
-    { label: labelOf(ctx.paths.unit), nodes: loaded.config.unit.nodes },
-    others,
+    { label: unitLabel(ctx.paths.unit), nodes: loaded.config.unit.nodes },
+    otherUnitsNodes(ctx.paths),
   );
   if (clashes.length > 0) throw new ConfigError(clashes);
   const tables = await otherUnitTables(runner, loaded.plan.unit.nftTable);
   const held = tables.map((t) => ({
-    label: labelOf(unitOfTable(t.table)),
+    label: unitLabel(unitOfTable(t.table)),
     forwards: heldForwards(t.text),
   }));
   const taken = forwardsTaken(loaded.config.unit.nodes, held);

@@ -2,9 +2,15 @@
 
 import { ConfigError, EXIT_CONFIG, EXIT_OK, formatDiagnostic, summarize } from "../base/errors.ts";
 import { sortDiagnostics } from "../config/mod.ts";
-import { configuredUnits, loadConfigFiles, readConfigFile } from "../host/config_files.ts";
+import {
+  configuredUnits,
+  loadConfigFiles,
+  otherUnitsNodes,
+  readConfigFile,
+} from "../host/config_files.ts";
 import type { Config, RuntimeConfig } from "../base/config_types.ts";
 import { crossUnitForwardClashes } from "../config/forwards.ts";
+import { unitLabel } from "../base/unit_identity.ts";
 import type { Diagnostic } from "../base/errors.ts";
 import { formatCidr, overlaps } from "../base/ipv4.ts";
 import { parseRuntimeConf } from "../config/runtime_conf.ts";
@@ -27,7 +33,7 @@ function overlapWarnings(ctx: CommandContext, runtime: RuntimeConfig): Diagnosti
       const text = readConfigFile(file);
       const other = parseRuntimeConf(file, "text" in text ? text.text : undefined).config;
       if (!overlaps(runtime.subnet, other.subnet)) return [];
-      const name = labelOf(u.unit);
+      const name = unitLabel(u.unit);
       return [{
         severity: "warning" as const,
         ...runtime.subnetAt,
@@ -39,31 +45,15 @@ function overlapWarnings(ctx: CommandContext, runtime: RuntimeConfig): Diagnosti
   );
 }
 
-/** How messages name a unit. */
-function labelOf(unit: string | undefined): string {
-  return unit === undefined ? "the default unit" : `unit ${unit}`;
-}
-
 /**
  * Host ports this unit and another configured unit both forward: errors at both lines (the
  * two could not run together). A unit whose configuration does not load is skipped: its
  * own validate reports it.
  */
 function forwardClashes(ctx: CommandContext, config: Config): Diagnostic[] {
-  const roots = rootsOf(ctx.paths, ctx.paths.unit);
-  const others = configuredUnits(roots.configDir).filter((u) => u.unit !== ctx.paths.unit)
-    .flatMap((u) => {
-      try {
-        const other = loadConfigFiles(unitPaths(roots, u.unit)).config;
-        return [{ label: labelOf(u.unit), nodes: other.unit.nodes }];
-      } catch (error) {
-        if (error instanceof ConfigError) return [];
-        throw error;
-      }
-    });
   return crossUnitForwardClashes(
-    { label: labelOf(ctx.paths.unit), nodes: config.unit.nodes },
-    others,
+    { label: unitLabel(ctx.paths.unit), nodes: config.unit.nodes },
+    otherUnitsNodes(ctx.paths),
   );
 }
 

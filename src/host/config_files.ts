@@ -3,8 +3,10 @@
 import type { Diagnostic } from "../base/errors.ts";
 import { type Config, type FileText, loadConfig } from "../config/mod.ts";
 import type { Paths } from "../plan/types.ts";
-import { isUnitName } from "../base/unit_identity.ts";
-import { configFiles, unitPaths } from "./paths.ts";
+import { isUnitName, unitLabel } from "../base/unit_identity.ts";
+import type { NodeConfig } from "../base/config_types.ts";
+import { ConfigError } from "../base/errors.ts";
+import { configFiles, rootsOf, unitPaths } from "./paths.ts";
 
 export function readConfigFile(path: string): FileText {
   try {
@@ -52,4 +54,26 @@ export function configuredUnits(root: string): { unit: string | undefined; confi
   } catch { /* no named unit */ }
   for (const name of names.filter(isUnitName).sort()) add(name);
   return found;
+}
+
+/**
+ * The nodes of every configured unit but the one at `paths` (each with its label for
+ * messages); a unit whose configuration does not load is left out: its own validate and
+ * start report it.
+ */
+export function otherUnitsNodes(
+  paths: Paths,
+): { label: string; nodes: NodeConfig[] }[] {
+  const roots = rootsOf(paths, paths.unit);
+  return configuredUnits(roots.configDir).filter((u) => u.unit !== paths.unit).flatMap((u) => {
+    try {
+      return [{
+        label: unitLabel(u.unit),
+        nodes: loadConfigFiles(unitPaths(roots, u.unit)).config.unit.nodes,
+      }];
+    } catch (error) {
+      if (error instanceof ConfigError) return [];
+      throw error;
+    }
+  });
 }

@@ -43,7 +43,8 @@ export function unitRunner(runner: Runner, plan: Pick<Plan, "isolation">): Runne
   return plan.isolation ? namespaced(runner, plan.isolation.namespace) : runner;
 }
 
-async function namespaceExists(runner: Runner, ns: string): Promise<boolean> {
+/** Whether named network namespace `ns` exists (ip-netns(8)'s list). */
+export async function namespaceExists(runner: Runner, ns: string): Promise<boolean> {
   const r = await runner.run([TOOLS.ip, "-j", "netns", "list"]);
   return (JSON.parse(r.stdout || "[]") as { name: string }[]).some((n) => n.name === ns);
 }

@@ -64,19 +64,32 @@ export const faults: Scenario = {
         const addresses = [await leaseOf("main"), await leaseOf("secondary")];
         const c = await serial("secondary");
         const killed = performance.now();
+        let lastDns = "";
         await sh("systemctl kill -s KILL aos-unit-dnsmasq.service");
         // DNS from the host, and a one-shot DHCP client in the guest, both tried until
-        // the restarted dnsmasq answers.
+        // the restarted dnsmasq answers. (Seen once on trixie: no DNS answer for 10 s; the
+        // sidecar's state, its journal and the last answer are printed if it comes again.)
         const [answered, dhcp] = await Promise.all([
           waitFor(
             "DNS from dnsmasq again",
             async () => {
               const a = await dnsFrom(topo.host, "10.200.1.1", 5300, "secondary.aos-unit", 200);
+              lastDns = a;
               return a.startsWith("answer") ? performance.now() - killed : undefined;
             },
             10_000,
             50,
-          ),
+          ).catch(async (error) => {
+            console.error(
+              `last DNS answer: ${lastDns}\n` +
+                (await bed.exec([
+                  "sh",
+                  "-c",
+                  "systemctl status --no-pager aos-unit-dnsmasq; journalctl --no-pager -n 40 -u aos-unit-dnsmasq",
+                ])).stdout,
+            );
+            throw error;
+          }),
           waitFor(
             "a DHCP answer again",
             async () => {

@@ -235,10 +235,25 @@ export const units: Scenario = {
     );
 
     await t.step(
-      "and the reverse: the default unit's kill, stop and cleanup leave lab1 as it was",
+      "and the reverse: the default unit's kill, stop and cleanup leave lab1 as it was; lab1's host block is never the service user's choice",
       async () => {
+        // Attack as the aos-unit user: a record in lab1's runtime directory (its own to
+        // write) naming a block outside the pool, for root to route at the next start.
+        const forged = await bed.exec([
+          "sh",
+          "-c",
+          "echo HOST_BLOCK=1.1.1.0/23 > /run/aos-units/lab1/network.conf",
+        ], {
+          user: "aos-unit",
+        });
+        assert.equal(forged.code, 0, forged.stderr);
         await sh("systemctl start aos-unit@lab1");
         await unitRunning(c, "lab1");
+        const block = (JSON.parse(await sh("aos-unit status --unit lab1 --json")) as {
+          isolation: { block: string };
+        }).isolation.block;
+        assert.match(block, /^172\.3[01]\./);
+        assert.equal((await sh("ip route show 1.1.1.0/24; ip route show 1.1.1.0/23")).trim(), "");
         const before = await footprint(c, "lab1");
         await sh("systemctl kill -s KILL --kill-whom=main aos-unit.service");
         await unitRunning(c);
