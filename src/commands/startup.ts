@@ -445,7 +445,8 @@ export async function startupCommand(
     listLinks(runner),
     listAddresses(runner),
     listRoutes(runner),
-    listRoutes(runner, "all"),
+    // Only a named unit chooses a host block (its namespace's link).
+    ctx.paths.unit === undefined ? [] : listRoutes(runner, "all"),
     options.units ? connectSystemBus().then((bus) => Systemd.open(bus)) : undefined,
   ]);
   const host = { links: hostLinks, addresses, routes };

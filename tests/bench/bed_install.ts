@@ -1,6 +1,6 @@
 /** What the bed-based benchmarks share: the package built, then installed with its images. */
 
-import { ROOT } from "../lib/aos.ts";
+import { buildGuests, ROOT } from "../lib/aos.ts";
 import type { Bed } from "../lib/bed.ts";
 import { run, waitFor } from "../lib/proc.ts";
 
@@ -52,4 +52,40 @@ export async function killManager(sh: (script: string) => Promise<string>): Prom
     10_000,
     50,
   );
+}
+
+/**
+ * Builds the package and the test guests once, runs `benchSuite` for each release, then
+ * prints every figure side by side (a key "TITLE\0LABEL" prints as LABEL).
+ */
+export async function benchReleases<Suite extends string>(
+  title: string,
+  suites: readonly Suite[],
+  nodes: string[],
+  benchSuite: (suite: Suite, work: string, deb: string) => Promise<[string, string][]>,
+): Promise<void> {
+  const work = await Deno.makeTempDir({ prefix: `aosu-${title}-` });
+  try {
+    const deb = await buildDeb(`${work}/deb`);
+    await buildGuests(`${work}/images`, nodes);
+    const results = new Map<Suite, Map<string, string>>();
+    for (const suite of suites) {
+      console.log(`== ${suite}`);
+      results.set(suite, new Map(await benchSuite(suite, work, deb)));
+    }
+    console.log(`\n== ${title}, side by side`);
+    const keys = [...new Set([...results.values()].flatMap((m) => [...m.keys()]))];
+    const label = (k: string) => k.includes("\0") ? k.split("\0")[1]! : k;
+    const width = Math.max(...keys.map((k) => label(k).length));
+    console.log(`${"".padEnd(width)} | ${suites.join(" | ")}`);
+    for (const k of keys) {
+      console.log(
+        `${label(k).padEnd(width)} | ${
+          suites.map((s) => results.get(s)!.get(k) ?? "-").join(" | ")
+        }`,
+      );
+    }
+  } finally {
+    await Deno.remove(work, { recursive: true }).catch(() => {});
+  }
 }

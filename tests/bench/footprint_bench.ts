@@ -14,8 +14,7 @@
  */
 
 import { parseTimeline } from "../../src/base/timeline.ts";
-import { buildGuests } from "../lib/aos.ts";
-import { buildDeb, installWithImages, killManager } from "./bed_install.ts";
+import { benchReleases, installWithImages, killManager } from "./bed_install.ts";
 import { Bed } from "../lib/bed.ts";
 import { waitFor } from "../lib/proc.ts";
 import { Topology } from "../lib/topology.ts";
@@ -262,25 +261,4 @@ async function benchSuite(suite: Suite, work: string, deb: string): Promise<[str
   }
 }
 
-const work = await Deno.makeTempDir({ prefix: "aosu-footprint-" });
-try {
-  const deb = await buildDeb(`${work}/deb`);
-  await buildGuests(`${work}/images`, NODES);
-  const results = new Map<Suite, Map<string, string>>();
-  for (const suite of SUITES) {
-    console.log(`== ${suite}`);
-    results.set(suite, new Map(await benchSuite(suite, work, deb)));
-  }
-  console.log("\n== footprint, side by side");
-  const keys = [...new Set([...results.values()].flatMap((m) => [...m.keys()]))];
-  const width = Math.max(...keys.map((k) => k.replace(/^.*\0/, "").length));
-  console.log(`${"".padEnd(width)} | ${SUITES.join(" | ")}`);
-  for (const k of keys) {
-    const label = k.includes("\0") ? k.split("\0")[1]! : k;
-    console.log(
-      `${label.padEnd(width)} | ${SUITES.map((s) => results.get(s)!.get(k) ?? "-").join(" | ")}`,
-    );
-  }
-} finally {
-  await Deno.remove(work, { recursive: true }).catch(() => {});
-}
+await benchReleases("footprint", SUITES, NODES, benchSuite);

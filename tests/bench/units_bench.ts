@@ -12,11 +12,10 @@
  *   BENCH_SUITES=trixie BENCH_UNITS=1,2,4 bash tests/bench/run.sh units
  */
 
-import { buildGuests } from "../lib/aos.ts";
 import { Bed } from "../lib/bed.ts";
 import { waitFor } from "../lib/proc.ts";
 import { Topology } from "../lib/topology.ts";
-import { buildDeb, installWithImages } from "./bed_install.ts";
+import { benchReleases, installWithImages } from "./bed_install.ts";
 
 type Suite = "bookworm" | "trixie";
 const SUITES = (Deno.env.get("BENCH_SUITES") ?? "bookworm,trixie").split(",") as Suite[];
@@ -108,24 +107,4 @@ async function benchSuite(suite: Suite, work: string, deb: string) {
   }
 }
 
-const work = await Deno.makeTempDir({ prefix: "aosu-units-" });
-try {
-  const deb = await buildDeb(`${work}/deb`);
-  await buildGuests(`${work}/images`, NODES);
-  const results = new Map<Suite, Map<string, string>>();
-  for (const suite of SUITES) {
-    console.log(`== ${suite}`);
-    results.set(suite, new Map(await benchSuite(suite, work, deb)));
-  }
-  console.log("\n== units, side by side");
-  const keys = [...new Set([...results.values()].flatMap((m) => [...m.keys()]))];
-  const width = Math.max(...keys.map((k) => k.length));
-  console.log(`${"".padEnd(width)} | ${SUITES.join(" | ")}`);
-  for (const k of keys) {
-    console.log(
-      `${k.padEnd(width)} | ${SUITES.map((s) => results.get(s)!.get(k) ?? "-").join(" | ")}`,
-    );
-  }
-} finally {
-  await Deno.remove(work, { recursive: true }).catch(() => {});
-}
+await benchReleases("units", SUITES, NODES, benchSuite);
