@@ -7,7 +7,8 @@ import type { Firmware, HostFacts, ImageFile, Paths } from "../plan/types.ts";
 import { MACHINE_ID_FILE } from "../base/host_files.ts";
 import { QEMU_BINARY } from "../base/tools.ts";
 import { inspectImages } from "./image/inspect.ts";
-import { openRegular, readSmallFile } from "./safe_file.ts";
+import { openRegular } from "./safe_file.ts";
+import { recordedValue } from "./network_record.ts";
 import { readKvmProbe } from "./kvm.ts";
 import { leaseAddresses } from "./leases.ts";
 import { leaseStateFile } from "../plan/layout.ts";
@@ -115,12 +116,8 @@ export interface FactOverrides {
 
 /** The host block an isolated unit's start recorded (network.conf), if any. */
 function recordedHostBlock(runtimeDir: string): string | undefined {
-  try {
-    const text = readSmallFile(`${runtimeDir}/network.conf`, 4096) ?? "";
-    return /^HOST_BLOCK=(\d+\.\d+\.\d+\.\d+\/\d+)$/m.exec(text)?.[1];
-  } catch {
-    return undefined;
-  }
+  const block = recordedValue(runtimeDir, "HOST_BLOCK");
+  return block && /^\d+\.\d+\.\d+\.\d+\/\d+$/.test(block) ? block : undefined;
 }
 
 export function gatherFacts(paths: Paths, overrides: FactOverrides = {}): HostFacts {

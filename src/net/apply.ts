@@ -7,7 +7,7 @@
 import { isBridgeName, TAP_PREFIX, type UnitNames } from "../base/unit_identity.ts";
 import { RuntimeError } from "../base/errors.ts";
 import { writeFileAtomic } from "../host/atomic.ts";
-import { readSmallFile } from "../host/safe_file.ts";
+import { recordedValue } from "../host/network_record.ts";
 import type { Runner } from "../host/runner.ts";
 import { lookupGroup } from "../host/users.ts";
 import type { Logger } from "../log.ts";
@@ -248,13 +248,8 @@ export function writeNetworkConf(plan: Plan, owner?: { uid: number; gid: number 
  * (cleanup, as root, deletes that bridge).
  */
 export function recordedBridge(runtimeDir: string): string | undefined {
-  try {
-    const text = readSmallFile(`${runtimeDir}/network.conf`, 4096) ?? "";
-    const name = /^BRIDGE_NAME=(\S+)$/m.exec(text)?.[1];
-    return name && isBridgeName(name) ? name : undefined;
-  } catch {
-    return undefined;
-  }
+  const name = recordedValue(runtimeDir, "BRIDGE_NAME");
+  return name && isBridgeName(name) ? name : undefined;
 }
 
 /** Files startup and run leave in the runtime directory (and leftovers of older versions). */
