@@ -157,6 +157,7 @@ install -D -m 0644 units/aos-unit-vm-failed@.service "$stage/usr/lib/systemd/sys
 install -D -m 0644 units/aos-unit-stopped.service "$stage/usr/lib/systemd/system/aos-unit-stopped.service"
 install -D -m 0644 units/aos-unit@.service "$stage/usr/lib/systemd/system/aos-unit@.service"
 install -D -m 0644 units/aos-unit-stopped@.service "$stage/usr/lib/systemd/system/aos-unit-stopped@.service"
+install -D -m 0644 units/aos-unit-user@.service "$stage/usr/lib/systemd/system/aos-unit-user@.service"
 install -D -m 0644 units/aos-unit.sysusers "$stage/usr/lib/sysusers.d/aos-unit.conf"
 install -D -m 0644 units/aos-unit.tmpfiles "$stage/usr/lib/tmpfiles.d/aos-unit.conf"
 install -D -m 0644 units/aos-unit.sysctl "$stage/usr/lib/sysctl.d/50-aos-unit.conf"

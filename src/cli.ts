@@ -281,7 +281,7 @@ export async function main(
     io.err(
       `aos-unit ${command}: ${
         JSON.stringify(unit)
-      } is not a unit name: a DNS label (a-z, 0-9, inner "-") of at most ${MAX_UNIT_NAME} characters, other than "default" (the default unit is the one without --unit)`,
+      } is not a unit name: a DNS label (a-z, 0-9, inner "-") of at most ${MAX_UNIT_NAME} characters, other than "default" (the default unit is the one without --unit) and "dnsmasq"`,
     );
     return EXIT_CONFIG;
   }

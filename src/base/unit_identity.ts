@@ -28,12 +28,18 @@ export const MAX_UNIT_NAME = 20;
 export const DEFAULT_UNIT_LABEL = "default";
 
 /**
+ * Names no unit may take: the default unit's label, and "dnsmasq", whose service user
+ * would be the default unit's sidecar user (aos-unit-dnsmasq).
+ */
+const RESERVED_UNIT_NAMES = [DEFAULT_UNIT_LABEL, "dnsmasq"];
+
+/**
  * A unit name: a DNS label (lowercase letters, digits, inner "-"), at most 20 characters,
- * other than "default" (the default unit's label).
+ * other than a reserved one ("default", "dnsmasq").
  */
 export function isUnitName(name: string): boolean {
   return name.length <= MAX_UNIT_NAME && /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/.test(name) &&
-    name !== DEFAULT_UNIT_LABEL;
+    !RESERVED_UNIT_NAMES.includes(name);
 }
 
 /** A named unit's manager is an instance of this template: aos-unit@NAME.service. */
@@ -66,6 +72,11 @@ export interface UnitNames {
   /** undefined: the default unit. */
   name: string | undefined;
   managerUnit: string;
+  /**
+   * The user its manager runs as: aos-unit for the default unit, aos-unit-NAME (a uid of
+   * its own, in the group aos-unit; aos-unit-user@.service) for unit NAME.
+   */
+  serviceUser: string;
   slice: string;
   dnsmasqUnit: string;
   dnsmasqUser: string;
@@ -148,6 +159,7 @@ export function unitOfTable(table: string): string | undefined {
 export const DEFAULT_UNIT: UnitNames = {
   name: undefined,
   managerUnit: "aos-unit.service",
+  serviceUser: "aos-unit",
   slice: "aos-unit.slice",
   dnsmasqUnit: "aos-unit-dnsmasq.service",
   dnsmasqUser: "aos-unit-dnsmasq",
@@ -184,6 +196,8 @@ function namedNames(name: string): UnitNames {
   return {
     name,
     managerUnit: `${MANAGER_TEMPLATE}@${name}.service`,
+    // At most 9 + 20 characters (useradd takes 32).
+    serviceUser: `${MANAGER_TEMPLATE}-${name}`,
     slice: `aos-unit-${systemdEscape(name)}.slice`,
     dnsmasqUnit: `aos-unit-dnsmasq@${name}.service`,
     // A uid of its own (DynamicUser= shares one uid per name): no unit's dnsmasq can signal
@@ -221,7 +235,7 @@ export function unitNames(name: string | undefined): UnitNames {
     throw new Error(
       `unit name ${
         JSON.stringify(name)
-      } is not a DNS label of at most ${MAX_UNIT_NAME} characters (other than "default")`,
+      } is not a DNS label of at most ${MAX_UNIT_NAME} characters (other than "default" and "dnsmasq")`,
     );
   }
   return namedNames(name);

@@ -1,7 +1,7 @@
 /** What every subcommand gets from dispatch: directories, the environment it read, output. */
 
 import { EXECUTABLE } from "../base/host_files.ts";
-import { SERVICE_USER } from "../host/facts.ts";
+import { unitNames } from "../base/unit_identity.ts";
 import { UNIT_NAME_ENV } from "../host/paths.ts";
 import type { Paths } from "../plan/types.ts";
 
@@ -14,7 +14,9 @@ export interface CommandContext {
 }
 
 /**
- * The service user and the executable to run as it (overridable in tests and development),
+ * The unit's service user (aos-unit, or aos-unit-NAME for unit NAME), which its manager runs
+ * as and which owns its files, and the executable to run as it (overridable in tests and
+ * development),
  * with the environment to give it: this one, naming the unit this command works for (it
  * may have come from --unit).
  */
@@ -25,7 +27,7 @@ export function serviceUserOf(ctx: CommandContext): {
 } {
   return {
     executable: ctx.env.AOS_UNIT_EXECUTABLE ?? EXECUTABLE,
-    serviceUser: ctx.env.AOS_UNIT_SERVICE_USER ?? SERVICE_USER,
+    serviceUser: ctx.env.AOS_UNIT_SERVICE_USER ?? unitNames(ctx.paths.unit).serviceUser,
     env: { ...ctx.env, [UNIT_NAME_ENV]: ctx.paths.unit },
   };
 }

@@ -92,7 +92,14 @@ export async function failedCommand(
     serial_tail: tailLines(`${ctx.paths.logsDir}/${node}-serial.log`, 30),
   };
   const spool = nodeFailureSpool(ctx.paths, node);
-  if (options.final) {
+  if (options.final && ctx.paths.unit !== undefined) {
+    // A named unit's files are its own user's (aos-unit-NAME): the final handler, which
+    // runs as aos-unit for every unit, can only add to the node's spool (0660, the group's),
+    // from which the unit's manager moves it into the log with the rest. The node can write
+    // there too, so the log keeps what a node's own record may hold: not the journal tail,
+    // nor that systemd gave up (that one is in the journal of this unit).
+    spoolFailure(spool, record);
+  } else if (options.final) {
     // The crash records first, so that the log stays in order; the final record whatever.
     try {
       collectSpooled(spool, ctx.paths.logsDir, node, unit);

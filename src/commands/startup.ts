@@ -472,7 +472,8 @@ export async function startupCommand(
     if (blocking.length > 0) {
       throw new ConfigError(blocking.map((w) => ({ ...w, severity: "error" as const })));
     }
-    const user = lookupUser(loaded.facts.serviceUser);
+    // The unit's own user (its files, prepare); its group is aos-unit (facts.serviceUser).
+    const user = lookupUser(serviceUserOf(ctx).serviceUser);
     const checked = await checkAndPrepare(
       { ctx, runner, log, timeline },
       { host, overrides, user, systemd },

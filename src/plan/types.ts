@@ -49,7 +49,11 @@ export interface HostFacts {
   emulators: Partial<Record<Arch, boolean>>;
   /** The .qcow2 files in the images directory (the state root, shared by every unit). */
   images: ImageFile[];
-  /** The user VMs and the sidecar run as. */
+  /**
+   * The group every unit's nodes, sidecar and manager share (aos-unit: it holds the base
+   * images), named after the default unit's service user. A named unit's manager runs as a
+   * user of its own in it (UnitNames.serviceUser).
+   */
   serviceUser: string;
   /** The aos-unit executable, for ExecStart/ExecStopPost of helper units. */
   executable: string;

@@ -144,7 +144,7 @@ Deno.test("aos-unit validate --unit warns about another configured unit on an ov
 });
 
 Deno.test("aos-unit --unit with a name that is no unit name exits 2 and says why", async () => {
-  for (const bad of ["Lab", "lab_1", "-lab", "a".repeat(21), "../etc", "default"]) {
+  for (const bad of ["Lab", "lab_1", "-lab", "a".repeat(21), "../etc", "default", "dnsmasq"]) {
     const r = await aosUnit(["plan", "--unit", bad, "-c", `${CASES}/default`]);
     assert.equal(r.code, 2, bad);
     assert.match(r.stderr, /is not a unit name: a DNS label .* at most 20 characters/, bad);

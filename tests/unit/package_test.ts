@@ -53,6 +53,7 @@ Deno.test({
         "./usr/lib/systemd/system/aos-unit-stopped.service",
         "./usr/lib/systemd/system/aos-unit@.service",
         "./usr/lib/systemd/system/aos-unit-stopped@.service",
+        "./usr/lib/systemd/system/aos-unit-user@.service",
         "./usr/lib/sysusers.d/aos-unit.conf",
         "./usr/lib/tmpfiles.d/aos-unit.conf",
         "./usr/lib/sysctl.d/50-aos-unit.conf",

@@ -1,8 +1,10 @@
 /** Tier-3 scenario "stock": the stock-like images with the shipped configuration. */
 
 import assert from "node:assert/strict";
-import { waitFor } from "../../lib/proc.ts";
-import { NODES, type Scenario } from "../system_bed.ts";
+import { run, waitFor } from "../../lib/proc.ts";
+import { SerialConsole } from "../../lib/serial.ts";
+import { ssh } from "../../lib/ssh.ts";
+import { NODES, type Scenario, type SystemBed } from "../system_bed.ts";
 
 /**
  * The silent-node step's READY_TIMEOUT_SEC: main (4 vCPUs, TCG) answers in about 15 s on a
@@ -76,6 +78,13 @@ export const stock: Scenario = {
           [1, 1],
           "each guest booted once",
         );
+      },
+    );
+
+    await t.step(
+      "aos-unit@lab1 and aos-unit@lab2 with the shipped configuration beside the default unit: all READY, each main answers 8089 by name with its own node, each secondary reaches its own main, every guest the internet, a forward from the uplink lab2's main and nothing else; lab1's kill and stop leave the others as they were",
+      async () => {
+        await stockUnits(c);
       },
     );
 
@@ -191,3 +200,137 @@ export const stock: Scenario = {
     );
   },
 };
+
+/** Named stock units of this step: the shipped configuration, one vCPU a node. */
+const STOCK_UNITS = ["lab1", "lab2"] as const;
+/** lab2 forwards this host port to its main's 8089. */
+const LAB2_FORWARD = 18089;
+
+/** The nodes' MACs, as the guest at `host` sees them (ssh): which node answered. */
+async function macsOf(c: SystemBed, host: string): Promise<string> {
+  const r = await ssh(c.bed, host, "cat /sys/class/net/*/address");
+  assert.equal(r.code, 0, `ssh root@${host}: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+/** The running nodes of every unit, by unit: their InvocationIDs. */
+async function invocations(c: SystemBed, units: string[]): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const unit of units) {
+    for (const node of NODES) {
+      const name = unit === "default"
+        ? `aos-node-${node}.service`
+        : `aos-node-${unit}_${node}.service`;
+      const u = await c.show(name, "ActiveState", "InvocationID");
+      assert.equal(u.ActiveState, "active", name);
+      out[name] = u.InvocationID!;
+    }
+  }
+  return out;
+}
+
+/**
+ * Issue 29's proof with stock images: the default unit (running) and units lab1 and lab2,
+ * identical but for lab2's forward, on the same 10.0.0.0/24 with main at 10.0.0.100.
+ */
+async function stockUnits(c: SystemBed): Promise<void> {
+  const { bed, sh, show, fetchFromHost, http, guestOk } = c;
+  for (const unit of STOCK_UNITS) {
+    const dir = `/etc/aos-unit/units/${unit}`;
+    const forward = unit === "lab2"
+      ? ` && sed -i 's|^      ip: 10.0.0.100$|      ip: 10.0.0.100\\n      forward: [{ host: ${LAB2_FORWARD}, port: 8089 }]|' ${dir}/unit_config.yaml`
+      : "";
+    await sh(
+      `mkdir -p ${dir} && cp /etc/aos-unit/unit_config.yaml /etc/aos-unit/runtime.conf ${dir}/ && ` +
+        `sed -i 's/^      cpu: [0-9]*$/      cpu: 1/' ${dir}/unit_config.yaml${forward}`,
+    );
+  }
+  await sh("systemctl start aos-unit@lab1 aos-unit@lab2");
+  await Promise.all(STOCK_UNITS.map((unit) =>
+    waitFor(
+      `aos-unit@${unit} running with every node`,
+      async () => {
+        const u = await show(`aos-unit@${unit}.service`, "ActiveState", "StatusText");
+        return u.ActiveState === "active" &&
+            /^Running: main=10\.0\.0\.100 secondary=10\.0\.0\.\d+$/.test(u.StatusText ?? "")
+          ? u
+          : undefined;
+      },
+      120_000,
+      200,
+    )
+  ));
+  // 8089 by name, each from its own main (three different MACs behind one address).
+  const macs = new Set<string>();
+  for (const unit of ["", ...STOCK_UNITS.map((u) => `${u}.`)]) {
+    const host = `main.${unit}aos-unit`;
+    assert.equal(await fetchFromHost(host, 8089), "aos-main name=main", host);
+    macs.add(await macsOf(c, host));
+  }
+  assert.equal(macs.size, 3, [...macs].join(" | "));
+  const mapped: Record<string, string> = {};
+  for (const unit of STOCK_UNITS) {
+    mapped[unit] = (await sh(`getent hosts main.${unit}.aos-unit`)).split(/\s/)[0]!;
+    assert.match(mapped[unit]!, /^172\.3[01]\.\d+\.100$/);
+    await waitFor(
+      `${unit}'s secondary reaching its main:8089`,
+      async () =>
+        (await bed.exec([
+            "grep",
+            "-c",
+            "AOSTEST main-reached ok ip=10.0.0.100",
+            `/var/log/aos-units/${unit}/secondary-serial.log`,
+          ])).stdout.trim() !== "0"
+          ? true
+          : undefined,
+      30_000,
+      500,
+    );
+  }
+  // Every guest reaches the internet host; no guest of lab1 anything of lab2.
+  const lab2 = mapped.lab2!.replace(/\.100$/, "");
+  for (const unit of STOCK_UNITS) {
+    for (const node of NODES) {
+      const guest = await SerialConsole.connect(
+        bed.path(`/run/aos-units/${unit}/nodes/${node}/serial`),
+      );
+      try {
+        assert.equal(await http(guest), "uplink1", `${unit}'s ${node} reaches the internet host`);
+        if (unit !== "lab1") continue;
+        for (const other of [`${lab2}.100`, `${lab2}.1`]) {
+          assert.equal(await guestOk(guest, `ping -c 1 -W 1 ${other}`), false, other);
+        }
+      } finally {
+        guest.close();
+      }
+    }
+  }
+  // From the uplink side: lab2's forward reaches its main's 8089, nothing else answers.
+  const up = c.topo.uplinks[0];
+  const fromUplink = (url: string) =>
+    run(c.topo.inNs(up.ns, ["timeout", "5", "busybox", "wget", "-q", "-O", "-", url]));
+  const body = await fromUplink(`http://${up.hostIp}:${LAB2_FORWARD}/`);
+  assert.equal(body.stdout.trim(), "aos-main name=main", body.stderr);
+  assert.notEqual((await fromUplink(`http://${up.hostIp}:${LAB2_FORWARD + 1}/`)).code, 0);
+  assert.notEqual((await fromUplink(`http://${up.hostIp}:8089/`)).code, 0);
+  // lab1's manager killed, then lab1 stopped: the other units' nodes never restart.
+  const before = await invocations(c, ["default", "lab2"]);
+  await sh("systemctl kill -s KILL --kill-whom=main aos-unit@lab1.service");
+  await waitFor(
+    "aos-unit@lab1 back after its manager's SIGKILL",
+    async () => {
+      const u = await show("aos-unit@lab1.service", "ActiveState", "NRestarts", "StatusText");
+      return u.ActiveState === "active" && Number(u.NRestarts) > 0 &&
+          /^Running:/.test(u.StatusText ?? "")
+        ? u
+        : undefined;
+    },
+    60_000,
+    200,
+  );
+  await sh("systemctl stop aos-unit@lab1");
+  assert.deepEqual(await invocations(c, ["default", "lab2"]), before);
+  assert.equal(await fetchFromHost("main.aos-unit", 8089), "aos-main name=main");
+  assert.equal(await fetchFromHost("main.lab2.aos-unit", 8089), "aos-main name=main");
+  await sh("systemctl stop aos-unit@lab2 && rm -r /etc/aos-unit/units");
+}

@@ -180,6 +180,80 @@ export const units: Scenario = {
     );
 
     await t.step(
+      "attack as lab1's manager (its uid, groups and mount namespace): no node or sidecar of the default unit is stopped, no other manager signalled, no other unit's guest socket reached; and the reverse",
+      async () => {
+        const manager = async (unit: string) => {
+          const pid = (await show(unit, "MainPID")).MainPID!;
+          const credentials = await c.credentialsOf(pid);
+          return {
+            pid,
+            credentials,
+            run: (script: string) =>
+              bed.exec(["nsenter", "-t", pid, "-m", "setpriv", ...credentials, "sh", "-c", script]),
+          };
+        };
+        const lab1 = await manager("aos-unit@lab1.service");
+        const main = await manager("aos-unit.service");
+        assert.match(
+          lab1.credentials[0]!,
+          new RegExp(`=${(await sh("id -u aos-unit-lab1")).trim()}$`),
+        );
+        assert.match(main.credentials[0]!, new RegExp(`=${(await sh("id -u aos-unit")).trim()}$`));
+        const call = (method: string, unit: string) =>
+          `busctl call org.freedesktop.systemd1 /org/freedesktop/systemd1 ` +
+          `org.freedesktop.systemd1.Manager ${method} ${
+            method === "ResetFailedUnit" ? "s" : "ss"
+          } ${unit}${method === "ResetFailedUnit" ? "" : " replace"}`;
+        // Its own units: granted (a reset of an active unit changes nothing).
+        for (
+          const [m, unit] of [[lab1, "aos-node-lab1_main.service"], [
+            main,
+            "aos-node-main.service",
+          ]] as const
+        ) {
+          const r = await m.run(call("ResetFailedUnit", unit));
+          assert.equal(r.code, 0, `${unit}: ${r.stderr}`);
+        }
+        // Another unit's: refused, whatever the verb.
+        for (
+          const [m, unit] of [
+            [lab1, "aos-node-main.service"],
+            [lab1, "aos-unit-dnsmasq.service"],
+            [main, "aos-node-lab1_main.service"],
+            [main, "aos-unit-dnsmasq@lab1.service"],
+          ] as const
+        ) {
+          for (const method of ["StopUnit", "RestartUnit", "ResetFailedUnit"]) {
+            const r = await m.run(call(method, unit));
+            assert.notEqual(r.code, 0, `${method} ${unit} was granted`);
+            assert.match(r.stderr, /denied|authenticat/i, `${method} ${unit}: ${r.stderr}`);
+          }
+        }
+        // No signal to the other manager, and no path to the other unit's guest sockets.
+        assert.notEqual((await lab1.run(`kill -0 ${main.pid}`)).code, 0);
+        assert.notEqual((await main.run(`kill -0 ${lab1.pid}`)).code, 0);
+        for (const path of ["/run/aos-unit/nodes/main/qmp", "/var/lib/aos-unit/nodes/main"]) {
+          assert.notEqual(
+            (await lab1.run(`test -e ${path}`)).code,
+            0,
+            `lab1's manager sees ${path}`,
+          );
+        }
+        for (const path of ["/run/aos-units/lab1", "/var/lib/aos-units/lab1"]) {
+          assert.notEqual(
+            (await main.run(`test -e ${path}`)).code,
+            0,
+            `the default manager sees ${path}`,
+          );
+        }
+        // Every node of both still runs.
+        for (const u of [...nodeUnits(), ...nodeUnits("lab1")]) {
+          assert.equal((await show(u, "ActiveState")).ActiveState, "active", u);
+        }
+      },
+    );
+
+    await t.step(
       "two more units on the same subnet, started at once, both run, each on a host block of its own",
       async () => {
         await configureUnit(c, "race1", 1, true);
@@ -237,14 +311,14 @@ export const units: Scenario = {
     await t.step(
       "and the reverse: the default unit's kill, stop and cleanup leave lab1 as it was; lab1's host block is never the service user's choice",
       async () => {
-        // Attack as the aos-unit user: a record in lab1's runtime directory (its own to
+        // Attack as lab1's service user: a record in lab1's runtime directory (its own to
         // write) naming a block outside the pool, for root to route at the next start.
         const forged = await bed.exec([
           "sh",
           "-c",
           "echo HOST_BLOCK=1.1.1.0/23 > /run/aos-units/lab1/network.conf",
         ], {
-          user: "aos-unit",
+          user: "aos-unit-lab1",
         });
         assert.equal(forged.code, 0, forged.stderr);
         await sh("systemctl start aos-unit@lab1");
