@@ -15,10 +15,10 @@
  * - the slice escapes "-" as systemd does, since slices nest by dash.
  */
 
-import { createHash } from "node:crypto";
+import { md5Hex, sha256Hex } from "./hash.ts";
 
 function md5(text: string): string {
-  return createHash("md5").update(text).digest("hex");
+  return md5Hex(text);
 }
 
 /** The longest unit name: a DNS label short enough for every name derived from it. */
@@ -114,9 +114,7 @@ export interface UnitIdentity extends UnitNames {
 
 /** A node's DynamicUser=: the readable name, or a hash of it where that is too long. */
 function userName(readable: string, key: string): string {
-  return readable.length <= 31
-    ? readable
-    : `aos-node-${createHash("sha256").update(key).digest("hex").slice(0, 16)}`;
+  return readable.length <= 31 ? readable : `aos-node-${sha256Hex(key).slice(0, 16)}`;
 }
 
 /** `52:54:00:` + the first 6 hex digits of md5(key), as the existing tool did for a node. */

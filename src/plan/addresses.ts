@@ -7,12 +7,12 @@
  * lets it use: no guest roams the pool, takes a peer's address or exhausts it.
  */
 
-import { createHash } from "node:crypto";
+import { md5Hex } from "../base/hash.ts";
 import type { NodeConfig, RuntimeConfig } from "../base/config_types.ts";
 import { dhcpPool, formatIpv4, parseIpv4 } from "../base/ipv4.ts";
 
 function slot(name: string, size: number): number {
-  return parseInt(createHash("md5").update(`aos-unit pool ${name}`).digest("hex").slice(0, 8), 16) %
+  return parseInt(md5Hex(`aos-unit pool ${name}`).slice(0, 8), 16) %
     size;
 }
 

@@ -17,7 +17,7 @@
  * this host (clear of its routes in every table and its addresses).
  */
 
-import { createHash } from "node:crypto";
+import { md5Hex } from "../base/hash.ts";
 import {
   contains,
   formatCidr,
@@ -89,8 +89,7 @@ export function chooseHostBlock(
   const prefix = hostBlockPrefix(inner);
   if (prefix < pool.prefix) return undefined;
   const slots = subnetSize(pool.prefix) / subnetSize(prefix);
-  const first =
-    parseInt(createHash("md5").update(`aos-unit ${name}`).digest("hex").slice(0, 8), 16) %
+  const first = parseInt(md5Hex(`aos-unit ${name}`).slice(0, 8), 16) %
     slots;
   for (let i = 0; i < slots; i++) {
     const block = { network: pool.network + ((first + i) % slots) * subnetSize(prefix), prefix };

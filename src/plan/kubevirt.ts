@@ -16,7 +16,7 @@
  * a static main fails), nor VirtualMachinePool (it cannot vary networks per replica).
  */
 
-import { createHash } from "node:crypto";
+import { sha256Hex } from "../base/hash.ts";
 import type { Config, NodeConfig } from "../base/config_types.ts";
 import { BRIDGE_PREFIX, DEFAULT_UNIT, nodeMac, unitIdentity } from "../base/unit_identity.ts";
 import { nodeAddresses } from "./addresses.ts";
@@ -56,7 +56,7 @@ const NAD = "aos-unit";
 const MIB = 1024 * 1024;
 
 function hashHex(text: string, length: number): string {
-  return createHash("sha256").update(text).digest("hex").slice(0, length);
+  return sha256Hex(text).slice(0, length);
 }
 
 /** A deterministic RFC 4122 (version 5 style) UUID per instance and node. */

@@ -5,7 +5,7 @@
  * stop, restart, kill and reset them (polkit rules).
  */
 
-import { createHash } from "node:crypto";
+import { sha256Hex } from "../base/hash.ts";
 import type { NodeNames } from "../base/unit_identity.ts";
 import type { hiddenFromHelpers } from "./layout.ts";
 import { UNIT_NAME_ENV } from "../base/unit_files.ts";
@@ -145,7 +145,7 @@ function restartMode(systemdVersion: number): UnitProperty[] {
  * fingerprint is adopted as it is, one with another is replaced.
  */
 export function planHash(properties: readonly UnitProperty[], extra = ""): string {
-  return createHash("sha256").update(JSON.stringify(properties) + extra).digest("hex").slice(0, 16);
+  return sha256Hex(JSON.stringify(properties) + extra).slice(0, 16);
 }
 
 /**
