@@ -313,6 +313,31 @@ async function stockUnits(c: SystemBed): Promise<void> {
   assert.equal(body.stdout.trim(), "aos-main name=main", body.stderr);
   assert.notEqual((await fromUplink(`http://${up.hostIp}:${LAB2_FORWARD + 1}/`)).code, 0);
   assert.notEqual((await fromUplink(`http://${up.hostIp}:8089/`)).code, 0);
+  // Acting as lab1's manager (its uid, groups and mount namespace): lab2's main and the
+  // default unit's stay.
+  const pid = (await show("aos-unit@lab1.service", "MainPID")).MainPID!;
+  const credentials = await c.credentialsOf(pid);
+  for (const unit of ["aos-node-lab2_main.service", "aos-node-main.service"]) {
+    const r = await bed.exec([
+      "nsenter",
+      "-t",
+      pid,
+      "-m",
+      "setpriv",
+      ...credentials,
+      "busctl",
+      "call",
+      "org.freedesktop.systemd1",
+      "/org/freedesktop/systemd1",
+      "org.freedesktop.systemd1.Manager",
+      "StopUnit",
+      "ss",
+      unit,
+      "replace",
+    ]);
+    assert.notEqual(r.code, 0, `lab1's manager stopped ${unit}`);
+    assert.match(r.stderr, /denied|authenticat/i, r.stderr);
+  }
   // lab1's manager killed, then lab1 stopped: the other units' nodes never restart.
   const before = await invocations(c, ["default", "lab2"]);
   await sh("systemctl kill -s KILL --kill-whom=main aos-unit@lab1.service");
