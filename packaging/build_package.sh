@@ -118,7 +118,7 @@ mkdir -p "$stage"
 # ---- the program
 mapfile -t flags < <(deno run --quiet --no-prompt --allow-read="$ROOT" packaging/deno_flags.ts)
 bundle="$work/aos-unit.js"
-deno bundle --quiet --platform=deno --external usocket --external x11 -o "$bundle" main.ts
+deno bundle --quiet --platform=deno -o "$bundle" main.ts
 grep -q '"0.0.0-dev"' "$bundle" || die "version marker not found in the bundle"
 sed -i "s/\"0.0.0-dev\"/\"$version\"/" "$bundle"
 install -d "$stage/usr/bin" "$stage/usr/libexec/aos-unit"
@@ -137,7 +137,7 @@ else
 	# The broker, the manager and prepare: one command each (src/*_entry.ts, the launcher's
 	# OWN_BUNDLE), so every start loads less and the resident manager keeps less.
 	for entry in startup run prepare; do
-		deno bundle --quiet --platform=deno --external usocket --external x11 \
+		deno bundle --quiet --platform=deno \
 			-o "$stage/usr/lib/aos-unit/$entry.js" "src/${entry}_entry.ts"
 		grep -q '"0.0.0-dev"' "$stage/usr/lib/aos-unit/$entry.js" || die "version marker not found in $entry.js"
 		sed -i "s/\"0.0.0-dev\"/\"$version\"/" "$stage/usr/lib/aos-unit/$entry.js"

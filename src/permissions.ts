@@ -102,7 +102,7 @@ function set(partial: Partial<PermissionSet>): PermissionSet {
   };
 }
 
-/** Talking to systemd / resolved over the system bus. dbus-next needs the uid. */
+/** Talking to systemd / resolved over the system bus (bus.ts: EXTERNAL authentication needs the uid). */
 function dbus(): Partial<PermissionSet> {
   return {
     read: [SYSTEM_BUS_SOCKET],

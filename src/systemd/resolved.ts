@@ -1,6 +1,5 @@
 /** systemd-resolved: route `~aos-unit` to the bridge's DNS server (with its port). */
 
-import { Buffer } from "node:buffer";
 import type { MessageBus } from "./bus.ts";
 import { busError, call, nameHasOwner } from "./bus.ts";
 import { unitPath } from "./systemd1.ts";
@@ -70,7 +69,7 @@ export async function setLinkDns(bus: MessageBus, link: LinkDns): Promise<void> 
     bus,
     "SetLinkDNSEx",
     "ia(iayqs)",
-    [link.ifindex, [[AF_INET, Buffer.from(octets), link.port, ""]]],
+    [link.ifindex, [[AF_INET, new Uint8Array(octets), link.port, ""]]],
     `set the DNS server of link ${link.ifindex} in systemd-resolved`,
   );
   await manager(

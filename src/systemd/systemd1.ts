@@ -4,11 +4,10 @@
  * arrive before anyone waits for them.
  */
 
-import dbus from "dbus-next";
-import { Buffer } from "node:buffer";
 import { RuntimeError } from "../base/errors.ts";
 import type { TransientUnit, UnitProperty } from "../plan/types.ts";
 import { addMatch, busError, call, type MessageBus } from "./bus.ts";
+import { type Message, MessageType, Variant } from "./wire.ts";
 
 const SYSTEMD = {
   destination: "org.freedesktop.systemd1",
@@ -30,18 +29,9 @@ export interface UnitState {
   mainPid: number | undefined;
 }
 
-/** Converts a planned property to what dbus-next sends: t/x as BigInt, wrapped in a Variant. */
-export function toVariant([name, signature, value]: UnitProperty): [string, dbus.Variant] {
-  const convert = (v: unknown): unknown =>
-    signature === "t" || signature === "x"
-      ? BigInt(v as number)
-      // dbus-next sends "ay" from a Buffer only.
-      : signature === "a(iayu)"
-      ? (v as [number, number[], number][]).map(([f, a, p]) => [f, Buffer.from(a), p])
-      : signature === "a(ssbt)"
-      ? (v as [string, string, boolean, number][]).map(([s, d, i, f]) => [s, d, i, BigInt(f)])
-      : v;
-  return [name, new dbus.Variant(signature, convert(value))];
+/** A planned property as StartTransientUnit takes it: its name and a Variant of its value. */
+export function toVariant([name, signature, value]: UnitProperty): [string, Variant] {
+  return [name, new Variant(signature, value)];
 }
 
 type Job = { result: string; unit: string };
@@ -65,7 +55,7 @@ export class Systemd {
    */
   static async open(bus: MessageBus, units: readonly string[] = []): Promise<Systemd> {
     const s = new Systemd(bus);
-    bus.on("message", (msg: dbus.Message) => s.#onMessage(msg));
+    bus.on("message", (msg: Message) => s.#onMessage(msg));
     await addMatch(
       bus,
       "type='signal',interface='org.freedesktop.systemd1.Manager',member='JobRemoved'",
@@ -79,8 +69,8 @@ export class Systemd {
     return s;
   }
 
-  #onMessage(msg: dbus.Message): void {
-    if (msg.type !== dbus.MessageType.SIGNAL) return;
+  #onMessage(msg: Message): void {
+    if (msg.type !== MessageType.SIGNAL) return;
     if (msg.interface === SYSTEMD.interface && msg.member === "JobRemoved") {
       const [, job, unit, result] = msg.body as [number, string, string, string];
       const waiter = this.#waiters.get(job);
