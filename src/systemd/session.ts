@@ -7,6 +7,7 @@
 
 import type { Logger } from "../log.ts";
 import { addMatch, connectSystemBus, type MessageBus, onDisconnect } from "./bus.ts";
+import type { Message } from "./wire.ts";
 import { Systemd } from "./systemd1.ts";
 
 export interface SessionOptions {
@@ -61,7 +62,9 @@ export class SystemdSession {
           `type='signal',sender='org.freedesktop.DBus',member='NameOwnerChanged',arg0='${name}'`,
         );
       }
-      bus.on("message", (msg: { member?: string; body?: unknown[] }) => {
+      bus.on("message", (msg: Message) => {
+        // The bus's own broadcast (the rule names its sender), never one sent to us alone.
+        if (msg.destination !== undefined || msg.sender !== "org.freedesktop.DBus") return;
         if (msg.member === "NameOwnerChanged" && msg.body?.[2]) {
           this.o.onNameOwner?.(String(msg.body[0]));
         }

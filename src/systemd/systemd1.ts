@@ -36,6 +36,12 @@ export function toVariant([name, signature, value]: UnitProperty): [string, Vari
 
 type Job = { result: string; unit: string };
 
+/**
+ * Signals from systemd only: any local user may emit a JobRemoved or PropertiesChanged of
+ * its own on the system bus (a forged "failed" for the broker's job would fail a start).
+ */
+const FROM_SYSTEMD = "sender='org.freedesktop.systemd1'";
+
 /** systemd's answer for a unit it does not have loaded. */
 export function isNoSuchUnit(error: unknown): boolean {
   return (error as { type?: string } | undefined)?.type === "org.freedesktop.systemd1.NoSuchUnit";
@@ -58,7 +64,7 @@ export class Systemd {
     bus.on("message", (msg: Message) => s.#onMessage(msg));
     await addMatch(
       bus,
-      "type='signal',interface='org.freedesktop.systemd1.Manager',member='JobRemoved'",
+      `type='signal',${FROM_SYSTEMD},interface='org.freedesktop.systemd1.Manager',member='JobRemoved'`,
     );
     await s.watchUnits(units);
     try {
@@ -70,7 +76,9 @@ export class Systemd {
   }
 
   #onMessage(msg: Message): void {
-    if (msg.type !== MessageType.SIGNAL) return;
+    // Only systemd's broadcasts: the match rules name it as the sender, and a signal sent to
+    // this connection alone (which the bus delivers whatever the rules) is anyone's forgery.
+    if (msg.type !== MessageType.SIGNAL || msg.destination !== undefined) return;
     if (msg.interface === SYSTEMD.interface && msg.member === "JobRemoved") {
       const [, job, unit, result] = msg.body as [number, string, string, string];
       const waiter = this.#waiters.get(job);
@@ -99,7 +107,7 @@ export class Systemd {
     for (const unit of units) {
       await addMatch(
         this.bus,
-        `type='signal',interface='org.freedesktop.DBus.Properties',member='PropertiesChanged',path='${
+        `type='signal',${FROM_SYSTEMD},interface='org.freedesktop.DBus.Properties',member='PropertiesChanged',path='${
           unitPath(unit)
         }'`,
       );

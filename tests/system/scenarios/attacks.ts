@@ -1,6 +1,7 @@
 /** Tier-3 scenario "attacks": the service user's uid, a node's sandbox, the uplink network and a guest, as attackers. */
 
 import assert from "node:assert/strict";
+import { bundle } from "../../lib/aos.ts";
 import { run, waitFor } from "../../lib/proc.ts";
 import { BRIDGE, MAIN_MAC, NODES, type Scenario, SECONDARY_MAC } from "../system_bed.ts";
 
@@ -65,6 +66,58 @@ export const attacks: Scenario = {
           user: "aos-unit",
         });
         assert.notEqual(startNode.code, 0, "start (= creation) is never granted");
+      },
+    );
+
+    await t.step(
+      "attack as any local user: systemd's signals forged on the system bus (a failed JobRemoved for each of the next jobs) fail no start",
+      async () => {
+        await sh("systemctl stop aos-unit");
+        // Where systemd's job counter is: a job of root's own.
+        const probe = await sh(
+          "busctl call org.freedesktop.systemd1 /org/freedesktop/systemd1 " +
+            "org.freedesktop.systemd1.Manager StartUnit ss dbus.service replace",
+        );
+        const next = Number(/job\/(\d+)/.exec(probe)![1]) + 1;
+        // As nobody, until told to stop: "failed" for every job id the start may get, as
+        // fast as the bus takes them (tests/system/forge_signals.ts).
+        const forger = `${await Deno.makeTempDir({ prefix: "aosu-forge-" })}/forge_signals.js`;
+        await bundle(new URL("../forge_signals.ts", import.meta.url).pathname, forger);
+        await bed.cpIn(forger, "/tmp/forge_signals.js");
+        await Deno.remove(forger.replace(/\/[^/]+$/, ""), { recursive: true });
+        await sh("touch /tmp/forge && chmod 0644 /tmp/forge_signals.js");
+        const forging = bed.exec([
+          "env",
+          "DENO_NO_UPDATE_CHECK=1",
+          "DENO_DIR=/tmp/forge-deno",
+          "/usr/lib/aos-unit/deno",
+          "run",
+          "-A",
+          "--quiet",
+          "--no-config",
+          "/tmp/forge_signals.js",
+          String(next),
+          String(next + 200),
+          "/tmp/forge",
+        ], { user: "nobody" });
+        // Under way before the start.
+        await new Promise((r) => setTimeout(r, 1000));
+        let sent = 0;
+        try {
+          const r = await bed.exec(["systemctl", "start", "aos-unit"]);
+          assert.equal(r.code, 0, r.stderr);
+          await waitRunning();
+        } finally {
+          await sh("rm -f /tmp/forge");
+          const f = await forging;
+          sent = Number(f.stdout.trim());
+          assert.equal(f.code, 0, f.stderr);
+        }
+        assert.ok(sent > 1000, `the forger sent ${sent} signals`);
+        await sh("rm -rf /tmp/forge_signals.js /tmp/forge-deno");
+        for (const node of ["aos-node-main.service", "aos-node-secondary.service"]) {
+          assert.equal((await show(node, "ActiveState")).ActiveState, "active", node);
+        }
       },
     );
 
