@@ -254,6 +254,65 @@ export const units: Scenario = {
     );
 
     await t.step(
+      "lab1's secondary over its start limit: its final handler (the aos-unit user) leaves its record in lab1's own log, through the node's spool",
+      async () => {
+        const node = "aos-node-lab1_secondary.service";
+        for (let i = 0; i < 8; i++) {
+          if ((await show(node, "ActiveState")).ActiveState === "failed") break;
+          await bed.exec(["systemctl", "kill", "--signal=SIGKILL", node]);
+          await waitFor(
+            "lab1's secondary restarted or failed",
+            async () => {
+              const u = await show(node, "ActiveState", "SubState");
+              return u.ActiveState === "failed" ||
+                  (u.ActiveState === "active" && u.SubState === "running")
+                ? true
+                : undefined;
+            },
+            20_000,
+            200,
+          ).catch(() => undefined);
+        }
+        assert.equal((await show(node, "ActiveState")).ActiveState, "failed");
+        const handler = "aos-unit-vm-failed@lab1_secondary.service";
+        await waitFor(
+          "the final handler done",
+          async () => {
+            const u = await show(handler, "ActiveState", "Result");
+            return u.ActiveState === "inactive" && u.Result !== undefined ? u : undefined;
+          },
+          20_000,
+          200,
+        );
+        assert.equal((await show(handler, "Result")).Result, "success");
+        // The manager moves the spooled records into lab1's log (every pass).
+        const records = await waitFor(
+          "lab1's records",
+          async () => {
+            const lines = (await sh("cat /var/log/aos-units/lab1/vm-failures.log")).trim()
+              .split("\n").filter(Boolean).map((l) =>
+                JSON.parse(l) as { node: string; unit: string }
+              );
+            return lines.length >= 2 ? lines : undefined;
+          },
+          20_000,
+          500,
+        );
+        assert.ok(
+          records.every((r) => r.node === "secondary" && r.unit === node),
+          JSON.stringify(records),
+        );
+        assert.equal(
+          (await sh("cat /var/log/aos-unit/vm-failures.log")).trim(),
+          "",
+          "none in the default unit's",
+        );
+        await sh("systemctl restart aos-unit@lab1");
+        await unitRunning(c, "lab1");
+      },
+    );
+
+    await t.step(
       "two more units on the same subnet, started at once, both run, each on a host block of its own",
       async () => {
         await configureUnit(c, "race1", 1, true);
