@@ -254,6 +254,49 @@ export const units: Scenario = {
     );
 
     await t.step(
+      "a default-route change: the default unit's and lab1's guests reach the internet through the new uplink, nothing restarts",
+      async () => {
+        const before = await Promise.all(
+          [service(), service("lab1")].map((u) => show(u, "InvocationID")),
+        );
+        const guests = [
+          await SerialConsole.connect(bed.path("/run/aos-unit/nodes/main/serial")),
+          await SerialConsole.connect(bed.path("/run/aos-units/lab1/nodes/main/serial")),
+        ];
+        try {
+          for (const [index, uplink] of [[1, "uplink2"], [0, "uplink1"]] as const) {
+            await c.topo.setDefault(index);
+            for (const [i, guest] of guests.entries()) {
+              await waitFor(
+                `${i === 0 ? "the default unit's" : "lab1's"} main through ${uplink}`,
+                async () => (await c.http(guest)) === uplink ? true : undefined,
+                15_000,
+                200,
+              );
+            }
+            for (const run of ["/run/aos-unit", "/run/aos-units/lab1"]) {
+              await waitFor(
+                `${run}/uplinks: ${uplink}`,
+                async () =>
+                  (await bed.exec(["cat", `${run}/uplinks`])).stdout.trim() === uplink
+                    ? true
+                    : undefined,
+                5000,
+              );
+            }
+          }
+        } finally {
+          for (const guest of guests) guest.close();
+          await c.topo.setDefault(0);
+        }
+        assert.deepEqual(
+          await Promise.all([service(), service("lab1")].map((u) => show(u, "InvocationID"))),
+          before,
+        );
+      },
+    );
+
+    await t.step(
       "lab1's secondary over its start limit: its final handler (the aos-unit user) leaves its record in lab1's own log, through the node's spool",
       async () => {
         const node = "aos-node-lab1_secondary.service";
