@@ -283,6 +283,28 @@ export async function openSystemBed(suite: Suite, scenario: string, index: numbe
     (await bed.exec(["cat", "/var/log/aos-unit/vm-failures.log"])).stdout.split("\n").filter(
       Boolean,
     ).map((l) => JSON.parse(l));
+  /**
+   * SIGKILLs node unit `unit` again each time systemd restarts it, until systemd gives up on
+   * it (its start limit: failed), at most `tries` times.
+   */
+  const killPastStartLimit = async (unit: string, tries = 8) => {
+    for (let i = 0; i < tries; i++) {
+      if ((await show(unit, "ActiveState")).ActiveState === "failed") return;
+      await bed.exec(["systemctl", "kill", "--signal=SIGKILL", unit]);
+      await waitFor(
+        `${unit} restarted or failed`,
+        async () => {
+          const u = await show(unit, "ActiveState", "SubState");
+          return u.ActiveState === "failed" ||
+              (u.ActiveState === "active" && u.SubState === "running")
+            ? true
+            : undefined;
+        },
+        20_000,
+        200,
+      ).catch(() => undefined);
+    }
+  };
   /** How often each guest booted (serial-log markers), or reboots since `before`. */
   const boots = async (): Promise<Record<string, number>> =>
     Object.fromEntries(
@@ -513,6 +535,7 @@ export async function openSystemBed(suite: Suite, scenario: string, index: numbe
     sh,
     credentialsOf,
     show,
+    killPastStartLimit,
     status,
     leaseOf,
     failures,

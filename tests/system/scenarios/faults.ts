@@ -193,23 +193,7 @@ export const faults: Scenario = {
       "a node over its start limit: one final record, that node failed, STATUS degraded",
       async () => {
         await sh(": > /var/log/aos-unit/vm-failures.log");
-        for (let i = 0; i < 6; i++) {
-          const u = await show("aos-node-secondary.service", "ActiveState");
-          if (u.ActiveState === "failed") break;
-          await bed.exec(["systemctl", "kill", "--signal=SIGKILL", "aos-node-secondary.service"]);
-          await waitFor(
-            "secondary restarted or failed",
-            async () => {
-              const s = await show("aos-node-secondary.service", "ActiveState", "SubState");
-              return s.ActiveState === "failed" ||
-                  (s.ActiveState === "active" && s.SubState === "running")
-                ? true
-                : undefined;
-            },
-            20_000,
-            200,
-          ).catch(() => undefined);
-        }
+        await c.killPastStartLimit("aos-node-secondary.service", 6);
         assert.equal(
           (await show("aos-node-secondary.service", "ActiveState")).ActiveState,
           "failed",

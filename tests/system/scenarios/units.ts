@@ -300,22 +300,7 @@ export const units: Scenario = {
       "lab1's secondary over its start limit: its final handler (the aos-unit user) leaves its record in lab1's own log, through the node's spool",
       async () => {
         const node = "aos-node-lab1_secondary.service";
-        for (let i = 0; i < 8; i++) {
-          if ((await show(node, "ActiveState")).ActiveState === "failed") break;
-          await bed.exec(["systemctl", "kill", "--signal=SIGKILL", node]);
-          await waitFor(
-            "lab1's secondary restarted or failed",
-            async () => {
-              const u = await show(node, "ActiveState", "SubState");
-              return u.ActiveState === "failed" ||
-                  (u.ActiveState === "active" && u.SubState === "running")
-                ? true
-                : undefined;
-            },
-            20_000,
-            200,
-          ).catch(() => undefined);
-        }
+        await c.killPastStartLimit(node);
         assert.equal((await show(node, "ActiveState")).ActiveState, "failed");
         const handler = "aos-unit-vm-failed@lab1_secondary.service";
         await waitFor(
