@@ -137,7 +137,7 @@ if (Deno.args[0] === "launcher") {
     }
   }
   lines.push(
-    // --help, --version, typos: the union (commander answers before any subcommand runs).
+    // --help, --version, typos: the union (cli_parse.ts answers before any subcommand runs).
     `*) perms='${denoFlags(unionPermissions(ctx)).map(plain).join(" ")}' ;;`,
     "esac",
     "# shellcheck disable=SC2086 # $perms and $cache are lists of flags (no spaces inside)",

@@ -1,10 +1,10 @@
 /**
- * The command line: commander parses, dispatch narrows permissions, then one
+ * The command line: cli_parse.ts parses, dispatch narrows permissions, then one
  * subcommand runs. `main()` returns the exit code instead of exiting, so it
  * can be tested.
  */
 
-import { Command, CommanderError, Option } from "commander";
+import { parseArgv, type Parsed, type ProgramSpec } from "./cli_parse.ts";
 import type { Subcommand } from "./base/subcommands.ts";
 import type { CommandSpec, Invocation } from "./commands/_spec.ts";
 import { EXAMPLES_DIR as SAMPLE_CONFIG_DIR } from "./base/host_files.ts";
@@ -72,67 +72,40 @@ The unit itself is started by systemd: systemctl start aos-unit
 Exit codes: 0 success, 1 runtime failure, 2 configuration error.
 See aos-unit(8) and aos-unit.conf(5).`;
 
-/** One commander command from a spec; its action records the invocation. */
-function addCommand(program: Command, spec: CommandSpec, select: (s: Selected) => void): void {
-  const command = program.command(spec.name).description(spec.summary);
-  for (const arg of spec.args ?? []) command.argument(arg.name, arg.description);
-  if (spec.configDir) {
-    command.addOption(
-      new Option(
-        "-c, --config-dir <dir>",
-        "read the configuration from DIR instead of /etc/aos-unit",
-      ),
-    );
-  }
-  // Every command works for one unit; dnsmasq's argv (lease-hook) has no room for it.
-  if (!spec.passThrough) {
-    command.option(
-      "-u, --unit <name>",
-      "work for unit NAME (aos-unit@NAME.service, /etc/aos-unit/units/NAME) instead of the default unit",
-    );
-  }
-  for (const o of spec.options ?? []) {
-    if (o.repeatable) {
-      command.option(o.flags, o.description, (v: string, all: string[]) => [...all, v], []);
-    } else command.option(o.flags, o.description, o.default);
-  }
-  if (spec.passThrough) command.allowUnknownOption(true);
-  command.addHelpText("after", spec.examples);
-  command.action((...params: unknown[]) => {
-    const parsed = params.at(-1) as Command;
-    const opts = parsed.opts() as Record<string, unknown>;
-    const args = parsed.processedArgs as unknown[];
-    select({
-      spec,
-      call: { args, opts },
-      configDir: typeof opts.configDir === "string" ? opts.configDir : undefined,
-      unit: typeof opts.unit === "string" ? opts.unit : undefined,
-      node: spec.nodeOperand && typeof args[0] === "string" ? args[0] : undefined,
-    });
-  });
+function programOf(commands: CommandTable): ProgramSpec {
+  return {
+    name: "aos-unit",
+    description: "Run an AosEdge unit (main + secondary nodes as QEMU VMs) under systemd",
+    version: VERSION,
+    epilogue: EXAMPLES,
+    internalHeading: "Internal commands (run by the systemd units; see aos-unit(8)):",
+    commands: Object.values(commands).filter((s) => s !== undefined),
+  };
 }
 
-function buildProgram(
-  commands: CommandTable,
-  select: (s: Selected) => void,
-  io: Io,
-): Command {
-  const program = new Command("aos-unit")
-    .description("Run an AosEdge unit (main + secondary nodes as QEMU VMs) under systemd")
-    .version(VERSION, "-V, --version", "print the version")
-    .helpOption("-h, --help", "show help")
-    .showSuggestionAfterError(true)
-    .exitOverride()
-    .configureOutput({ writeOut: (t) => io.out(t.trimEnd()), writeErr: (t) => io.err(t.trimEnd()) })
-    .addHelpText("after", EXAMPLES);
-  program.configureHelp({ sortSubcommands: false });
-  const specs = Object.values(commands).filter((s) => s !== undefined);
-  for (const spec of specs.filter((s) => s.group === "user")) addCommand(program, spec, select);
-  program.commandsGroup("Internal commands (run by the systemd units; see aos-unit(8)):");
-  for (const spec of specs.filter((s) => s.group === "internal")) {
-    addCommand(program, spec, select);
+/** The invocation to run, or the exit code once help, the version or an error is printed. */
+function selectedOf(parsed: Parsed, io: Io): Selected | number {
+  switch (parsed.kind) {
+    case "help":
+    case "version":
+      io.out(parsed.text);
+      return EXIT_OK;
+    case "bare":
+      io.err(parsed.text);
+      return EXIT_CONFIG;
+    case "error":
+      io.err(parsed.text);
+      io.err("Run 'aos-unit --help' for the commands and their options.");
+      return EXIT_CONFIG;
   }
-  return program;
+  const { spec, args, opts } = parsed;
+  return {
+    spec,
+    call: { args, opts },
+    configDir: typeof opts.configDir === "string" ? opts.configDir : undefined,
+    unit: typeof opts.unit === "string" ? opts.unit : undefined,
+    node: spec.nodeOperand && typeof args[0] === "string" ? args[0] : undefined,
+  };
 }
 
 function readEnv(): Record<string, string | undefined> {
@@ -248,25 +221,8 @@ export async function main(
   commands: CommandTable,
   io: Io = STDIO,
 ): Promise<number> {
-  let selected: Selected | undefined;
-  const program = buildProgram(commands, (s) => (selected = s), io);
-  try {
-    await program.parseAsync(args, { from: "user" });
-  } catch (error) {
-    if (error instanceof CommanderError) {
-      if (error.code === "commander.helpDisplayed" || error.code === "commander.version") {
-        return EXIT_OK;
-      }
-      if (error.code === "commander.help") return EXIT_CONFIG;
-      io.err("Run 'aos-unit --help' for the commands and their options.");
-      return EXIT_CONFIG;
-    }
-    throw error;
-  }
-  if (!selected) {
-    io.err(program.helpInformation().trimEnd());
-    return EXIT_CONFIG;
-  }
+  const selected = selectedOf(parseArgv(programOf(commands), args), io);
+  if (typeof selected === "number") return selected;
   const chosen: Selected = selected;
   const command = chosen.spec.name;
   const env = readEnv();

@@ -53,9 +53,6 @@ export const DISPATCH_ENV = [
   "JOURNAL_STREAM",
   "NOTIFY_SOCKET",
   "NO_COLOR",
-  // commander reads these to colour help and errors (without NO_COLOR set).
-  "FORCE_COLOR",
-  "CLICOLOR_FORCE",
   "AOS_UNIT_NAME",
   "AOS_UNIT_SERVICE_USER",
   "AOS_UNIT_EXECUTABLE",

@@ -1,6 +1,6 @@
 /**
  * What a subcommand declares about itself: the command table (cli.ts) turns
- * these into commander commands, help and dispatch. A new subcommand is one
+ * these into the command line (cli_parse.ts), help and dispatch. A new subcommand is one
  * file exporting its spec, one line in the table and one permission case.
  */
 
@@ -8,7 +8,7 @@ import type { Subcommand } from "../base/subcommands.ts";
 import type { CommandContext } from "./_context.ts";
 
 export interface OptionSpec {
-  /** commander flags, e.g. "--json" or "--timeout <sec>". */
+  /** Flags, e.g. "--json", "-c, --config-dir <dir>", "--timeout <sec>" or "--no-units". */
   flags: string;
   description: string;
   default?: string;
@@ -17,7 +17,7 @@ export interface OptionSpec {
 }
 
 export interface ArgSpec {
-  /** commander's notation: "<node>" (required), "[event...]" (optional, variadic). */
+  /** "<node>" (required), "[name]" (optional), "[event...]" (optional, the rest). */
   name: string;
   description: string;
 }
@@ -53,7 +53,7 @@ export interface CommandSpec {
   run(ctx: CommandContext, call: Invocation): Promise<number> | number;
 }
 
-/** The string value of an option (commander gives strings for options with a value). */
+/** The string value of an option (options with a value give strings). */
 export function stringOpt(call: Invocation, name: string): string | undefined {
   const value = call.opts[name];
   return typeof value === "string" ? value : undefined;

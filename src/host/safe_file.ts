@@ -1,22 +1,29 @@
 /**
  * Opening files in directories the service user (or a guest) can change, as
  * root: never through a symbolic link, never a FIFO or device that would block
- * or stream forever (O_NONBLOCK, then a regular-file check on the open
- * descriptor), and never more than a bounded number of bytes.
+ * or stream forever, and never more than a bounded number of bytes.
  *
- * O_NOFOLLOW alone is not enough: a Deno process whose read or write
- * permission names paths resolves links itself before it opens, so the flag
- * never reaches a link (measured on Deno 2.9: `--allow-read=DIR` opens
- * DIR/link's target, `-A` gets ELOOP). After the open, the path is looked at
- * again without following it and must be the very file the descriptor holds
- * (same device and inode), with one name only: a link swapped in before or
- * after the open, or a hard link to someone else's file, is refused.
+ * Before the open, the path is looked at without following it: a link, a FIFO,
+ * a device or a file with a second name (a hard link to someone else's file) is
+ * refused unopened. After the open, the path is looked at again and must still
+ * be the very regular file the descriptor holds (same device and inode, one
+ * name): a link or file swapped in around the open is refused.
+ *
+ * Plain Deno file APIs, not node:fs's O_NOFOLLOW|O_NONBLOCK: any `node:` module
+ * loads Deno's Node compatibility layer, about 8 MiB of the resident manager and
+ * 25 ms of every cold start (aos-unit(8), FOOTPRINT). What that costs is small:
+ * - O_NOFOLLOW never reached a link anyway. Every subcommand runs with
+ *   path-scoped Deno permissions, and Deno resolves a link itself to check them
+ *   before it opens (measured on Deno 2.9): the open could only ever reach a
+ *   target inside the process's own grants, and the check after refuses it.
+ * - O_NONBLOCK mattered only for a FIFO. One is now refused before the open; one
+ *   swapped in between the look and the open (a race that only a writer of the
+ *   directory can run) makes the open wait for a writer. Such a writer is the
+ *   unit's own service user or dnsmasq, which can stop the unit in plainer ways;
+ *   the broker's start timeout ends the wait.
  */
 
-import fs from "node:fs";
 import { RuntimeError } from "../base/errors.ts";
-
-const FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK;
 
 /**
  * A file renamed over (or removed) between its open and the check: what an atomic writer
@@ -30,35 +37,48 @@ export class UnsafeFileError extends RuntimeError {
 }
 
 /**
- * Checks that the descriptor holds the regular file named `path` itself (see above),
- * closing it and throwing otherwise.
- * @returns the descriptor's stat
+ * Refuses what the path names unless it is a regular file of one name, without opening it.
+ * @throws {Deno.errors.NotFound} when nothing is there
  */
-function sameFile(fd: number, path: string): fs.Stats {
-  const st = fs.fstatSync(fd);
+function lookBeforeOpen(path: string): void {
+  const named = Deno.lstatSync(path);
+  if (named.isSymlink) throw new UnsafeFileError(`Refusing ${path}: it is a symbolic link`);
+  if (!named.isFile) throw new UnsafeFileError(`Refusing ${path}: not a regular file`);
+  if ((named.nlink ?? 1) > 1) {
+    throw new UnsafeFileError(`Refusing ${path}: it has ${named.nlink} names (a hard link)`);
+  }
+}
+
+/**
+ * Checks that the open file holds the regular file named `path` itself (see above),
+ * closing it and throwing otherwise.
+ * @returns the open file's stat
+ */
+function sameFile(file: Deno.FsFile, path: string): Deno.FileInfo {
+  const st = file.statSync();
   const refuse = (why: string): never => {
-    fs.closeSync(fd);
+    file.close();
     throw new UnsafeFileError(`Refusing ${path}: ${why}`);
   };
-  if (!st.isFile()) refuse("not a regular file");
-  let named: fs.Stats;
+  if (!st.isFile) refuse("not a regular file");
+  let named: Deno.FileInfo;
   const replaced = (): never => {
-    fs.closeSync(fd);
+    file.close();
     throw new ReplacedWhileOpenedError(path);
   };
   try {
-    named = fs.lstatSync(path);
+    named = Deno.lstatSync(path);
   } catch {
     return replaced();
   }
-  if (named.isSymbolicLink()) refuse("it is a symbolic link");
+  if (named.isSymlink) refuse("it is a symbolic link");
   if (named.dev !== st.dev || named.ino !== st.ino) {
     // A regular file now: renamed over by an atomic writer (tried again). Anything else
     // swapped in is refused.
-    if (named.isFile()) replaced();
+    if (named.isFile) replaced();
     refuse("it changed while it was opened");
   }
-  const names = Math.max(st.nlink, named.nlink);
+  const names = Math.max(st.nlink ?? 1, named.nlink ?? 1);
   if (names > 1) refuse(`it has ${names} names (a hard link)`);
   return st;
 }
@@ -93,31 +113,26 @@ export function openRegular(path: string): OpenFile {
 }
 
 function openRegularOnce(path: string): OpenFile {
-  let fd: number;
-  try {
-    fd = fs.openSync(path, FLAGS);
-  } catch (error) {
-    const code = (error as { code?: string }).code;
-    if (code === "ENOENT") throw new Deno.errors.NotFound(`${path} does not exist`);
-    if (code === "ELOOP") throw new UnsafeFileError(`Refusing ${path}: it is a symbolic link`);
-    throw error;
-  }
-  const st = sameFile(fd, path);
+  lookBeforeOpen(path);
+  // Removed since the look: NotFound, as if the open had come first.
+  const file = Deno.openSync(path, { read: true });
+  const st = sameFile(file, path);
   return {
     path,
     size: st.size,
-    uid: st.uid,
+    uid: st.uid ?? -1,
     read(offset, length) {
       const buffer = new Uint8Array(Math.max(0, Math.min(length, st.size - offset)));
+      file.seekSync(offset, Deno.SeekMode.Start);
       let done = 0;
       while (done < buffer.length) {
-        const n = fs.readSync(fd, buffer, done, buffer.length - done, offset + done);
-        if (n === 0) break;
+        const n = file.readSync(buffer.subarray(done));
+        if (n === null || n === 0) break;
         done += n;
       }
       return buffer.subarray(0, done);
     },
-    close: () => fs.closeSync(fd),
+    close: () => file.close(),
   };
 }
 
@@ -127,27 +142,23 @@ export interface AppendFile {
   close(): void;
 }
 
-const APPEND = fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT |
-  fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK;
-
 /**
  * Opens (creating it if needed) a regular file for appending, refusing a link at its
  * last component and anything that is not a regular file (a FIFO, a device).
  * @throws {UnsafeFileError} for a link or a file that is not regular
  */
 export function openAppend(path: string, mode = 0o640): AppendFile {
-  let fd: number;
+  let file: Deno.FsFile;
   try {
-    fd = fs.openSync(path, APPEND, mode);
+    // O_CREAT|O_EXCL: never through a link, never onto anything already there.
+    file = Deno.openSync(path, { write: true, append: true, createNew: true, mode });
   } catch (error) {
-    const code = (error as { code?: string }).code;
-    if (code === "ELOOP") throw new UnsafeFileError(`Refusing ${path}: it is a symbolic link`);
-    // A FIFO without a reader (O_NONBLOCK makes that an error instead of a wait).
-    if (code === "ENXIO") throw new UnsafeFileError(`Refusing ${path}: not a regular file`);
-    throw error;
+    if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+    lookBeforeOpen(path);
+    file = Deno.openSync(path, { write: true, append: true });
   }
   try {
-    sameFile(fd, path);
+    sameFile(file, path);
   } catch (error) {
     if (!(error instanceof ReplacedWhileOpenedError)) throw error;
     throw new UnsafeFileError(`Refusing ${path}: it changed while it was opened`);
@@ -155,9 +166,9 @@ export function openAppend(path: string, mode = 0o640): AppendFile {
   return {
     append(bytes) {
       let done = 0;
-      while (done < bytes.length) done += fs.writeSync(fd, bytes, done, bytes.length - done);
+      while (done < bytes.length) done += file.writeSync(bytes.subarray(done));
     },
-    close: () => fs.closeSync(fd),
+    close: () => file.close(),
   };
 }
 

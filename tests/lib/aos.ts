@@ -107,7 +107,8 @@ export async function bundle(entry: string, out: string): Promise<void> {
     Deno.execPath(),
     "bundle",
     "--quiet",
-    "--platform=deno",
+    // As the package build does (packaging/build_package.sh): no `node:` module.
+    "--platform=browser",
     "-o",
     out,
     entry,

@@ -38,6 +38,8 @@ const RANK: Record<string, number> = {
   commands: 4,
   "permissions.ts": 5,
   "cli.ts": 6,
+  // The command line's grammar (pure): cli.ts's parser, over the command specs.
+  "cli_parse.ts": 6,
   // The lease hook's own small entry point (the bundle flavour's lease-hook.js): like cli.ts,
   // an entry that dispatches to one command.
   "lease_hook_entry.ts": 6,
@@ -161,4 +163,24 @@ Deno.test("the lease hook's entry loads no node: module and no package (a cold s
   visit("lease_hook_entry.ts");
   assert.deepEqual(packages, [], `the hook's bundle would load:\n${packages.join("\n")}`);
   assert.ok(seen.has("host/lease_file.ts"), [...seen].join(" "));
+});
+
+Deno.test("no bundle imports a node: module (the Node compatibility layer: 8 MiB, 25 ms a start)", async () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    for (const entry of ["../main.ts", "run_entry.ts", "startup_entry.ts", "prepare_entry.ts"]) {
+      const out = `${dir}/bundle.js`;
+      // As packaging/build_package.sh bundles.
+      const r = await new Deno.Command(Deno.execPath(), {
+        args: ["bundle", "--quiet", "--platform=browser", "-o", out, SRC + entry],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.equal(r.code, 0, new TextDecoder().decode(r.stderr));
+      const imports = Deno.readTextFileSync(out).match(/(from |require\(|import\()"node:[^"]*"/g);
+      assert.deepEqual(imports, null, `${entry}'s bundle loads Node compatibility`);
+    }
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
 });

@@ -7,7 +7,7 @@
  * entries) is an ImageFormatError: the image then gets no opinion.
  */
 
-import { inflateRawSync } from "node:zlib";
+import { inflateRaw } from "./inflate.ts";
 
 export class ImageFormatError extends Error {
   override name = "ImageFormatError";
@@ -117,11 +117,7 @@ function compressedCluster(readAt: ReadAt, entry: bigint, clusterBits: number): 
   const out = new Uint8Array(2 ** clusterBits);
   try {
     // Never more than one cluster out: a crafted cluster must not inflate to gigabytes.
-    const inflated = inflateRawSync(data, {
-      finishFlush: 2, /* Z_SYNC_FLUSH */
-      maxOutputLength: out.length,
-    });
-    out.set(inflated.subarray(0, out.length));
+    out.set(inflateRaw(data, out.length));
   } catch (error) {
     throw new ImageFormatError(
       `a compressed cluster does not inflate: ${(error as Error).message}`,
