@@ -88,9 +88,9 @@ import type { Paths, Plan } from "../plan/types.ts";
 import { connectSystemBus } from "../systemd/bus.ts";
 import { reconcileUnit, stopStale, wouldAdopt } from "../systemd/reconcile.ts";
 import { Systemd } from "../systemd/systemd1.ts";
-import { snapshotsDir } from "../plan/snapshot.ts";
 import { preparationNeeded } from "../vm/disk.ts";
-import { dhcpPreparationNeeded, ownHiddenDirs } from "../vm/prepare.ts";
+import { dhcpPreparationNeeded } from "../vm/prepare.ts";
+import { preparationOf } from "../plan/preparation.ts";
 import { accessProblem, type Identity, nodeFileNeeds, nodeIdentity } from "../vm/file_access.ts";
 import { type CommandContext, serviceUserOf } from "./_context.ts";
 import { type CommandSpec, flag } from "./_spec.ts";
@@ -146,11 +146,12 @@ async function prepare(
   executable: string,
   log: Logger,
 ): Promise<void> {
-  const needs = plan.nodes.flatMap((n) =>
-    preparationNeeded(n, nodeFailureSpool(plan.paths, n.name)).map((r) => `${n.name}: ${r}`)
+  const preparation = preparationOf(plan);
+  const needs = preparation.nodes.flatMap((n) =>
+    preparationNeeded(n, n.spool).map((r) => `${n.name}: ${r}`)
   ).concat(dhcpPreparationNeeded(plan));
   // The helper units hide these (TemporaryFileSystem=): they must be there before they start.
-  for (const dir of [snapshotsDir(plan.paths), ...ownHiddenDirs(plan.paths)]) {
+  for (const dir of preparation.dirs) {
     if (!isDirectory(dir)) needs.push(`no ${dir}`);
   }
   if (needs.length === 0) return;
@@ -158,7 +159,12 @@ async function prepare(
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(serviceUserOf(ctx).env)) if (v !== undefined) env[k] = v;
   try {
-    const r = await runner.run([executable, "prepare"], { as: user, env, timeoutMs: 300_000 });
+    const r = await runner.run([executable, "prepare"], {
+      as: user,
+      env,
+      stdin: JSON.stringify(preparation),
+      timeoutMs: 300_000,
+    });
     for (const line of r.stderr.trim().split("\n").filter(Boolean)) {
       log.info(line.replace(/^<\d>/, ""));
     }

@@ -10,7 +10,7 @@ import { readSmallFile } from "../host/safe_file.ts";
 import type { Runner } from "../host/runner.ts";
 import { TOOLS } from "../base/tools.ts";
 import { FIRMWARE_PACKAGE } from "../base/tools.ts";
-import type { NodePlan } from "../plan/types.ts";
+import type { NodeFiles } from "../plan/preparation.ts";
 
 /** What identifies the base image an overlay was made from. */
 export interface BaseIdentity {
@@ -20,7 +20,7 @@ export interface BaseIdentity {
   ino: number | null;
 }
 
-export function baseRecordPath(node: NodePlan): string {
+export function baseRecordPath(node: NodeFiles): string {
   return `${node.dir}/base.json`;
 }
 
@@ -34,12 +34,12 @@ function sameBase(a: BaseIdentity, b: BaseIdentity): boolean {
   return a.path === b.path && a.size === b.size && a.mtime === b.mtime && a.ino === b.ino;
 }
 
-function problem(node: NodePlan, message: string): UsageError {
+function problem(node: NodeFiles, message: string): UsageError {
   return new UsageError(`Node "${node.name}": ${message}`);
 }
 
 /** The record beside the overlay: the service user's file, read by root as well (the broker). */
-function readRecord(node: NodePlan): BaseIdentity | undefined {
+function readRecord(node: NodeFiles): BaseIdentity | undefined {
   try {
     return JSON.parse(readSmallFile(baseRecordPath(node), 64 * 1024) ?? "") as BaseIdentity;
   } catch {
@@ -47,7 +47,7 @@ function readRecord(node: NodePlan): BaseIdentity | undefined {
   }
 }
 
-function recordMatches(node: NodePlan, current: BaseIdentity): boolean {
+function recordMatches(node: NodeFiles, current: BaseIdentity): boolean {
   const recorded = readRecord(node);
   return recorded !== undefined && sameBase(recorded, current);
 }
@@ -67,7 +67,7 @@ function isFile(path: string): boolean {
  * `aos-unit prepare` must run, without writing anything itself.
  * @returns readable reasons; empty when the node is ready
  */
-export function preparationNeeded(node: NodePlan, spool: string): string[] {
+export function preparationNeeded(node: NodeFiles, spool: string): string[] {
   const reasons: string[] = [];
   if (!isFile(node.overlay)) reasons.push(`no overlay ${node.overlay}`);
   if (node.efiVars && !isFile(node.efiVars.path)) reasons.push(`no UEFI variables`);
@@ -99,7 +99,7 @@ export function preparationNeeded(node: NodePlan, spool: string): string[] {
 }
 
 /** Refuses base images QEMU would write through or that depend on other files. */
-export async function checkBaseImage(runner: Runner, node: NodePlan): Promise<void> {
+export async function checkBaseImage(runner: Runner, node: NodeFiles): Promise<void> {
   const base = node.image.path;
   try {
     Deno.statSync(base);
@@ -143,7 +143,7 @@ export async function checkBaseImage(runner: Runner, node: NodePlan): Promise<vo
  * base image replaced since the overlay was made.
  * @returns what was created, for the log
  */
-export async function prepareDisks(runner: Runner, node: NodePlan): Promise<string[]> {
+export async function prepareDisks(runner: Runner, node: NodeFiles): Promise<string[]> {
   const created: string[] = [];
   await Deno.mkdir(node.dir, { recursive: true });
   await checkBaseImage(runner, node);
@@ -225,7 +225,7 @@ export async function createOverlay(
 }
 
 /** Discards a stopped node's overlay (and optionally its UEFI variables). */
-export async function resetDisks(node: NodePlan, efiVars: boolean): Promise<string[]> {
+export async function resetDisks(node: NodeFiles, efiVars: boolean): Promise<string[]> {
   const removed: string[] = [];
   for (
     const path of [

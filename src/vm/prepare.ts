@@ -6,19 +6,19 @@
 
 import type { Runner } from "../host/runner.ts";
 import type { Logger } from "../log.ts";
-import { snapshotsDir } from "../plan/snapshot.ts";
-import type { NodePlan, Paths, Plan } from "../plan/types.ts";
-import { hiddenFromHelpers, join, nodeFailureSpool } from "../plan/layout.ts";
+import type { Paths, Plan } from "../plan/types.ts";
+import { hiddenFromHelpers, join } from "../plan/layout.ts";
+import type { NodeFiles, Preparation } from "../plan/preparation.ts";
 import { LEASE_RECORD } from "../base/unit_files.ts";
 import { prepareDisks } from "./disk.ts";
 
 /** Lease files of versions before the DHCP directory existed move into it once. */
-function migrateLeases(plan: Plan): string[] {
+function migrateLeases(prep: Preparation): string[] {
   const moved: string[] = [];
   for (
     const [old, now] of [
-      [`${plan.paths.stateDir}/dnsmasq.leases`, plan.dnsmasq.leaseFile],
-      [join(plan.paths.stateDir, LEASE_RECORD), plan.leaseState],
+      [`${prep.stateDir}/dnsmasq.leases`, prep.leaseFile],
+      [join(prep.stateDir, LEASE_RECORD), prep.leaseState],
     ] as const
   ) {
     try {
@@ -56,7 +56,7 @@ function ownMode(path: string, uid: number | null): number | undefined {
  * nothing there. Only files this process owns, in directories only it writes, are changed.
  * @returns what changed, for the log
  */
-export function openToNode(node: NodePlan, spool: string): string[] {
+export function openToNode(node: NodeFiles, spool: string): string[] {
   const changed: string[] = [];
   Deno.chmodSync(node.dir, 0o750);
   const { uid: me, gid: dirGid } = Deno.lstatSync(node.dir);
@@ -96,15 +96,15 @@ export function openToNode(node: NodePlan, spool: string): string[] {
  * No node sees the directory.
  * @returns what changed, for the log
  */
-export function openToDnsmasq(plan: Plan): string[] {
-  const dir = plan.dnsmasq.dhcpDir;
+export function openToDnsmasq(prep: Preparation): string[] {
+  const dir = prep.dhcpDir;
   const changed: string[] = [];
   const st = Deno.lstatSync(dir);
   if (((st.mode ?? 0) & 0o7777) !== 0o770) {
     Deno.chmodSync(dir, 0o770);
     changed.push(dir);
   }
-  for (const path of [plan.dnsmasq.leaseFile, plan.leaseState]) {
+  for (const path of [prep.leaseFile, prep.leaseState]) {
     const mode = ownMode(path, st.uid);
     if (mode !== undefined && mode !== 0o660) {
       Deno.chmodSync(path, 0o660);
@@ -139,24 +139,21 @@ export function ownHiddenDirs(paths: Paths): string[] {
   return hiddenFromHelpers(paths).state.filter((dir) => dir.startsWith(`${paths.stateDir}/`));
 }
 
-export async function prepareFiles(runner: Runner, plan: Plan, log: Logger): Promise<void> {
-  Deno.mkdirSync(plan.dnsmasq.dhcpDir, { recursive: true, mode: 0o770 });
-  Deno.mkdirSync(snapshotsDir(plan.paths), { recursive: true, mode: 0o750 });
-  // The helper units hide these (TemporaryFileSystem=): each must be there before they start.
+export async function prepareFiles(runner: Runner, prep: Preparation, log: Logger): Promise<void> {
+  Deno.mkdirSync(prep.dhcpDir, { recursive: true, mode: 0o770 });
+  // The helper units hide some (TemporaryFileSystem=): each must be there before they start.
   // The others (the default unit's, root's /var/lib/aos-units) come from tmpfiles.d.
-  for (const dir of ownHiddenDirs(plan.paths)) {
-    Deno.mkdirSync(dir, { recursive: true, mode: 0o750 });
-  }
-  for (const line of migrateLeases(plan)) log.info(`Moved ${line}`);
-  const dhcp = openToDnsmasq(plan);
+  for (const dir of prep.dirs) Deno.mkdirSync(dir, { recursive: true, mode: 0o750 });
+  for (const line of migrateLeases(prep)) log.info(`Moved ${line}`);
+  const dhcp = openToDnsmasq(prep);
   if (dhcp.length > 0) log.info(`Opened to dnsmasq: ${dhcp.join(", ")}`);
-  Deno.writeFileSync(plan.failureLog, new Uint8Array(), { append: true, mode: 0o640 });
+  Deno.writeFileSync(prep.failureLog, new Uint8Array(), { append: true, mode: 0o640 });
   // Nodes are independent (each its own directory and files): made at once, and every one
   // finished before a failure is reported (no qemu-img left running behind it).
-  const results = await Promise.allSettled(plan.nodes.map(async (node) => {
+  const results = await Promise.allSettled(prep.nodes.map(async (node) => {
     const created = await prepareDisks(runner, node);
     if (created.length > 0) log.info(`Node ${node.name}: created ${created.join(", ")}`);
-    const opened = openToNode(node, nodeFailureSpool(plan.paths, node.name));
+    const opened = openToNode(node, node.spool);
     if (opened.length > 0) log.info(`Node ${node.name}: opened to its QEMU ${opened.join(", ")}`);
   }));
   const failed = results.find((r) => r.status === "rejected");

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import type { NodePlan, Plan } from "../plan/types.ts";
 import { dhcpPreparationNeeded, openToDnsmasq, openToNode } from "./prepare.ts";
+import type { Preparation } from "../plan/preparation.ts";
 
 Deno.test("openToNode(): the node's files 0660 to the group, its directory 0750, the base image g+r", () => {
   const dir = Deno.makeTempDirSync();
@@ -52,7 +53,10 @@ Deno.test("openToDnsmasq(): the DHCP directory the group's, the service user's l
     Deno.chmodSync(dhcpDir, 0o770);
     assert.deepEqual(dhcpPreparationNeeded(plan), [`${leaseFile} not open to dnsmasq`]);
     Deno.chmodSync(dhcpDir, 0o750);
-    assert.deepEqual(openToDnsmasq(plan), [dhcpDir, leaseFile]);
+    assert.deepEqual(
+      openToDnsmasq({ dhcpDir, leaseFile, leaseState: plan.leaseState } as Preparation),
+      [dhcpDir, leaseFile],
+    );
     assert.equal(Deno.statSync(dhcpDir).mode! & 0o7777, 0o770);
     assert.equal(Deno.statSync(leaseFile).mode! & 0o7777, 0o660);
     assert.deepEqual(dhcpPreparationNeeded(plan), []);

@@ -4,6 +4,7 @@
  * first packet through the new uplink, table restore. Prints numbers only.
  */
 
+import { preparationOf } from "../../src/plan/preparation.ts";
 import { createRunner } from "../../src/host/runner.ts";
 import { readLeaseState } from "../../src/host/leases.ts";
 import { FHS_PATHS, unitPaths } from "../../src/host/paths.ts";
@@ -96,7 +97,7 @@ try {
   if (s.code !== 0) throw new Error(s.stderr);
   const plan = await unit.plan();
   await checkDnsmasqConfig(createRunner(), plan);
-  await prepareFiles(createRunner(), plan, logger("bench"));
+  await prepareFiles(createRunner(), preparationOf(plan), logger("bench"));
   const node = plan.nodes[0]!;
   Deno.mkdirSync(node.runDir, { recursive: true });
   const dnsArgv = (plan.dnsmasq.unit.properties.find(([n]) =>

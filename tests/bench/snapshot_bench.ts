@@ -6,6 +6,7 @@
  * restore (stop and start of aos-unit.service) is in tier 3's output.
  */
 
+import { preparationOf } from "../../src/plan/preparation.ts";
 import { createRunner } from "../../src/host/runner.ts";
 import { logger } from "../../src/log.ts";
 import { snapshotsDir } from "../../src/plan/snapshot.ts";
@@ -46,7 +47,7 @@ async function withUnit(n: number, images: string, fn: (u: Running) => Promise<v
     const r = await bed.unit.cli("startup", "--no-units");
     if (r.code !== 0) throw new Error(r.stderr);
     const plan = await bed.unit.plan();
-    await prepareFiles(createRunner(), plan, logger("bench"));
+    await prepareFiles(createRunner(), preparationOf(plan), logger("bench"));
     const boot = async () => {
       const started = performance.now();
       await Promise.all(plan.nodes.map(async (node) => {

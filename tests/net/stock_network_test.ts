@@ -6,6 +6,7 @@
  * host reaches main by name and on 8089, both reach the internet through NAT.
  */
 
+import { preparationOf } from "../../src/plan/preparation.ts";
 import assert from "node:assert/strict";
 import { createRunner } from "../../src/host/runner.ts";
 import { logger } from "../../src/log.ts";
@@ -90,7 +91,7 @@ Deno.test({
     await t.step("main comes up static, the secondary leases and reaches main:8089", async () => {
       const runner = createRunner();
       await checkDnsmasqConfig(runner, plan!);
-      await prepareFiles(runner, plan!, logger("test"));
+      await prepareFiles(runner, preparationOf(plan!), logger("test"));
       const argv = (plan!.dnsmasq.unit.properties.find(([n]) => n === "ExecStart")![2] as [
         string,
         string[],

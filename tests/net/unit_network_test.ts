@@ -6,6 +6,7 @@
  * so a guest's HTTP reply shows which path its traffic took.
  */
 
+import { preparationOf } from "../../src/plan/preparation.ts";
 import assert from "node:assert/strict";
 import { createRunner } from "../../src/host/runner.ts";
 import { readLeaseState } from "../../src/host/leases.ts";
@@ -146,7 +147,7 @@ Deno.test({
         const before = new Map(
           plan!.nodes.map((n) => [n.name, Deno.statSync(n.image.path).mtime?.getTime()]),
         );
-        await prepareFiles(runner, plan!, logger("test"));
+        await prepareFiles(runner, preparationOf(plan!), logger("test"));
         for (const node of plan!.nodes) {
           Deno.mkdirSync(node.runDir, { recursive: true });
         }
