@@ -369,9 +369,11 @@ async function checkForwardsFree(runner: Runner, ctx: CommandContext, loaded: Lo
 }
 
 /**
- * Before anything is made: the network checks, the nodes' files (`prepare`, as the service
- * user, only when something is missing) and the KVM answer, probed meanwhile on a first
- * start after boot. @returns the plan to apply, and the bridge if it exists already
+ * Before anything is made: the network checks and the KVM answer, probed meanwhile on a
+ * first start after boot. The nodes' files (`prepare`, as the service user, only when
+ * something is missing) are made while the network is: the caller awaits `prepared` before
+ * the first node unit. @returns the plan to apply, the bridge if it exists already, and
+ * the files being made
  */
 async function checkAndPrepare(
   { ctx, runner, log, timeline }: Step,
@@ -382,7 +384,7 @@ async function checkAndPrepare(
     systemd: Systemd | undefined;
   },
   first: Loaded,
-): Promise<{ loaded: Loaded; existing: LinkInfo | undefined }> {
+): Promise<{ loaded: Loaded; existing: LinkInfo | undefined; prepared: Promise<void> }> {
   let loaded = first;
   // A first start after boot probes KVM while the network is checked and the files made
   // (the node's accelerator changes neither); the plan takes its answer before any unit.
@@ -406,11 +408,12 @@ async function checkAndPrepare(
   }
   await checkForwardsFree(runner, ctx, loaded);
   timeline.mark("network checks");
+  let prepared = Promise.resolve();
   if (systemd) {
     const who = { name: loaded.facts.serviceUser, uid: user.uid, gids: [user.gid] };
     checkNodeFiles(loaded.plan, who, true);
-    await prepare(ctx, runner, loaded.plan, user, loaded.facts.executable, log);
-    timeline.mark("prepare (overlays)");
+    prepared = prepare(ctx, runner, loaded.plan, user, loaded.facts.executable, log);
+    prepared.catch(() => {}); // awaited by the caller; a failure is reported there
   }
   const kvm = await probing;
   if (kvm !== undefined) loaded = loadAndPlan(ctx.paths, { ...overrides, kvmUsable: kvm });
@@ -418,7 +421,6 @@ async function checkAndPrepare(
   const { plan } = loaded;
   for (const w of loaded.warnings) log.warning(formatLocated(w));
   if (systemd) {
-    checkNodeFiles(plan, nodeIdentity(loaded.facts.serviceUser, user.uid, user.gid, true));
     // Nodes the configuration no longer has go first: their taps are about to be removed.
     await stopStale(
       systemd,
@@ -428,7 +430,7 @@ async function checkAndPrepare(
       plan.unit.ownsNodeUnit,
     );
   }
-  return { loaded, existing };
+  return { loaded, existing, prepared };
 }
 
 export async function startupCommand(
@@ -486,7 +488,7 @@ export async function startupCommand(
       loaded,
     );
     loaded = checked.loaded;
-    const { existing } = checked;
+    const { existing, prepared } = checked;
     const { plan } = loaded;
     const adopted = systemd ? await adoptedNodes(systemd, plan) : new Set<string>();
     timeline.mark("adoption");
@@ -512,6 +514,9 @@ export async function startupCommand(
       });
       timeline.mark("network");
       if (systemd) {
+        await prepared;
+        checkNodeFiles(plan, nodeIdentity(loaded.facts.serviceUser, user.uid, user.gid, true));
+        timeline.mark("prepare (overlays)");
         const outcomes = await startNodes(systemd, plan, newTaps, log);
         timeline.mark("node units");
         log.info(`Nodes after ${elapsed()} ms: ${outcomes.join(", ")}`);
@@ -523,6 +528,8 @@ export async function startupCommand(
     } catch (error) {
       // Leave nothing half-made when this run created the bridge: guests this run started
       // would otherwise keep running on deleted taps, and the next start would adopt them.
+      // No qemu-img of prepare's is left running behind it either.
+      await prepared.catch(() => {});
       if (!existing) await undoStart(runner, systemd, plan, log);
       throw error;
     }
