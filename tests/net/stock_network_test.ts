@@ -19,6 +19,7 @@ import { NetBed } from "../lib/netbed.ts";
 import { type Background, run, waitFor } from "../lib/proc.ts";
 import { SerialConsole } from "../lib/serial.ts";
 import { snapshotSteps } from "../lib/snapshot_steps.ts";
+import { runningStateSteps } from "../lib/running_state_steps.ts";
 import { INTERNET_IP } from "../lib/topology.ts";
 
 // The shipped sample, smaller guests.
@@ -44,12 +45,15 @@ Deno.test({
   let monitor: Background | undefined;
   const inHost = (argv: string[]) => run(topo.inNs(topo.host, argv));
   // QEMU for every node, as the node units run it, each with its serial console.
-  const boot = async () => {
+  const boot = async (extra: string[] = []) => {
     await Promise.all(plan!.nodes.map(async (node) => {
       Deno.mkdirSync(node.runDir, { recursive: true });
       qemu.set(
         node.name,
-        topo.procs.start(topo.inNs(topo.host, node.qemu), `${work}/qemu-${node.name}.log`),
+        topo.procs.start(
+          topo.inNs(topo.host, [...node.qemu, ...extra]),
+          `${work}/qemu-${node.name}.log`,
+        ),
       );
       consoles.get(node.name)?.close();
       consoles.set(node.name, await SerialConsole.connect(node.serialSocket));
@@ -235,6 +239,11 @@ Deno.test({
       },
     );
 
+    const kill = async () => {
+      for (const q of qemu.values()) q.child.kill("SIGKILL");
+      await Promise.all([...qemu.values()].map((q) => topo.procs.stop(q)));
+    };
+    await runningStateSteps(t, { work, consoles, boot, kill, plan: () => plan! });
     await snapshotSteps(t, { unit, work, consoles, boot, powerOff, plan: () => plan! });
 
     await t.step("both power down on QMP system_powerdown; cleanup leaves nothing", async () => {

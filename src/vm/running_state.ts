@@ -1,0 +1,198 @@
+/**
+ * A node's running state (RAM and devices) saved to a file and loaded back
+ * into a new QEMU: QEMU's migration stream over a unix socket that this
+ * process listens on (save) or connects to (load), copied to or from the file.
+ *
+ * Why a socket of ours: the nodes run with `-sandbox spawn=deny`, so QEMU may
+ * not start `exec:` helpers; `file:` needs QEMU 8.2 and `mapped-ram` 9.0,
+ * neither on bookworm's 7.2; `fd:` needs passing a descriptor over QMP, which
+ * Deno cannot do. A unix socket works on every release, and the file is made
+ * and read by the service user, never by the node.
+ *
+ * The guest is paused when its state is saved (the caller pauses every node at
+ * one instant, which is what makes the cut consistent across nodes): QEMU then
+ * sends each page once, and its zero pages as a few bytes each. A load leaves
+ * the guest paused where the save found it, for the caller to resume every node
+ * at once.
+ */
+
+import { RuntimeError } from "../base/errors.ts";
+import { QmpError, type QmpSession } from "./qmp.ts";
+
+/** A local copy: QEMU's default cap (128 MiB/s in 7.2) would make a save take seconds. */
+const BANDWIDTH = 8 * 1024 ** 3;
+/** How often the migration's status is asked for. */
+const POLL_MS = 20;
+
+/** What a save wrote. */
+export interface SavedState {
+  bytes: number;
+  ms: number;
+}
+
+/** Where the stream goes: a socket path QEMU can reach, and the file kept. */
+export interface StateFiles {
+  socket: string;
+  file: string;
+}
+
+interface MigrationInfo {
+  status?: string;
+  "error-desc"?: string;
+}
+
+/** Closes what a finished stream may have closed already. */
+function closeQuietly(resource: { close(): void }): void {
+  try {
+    resource.close();
+  } catch { /* closed with its stream */ }
+}
+
+function removeSocket(path: string): void {
+  try {
+    Deno.removeSync(path);
+  } catch { /* not there */ }
+}
+
+/** Waits until QEMU's migration leaves the states of a migration under way. */
+async function migrationEnd(session: QmpSession, deadline: number): Promise<MigrationInfo> {
+  while (true) {
+    const info = await session.execute("query-migrate") as MigrationInfo;
+    if (
+      !["setup", "active", "device", "wait-unplug", "pre-switchover"].includes(info.status ?? "")
+    ) {
+      return info;
+    }
+    if (performance.now() > deadline) {
+      await session.execute("migrate_cancel").catch(() => {});
+      throw new QmpError(`the migration did not end in time (${info.status})`);
+    }
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+}
+
+/**
+ * Copies at most `limit` bytes from the connection into the file.
+ * @returns the bytes written
+ * @throws {RuntimeError} past the limit (a QEMU that never ends its stream)
+ */
+async function receive(conn: Deno.Conn, file: Deno.FsFile, limit: number): Promise<number> {
+  let bytes = 0;
+  for await (const chunk of conn.readable) {
+    bytes += chunk.length;
+    if (bytes > limit) throw new RuntimeError(`the state stream is larger than ${limit} bytes`);
+    let done = 0;
+    while (done < chunk.length) done += await file.write(chunk.subarray(done));
+  }
+  return bytes;
+}
+
+/**
+ * Saves a paused guest's RAM and device state into `files.file` (made new, 0640).
+ * @param limit the most bytes the stream may take (the guest's RAM and its devices)
+ * @throws {QmpError} when QEMU's migration fails; the file is then removed
+ */
+export async function saveState(
+  session: QmpSession,
+  files: StateFiles,
+  limit: number,
+  timeoutMs: number,
+): Promise<SavedState> {
+  const started = performance.now();
+  const deadline = started + timeoutMs;
+  removeSocket(files.socket);
+  const listener = Deno.listen({ transport: "unix", path: files.socket });
+  const file = await Deno.open(files.file, { write: true, createNew: true, mode: 0o640 });
+  let ok = false;
+  try {
+    const accepting = listener.accept();
+    accepting.catch(() => {}); // a migrate refused never connects: the close ends the wait
+    await session.execute("migrate-set-parameters", { "max-bandwidth": BANDWIDTH });
+    await session.execute("migrate", { uri: `unix:${files.socket}` });
+    const conn = await within(accepting, deadline, "QEMU did not connect");
+    // QEMU closes the stream when it is done: the copy ends with it. A copy that fails
+    // closes it early, and QEMU's migration fails with it: both are waited for, so the
+    // session is never used by two commands at once.
+    const [copied, ended] = await Promise.allSettled([
+      receive(conn, file, limit).finally(() => closeQuietly(conn)),
+      migrationEnd(session, deadline),
+    ]);
+    if (copied.status === "rejected") throw copied.reason;
+    if (ended.status === "rejected") throw ended.reason;
+    const info = ended.value;
+    if (info.status !== "completed") {
+      throw new QmpError(`the state was not saved: ${info["error-desc"] ?? info.status}`);
+    }
+    const bytes = copied.value;
+    await file.sync();
+    ok = true;
+    return { bytes, ms: Math.round(performance.now() - started) };
+  } finally {
+    closeQuietly(file);
+    listener.close();
+    removeSocket(files.socket);
+    if (!ok) await Deno.remove(files.file).catch(() => {});
+  }
+}
+
+/**
+ * Loads a saved state into a QEMU started with `-incoming defer`: it listens on
+ * `files.socket`, and the file is streamed to it. The guest is then paused.
+ * @throws {QmpError} when QEMU refuses the state (it exits: a failed load is fatal to it)
+ */
+export async function loadState(
+  session: QmpSession,
+  files: StateFiles,
+  timeoutMs: number,
+): Promise<number> {
+  const started = performance.now();
+  const deadline = started + timeoutMs;
+  const status = await session.execute("query-status") as { status?: string };
+  if (status.status !== "inmigrate") {
+    throw new QmpError(
+      `QEMU is not waiting for a state (${status.status}); start it with -incoming defer`,
+    );
+  }
+  removeSocket(files.socket);
+  await session.execute("migrate-incoming", { uri: `unix:${files.socket}` });
+  const file = await Deno.open(files.file, { read: true });
+  try {
+    const conn = await Deno.connect({ transport: "unix", path: files.socket });
+    try {
+      await file.readable.pipeTo(conn.writable, { preventClose: true });
+      await conn.closeWrite();
+    } finally {
+      closeQuietly(conn);
+    }
+  } finally {
+    closeQuietly(file);
+  }
+  while (true) {
+    const now = await session.execute("query-status") as { status?: string };
+    if (now.status !== "inmigrate") {
+      if (now.status !== "paused" && now.status !== "running") {
+        throw new QmpError(`QEMU did not take the state: it is ${now.status}`);
+      }
+      return Math.round(performance.now() - started);
+    }
+    if (performance.now() > deadline) throw new QmpError("QEMU did not finish loading the state");
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+}
+
+async function within<T>(promise: Promise<T>, deadline: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new QmpError(what)),
+          Math.max(0, deadline - performance.now()),
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * Tier 2 steps for running-state snapshots (src/vm/running_state.ts) on running
+ * stock-like guests, QEMU as the node units run it, no systemd: every guest paused
+ * at one instant, its RAM and devices saved through its migration stream and its
+ * disk copied, the guests resumed; then the QEMUs are killed, the disks put back and
+ * new QEMUs (`-incoming defer`) load the states. The guests go on from the saved
+ * instant: no boot, their sequence writers running, the counters back at the cut.
+ */
+
+import assert from "node:assert/strict";
+import type { Plan } from "../../src/plan/types.ts";
+import { QmpSession } from "../../src/vm/qmp.ts";
+import { loadState, saveState } from "../../src/vm/running_state.ts";
+import type { SerialConsole } from "./serial.ts";
+
+export interface RunningStateBed {
+  work: string;
+  consoles: Map<string, SerialConsole>;
+  plan(): Plan;
+  /** Starts every node's QEMU with these arguments added, and connects its console. */
+  boot(extra?: string[]): Promise<void>;
+  /** Kills every node's QEMU at once (SIGKILL: the guests are discarded, not shut down). */
+  kill(): Promise<void>;
+}
+
+const SEQ = /AOSTEST seq now=(\d+)/;
+
+async function seqOf(c: SerialConsole): Promise<number> {
+  return Number((await c.probe(`echo "AOSTEST seq now=$(aos-probe seq-read)"`, SEQ))[1]);
+}
+
+async function sessions(plan: Plan): Promise<Map<string, QmpSession>> {
+  const out = new Map<string, QmpSession>();
+  for (const n of plan.nodes) out.set(n.name, await QmpSession.open(n.qmpSocket, 5000, n.name));
+  return out;
+}
+
+export async function runningStateSteps(t: Deno.TestContext, b: RunningStateBed): Promise<void> {
+  const dir = `${b.work}/running-state`;
+  const seqAtKill = new Map<string, number>();
+
+  await t.step("running state: every guest paused at one instant, saved, resumed", async () => {
+    Deno.mkdirSync(dir, { recursive: true });
+    const plan = b.plan();
+    for (const n of plan.nodes) {
+      await b.consoles.get(n.name)!.probe("aos-probe seq-start", /AOSTEST seq started/);
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+    const qmp = await sessions(plan);
+    const resumeAll = () => [...qmp.values()].map((s) => s.execute("cont"));
+    try {
+      const paused = performance.now();
+      await Promise.all([...qmp.values()].map((s) => s.execute("stop")));
+      const saved = await Promise.all(plan.nodes.map((n) =>
+        saveState(
+          qmp.get(n.name)!,
+          // Where the unit's service user may listen and the node's QEMU reach: its directory.
+          { socket: `${n.dir}/state.sock`, file: `${dir}/${n.name}.state` },
+          (n.memMiB + 256) * 1024 * 1024,
+          60_000,
+        )
+      ));
+      // The migration left every disk flushed: the disk half of the cut.
+      for (const n of plan.nodes) Deno.copyFileSync(n.overlay, `${dir}/${n.name}.qcow2`);
+      await Promise.all(resumeAll());
+      const pause = Math.round(performance.now() - paused);
+      console.log(
+        `saved ${saved.map((s, i) => `${plan.nodes[i]!.name} ${s.bytes} bytes in ${s.ms} ms`)}; ` +
+          `guests paused ${pause} ms`,
+      );
+      for (const [i, n] of plan.nodes.entries()) {
+        assert.ok(saved[i]!.bytes > 1024 * 1024, `${n.name}: a stream with the guest's RAM`);
+        assert.ok(saved[i]!.bytes < (n.memMiB + 256) * 1024 * 1024);
+      }
+    } catch (error) {
+      await Promise.allSettled(resumeAll()); // the later steps need running guests
+      throw error;
+    } finally {
+      for (const s of qmp.values()) s.close();
+    }
+    // They go on after the save: the counters move past the cut.
+    await new Promise((r) => setTimeout(r, 1500));
+    for (const n of plan.nodes) seqAtKill.set(n.name, await seqOf(b.consoles.get(n.name)!));
+  });
+
+  await t.step("running state: new QEMUs load it and the guests go on without a boot", async () => {
+    const plan = b.plan();
+    await b.kill();
+    for (const n of plan.nodes) Deno.copyFileSync(`${dir}/${n.name}.qcow2`, n.overlay);
+    await b.boot(["-incoming", "defer"]);
+    const qmp = await sessions(plan);
+    try {
+      await Promise.all(plan.nodes.map((n) =>
+        loadState(
+          qmp.get(n.name)!,
+          // Where the node's QEMU may listen: its runtime directory.
+          { socket: `${n.runDir}/state.sock`, file: `${dir}/${n.name}.state` },
+          60_000,
+        )
+      ));
+      for (const s of qmp.values()) {
+        assert.equal((await s.execute("query-status") as { status: string }).status, "paused");
+      }
+      await Promise.all([...qmp.values()].map((s) => s.execute("cont")));
+    } finally {
+      for (const s of qmp.values()) s.close();
+    }
+    for (const n of plan.nodes) {
+      const c = b.consoles.get(n.name)!;
+      const first = await seqOf(c);
+      assert.ok(
+        first < seqAtKill.get(n.name)!,
+        `${n.name}: back at the cut (${first}), before where the killed guest got (${
+          seqAtKill.get(n.name)
+        })`,
+      );
+      await new Promise((r) => setTimeout(r, 600));
+      assert.ok((await seqOf(c)) > first, `${n.name}: its sequence writer runs on`);
+      assert.doesNotMatch(c.text, /AOSTEST boot/, `${n.name} booted`);
+      await c.probe("aos-probe seq-stop", /AOSTEST seq stopped/);
+    }
+  });
+}
