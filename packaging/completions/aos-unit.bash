@@ -90,17 +90,18 @@ _aos_unit()
             ;;
         snapshot)
             if [[ $cur == -* ]]; then
-                _aos_unit_reply -W "--json -h --help"
+                _aos_unit_reply -W "--json --memory -h --help"
             elif [ "$args" -eq 0 ]; then
                 _aos_unit_reply -W "save restore list delete"
             elif [ "$args" -eq 1 ]; then
-                # The snapshots there are (readable by root and the aos-unit group).
+                # The snapshots there are: a directory each, with its manifest (readable
+                # by root and the aos-unit group).
                 local names f
                 names=""
-                for f in /var/lib/aos-unit/snapshots/*.json; do
+                for f in /var/lib/aos-unit/snapshots/*/manifest.json; do
                     [ -e "$f" ] || continue
-                    f=${f##*/}
-                    names="$names ${f%.json}"
+                    f=${f%/manifest.json}
+                    names="$names ${f##*/}"
                 done
                 _aos_unit_reply -W "$names"
             fi

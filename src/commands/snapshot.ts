@@ -36,6 +36,8 @@ export interface SnapshotOptions {
   action: string;
   name: string | undefined;
   json: boolean;
+  /** save: every guest's RAM and devices too. */
+  memory: boolean;
   phase: string | undefined;
 }
 
@@ -63,12 +65,12 @@ async function asOwner(ctx: CommandContext, o: SnapshotOptions): Promise<number>
     return EXIT_OK;
   }
   if (action === "save") {
-    const m = await saveSnapshot(plan, name, { log: log(), runner: createRunner() });
+    const m = await saveSnapshot(plan, name, { log: log(), runner: createRunner() }, o.memory);
     const size = listSnapshots(plan).find((s) => s.name === name)?.diskBytes ?? 0;
     ctx.out(
       `Saved snapshot ${name}: ${m.nodes.length} node(s), ${
         m.running ? `running (guests paused ${m.pauseMs} ms)` : "stopped"
-      }, ${formatBytes(size)}\n`,
+      }${m.memory ? ", with memory" : ""}, ${formatBytes(size)}\n`,
     );
     return EXIT_OK;
   }
@@ -184,6 +186,7 @@ export async function snapshotCommand(ctx: CommandContext, o: SnapshotOptions): 
     if (o.name === undefined) throw new UsageError(`snapshot ${o.action} needs a NAME`);
     checkName(o.name);
   }
+  if (o.memory && o.action !== "save") throw new UsageError("--memory goes with snapshot save");
   if (o.phase !== undefined) {
     if (o.action !== "restore" || !(PHASES as readonly string[]).includes(o.phase)) {
       throw new UsageError(`--phase is one step of a restore (${PHASES.join(", ")})`);
@@ -193,7 +196,13 @@ export async function snapshotCommand(ctx: CommandContext, o: SnapshotOptions): 
   }
   if (o.action === "restore") return await restore(ctx, o);
   // Root never opens, copies or deletes in directories the service user can change.
-  const args = ["snapshot", o.action, ...(o.name ? [o.name] : []), ...(o.json ? ["--json"] : [])];
+  const args = [
+    "snapshot",
+    o.action,
+    ...(o.name ? [o.name] : []),
+    ...(o.json ? ["--json"] : []),
+    ...(o.memory ? ["--memory"] : []),
+  ];
   return await againAsServiceUser(args, serviceUserOf(ctx)) ?? await asOwner(ctx, o);
 }
 
@@ -207,11 +216,17 @@ export const snapshotSpec: CommandSpec = {
   ],
   options: [
     { flags: "--json", description: "list: one JSON array" },
+    {
+      flags: "--memory",
+      description:
+        "save: every guest's RAM and devices too, at the same instant (the guests pause while it is written)",
+    },
     { flags: "--phase <step>", description: "(internal) one step of a restore, as aos-unit" },
   ],
   examples: `
 Examples:
   sudo aos-unit snapshot save provisioned      # guests pause for milliseconds
+  sudo aos-unit snapshot save --memory live    # and their RAM: they pause while it is written
   sudo aos-unit snapshot restore provisioned   # powers down, swaps, starts: READY again
   sudo aos-unit snapshot list
   sudo aos-unit snapshot delete provisioned
@@ -223,6 +238,7 @@ invalid name, a name taken, or a snapshot made from another plan.`,
       action: String(call.args[0]),
       name: call.args[1] === undefined ? undefined : String(call.args[1]),
       json: flag(call, "json"),
+      memory: flag(call, "memory"),
       phase: stringOpt(call, "phase"),
     }),
 };

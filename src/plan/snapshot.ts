@@ -4,7 +4,8 @@
  *
  * A snapshot is every node's disk (its overlay: what it wrote over its base
  * image, self-contained over that base) and UEFI variables, captured at one
- * instant, plus the unit's leases. It lives in a directory of its own,
+ * instant, plus the unit's leases; with memory, also every guest's RAM and
+ * device state at that instant (its QEMU's migration stream, vm/running_state.ts). It lives in a directory of its own,
  * snapshots/NAME/, owned by the service user like the overlays and hidden
  * from every node's sandbox: a node can neither read another node's saved
  * disk nor change its own.
@@ -41,6 +42,19 @@ export interface SnapshotNode {
   efiVars: boolean;
   /** The node unit's fingerprint (what the guest's hardware was). */
   fingerprint: string;
+  /** With memory: the saved state and what a QEMU must match to load it. */
+  state?: NodeState;
+}
+
+/** A node's saved RAM and device state, and the hardware it belongs to. */
+export interface NodeState {
+  bytes: number;
+  memMiB: number;
+  cpu: number;
+  cpuType: string;
+  accel: string;
+  /** The machine type QEMU resolved (`pc-q35-7.2`, not the alias `q35`). */
+  machine: string;
 }
 
 export interface SnapshotManifest {
@@ -52,6 +66,8 @@ export interface SnapshotManifest {
   running: boolean;
   /** How long the guests were paused, in milliseconds (null for a stopped unit). */
   pauseMs: number | null;
+  /** Every guest's RAM and devices are in it too (absent in older snapshots: no). */
+  memory?: boolean;
   nodes: SnapshotNode[];
   /** leases.json and dnsmasq's lease file as they were (null when there were none). */
   leases: { state: string | null; dnsmasq: string | null };
@@ -83,6 +99,19 @@ export function manifestPath(paths: Paths, name: string): string {
 /** A node's disk in a snapshot directory: its overlay, backed by its base image. */
 export function diskIn(dir: string, node: string): string {
   return join(dir, `${node}.qcow2`);
+}
+
+/** A node's RAM and device state in a snapshot directory (QEMU's migration stream). */
+export function stateIn(dir: string, node: string): string {
+  return join(dir, `${node}.state`);
+}
+
+/**
+ * Where a save's migration stream goes: a socket in the node's directory, the one place
+ * the service user may listen and the node's QEMU can reach (its sandbox shows it).
+ */
+export function stateSocket(node: NodePlan): string {
+  return join(node.dir, "state.sock");
 }
 
 export function efiVarsIn(dir: string, node: string): string {
@@ -185,6 +214,8 @@ export interface SnapshotSummary {
   time: string;
   running: boolean;
   pauseMs: number | null;
+  /** Every guest's RAM and devices are in it. */
+  memory: boolean;
   nodes: number;
   /** Bytes the snapshot's own files take on disk. */
   diskBytes: number;
@@ -211,7 +242,9 @@ export function formatSnapshotList(list: readonly SnapshotSummary[]): string {
       s.time,
       String(s.nodes),
       formatBytes(s.diskBytes),
-      s.running ? `running (paused ${s.pauseMs ?? "?"} ms)` : "stopped",
+      s.running
+        ? `running (paused ${s.pauseMs ?? "?"} ms)${s.memory ? ", with memory" : ""}`
+        : "stopped",
     ]),
   ];
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));

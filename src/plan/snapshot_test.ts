@@ -95,6 +95,7 @@ Deno.test("snapshot list: a table with time, nodes, size and how it was taken", 
         time: "2026-12-01T10:00:00.000Z",
         running: true,
         pauseMs: 41,
+        memory: false,
         nodes: 2,
         diskBytes: 10066329,
       },
@@ -103,12 +104,23 @@ Deno.test("snapshot list: a table with time, nodes, size and how it was taken", 
         time: "2026-12-01T11:00:00.000Z",
         running: false,
         pauseMs: null,
+        memory: false,
         nodes: 2,
         diskBytes: 512,
       },
+      {
+        name: "live",
+        time: "2026-12-01T12:00:00.000Z",
+        running: true,
+        pauseMs: 622,
+        memory: true,
+        nodes: 2,
+        diskBytes: 180 * 1024 * 1024,
+      },
     ]),
-    "NAME         TIME                      NODES  SIZE     TAKEN\n" +
-      "provisioned  2026-12-01T10:00:00.000Z  2      9.6 MiB  running (paused 41 ms)\n" +
-      "cold         2026-12-01T11:00:00.000Z  2      512 B    stopped\n",
+    "NAME         TIME                      NODES  SIZE       TAKEN\n" +
+      "provisioned  2026-12-01T10:00:00.000Z  2      9.6 MiB    running (paused 41 ms)\n" +
+      "cold         2026-12-01T11:00:00.000Z  2      512 B      stopped\n" +
+      "live         2026-12-01T12:00:00.000Z  2      180.0 MiB  running (paused 622 ms), with memory\n",
   );
 });

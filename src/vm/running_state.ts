@@ -102,6 +102,8 @@ export async function saveState(
   const deadline = started + timeoutMs;
   removeSocket(files.socket);
   const listener = Deno.listen({ transport: "unix", path: files.socket });
+  // The node's QEMU runs as a uid of its own in the service user's group.
+  Deno.chmodSync(files.socket, 0o660);
   const file = await Deno.open(files.file, { write: true, createNew: true, mode: 0o640 });
   let ok = false;
   try {

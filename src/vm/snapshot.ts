@@ -9,7 +9,11 @@
  * (`cont`): the pause lasts milliseconds. The frozen overlay is then copied
  * into the snapshot while the guests run, and QEMU commits the new overlay
  * back into it (an active `block-commit`), so the chain is base <- overlay
- * again. A stopped unit's files are copied as they are. The snapshot is made
+ * again. A stopped unit's files are copied as they are.
+ *
+ * With memory, every guest's RAM and device state is saved at the same instant,
+ * while the guests are paused (running_state.ts): the pause then lasts as long as
+ * the largest guest's state takes to write. The snapshot is made
  * in snapshots/.NAME.partial/ and renamed to snapshots/NAME/ when complete.
  */
 
@@ -23,6 +27,7 @@ import {
   efiVarsIn,
   isSnapshotName,
   manifestIn,
+  type NodeState,
   partialDir,
   pendingOverlay,
   snapshotDir,
@@ -30,7 +35,10 @@ import {
   snapshotNode,
   snapshotsDir,
   type SnapshotSummary,
+  stateIn,
+  stateSocket,
 } from "../plan/snapshot.ts";
+import { saveState } from "./running_state.ts";
 import type { NodePlan, Plan } from "../plan/types.ts";
 import { createOverlay } from "./disk.ts";
 import { QmpError, QmpSession } from "./qmp.ts";
@@ -51,6 +59,9 @@ const DRIVE = "disk0";
 const JOB = "aos-unit-snapshot";
 /** A commit copies at most what the guest wrote during a save's copy: minutes at worst. */
 const COMMIT_TIMEOUT_MS = 10 * 60_000;
+/** A guest's state is its RAM written once to a local file: minutes for the largest. */
+const STATE_TIMEOUT_MS = 10 * 60_000;
+const MIB = 1024 * 1024;
 
 export interface SnapshotDeps {
   log: Logger;
@@ -161,10 +172,43 @@ async function settle(session: QmpSession, node: NodePlan, log: Logger): Promise
 }
 
 /**
+ * A paused guest's RAM and devices, into the snapshot, with what a QEMU must match to
+ * load them. Every node's save is waited for before a failure is reported: a session is
+ * never used by two commands at once (the guests are resumed next).
+ */
+async function saveStates(
+  nodes: NodePlan[],
+  dir: string,
+  sessions: Map<string, QmpSession>,
+): Promise<Map<string, NodeState>> {
+  const results = await Promise.allSettled(nodes.map(async (n): Promise<[string, NodeState]> => {
+    const session = sessions.get(n.name)!;
+    const type = await session.execute("qom-get", { path: "/machine", property: "type" });
+    const saved = await saveState(
+      session,
+      { socket: stateSocket(n), file: stateIn(dir, n.name) },
+      (n.memMiB + 256) * MIB,
+      STATE_TIMEOUT_MS,
+    );
+    return [n.name, {
+      bytes: saved.bytes,
+      memMiB: n.memMiB,
+      cpu: n.cpu,
+      cpuType: n.cpuType,
+      accel: n.accel,
+      machine: String(type).replace(/-machine$/, ""),
+    }];
+  }));
+  const failed = results.find((r) => r.status === "rejected");
+  if (failed) throw failed.reason;
+  return new Map(results.map((r) => (r as PromiseFulfilledResult<[string, NodeState]>).value));
+}
+
+/**
  * The instant: every running guest paused together, its writes moved to a pending overlay
  * (each such node is added to `moved`, to be committed back), every node's UEFI variables
- * copied (bounded, refusing anything but a regular file), every guest resumed, whatever
- * failed meanwhile.
+ * copied (bounded, refusing anything but a regular file), with `states` every guest's RAM
+ * and devices saved, every guest resumed, whatever failed meanwhile.
  * @returns how long the guests were paused, in milliseconds
  */
 async function captureInstant(
@@ -172,6 +216,7 @@ async function captureInstant(
   dir: string,
   sessions: Map<string, QmpSession>,
   moved: NodePlan[],
+  states?: Map<string, NodeState>,
 ): Promise<number> {
   const running = plan.nodes.filter((n) => sessions.has(n.name));
   const started = performance.now();
@@ -188,6 +233,11 @@ async function captureInstant(
     }));
     for (const n of plan.nodes) {
       if (n.efiVars) copyRegular(n.efiVars.path, efiVarsIn(dir, n.name), EFIVARS_MAX);
+    }
+    if (states) {
+      for (const [name, state] of await saveStates(running, dir, sessions)) {
+        states.set(name, state);
+      }
     }
   } finally {
     await Promise.allSettled(running.map((n) => sessions.get(n.name)!.execute("cont")));
@@ -215,6 +265,7 @@ export async function saveSnapshot(
   plan: Plan,
   name: string,
   deps: SnapshotDeps,
+  memory = false,
 ): Promise<SnapshotManifest> {
   checkName(name);
   return await withSnapshotLock(plan, async () => {
@@ -237,9 +288,24 @@ export async function saveSnapshot(
         else dropPending(n, deps.log);
         if (s) await makePending(deps.runner, s, n);
       }
+      const stopped = plan.nodes.filter((n) => !sessions.has(n.name)).map((n) => n.name);
+      if (memory && stopped.length > 0) {
+        throw new RuntimeError(
+          `A snapshot with memory needs every node running; not running: ${stopped.join(", ")}`,
+          { hint: `start the unit, or save without --memory`, permanent: true },
+        );
+      }
       const time = new Date().toISOString();
-      const pauseMs = await captureInstant(plan, dir, sessions, moved);
-      const manifest = finishSave(plan, name, dir, time, sessions.size > 0 ? pauseMs : null);
+      const states = memory ? new Map<string, NodeState>() : undefined;
+      const pauseMs = await captureInstant(plan, dir, sessions, moved, states);
+      const manifest = finishSave(
+        plan,
+        name,
+        dir,
+        time,
+        sessions.size > 0 ? pauseMs : null,
+        states,
+      );
       Deno.renameSync(dir, snapshotDir(plan.paths, name));
       return manifest;
     } catch (error) {
@@ -273,6 +339,7 @@ function finishSave(
   dir: string,
   time: string,
   pauseMs: number | null,
+  states: ReadonlyMap<string, NodeState> | undefined,
 ): SnapshotManifest {
   const nodes = [];
   for (const n of plan.nodes) {
@@ -280,7 +347,8 @@ function finishSave(
     if (disk) copyRegular(n.overlay, diskIn(dir, n.name));
     const image = identityOf(n.image.path);
     if (!image) throw new RuntimeError(`Node ${n.name}: its image ${n.image.path} is missing`);
-    nodes.push(snapshotNode(n, image, disk, n.address));
+    const state = states?.get(n.name);
+    nodes.push({ ...snapshotNode(n, image, disk, n.address), ...(state ? { state } : {}) });
   }
   const manifest: SnapshotManifest = {
     format: 1,
@@ -288,6 +356,7 @@ function finishSave(
     time,
     running: pauseMs !== null,
     pauseMs,
+    ...(states ? { memory: true } : {}),
     nodes,
     leases: readLeases(plan),
   };
@@ -326,6 +395,7 @@ export function listSnapshots(plan: Plan): SnapshotSummary[] {
       time: manifest.time,
       running: manifest.running,
       pauseMs: manifest.pauseMs,
+      memory: manifest.memory === true,
       nodes: manifest.nodes.length,
       diskBytes: allocated(snapshotDir(plan.paths, entry.name)),
     });

@@ -11,9 +11,11 @@ import assert from "node:assert/strict";
 import type { Plan } from "../../src/plan/types.ts";
 import { QmpSession } from "../../src/vm/qmp.ts";
 import { loadState, saveState } from "../../src/vm/running_state.ts";
+import type { DevUnit } from "./aos.ts";
 import type { SerialConsole } from "./serial.ts";
 
 export interface RunningStateBed {
+  unit: DevUnit;
   work: string;
   consoles: Map<string, SerialConsole>;
   plan(): Plan;
@@ -81,6 +83,38 @@ export async function runningStateSteps(t: Deno.TestContext, b: RunningStateBed)
     // They go on after the save: the counters move past the cut.
     await new Promise((r) => setTimeout(r, 1500));
     for (const n of plan.nodes) seqAtKill.set(n.name, await seqOf(b.consoles.get(n.name)!));
+  });
+
+  await t.step("snapshot save --memory: the disks and every guest's state, one pause", async () => {
+    const plan = b.plan();
+    const before = await Promise.all(plan.nodes.map((n) => seqOf(b.consoles.get(n.name)!)));
+    const r = await b.unit.cli("snapshot", "save", "--memory", "live");
+    assert.equal(r.code, 0, r.stderr);
+    console.log(r.stdout.trim());
+    assert.match(r.stdout, /running \(guests paused \d+ ms\), with memory/);
+    const snap = `${b.unit.stateDir}/snapshots/live`;
+    const manifest = JSON.parse(Deno.readTextFileSync(`${snap}/manifest.json`));
+    assert.equal(manifest.memory, true);
+    for (const n of manifest.nodes) {
+      assert.match(n.state.machine, /^pc-q35-\d+\.\d+$/, "the machine type QEMU resolved");
+      assert.equal(n.state.bytes, Deno.statSync(`${snap}/${n.name}.state`).size);
+      assert.ok(
+        !Deno.readDirSync(plan.nodes.find((p) => p.name === n.name)!.dir).some((e) =>
+          /pending|state\.sock/.test(e.name)
+        ),
+      );
+    }
+    const [listed] = JSON.parse((await b.unit.cli("snapshot", "list", "--json")).stdout);
+    assert.equal(listed.memory, true);
+    // Running on: the writers moved on past where they were before the save.
+    for (const [i, n] of plan.nodes.entries()) {
+      assert.ok((await seqOf(b.consoles.get(n.name)!)) > before[i]!, `${n.name} runs on`);
+    }
+    const stopped = await b.unit.cli("snapshot", "save", "--memory", "x", "--json");
+    assert.equal(stopped.code, 0, "--json is list's, and harmless here");
+    assert.equal((await b.unit.cli("snapshot", "delete", "x")).code, 0);
+    assert.equal((await b.unit.cli("snapshot", "delete", "live")).code, 0);
+    assert.equal((await b.unit.cli("snapshot", "list", "--memory")).code, 2, "--memory is save's");
   });
 
   await t.step("running state: new QEMUs load it and the guests go on without a boot", async () => {

@@ -243,7 +243,7 @@ Deno.test({
       for (const q of qemu.values()) q.child.kill("SIGKILL");
       await Promise.all([...qemu.values()].map((q) => topo.procs.stop(q)));
     };
-    await runningStateSteps(t, { work, consoles, boot, kill, plan: () => plan! });
+    await runningStateSteps(t, { unit, work, consoles, boot, kill, plan: () => plan! });
     await snapshotSteps(t, { unit, work, consoles, boot, powerOff, plan: () => plan! });
 
     await t.step("both power down on QMP system_powerdown; cleanup leaves nothing", async () => {

@@ -134,6 +134,38 @@ export const snapshots: Scenario = {
     );
 
     await t.step(
+      "snapshot save --memory: every guest's RAM and devices, written by the service user through each node's sandbox; the guests run on",
+      async () => {
+        const invocation = await show("aos-node-main.service", "InvocationID");
+        const r = await bed.exec(["aos-unit", "snapshot", "save", "--memory", "live"]);
+        assert.equal(r.code, 0, r.stderr);
+        console.log(`snapshot save --memory (${suite}): ${r.stdout.trim()}`);
+        assert.match(r.stdout, /running \(guests paused \d+ ms\), with memory/);
+        const dir = "/var/lib/aos-unit/snapshots/live";
+        const manifest = JSON.parse(await sh(`cat ${dir}/manifest.json`));
+        assert.equal(manifest.memory, true);
+        for (const n of manifest.nodes) {
+          assert.ok(n.state.bytes > 1024 * 1024, `${n.name}'s state holds its RAM`);
+          assert.match(n.state.machine, /^(pc-q35|virt)-\d+\.\d+$/, "the resolved machine type");
+          const st = await sh(`stat -c '%U %a %s' ${dir}/${n.name}.state`);
+          assert.equal(st.trim(), `aos-unit 640 ${n.state.bytes}`);
+        }
+        assert.equal(
+          (await sh("ls /var/lib/aos-unit/nodes/main /var/lib/aos-unit/nodes/secondary")).match(
+            /state\.sock|pending/g,
+          ),
+          null,
+          "no socket or pending overlay left",
+        );
+        assert.equal(JSON.parse(await sh("aos-unit snapshot list --json")).at(-1).memory, true);
+        // The same guests, running on.
+        assert.deepEqual(await show("aos-node-main.service", "InvocationID"), invocation);
+        assert.equal(await fetchFromHost("main.aos-unit", 8089), "aos-main name=main");
+        assert.equal((await bed.exec(["aos-unit", "snapshot", "delete", "live"])).code, 0);
+      },
+    );
+
+    await t.step(
       "a UEFI variable and a snapshot survive systemctl restart, a package change and a host reboot; a reset node comes back from the snapshot",
       async () => {
         const c = await serial("main");
