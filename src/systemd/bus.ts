@@ -82,25 +82,30 @@ export class MessageBus {
     (set as Set<Listener<never>>).add(fn);
   }
 
-  /** Sends a method call; resolves to its reply, rejects with the D-Bus error it got. */
-  call(m: Message): Promise<Message> {
+  /**
+   * Sends a method call; resolves to its reply, rejects with the D-Bus error it got, or
+   * with a Timeout error when no reply came within `timeoutMs` (a late one is dropped).
+   */
+  call(m: Message, timeoutMs: number): Promise<Message> {
     if (this.#closed) return Promise.reject(new Error("the bus connection is closed"));
     const serial = ++this.#serial;
     const reply = new Promise<Message>((resolve, reject) => {
-      this.#pending.set(serial, { resolve, reject });
+      const timer = setTimeout(() => {
+        this.#pending.delete(serial);
+        reject(
+          Object.assign(new Error(`no reply to ${m.member} within ${timeoutMs} ms`), {
+            type: TIMEOUT_ERROR,
+          }),
+        );
+      }, timeoutMs);
+      const settle = <T>(fn: (v: T) => void) => (v: T) => {
+        clearTimeout(timer);
+        fn(v);
+      };
+      this.#pending.set(serial, { resolve: settle(resolve), reject: settle(reject) });
     });
     this.#send({ ...m, serial });
     return reply;
-  }
-
-  /** Gives up waiting for the reply to call `serial` (it timed out). */
-  forget(serial: number): void {
-    this.#pending.delete(serial);
-  }
-
-  /** The serial the next call gets (for forget()). */
-  get nextSerial(): number {
-    return this.#serial + 1;
   }
 
   disconnect(): void {
@@ -207,7 +212,7 @@ async function authReply(conn: Deno.Conn): Promise<string> {
 }
 
 /** Authenticates as this process's uid (EXTERNAL) and says Hello. */
-async function handshake(conn: Deno.Conn): Promise<MessageBus> {
+async function handshake(conn: Deno.Conn, timeoutMs: number): Promise<MessageBus> {
   const uid = [...String(Deno.uid() ?? 0)].map((c) => c.charCodeAt(0).toString(16)).join("");
   await writeAll(conn, new TextEncoder().encode(`\0AUTH EXTERNAL ${uid}\r\n`));
   const reply = await authReply(conn);
@@ -220,7 +225,7 @@ async function handshake(conn: Deno.Conn): Promise<MessageBus> {
     path: "/org/freedesktop/DBus",
     interface: "org.freedesktop.DBus",
     member: "Hello",
-  });
+  }, timeoutMs);
   return bus;
 }
 
@@ -240,7 +245,7 @@ export async function connectSystemBus(
     return await Promise.race([
       (async () => {
         conn = await Deno.connect({ transport: "unix", path: socket });
-        return await handshake(conn);
+        return await handshake(conn, timeoutMs);
       })(),
       new Promise<never>((_, reject) => {
         timer = setTimeout(
@@ -288,36 +293,17 @@ export const TIMEOUT_ERROR = "org.freedesktop.DBus.Error.Timeout";
 
 /** One method call; resolves to the reply body. */
 export async function call(bus: MessageBus, spec: CallSpec): Promise<unknown[]> {
-  const serial = bus.nextSerial;
-  const timeoutMs = spec.timeoutMs ?? 10_000;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    const reply = await Promise.race([
-      bus.call({
-        type: MessageType.METHOD_CALL,
-        destination: spec.destination,
-        path: spec.path,
-        interface: spec.interface,
-        member: spec.member,
-        signature: spec.signature ?? "",
-        body: spec.body ?? [],
-        flags: spec.noAutoStart ? MessageFlag.NO_AUTO_START : 0,
-      }),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => {
-          bus.forget(serial);
-          reject(
-            Object.assign(new Error(`no reply to ${spec.member} within ${timeoutMs} ms`), {
-              type: TIMEOUT_ERROR,
-            }),
-          );
-        }, timeoutMs);
-      }),
-    ]);
-    return reply.body ?? [];
-  } finally {
-    clearTimeout(timer);
-  }
+  const reply = await bus.call({
+    type: MessageType.METHOD_CALL,
+    destination: spec.destination,
+    path: spec.path,
+    interface: spec.interface,
+    member: spec.member,
+    signature: spec.signature ?? "",
+    body: spec.body ?? [],
+    flags: spec.noAutoStart ? MessageFlag.NO_AUTO_START : 0,
+  }, spec.timeoutMs ?? 10_000);
+  return reply.body ?? [];
 }
 
 /** Whether someone owns a bus name now (never starts a bus-activatable service). */

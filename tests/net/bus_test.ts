@@ -12,8 +12,9 @@ import {
   type MessageBus,
   nameHasOwner,
   onDisconnect,
+  TIMEOUT_ERROR,
 } from "../../src/systemd/bus.ts";
-import { type Message, MessageType } from "../../src/systemd/wire.ts";
+import { encodeMessage, type Message, MessageType } from "../../src/systemd/wire.ts";
 
 const CONFIG = (socket: string) =>
   `<!DOCTYPE busconfig PUBLIC
@@ -36,6 +37,36 @@ const DBUS = {
   path: "/org/freedesktop/DBus",
   interface: "org.freedesktop.DBus",
 };
+
+/**
+ * A client that takes `name` and then never reads or answers: calls to it get no reply.
+ * @returns its connection, to close
+ */
+async function silentOwner(socket: string, name: string): Promise<Deno.Conn> {
+  const conn = await Deno.connect({ transport: "unix", path: socket });
+  const uid = [...String(Deno.uid())].map((c) => c.charCodeAt(0).toString(16)).join("");
+  await conn.write(new TextEncoder().encode(`\0AUTH EXTERNAL ${uid}\r\n`));
+  const ok = new Uint8Array(256);
+  await conn.read(ok);
+  assert.match(new TextDecoder().decode(ok), /^OK /);
+  await conn.write(new TextEncoder().encode("BEGIN\r\n"));
+  for (
+    const [serial, member, signature, body] of [
+      [1, "Hello", "", []],
+      [2, "RequestName", "su", [name, 0]],
+    ] as const
+  ) {
+    await conn.write(encodeMessage({
+      type: MessageType.METHOD_CALL,
+      serial,
+      ...DBUS,
+      member,
+      signature,
+      body: [...body],
+    }));
+  }
+  return conn;
+}
 
 async function waitForSocket(path: string): Promise<void> {
   for (let i = 0; i < 200; i++) {
@@ -71,6 +102,31 @@ Deno.test("the bus client against a real dbus-daemon", async (t) => {
       const [names] = await call(a, { ...DBUS, member: "ListNames" }) as [string[]];
       assert.ok(names.includes("org.freedesktop.DBus"));
       assert.equal(await nameHasOwner(a, "org.aosunit.Nobody"), false);
+    });
+
+    await t.step("a call nobody answers rejects at its timeout; the bus goes on", async () => {
+      const silent = await silentOwner(socket, "org.aosunit.Silent");
+      try {
+        for (let i = 0; i < 100 && !(await nameHasOwner(a, "org.aosunit.Silent")); i++) {
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        const started = performance.now();
+        await assert.rejects(
+          call(a, {
+            destination: "org.aosunit.Silent",
+            path: "/",
+            interface: "org.aosunit.X",
+            member: "Y",
+            timeoutMs: 200,
+          }),
+          (e: { type?: string }) => e.type === TIMEOUT_ERROR,
+        );
+        assert.ok(performance.now() - started >= 190);
+        const [id] = await call(a, { ...DBUS, member: "GetId" });
+        assert.match(String(id), /^[0-9a-f]{32}$/);
+      } finally {
+        silent.close();
+      }
     });
 
     await t.step("a D-Bus error rejects with its name and text", async () => {
