@@ -251,3 +251,51 @@ export function formatSnapshotList(list: readonly SnapshotSummary[]): string {
   return rows.map((r) => r.map((c, i) => i === r.length - 1 ? c : c.padEnd(widths[i]!)).join("  "))
     .join("\n") + "\n";
 }
+
+/**
+ * The machine types `qemu-system-ARCH -machine help` lists as aliases: "q35" -> "pc-q35-7.2".
+ * A QEMU security update keeps them; a new QEMU release moves them on.
+ */
+export function machineAliases(help: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const m of help.matchAll(/^(\S+)\s.*\(alias of (\S+)\)$/gm)) out.set(m[1]!, m[2]!);
+  return out;
+}
+
+/**
+ * Why a snapshot's saved guest states cannot be loaded into this plan's QEMUs: a node's
+ * memory, CPUs, CPU model or accelerator changed, or its machine type resolves to another
+ * version than the one the state was saved from (`resolve`: the alias as this host's QEMU
+ * resolves it; a name that is no alias resolves to itself). `-cpu max` is refused under KVM:
+ * it is the host's CPU, not a model a state can move between.
+ * @returns one line per difference; empty when every state fits (or there is none)
+ */
+export function stateDifferences(
+  manifest: SnapshotManifest,
+  plan: Plan,
+  resolve: (arch: string, machine: string) => string,
+): string[] {
+  if (!manifest.memory) return [];
+  const out: string[] = [];
+  for (const node of plan.nodes) {
+    const state = manifest.nodes.find((n) => n.name === node.name)?.state;
+    if (!state) {
+      out.push(`node ${node.name}: no saved state`);
+      continue;
+    }
+    const fields: [string, string, string][] = [
+      ["memory", `${state.memMiB} MiB`, `${node.memMiB} MiB`],
+      ["CPUs", String(state.cpu), String(node.cpu)],
+      ["CPU model", state.cpuType, node.cpuType],
+      ["accelerator", state.accel, node.accel],
+      ["machine", state.machine, resolve(node.arch, node.machineType)],
+    ];
+    for (const [what, before, after] of fields) {
+      if (before !== after) out.push(`node ${node.name}: ${what} ${before} -> ${after}`);
+    }
+    if (node.accel === "kvm" && node.cpuType === "max") {
+      out.push(`node ${node.name}: CPU model max under KVM is the host's CPU, not migration-safe`);
+    }
+  }
+  return out;
+}

@@ -4,11 +4,13 @@ import {
   type FileIdentity,
   formatSnapshotList,
   isSnapshotName,
+  machineAliases,
   manifestPath,
   snapshotDifferences,
   snapshotDisk,
   type SnapshotManifest,
   snapshotNode,
+  stateDifferences,
 } from "./snapshot.ts";
 import type { Plan } from "./types.ts";
 
@@ -122,5 +124,73 @@ Deno.test("snapshot list: a table with time, nodes, size and how it was taken", 
       "provisioned  2026-12-01T10:00:00.000Z  2      9.6 MiB    running (paused 41 ms)\n" +
       "cold         2026-12-01T11:00:00.000Z  2      512 B      stopped\n" +
       "live         2026-12-01T12:00:00.000Z  2      180.0 MiB  running (paused 622 ms), with memory\n",
+  );
+});
+
+const MACHINE_HELP = `Supported machines are:
+microvm              microvm (i386)
+pc                   Standard PC (i440FX + PIIX, 1996) (alias of pc-i440fx-7.2)
+q35                  Standard PC (Q35 + ICH9, 2009) (alias of pc-q35-7.2)
+pc-q35-7.2           Standard PC (Q35 + ICH9, 2009)
+pc-q35-7.1           Standard PC (Q35 + ICH9, 2009)
+virt                 QEMU 7.2 ARM Virtual Machine (alias of virt-7.2)
+`;
+
+Deno.test("machineAliases(): QEMU's aliases as its -machine help lists them", () => {
+  assert.deepEqual(
+    [...machineAliases(MACHINE_HELP)],
+    [["pc", "pc-i440fx-7.2"], ["q35", "pc-q35-7.2"], ["virt", "virt-7.2"]],
+  );
+});
+
+Deno.test("a memory snapshot fits only QEMUs with the same memory, CPUs, model, accelerator and machine", () => {
+  const { plan } = planCase("default");
+  const aliases = machineAliases(MACHINE_HELP);
+  const resolve = (_arch: string, m: string) => aliases.get(m) ?? m;
+  const saved = manifestOf(plan);
+  const memory: SnapshotManifest = {
+    ...saved,
+    memory: true,
+    nodes: saved.nodes.map((n, i) => {
+      const p = plan.nodes[i]!;
+      return {
+        ...n,
+        state: {
+          bytes: 1,
+          memMiB: p.memMiB,
+          cpu: p.cpu,
+          cpuType: p.cpuType,
+          accel: p.accel,
+          machine: resolve(p.arch, p.machineType),
+        },
+      };
+    }),
+  };
+  assert.deepEqual(stateDifferences(memory, plan, resolve), []);
+  assert.deepEqual(stateDifferences(saved, plan, () => "other"), [], "no memory: nothing to fit");
+  const main = plan.nodes[0]!;
+  // Plans hold functions (unit names): a copy with other nodes, not a deep clone.
+  const withNodes = (f: (n: Plan["nodes"][number], i: number) => Partial<Plan["nodes"][number]>) =>
+    ({ ...plan, nodes: plan.nodes.map((n, i) => ({ ...n, ...f(n, i) })) }) as Plan;
+  const changed = withNodes((n, i) =>
+    i === 0 ? { memMiB: n.memMiB * 2, accel: n.accel === "kvm" ? "tcg" : "kvm" } : {}
+  );
+  const newer = (_a: string, m: string) => m === "q35" ? "pc-q35-8.0" : resolve(_a, m);
+  assert.deepEqual(stateDifferences(memory, changed, newer), [
+    `node ${main.name}: memory ${main.memMiB} MiB -> ${main.memMiB * 2} MiB`,
+    `node ${main.name}: accelerator ${main.accel} -> ${changed.nodes[0]!.accel}`,
+    `node ${main.name}: machine pc-q35-7.2 -> pc-q35-8.0`,
+    // The default case's model is max (TCG): under KVM that is the host's CPU.
+    ...(main.cpuType === "max"
+      ? [`node ${main.name}: CPU model max under KVM is the host's CPU, not migration-safe`]
+      : []),
+    ...plan.nodes.slice(1).map((n) => `node ${n.name}: machine pc-q35-7.2 -> pc-q35-8.0`),
+  ]);
+  const maxKvm = structuredClone(memory);
+  const kvm = withNodes(() => ({ accel: "kvm", cpuType: "max" }));
+  for (const n of maxKvm.nodes) [n.state!.accel, n.state!.cpuType] = ["kvm", "max"];
+  assert.match(
+    stateDifferences(maxKvm, kvm, resolve).join("\n"),
+    /max under KVM .* not migration-safe/,
   );
 });
