@@ -19,7 +19,8 @@ import { envOverrides, loadAndPlan } from "../host/load.ts";
 import { createRunner, type Runner } from "../host/runner.ts";
 import { type Logger, logger } from "../log.ts";
 import { routeDomain, teardownNetwork } from "../net/apply.ts";
-import { readLeaseState } from "../host/leases.ts";
+import { type readLeaseState, readLeaseStateAsync } from "../host/leases.ts";
+import { OpenBlockedError } from "../host/safe_file.ts";
 import { monitorFor } from "../net/monitor.ts";
 import { linkDocumentedPaths } from "../net/sidecar_files.ts";
 import type { NodePlan, Plan } from "../plan/types.ts";
@@ -81,15 +82,32 @@ class UnitWatch {
 
   /** The lease records as of the last refresh (read once per pass, not per node and call). */
   #leases: ReturnType<typeof readLeaseState>["leases"] = {};
+  #leasesBlocked = false;
 
   /** The recorded lease, or the node's reservation: never the planned pool address. */
   judged(node: NodePlan): ReturnType<typeof judgedAddress> {
     return judgedAddress(this.#leases[node.mac]?.ip, node.ip);
   }
 
+  /**
+   * The lease records, unless an open of them once did not return: dnsmasq's uid put a
+   * FIFO there. Then the last records stay, and the path is never opened again (each
+   * such open keeps a thread blocked).
+   */
+  async #readLeases(): Promise<void> {
+    if (this.#leasesBlocked) return;
+    try {
+      this.#leases = (await readLeaseStateAsync(this.plan.leaseState)).leases;
+    } catch (error) {
+      if (!(error instanceof OpenBlockedError)) throw error;
+      this.#leasesBlocked = true;
+      this.log.error(`${error.message}; lease records are no longer read until a restart`);
+    }
+  }
+
   /** Reads every unit's state (a lost bus is repaired by the session; the old view stays). */
   async refresh(): Promise<void> {
-    this.#leases = readLeaseState(this.plan.leaseState).leases;
+    await this.#readLeases();
     const systemd = this.session.systemd;
     if (!systemd) return;
     try {

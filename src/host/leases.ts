@@ -3,7 +3,7 @@
 import { rethrowAccessErrors } from "../base/errors.ts";
 import { MAX_LEASE_FILE, parseLeaseState } from "./lease_file.ts";
 import type { LeaseState } from "./lease_file.ts";
-import { readSmallFile } from "./safe_file.ts";
+import { OpenBlockedError, readSmallFile, readSmallFileAsync } from "./safe_file.ts";
 
 export {
   applyLeaseEvent,
@@ -23,6 +23,22 @@ export function readLeaseState(file: string): LeaseState {
   try {
     text = readSmallFile(file, MAX_LEASE_FILE);
   } catch (error) {
+    rethrowAccessErrors(error, file);
+  }
+  return parseLeaseState(text);
+}
+
+/**
+ * readLeaseState() for the resident manager, which reads the file over and over while
+ * dnsmasq's uid may replace it: the open never stalls the manager (readSmallFileAsync).
+ * @throws {OpenBlockedError} when the open did not return in time
+ */
+export async function readLeaseStateAsync(file: string): Promise<LeaseState> {
+  let text: string | undefined;
+  try {
+    text = await readSmallFileAsync(file, MAX_LEASE_FILE);
+  } catch (error) {
+    if (error instanceof OpenBlockedError) throw error;
     rethrowAccessErrors(error, file);
   }
   return parseLeaseState(text);

@@ -1,26 +1,26 @@
 /**
- * Opening files in directories the service user (or a guest) can change, as
- * root: never through a symbolic link, never a FIFO or device that would block
- * or stream forever, and never more than a bounded number of bytes.
+ * Opening files in directories the service user (or a guest, or dnsmasq) can change:
+ * never through a symbolic link, never a FIFO or device, never more than a bounded
+ * number of bytes.
  *
- * Before the open, the path is looked at without following it: a link, a FIFO,
- * a device or a file with a second name (a hard link to someone else's file) is
- * refused unopened. After the open, the path is looked at again and must still
- * be the very regular file the descriptor holds (same device and inode, one
- * name): a link or file swapped in around the open is refused.
+ * Before the open, the path is looked at without following it: a link, a FIFO, a
+ * device or a file with a second name (a hard link to someone else's file) is refused
+ * unopened. After the open, the path is looked at again and must still be the very
+ * regular file the descriptor holds (same device and inode, one name): a link or file
+ * swapped in around the open is refused, and nothing of it is read.
  *
- * Plain Deno file APIs, not node:fs's O_NOFOLLOW|O_NONBLOCK: any `node:` module
- * loads Deno's Node compatibility layer, about 8 MiB of the resident manager and
- * 25 ms of every cold start (aos-unit(8), FOOTPRINT). What that costs is small:
- * - O_NOFOLLOW never reached a link anyway. Every subcommand runs with
- *   path-scoped Deno permissions, and Deno resolves a link itself to check them
- *   before it opens (measured on Deno 2.9): the open could only ever reach a
- *   target inside the process's own grants, and the check after refuses it.
- * - O_NONBLOCK mattered only for a FIFO. One is now refused before the open; one
- *   swapped in between the look and the open (a race that only a writer of the
- *   directory can run) makes the open wait for a writer. Such a writer is the
- *   unit's own service user or dnsmasq, which can stop the unit in plainer ways;
- *   the broker's start timeout ends the wait.
+ * Plain Deno file APIs, not node:fs's O_NOFOLLOW|O_NONBLOCK: any `node:` module loads
+ * Deno's Node compatibility layer, about 8 MiB of the resident manager and 25 ms of
+ * every cold start (aos-unit(8), FOOTPRINT). What that leaves open is the window
+ * between the look and the open, which only a writer of the directory can use:
+ * - A link swapped in is followed by the open, even to a target outside this process's
+ *   Deno grants (measured on Deno 2.9; O_NOFOLLOW did not stop that either, since Deno
+ *   resolves the link itself). The check after refuses it unread; the open itself is
+ *   what remains (see aos-unit(8), SECURITY MODEL).
+ * - A FIFO (or a terminal) swapped in makes a synchronous open wait. Files that a
+ *   less trusted uid can replace and a resident process reads over and over (dnsmasq's
+ *   leases, read by the manager) are read with readSmallFileAsync(): its open runs off
+ *   the event loop, and one that does not return in time is refused.
  */
 
 import { RuntimeError } from "../base/errors.ts";
@@ -55,7 +55,17 @@ function lookBeforeOpen(path: string): void {
  * @returns the open file's stat
  */
 function sameFile(file: Deno.FsFile, path: string): Deno.FileInfo {
-  const st = file.statSync();
+  let st: Deno.FileInfo;
+  try {
+    st = file.statSync();
+  } catch (error) {
+    // A target outside this process's grants (a link swapped in): never leak the descriptor.
+    file.close();
+    if (error instanceof Deno.errors.NotCapable) {
+      throw new UnsafeFileError(`Refusing ${path}: it changed while it was opened`);
+    }
+    throw error;
+  }
   const refuse = (why: string): never => {
     file.close();
     throw new UnsafeFileError(`Refusing ${path}: ${why}`);
@@ -192,5 +202,90 @@ export function readSmallFile(path: string, maxBytes: number): string | undefine
     return new TextDecoder().decode(file.read(0, maxBytes));
   } finally {
     file.close();
+  }
+}
+
+/** How long an open may take before the file is taken for a FIFO or device swapped in. */
+const OPEN_DEADLINE_MS = 2000;
+
+/** An open that did not return in time: something that blocks was swapped in. */
+export class OpenBlockedError extends UnsafeFileError {
+  override name = "OpenBlockedError";
+}
+
+/** Opens `path` for reading off the event loop, within OPEN_DEADLINE_MS. */
+export async function openWithin(path: string): Promise<Deno.FsFile> {
+  const opening = Deno.open(path, { read: true });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      opening,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(
+              new OpenBlockedError(
+                `Refusing ${path}: its open did not return in ${OPEN_DEADLINE_MS} ms (a FIFO or device was put there)`,
+              ),
+            ),
+          OPEN_DEADLINE_MS,
+        );
+      }),
+    ]);
+  } catch (error) {
+    // Whatever the late open gets is closed when it comes.
+    opening.then((f) => f.close(), () => {});
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * readSmallFile() for a file a less trusted uid can replace, read by a process that must
+ * not stall: the open runs off the event loop and is refused when it does not return.
+ * @returns undefined when the file does not exist
+ * @throws {OpenBlockedError} when the open did not return in time (its thread stays
+ *   blocked until the FIFO gets a writer: the caller should stop reading that path)
+ * @throws {UnsafeFileError} for a link, a FIFO, a device, more than `maxBytes`
+ */
+export async function readSmallFileAsync(
+  path: string,
+  maxBytes: number,
+): Promise<string | undefined> {
+  for (let attempt = 1;; attempt++) {
+    let file: Deno.FsFile;
+    try {
+      lookBeforeOpen(path);
+      file = await openWithin(path);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return undefined;
+      throw error;
+    }
+    let st: Deno.FileInfo;
+    try {
+      st = sameFile(file, path);
+    } catch (error) {
+      if (!(error instanceof ReplacedWhileOpenedError)) throw error;
+      if (attempt === 3) {
+        throw new UnsafeFileError(`Refusing ${path}: it changed while it was opened`);
+      }
+      continue;
+    }
+    try {
+      if (st.size > maxBytes) {
+        throw new UnsafeFileError(`Refusing ${path}: ${st.size} bytes, more than ${maxBytes}`);
+      }
+      const buffer = new Uint8Array(st.size);
+      let done = 0;
+      while (done < buffer.length) {
+        const n = file.readSync(buffer.subarray(done));
+        if (n === null || n === 0) break;
+        done += n;
+      }
+      return new TextDecoder().decode(buffer.subarray(0, done));
+    } finally {
+      file.close();
+    }
   }
 }

@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { openAppend, readSmallFile } from "./safe_file.ts";
+import {
+  openAppend,
+  OpenBlockedError,
+  openWithin,
+  readSmallFile,
+  readSmallFileAsync,
+  UnsafeFileError,
+} from "./safe_file.ts";
 
 /** What each kind of planted file gives: "ok:<text>" or the error's name. */
 const PROBE = `
@@ -75,6 +82,32 @@ Deno.test("safe files: links, FIFOs and hard links are refused, with path-scoped
     // In this process too (tests run with -A).
     assert.equal(readSmallFile(`${dir}/plain`, 1024), "mine");
     assert.throws(() => openAppend(`${dir}/hard`), /hard link/);
+  } finally {
+    Deno.removeSync(top, { recursive: true });
+  }
+});
+
+Deno.test("readSmallFileAsync: the same refusals; an open that blocks is refused in time", async () => {
+  const top = Deno.makeTempDirSync();
+  try {
+    const dir = `${top}/dir`;
+    Deno.mkdirSync(dir);
+    const secret = `${top}/secret`;
+    Deno.writeTextFileSync(secret, "SECRET");
+    plant(dir, secret);
+    assert.equal(await readSmallFileAsync(`${dir}/plain`, 1024), "mine");
+    assert.equal(await readSmallFileAsync(`${dir}/none`, 1024), undefined);
+    for (const name of ["link", "fifo", "hard"]) {
+      await assert.rejects(readSmallFileAsync(`${dir}/${name}`, 1024), UnsafeFileError, name);
+    }
+    await assert.rejects(readSmallFileAsync(`${dir}/plain`, 2), /more than 2/);
+    // What a FIFO swapped in between the look and the open does to the open itself.
+    const started = performance.now();
+    await assert.rejects(openWithin(`${dir}/fifo`), OpenBlockedError);
+    assert.ok(performance.now() - started < 5000, "refused at its deadline");
+    // A writer releases the blocked open (its thread), which then closes what it got.
+    const writer = await Deno.open(`${dir}/fifo`, { write: true });
+    writer.close();
   } finally {
     Deno.removeSync(top, { recursive: true });
   }

@@ -114,11 +114,14 @@ export async function saveState(
     const conn = await within(accepting, deadline, "QEMU did not connect");
     // QEMU closes the stream when it is done: the copy ends with it. A copy that fails
     // closes it early, and QEMU's migration fails with it: both are waited for, so the
-    // session is never used by two commands at once.
+    // session is never used by two commands at once. The connection is closed at the
+    // deadline whatever the node's QEMU says or sends: it cannot keep the save (and every
+    // guest paused for it) waiting.
+    const cut = setTimeout(() => closeQuietly(conn), Math.max(0, deadline - performance.now()));
     const [copied, ended] = await Promise.allSettled([
       receive(conn, file, limit).finally(() => closeQuietly(conn)),
       migrationEnd(session, deadline),
-    ]);
+    ]).finally(() => clearTimeout(cut));
     if (copied.status === "rejected") throw copied.reason;
     if (ended.status === "rejected") throw ended.reason;
     const info = ended.value;

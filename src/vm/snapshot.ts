@@ -59,8 +59,17 @@ const DRIVE = "disk0";
 const JOB = "aos-unit-snapshot";
 /** A commit copies at most what the guest wrote during a save's copy: minutes at worst. */
 const COMMIT_TIMEOUT_MS = 10 * 60_000;
-/** A guest's state is its RAM written once to a local file: minutes for the largest. */
-const STATE_TIMEOUT_MS = 10 * 60_000;
+/**
+ * A guest's state is its RAM written once to a local file (hundreds of MiB a second):
+ * the guests stay paused meanwhile, so a node that never finishes its stream fails the
+ * save in bounded time, never more than this.
+ */
+function stateTimeoutMs(memMiB: number): number {
+  return 30_000 + memMiB * 20;
+}
+
+/** A machine type as QEMU names them (pc-q35-7.2, virt-9.2): what the node's QEMU says. */
+const MACHINE_TYPE = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 const MIB = 1024 * 1024;
 
 export interface SnapshotDeps {
@@ -183,12 +192,15 @@ async function saveStates(
 ): Promise<Map<string, NodeState>> {
   const results = await Promise.allSettled(nodes.map(async (n): Promise<[string, NodeState]> => {
     const session = sessions.get(n.name)!;
-    const type = await session.execute("qom-get", { path: "/machine", property: "type" });
+    const type = String(
+      await session.execute("qom-get", { path: "/machine", property: "type" }),
+    ).replace(/-machine$/, "");
+    if (!MACHINE_TYPE.test(type)) throw new QmpError(`Node ${n.name}: no machine type`);
     const saved = await saveState(
       session,
       { socket: stateSocket(n), file: stateIn(dir, n.name) },
       (n.memMiB + 256) * MIB,
-      STATE_TIMEOUT_MS,
+      stateTimeoutMs(n.memMiB),
     );
     return [n.name, {
       bytes: saved.bytes,
@@ -196,7 +208,7 @@ async function saveStates(
       cpu: n.cpu,
       cpuType: n.cpuType,
       accel: n.accel,
-      machine: String(type).replace(/-machine$/, ""),
+      machine: type,
     }];
   }));
   const failed = results.find((r) => r.status === "rejected");
