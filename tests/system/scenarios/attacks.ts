@@ -553,6 +553,43 @@ export const attacks: Scenario = {
     );
 
     await t.step(
+      "attack as dnsmasq's uid: a FIFO in place of the lease records stalls neither the manager nor root's status; the manager reads them again once they are back",
+      async () => {
+        await waitRunning();
+        const running = (await show("aos-unit.service", "StatusText")).StatusText ?? "";
+        assert.match(running, /^Running: main=\S+ secondary=\S+$/);
+        const pid = (await show("aos-unit-dnsmasq.service", "MainPID")).MainPID!;
+        const credentials = await credentialsOf(pid);
+        const asDnsmasq = (script: string) =>
+          bed.exec(["nsenter", "-t", pid, "-m", "setpriv", ...credentials, "sh", "-c", script]);
+        const dir = "/var/lib/aos-unit/dhcp";
+        const plant = await asDnsmasq(
+          `mv ${dir}/leases.json ${dir}/leases.kept && mkfifo -m 0660 ${dir}/leases.json`,
+        );
+        assert.equal(plant.code, 0, plant.stderr);
+        try {
+          // The manager goes on: its next passes see no lease record (the secondary's
+          // address unknown) instead of waiting for a writer.
+          await waitFor("the manager's STATUS without the secondary's lease", async () => {
+            const text = (await show("aos-unit.service", "StatusText")).StatusText ?? "";
+            return text !== running ? text : undefined;
+          }, 20_000);
+          const status = await bed.exec(["timeout", "20", "aos-unit", "status", "--json"]);
+          assert.notEqual(status.code, 124, "root's status waited on the FIFO");
+        } finally {
+          const back = await asDnsmasq(
+            `rm -f ${dir}/leases.json && mv ${dir}/leases.kept ${dir}/leases.json`,
+          );
+          assert.equal(back.code, 0, back.stderr);
+        }
+        await waitFor("the manager's STATUS as before", async () => {
+          const text = (await show("aos-unit.service", "StatusText")).StatusText ?? "";
+          return text === running ? text : undefined;
+        }, 20_000);
+      },
+    );
+
+    await t.step(
       "attack as the aos-unit user: a journal linked behind a serial log leaks nothing into the final record",
       async () => {
         // The handler records only a node that is down (as when systemd gives up on it).
