@@ -50,15 +50,21 @@ const EXPECTED = {
   "append hard": "UnsafeFileError",
 };
 
-Deno.test("safe files: links, FIFOs and hard links are refused, with path-scoped Deno permissions too", () => {
+/** A directory with every kind of planted file, and a secret outside it. */
+function plantedDir(): { top: string; dir: string; secret: string } {
   const top = Deno.makeTempDirSync();
+  const dir = `${top}/dir`;
+  Deno.mkdirSync(dir);
+  // Outside the directory the child may read and write: what a link would leak.
+  const secret = `${top}/secret`;
+  Deno.writeTextFileSync(secret, "SECRET");
+  plant(dir, secret);
+  return { top, dir, secret };
+}
+
+Deno.test("safe files: links, FIFOs and hard links are refused, with path-scoped Deno permissions too", () => {
+  const { top, dir, secret } = plantedDir();
   try {
-    const dir = `${top}/dir`;
-    Deno.mkdirSync(dir);
-    // Outside the directory the child may read and write: what a link would leak.
-    const secret = `${top}/secret`;
-    Deno.writeTextFileSync(secret, "SECRET");
-    plant(dir, secret);
     const probe = `${top}/probe.ts`;
     Deno.writeTextFileSync(probe, PROBE);
     for (
@@ -88,13 +94,8 @@ Deno.test("safe files: links, FIFOs and hard links are refused, with path-scoped
 });
 
 Deno.test("readSmallFileAsync: the same refusals; an open that blocks is refused in time", async () => {
-  const top = Deno.makeTempDirSync();
+  const { top, dir } = plantedDir();
   try {
-    const dir = `${top}/dir`;
-    Deno.mkdirSync(dir);
-    const secret = `${top}/secret`;
-    Deno.writeTextFileSync(secret, "SECRET");
-    plant(dir, secret);
     assert.equal(await readSmallFileAsync(`${dir}/plain`, 1024), "mine");
     assert.equal(await readSmallFileAsync(`${dir}/none`, 1024), undefined);
     for (const name of ["link", "fifo", "hard"]) {
