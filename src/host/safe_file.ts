@@ -112,21 +112,24 @@ export interface OpenFile {
 export function openRegular(path: string): OpenFile {
   for (let attempt = 1;; attempt++) {
     try {
-      return openRegularOnce(path);
+      lookBeforeOpen(path);
+      // Removed since the look: NotFound, as if the open had come first.
+      const file = Deno.openSync(path, { read: true });
+      return openFileOf(file, sameFile(file, path), path);
     } catch (error) {
-      if (!(error instanceof ReplacedWhileOpenedError)) throw error;
-      if (attempt === 3) {
-        throw new UnsafeFileError(`Refusing ${path}: it changed while it was opened`);
-      }
+      againOrRefuse(error, path, attempt);
     }
   }
 }
 
-function openRegularOnce(path: string): OpenFile {
-  lookBeforeOpen(path);
-  // Removed since the look: NotFound, as if the open had come first.
-  const file = Deno.openSync(path, { read: true });
-  const st = sameFile(file, path);
+/** After a failed attempt: rethrows, unless an atomic writer renamed a file over it. */
+function againOrRefuse(error: unknown, path: string, attempt: number): void {
+  if (!(error instanceof ReplacedWhileOpenedError)) throw error;
+  if (attempt === 3) throw new UnsafeFileError(`Refusing ${path}: it changed while it was opened`);
+}
+
+/** The checked open file, read by offset. */
+function openFileOf(file: Deno.FsFile, st: Deno.FileInfo, path: string): OpenFile {
   return {
     path,
     size: st.size,
@@ -195,9 +198,14 @@ export function readSmallFile(path: string, maxBytes: number): string | undefine
     if (error instanceof Deno.errors.NotFound) return undefined;
     throw error;
   }
+  return textOf(file, maxBytes);
+}
+
+/** The whole text of an open file of at most `maxBytes`; closes it. */
+function textOf(file: OpenFile, maxBytes: number): string {
   try {
     if (file.size > maxBytes) {
-      throw new UnsafeFileError(`Refusing ${path}: ${file.size} bytes, more than ${maxBytes}`);
+      throw new UnsafeFileError(`Refusing ${file.path}: ${file.size} bytes, more than ${maxBytes}`);
     }
     return new TextDecoder().decode(file.read(0, maxBytes));
   } finally {
@@ -254,38 +262,16 @@ export async function readSmallFileAsync(
   maxBytes: number,
 ): Promise<string | undefined> {
   for (let attempt = 1;; attempt++) {
-    let file: Deno.FsFile;
+    let file: OpenFile;
     try {
       lookBeforeOpen(path);
-      file = await openWithin(path);
+      const opened = await openWithin(path);
+      file = openFileOf(opened, sameFile(opened, path), path);
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) return undefined;
-      throw error;
-    }
-    let st: Deno.FileInfo;
-    try {
-      st = sameFile(file, path);
-    } catch (error) {
-      if (!(error instanceof ReplacedWhileOpenedError)) throw error;
-      if (attempt === 3) {
-        throw new UnsafeFileError(`Refusing ${path}: it changed while it was opened`);
-      }
+      againOrRefuse(error, path, attempt);
       continue;
     }
-    try {
-      if (st.size > maxBytes) {
-        throw new UnsafeFileError(`Refusing ${path}: ${st.size} bytes, more than ${maxBytes}`);
-      }
-      const buffer = new Uint8Array(st.size);
-      let done = 0;
-      while (done < buffer.length) {
-        const n = file.readSync(buffer.subarray(done));
-        if (n === null || n === 0) break;
-        done += n;
-      }
-      return new TextDecoder().decode(buffer.subarray(0, done));
-    } finally {
-      file.close();
-    }
+    return textOf(file, maxBytes);
   }
 }
