@@ -213,8 +213,9 @@ const TABLE: Record<Subcommand, (p: Paths, ctx: PermissionContext) => Permission
     merge(planning(p), dbus(), asServiceUser(ctx), {
       write: [p.stateDir, p.runtimeDir, brokerDir(p)],
       net: ["*"],
-      // Each running node's pending overlay is made before the pause (QEMU only opens it).
-      run: [TOOLS.qemuImg],
+      // Each running node's pending overlay is made before the pause (QEMU only opens it);
+      // a memory restore asks each emulator which machine version its alias stands for.
+      run: [TOOLS.qemuImg, TOOLS.qemuX86, TOOLS.qemuArm],
     }),
   // The root broker: reads the root-owned configuration and writes only whole files in
   // the runtime directory and its own records; everything in the state directory is made by

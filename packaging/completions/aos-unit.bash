@@ -90,7 +90,7 @@ _aos_unit()
             ;;
         snapshot)
             if [[ $cur == -* ]]; then
-                _aos_unit_reply -W "--json --memory -h --help"
+                _aos_unit_reply -W "--json --memory --disk-only -h --help"
             elif [ "$args" -eq 0 ]; then
                 _aos_unit_reply -W "save restore list delete"
             elif [ "$args" -eq 1 ]; then

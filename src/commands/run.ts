@@ -42,6 +42,9 @@ import { powerDownNode } from "../vm/shutdown.ts";
 import { boundLog } from "../vm/log_bounds.ts";
 import { answers, READY_PORT } from "../net/probe.ts";
 import { mappedAddress } from "../plan/isolation.ts";
+import { INCOMING_ENV } from "../plan/units.ts";
+import { readResuming } from "../host/resume_record.ts";
+import { resumeNodes, waitsForState } from "../vm/resume.ts";
 import type { CommandContext } from "./_context.ts";
 import type { CommandSpec } from "./_spec.ts";
 import { takeStartupError } from "../host/startup_error.ts";
@@ -363,6 +366,12 @@ class Manager {
   #logBounds: ReturnType<typeof setInterval> | undefined;
   #leaseWatch: Deno.FsWatcher | undefined;
   #running: Running | undefined;
+  /**
+   * The nodes the broker started to load a saved state (INCOMING_ENV), and when each unit
+   * became active as this manager last saw it: one that becomes active again is a new QEMU
+   * waiting for a state nobody sends.
+   */
+  #incoming = new Map<string, number>();
 
   private constructor(readonly ctx: CommandContext) {}
 
@@ -492,10 +501,66 @@ class Manager {
     }, 250);
   }
 
+  /**
+   * 1. A memory restore's nodes (the broker's record names the snapshot) load their states
+   * and resume together (vm/resume.ts). Any other node made to load a state and still
+   * waiting for one (its QEMU crashed and was started again, then this manager) is handed
+   * back.
+   */
+  async resume(): Promise<void> {
+    const { plan } = this.running;
+    const systemd = this.session.systemd!;
+    const marked = (await Promise.all(
+      plan.nodes.map(async (n) =>
+        await systemd.environmentValue(n.unit.name, INCOMING_ENV) === undefined ? [] : [n]
+      ),
+    )).flat();
+    const snapshot = readResuming(plan.paths);
+    if (snapshot !== undefined) {
+      const r = await resumeNodes(plan, snapshot);
+      this.log.info(
+        `Resumed ${plan.nodes.length} node(s) from snapshot ${snapshot} in ${r.totalMs} ms ` +
+          `(the longest load ${r.loadMs} ms)`,
+      );
+    } else {
+      for (const n of marked) if (await waitsForState(n)) await this.#handBack(n);
+    }
+    for (const n of marked) {
+      this.#incoming.set(n.unit.name, (await systemd.unitState(n.unit.name))?.activeEnterUsec ?? 0);
+    }
+  }
+
+  /**
+   * A node made to load a state whose QEMU started again (after a crash): it waits for a
+   * state forever. Its unit is stopped and the manager exits 1, so that systemd starts the
+   * unit again and the broker makes the node's plain unit: it boots.
+   */
+  async #handBack(node: NodePlan): Promise<never> {
+    const systemd = this.session.systemd;
+    await systemd?.killUnit(node.unit.name, "SIGKILL").catch(() => {});
+    await systemd?.stopUnit(node.unit.name, 30_000).catch(() => {});
+    throw new RuntimeError(
+      `Node ${node.name} started again after a snapshot restore and waits for a saved state ` +
+        `it cannot get; its unit is stopped, and the next start of the unit boots it`,
+    );
+  }
+
+  /** A node made to load a state whose unit became active again since it was last seen. */
+  async #checkIncoming(): Promise<void> {
+    const { plan, watch } = this.running;
+    for (const node of plan.nodes) {
+      const seen = this.#incoming.get(node.unit.name);
+      const state = watch.states.get(node.unit.name);
+      if (seen === undefined || !state || state.activeState !== "active") continue;
+      if (state.activeEnterUsec !== seen) await this.#handBack(node);
+    }
+  }
+
   /** One pass: unit states, readiness probes, STATUS. @returns each node's view */
   async #pass(phase: "starting" | "running"): Promise<NodeView[]> {
     const { watch, notifier } = this.running;
     await watch.refresh();
+    await this.#checkIncoming();
     await watch.probe();
     const views = watch.views();
     this.#publish(phase);
@@ -680,6 +745,8 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
   try {
     await manager.start();
     timeline.mark("plan and monitor");
+    await manager.resume();
+    timeline.mark("resume");
     manager.log.info(`Timeline (ms): ${timeline.text()}`);
     await manager.waitReady();
     await manager.supervise();

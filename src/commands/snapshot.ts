@@ -7,7 +7,8 @@
 import { NODE_UNIT_PREFIX, unitNames } from "../base/unit_identity.ts";
 import { createRunner } from "../host/runner.ts";
 import { EXIT_OK, EXIT_RUNTIME, RuntimeError, UsageError } from "../base/errors.ts";
-import { againAsServiceUser } from "../host/as_service_user.ts";
+import { againAsServiceUser, outputAsServiceUser } from "../host/as_service_user.ts";
+import { dropResume, requestResume } from "../host/resume_record.ts";
 import { envOverrides, loadAndPlan } from "../host/load.ts";
 import { logger } from "../log.ts";
 import { brokerDir } from "../plan/layout.ts";
@@ -38,6 +39,8 @@ export interface SnapshotOptions {
   json: boolean;
   /** save: every guest's RAM and devices too. */
   memory: boolean;
+  /** restore: the disks alone, even from a snapshot with memory (the guests boot). */
+  diskOnly: boolean;
   phase: string | undefined;
 }
 
@@ -75,29 +78,65 @@ async function asOwner(ctx: CommandContext, o: SnapshotOptions): Promise<number>
     return EXIT_OK;
   }
   const phase = o.phase as Phase;
-  if (phase === "stage") await stageRestore(plan, name, log());
-  else if (phase === "swap") await swapRestore(plan, name);
+  if (phase === "stage") {
+    const deps = { log: log(), runner: createRunner() };
+    // The answer to root, who stops and starts the unit: whether the guests resume.
+    ctx.out(JSON.stringify(await stageRestore(plan, name, deps, !o.diskOnly)) + "\n");
+  } else if (phase === "swap") await swapRestore(plan, name);
   else if (phase === "rollback") await rollbackRestore(plan, name);
   else await finishRestore(plan);
   return EXIT_OK;
 }
 
+function phaseArgs(o: SnapshotOptions, phase: Phase): string[] {
+  return ["snapshot", "restore", o.name!, "--phase", phase, ...(o.diskOnly ? ["--disk-only"] : [])];
+}
+
 /** Runs one restore step as the service user (or here, when that is who runs this). */
 async function step(ctx: CommandContext, o: SnapshotOptions, phase: Phase): Promise<number> {
-  const args = ["snapshot", "restore", o.name!, "--phase", phase];
-  return await againAsServiceUser(args, serviceUserOf(ctx)) ??
+  return await againAsServiceUser(phaseArgs(o, phase), serviceUserOf(ctx)) ??
     await asOwner(ctx, { ...o, phase });
 }
 
-/** Stops the unit, then any node unit still running (a manager that failed leaves them). */
-async function stopAll(ctx: CommandContext, systemd: Systemd): Promise<void> {
+/** The first step, as the service user: its exit code, and whether the guests resume. */
+async function stage(ctx: CommandContext, o: SnapshotOptions): Promise<[number, boolean]> {
+  const r = await outputAsServiceUser(phaseArgs(o, "stage"), serviceUserOf(ctx));
+  if (r === undefined) {
+    const deps = { log: log(), runner: createRunner() };
+    return [EXIT_OK, (await stageRestore(planOf(ctx), o.name!, deps, !o.diskOnly)).memory];
+  }
+  if (r.code !== EXIT_OK) return [r.code, false];
+  const answer = r.stdout.trim().split("\n").at(-1) ?? "";
+  try {
+    return [EXIT_OK, (JSON.parse(answer) as { memory?: unknown }).memory === true];
+  } catch {
+    throw new RuntimeError(`The restore's first step gave no answer (${JSON.stringify(answer)})`);
+  }
+}
+
+/**
+ * Stops the unit, then any node unit still running (a manager that failed leaves them).
+ * `discard`: the guests are replaced by saved ones, so they are killed, not powered down.
+ */
+async function stopAll(ctx: CommandContext, systemd: Systemd, discard: boolean): Promise<void> {
   const names = unitNames(ctx.paths.unit);
   const manager = names.managerUnit;
-  ctx.err(`Stopping ${manager} (every guest gets the ACPI power button)...`);
-  await systemd.stopUnit(manager, 10 * 60_000);
   const ours = async () =>
     (await systemd.listUnits([`${NODE_UNIT_PREFIX}*.service`]))
       .filter((u) => names.ownsNodeUnit(u.name));
+  if (discard) {
+    ctx.err(`Stopping ${manager} (the running guests are discarded)...`);
+    // The manager's stop first: it then takes the killed nodes for stopped, not failed.
+    const stopping = systemd.stopUnit(manager, 10 * 60_000);
+    await Promise.all((await ours()).map(async (u) => {
+      await systemd.enqueueStop(u.name).catch(() => {});
+      await systemd.killUnit(u.name, "SIGKILL").catch(() => {});
+    }));
+    await stopping;
+  } else {
+    ctx.err(`Stopping ${manager} (every guest gets the ACPI power button)...`);
+    await systemd.stopUnit(manager, 10 * 60_000);
+  }
   for (const unit of await ours()) {
     if (["active", "activating", "deactivating", "reloading"].includes(unit.activeState)) {
       await systemd.stopUnit(unit.name, 5 * 60_000);
@@ -148,31 +187,41 @@ async function restore(ctx: CommandContext, o: SnapshotOptions): Promise<number>
 
 async function restoreLocked(ctx: CommandContext, o: SnapshotOptions): Promise<number> {
   const started = performance.now();
-  const staged = await step(ctx, o, "stage");
+  const [staged, memory] = await stage(ctx, o);
   if (staged !== EXIT_OK) return staged;
   const manager = unitNames(ctx.paths.unit).managerUnit;
+  // No request of an earlier restore that was cut short is left for this start.
+  dropResume(ctx.paths);
   return await withSystemd(async (systemd) => {
     const state = await systemd.unitState(manager);
     const wasActive = !!state && ["active", "activating", "reloading"].includes(state.activeState);
     const back = async (why: string) => {
       ctx.err(`${why}; putting the previous state back`);
-      await systemd.stopUnit(manager, 10 * 60_000).catch(() => {});
+      dropResume(ctx.paths);
+      // Nodes that wait for (or loaded) a state go too: none may run on the old disks.
+      await stopAll(ctx, systemd, memory).catch(() => {});
       await step(ctx, o, "rollback");
       if (wasActive) await systemd.startUnit(manager, 10 * 60_000);
       return EXIT_RUNTIME;
     };
     try {
-      await stopAll(ctx, systemd);
+      await stopAll(ctx, systemd, memory);
     } catch (error) {
       return await back(`Cannot stop the unit: ${(error as Error).message}`);
     }
     if (await step(ctx, o, "swap") !== EXIT_OK) return await back("The swap failed");
+    // The broker's next start makes every node wait for its saved state; the manager loads
+    // them and resumes every guest at once.
+    if (memory) requestResume(ctx.paths, o.name!);
     ctx.err(`Starting ${manager} on snapshot ${o.name}...`);
     const result = await systemd.startUnit(manager, 10 * 60_000);
+    dropResume(ctx.paths);
     if (result !== "done") return await back(`${manager} did not start (${result})`);
     await step(ctx, o, "finish");
     ctx.out(
-      `Restored snapshot ${o.name} in ${((performance.now() - started) / 1000).toFixed(1)} s\n`,
+      `Restored snapshot ${o.name}${memory ? " (the guests resumed, no boot)" : ""} in ${
+        ((performance.now() - started) / 1000).toFixed(1)
+      } s\n`,
     );
     return EXIT_OK;
   }, 10_000);
@@ -187,6 +236,9 @@ export async function snapshotCommand(ctx: CommandContext, o: SnapshotOptions): 
     checkName(o.name);
   }
   if (o.memory && o.action !== "save") throw new UsageError("--memory goes with snapshot save");
+  if (o.diskOnly && o.action !== "restore") {
+    throw new UsageError("--disk-only goes with snapshot restore");
+  }
   if (o.phase !== undefined) {
     if (o.action !== "restore" || !(PHASES as readonly string[]).includes(o.phase)) {
       throw new UsageError(`--phase is one step of a restore (${PHASES.join(", ")})`);
@@ -221,6 +273,10 @@ export const snapshotSpec: CommandSpec = {
       description:
         "save: every guest's RAM and devices too, at the same instant (the guests pause while it is written)",
     },
+    {
+      flags: "--disk-only",
+      description: "restore: the disks alone, even from a snapshot with memory (the guests boot)",
+    },
     { flags: "--phase <step>", description: "(internal) one step of a restore, as aos-unit" },
   ],
   examples: `
@@ -228,17 +284,20 @@ Examples:
   sudo aos-unit snapshot save provisioned      # guests pause for milliseconds
   sudo aos-unit snapshot save --memory live    # and their RAM: they pause while it is written
   sudo aos-unit snapshot restore provisioned   # powers down, swaps, starts: READY again
+  sudo aos-unit snapshot restore live          # with memory: the guests resume, no boot
   sudo aos-unit snapshot list
   sudo aos-unit snapshot delete provisioned
 
 Exit status: 0 done; 1 it failed (a restore leaves the unit as it was); 2 an unknown or
-invalid name, a name taken, or a snapshot made from another plan.`,
+invalid name, a name taken, a snapshot made from another plan, or saved memory that
+no longer fits (its memory size, CPUs, CPU model, accelerator or machine version).`,
   run: (ctx, call) =>
     snapshotCommand(ctx, {
       action: String(call.args[0]),
       name: call.args[1] === undefined ? undefined : String(call.args[1]),
       json: flag(call, "json"),
       memory: flag(call, "memory"),
+      diskOnly: flag(call, "diskOnly"),
       phase: stringOpt(call, "phase"),
     }),
 };

@@ -87,6 +87,8 @@ import { checkDnsmasqConfig } from "../net/sidecar_files.ts";
 import type { Paths, Plan } from "../plan/types.ts";
 import { connectSystemBus } from "../systemd/bus.ts";
 import { reconcileUnit, stopStale, wouldAdopt } from "../systemd/reconcile.ts";
+import { takeResume } from "../host/resume_record.ts";
+import { withIncoming } from "../plan/units.ts";
 import { Systemd } from "../systemd/systemd1.ts";
 import { preparationNeeded } from "../vm/disk.ts";
 import { dhcpPreparationNeeded } from "../vm/prepare.ts";
@@ -195,9 +197,17 @@ function checkNodeFiles(plan: Plan, who: Identity, onlyInputs = false): void {
   }
 }
 
-/** The nodes whose running QEMU will be adopted: they keep the tap they hold (see ensureTaps). */
-async function adoptedNodes(systemd: Systemd, plan: Plan): Promise<Set<string>> {
+/**
+ * The nodes whose running QEMU will be adopted: they keep the tap they hold (see ensureTaps).
+ * None when this start loads a snapshot's states: every node is a new QEMU then.
+ */
+async function adoptedNodes(
+  systemd: Systemd,
+  plan: Plan,
+  resume: string | undefined,
+): Promise<Set<string>> {
   const adopted = new Set<string>();
+  if (resume !== undefined) return adopted;
   await Promise.all(plan.nodes.map(async (n) => {
     if (await wouldAdopt(systemd, n.unit)) adopted.add(n.name);
   }));
@@ -298,20 +308,28 @@ async function checkSubnetStillFree(ctx: CommandContext, runner: Runner, loaded:
   );
 }
 
-/** Each node's unit, made or adopted (a node whose tap was made anew starts again). */
+/**
+ * Each node's unit, made or adopted (a node whose tap was made anew starts again). A memory
+ * restore (`resume`: the snapshot) makes every node anew, waiting to load its saved state.
+ */
 async function startNodes(
   systemd: Systemd,
   plan: Plan,
   newTaps: readonly string[],
   log: Logger,
+  resume: string | undefined,
 ): Promise<string[]> {
   return await Promise.all(
     plan.nodes.map(async (n) =>
       `${n.name} ${await reconcileUnit(
         systemd,
-        n.unit,
+        resume === undefined ? n.unit : withIncoming(n.unit, resume),
         log,
-        newTaps.includes(n.name) ? `its tap ${n.tap} was gone` : undefined,
+        newTaps.includes(n.name)
+          ? `its tap ${n.tap} was gone`
+          : resume === undefined
+          ? undefined
+          : `it loads snapshot ${resume}`,
       )}`
     ),
   );
@@ -490,7 +508,9 @@ export async function startupCommand(
     loaded = checked.loaded;
     const { existing, prepared } = checked;
     const { plan } = loaded;
-    const adopted = systemd ? await adoptedNodes(systemd, plan) : new Set<string>();
+    // A memory restore's request (root's): this start's nodes load the snapshot's states.
+    const resume = systemd ? takeResume(ctx.paths) : undefined;
+    const adopted = systemd ? await adoptedNodes(systemd, plan, resume) : new Set<string>();
     timeline.mark("adoption");
     try {
       // The record first: whatever is made from here on, the unit's stop finds it by this
@@ -517,7 +537,7 @@ export async function startupCommand(
         await prepared;
         checkNodeFiles(plan, nodeIdentity(loaded.facts.serviceUser, user.uid, user.gid, true));
         timeline.mark("prepare (overlays)");
-        const outcomes = await startNodes(systemd, plan, newTaps, log);
+        const outcomes = await startNodes(systemd, plan, newTaps, log, resume);
         timeline.mark("node units");
         log.info(`Nodes after ${elapsed()} ms: ${outcomes.join(", ")}`);
       }

@@ -23,6 +23,25 @@ export async function againAsServiceUser(
   args: readonly string[],
   o: AsServiceUser,
 ): Promise<number | undefined> {
+  return (await spawnAs(args, o, "inherit"))?.code;
+}
+
+/**
+ * The same, with what the command printed on its standard output (its answer to root).
+ * @returns undefined when this process is not root (or the service user is root)
+ */
+export async function outputAsServiceUser(
+  args: readonly string[],
+  o: AsServiceUser,
+): Promise<{ code: number; stdout: string } | undefined> {
+  return await spawnAs(args, o, "piped");
+}
+
+async function spawnAs(
+  args: readonly string[],
+  o: AsServiceUser,
+  stdout: "inherit" | "piped",
+): Promise<{ code: number; stdout: string } | undefined> {
   if (Deno.uid() !== 0) return undefined;
   const user = lookupUser(o.serviceUser);
   if (user.uid === 0) return undefined;
@@ -37,8 +56,10 @@ export async function againAsServiceUser(
     env,
     clearEnv: true,
     stdin: "inherit",
-    stdout: "inherit",
+    stdout,
     stderr: "inherit",
   }).spawn();
-  return (await child.status).code;
+  if (stdout === "inherit") return { code: (await child.status).code, stdout: "" };
+  const [out, status] = await Promise.all([new Response(child.stdout).text(), child.status]);
+  return { code: status.code, stdout: out };
 }

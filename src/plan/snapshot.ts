@@ -127,6 +127,52 @@ export function restoreJournal(paths: Paths): string {
   return join(snapshotsDir(paths), ".restore.json");
 }
 
+/**
+ * A memory restore's request to the broker (root's, in the unit's runtime directory, which
+ * only root can replace): start every node to load snapshot NAME's state. The broker takes
+ * it at the next start, renaming it to resumingRecord(): one start uses it, never a later one
+ * (whose guests' disks have moved on from the saved memory).
+ */
+export function resumeRequest(paths: Paths): string {
+  return join(paths.runtimeDir, "resume.json");
+}
+
+/**
+ * The request as the broker took it: the manager it starts loads the states it names. The
+ * broker removes it at every start, so a manager started again never loads them twice.
+ */
+export function resumingRecord(paths: Paths): string {
+  return join(paths.runtimeDir, "resuming.json");
+}
+
+export interface ResumeRecord {
+  snapshot: string;
+}
+
+export function formatResumeRecord(r: ResumeRecord): string {
+  return JSON.stringify(r) + "\n";
+}
+
+/** @returns the record, or undefined for anything that is not one */
+export function parseResumeRecord(text: string): ResumeRecord | undefined {
+  try {
+    const r = JSON.parse(text) as Partial<ResumeRecord>;
+    return typeof r.snapshot === "string" && isSnapshotName(r.snapshot)
+      ? { snapshot: r.snapshot }
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Where a node's QEMU listens for its saved state on a restore: its own runtime directory,
+ * which the manager (the group) may reach and nothing else of the unit can.
+ */
+export function incomingSocket(node: NodePlan): string {
+  return join(node.runDir, "incoming.sock");
+}
+
 /** Held by every snapshot command that writes: one at a time. */
 export function snapshotLock(paths: Paths): string {
   return join(snapshotsDir(paths), ".lock");

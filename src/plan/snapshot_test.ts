@@ -2,10 +2,15 @@ import assert from "node:assert/strict";
 import { planCase } from "../../tests/golden/plan_golden_test.ts";
 import {
   type FileIdentity,
+  formatResumeRecord,
   formatSnapshotList,
+  incomingSocket,
   isSnapshotName,
   machineAliases,
   manifestPath,
+  parseResumeRecord,
+  resumeRequest,
+  resumingRecord,
   snapshotDifferences,
   snapshotDisk,
   type SnapshotManifest,
@@ -193,4 +198,17 @@ Deno.test("a memory snapshot fits only QEMUs with the same memory, CPUs, model, 
     stateDifferences(maxKvm, kvm, resolve).join("\n"),
     /max under KVM .* not migration-safe/,
   );
+});
+
+Deno.test("a restore's resume record names a snapshot and nothing else", () => {
+  const text = formatResumeRecord({ snapshot: "live" });
+  assert.deepEqual(parseResumeRecord(text), { snapshot: "live" });
+  for (const bad of ["", "{}", '{"snapshot":"../x"}', '{"snapshot":1}', "not json"]) {
+    assert.equal(parseResumeRecord(bad), undefined, bad);
+  }
+  const { plan } = planCase("default");
+  assert.equal(resumeRequest(plan.paths), "/run/aos-unit/resume.json");
+  assert.equal(resumingRecord(plan.paths), "/run/aos-unit/resuming.json");
+  const main = plan.nodes[0]!;
+  assert.equal(incomingSocket(main), `${main.runDir}/incoming.sock`);
 });

@@ -16,6 +16,12 @@ type Hidden = ReturnType<typeof hiddenFromHelpers>;
 /** The environment variable that carries a unit's plan fingerprint (adoption compares it). */
 export const PLAN_HASH_ENV = "AOS_UNIT_PLAN";
 
+/**
+ * The environment variable marking a node unit made to load a saved state (a memory
+ * snapshot's restore); its value is the snapshot's name.
+ */
+export const INCOMING_ENV = "AOS_UNIT_INCOMING";
+
 /** A node is restarted at most this many times per interval, then left failed. */
 export const NODE_START_LIMIT_BURST = 3;
 export const NODE_START_LIMIT_INTERVAL_SEC = 300;
@@ -293,6 +299,30 @@ export function nodeUnit(n: NodeUnitInput): TransientUnit {
     n.attachedTo,
     NODE_HARDWARE,
   );
+}
+
+/**
+ * A node's unit made to load a saved state: its QEMU waits (`-incoming defer`) until the
+ * manager streams the state of snapshot `snapshot` in. The fingerprint stays the plain
+ * unit's: the guest is the same hardware, so a later start adopts it as it runs, and never
+ * boots it again. The marker tells the manager which QEMU waits for a state, and that one of
+ * them started again (after a crash) can never get one: the manager then hands it back to
+ * the broker, which makes it the plain unit again.
+ */
+export function withIncoming(unit: TransientUnit, snapshot: string): TransientUnit {
+  return {
+    ...unit,
+    properties: unit.properties.map(([key, sig, value]): UnitProperty => {
+      if (key === "ExecStart") {
+        const [path, argv, ignore] = (value as [string, string[], boolean][])[0]!;
+        return [key, sig, [[path, [...argv, "-incoming", "defer"], ignore]]];
+      }
+      if (key === "Environment") {
+        return [key, sig, [...(value as string[]), `${INCOMING_ENV}=${snapshot}`]];
+      }
+      return [key, sig, value];
+    }),
+  };
 }
 
 export interface DnsmasqUnitInput {

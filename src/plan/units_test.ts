@@ -3,7 +3,7 @@ import { caseFacts, planCase } from "../../tests/golden/plan_golden_test.ts";
 import { loadConfig } from "../config/mod.ts";
 import { FHS_PATHS } from "../host/paths.ts";
 import { makePlan } from "./mod.ts";
-import { PLAN_HASH_ENV, planHash } from "./units.ts";
+import { INCOMING_ENV, PLAN_HASH_ENV, planHash, withIncoming } from "./units.ts";
 
 Deno.test("planHash() is stable and sees every property", () => {
   const props = [["Type", "s", "exec"], ["MemoryMax", "t", 1024]] as [string, string, unknown][];
@@ -57,4 +57,22 @@ Deno.test("RestartMode=direct only where systemd has it (>= 254)", () => {
     planCase(name).plan.nodes[0]!.unit.properties.some(([k]) => k === "RestartMode");
   assert.equal(has("default"), false, "systemd 252");
   assert.equal(has("trixie"), true, "systemd 257");
+});
+
+Deno.test("a node made to load a saved state waits for it, and keeps the plain unit's fingerprint", () => {
+  const { plan } = planCase("default");
+  const plain = plan.nodes[0]!.unit;
+  const incoming = withIncoming(plain, "live");
+  const prop = (u: typeof plain, key: string) => u.properties.find(([k]) => k === key)![2];
+  const argv = (u: typeof plain) => (prop(u, "ExecStart") as [string, string[], boolean][])[0]![1];
+  assert.deepEqual(argv(incoming), [...argv(plain), "-incoming", "defer"]);
+  assert.equal(incoming.hash, plain.hash, "adopted by a later start: never booted again");
+  const env = prop(incoming, "Environment") as string[];
+  assert.ok(env.includes(`${INCOMING_ENV}=live`));
+  assert.ok(env.includes(`${PLAN_HASH_ENV}=${plain.hash}`));
+  // Nothing else changes, and the plan's own unit is left as it was.
+  const others = (u: typeof plain) =>
+    u.properties.filter(([k]) => k !== "ExecStart" && k !== "Environment");
+  assert.deepEqual(others(incoming), others(plain));
+  assert.ok(!argv(plain).includes("-incoming"));
 });

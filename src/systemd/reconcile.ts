@@ -30,7 +30,7 @@ export async function reconcileUnit(
   const state = await systemd.unitState(unit.name);
   let outcome: Outcome = "started";
   if (state && RUNNING.has(state.activeState)) {
-    const hash = await systemd.planHashOf(unit.name, PLAN_HASH_ENV);
+    const hash = await systemd.environmentValue(unit.name, PLAN_HASH_ENV);
     if (!replace && fits(unit, hash)) return "adopted";
     log.info(
       replace
@@ -55,7 +55,7 @@ function fits(unit: TransientUnit, hash: string | undefined): boolean {
 export async function wouldAdopt(systemd: Systemd, unit: TransientUnit): Promise<boolean> {
   const state = await systemd.unitState(unit.name);
   if (!state || !RUNNING.has(state.activeState)) return false;
-  return fits(unit, await systemd.planHashOf(unit.name, PLAN_HASH_ENV));
+  return fits(unit, await systemd.environmentValue(unit.name, PLAN_HASH_ENV));
 }
 
 /**

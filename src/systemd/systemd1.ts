@@ -254,8 +254,11 @@ export class Systemd {
     return units.map(([name, , , activeState, subState]) => ({ name, activeState, subState }));
   }
 
-  /** The plan fingerprint a running unit was created with (see PLAN_HASH_ENV), if any. */
-  async planHashOf(name: string, envName: string): Promise<string | undefined> {
+  /**
+   * A variable of the environment a unit was created with (its plan fingerprint,
+   * PLAN_HASH_ENV; a node's INCOMING_ENV), if any.
+   */
+  async environmentValue(name: string, envName: string): Promise<string | undefined> {
     const env = (await this.#get(
       unitPath(name),
       "org.freedesktop.systemd1.Service",

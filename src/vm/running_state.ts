@@ -24,6 +24,15 @@ const BANDWIDTH = 8 * 1024 ** 3;
 /** How often the migration's status is asked for. */
 const POLL_MS = 20;
 
+/**
+ * A guest's state is its RAM written once to a local file, or read back (hundreds of MiB a
+ * second): the guests stay paused meanwhile, so a node that never finishes its stream fails
+ * the save or the load in bounded time, never more than this.
+ */
+export function stateTimeoutMs(memMiB: number): number {
+  return 30_000 + memMiB * 20;
+}
+
 /** What a save wrote. */
 export interface SavedState {
   bytes: number;

@@ -38,7 +38,7 @@ import {
   stateIn,
   stateSocket,
 } from "../plan/snapshot.ts";
-import { saveState } from "./running_state.ts";
+import { saveState, stateTimeoutMs } from "./running_state.ts";
 import type { NodePlan, Plan } from "../plan/types.ts";
 import { createOverlay } from "./disk.ts";
 import { QmpError, QmpSession } from "./qmp.ts";
@@ -59,15 +59,6 @@ const DRIVE = "disk0";
 const JOB = "aos-unit-snapshot";
 /** A commit copies at most what the guest wrote during a save's copy: minutes at worst. */
 const COMMIT_TIMEOUT_MS = 10 * 60_000;
-/**
- * A guest's state is its RAM written once to a local file (hundreds of MiB a second):
- * the guests stay paused meanwhile, so a node that never finishes its stream fails the
- * save in bounded time, never more than this.
- */
-function stateTimeoutMs(memMiB: number): number {
-  return 30_000 + memMiB * 20;
-}
-
 /** A machine type as QEMU names them (pc-q35-7.2, virt-9.2): what the node's QEMU says. */
 const MACHINE_TYPE = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 const MIB = 1024 * 1024;

@@ -20,11 +20,15 @@ import {
   diskIn,
   efiVarsIn,
   type FileIdentity,
+  machineAliases,
   restoreJournal,
   snapshotDifferences,
   snapshotDir,
   type SnapshotManifest,
+  stateDifferences,
+  stateIn,
 } from "../plan/snapshot.ts";
+import type { Runner } from "../host/runner.ts";
 import type { Plan } from "../plan/types.ts";
 import {
   copyRegular,
@@ -89,11 +93,60 @@ function writeJournal(plan: Plan, journal: Journal): void {
   writeFileAtomic(restoreJournal(plan.paths), JSON.stringify(journal) + "\n", 0o640);
 }
 
+/** What a staged restore brings back. */
+export interface Staged {
+  /** Every guest's saved RAM and devices: the guests resume instead of booting. */
+  memory: boolean;
+}
+
+/**
+ * The machine types each node's QEMU resolves its alias to (`q35` -> `pc-q35-7.2`), from
+ * `qemu-system-ARCH -machine help`: what a saved state must have been made on.
+ */
+async function machineResolver(
+  plan: Plan,
+  runner: Runner,
+): Promise<(arch: string, machine: string) => string> {
+  const aliases = new Map<string, Map<string, string>>();
+  for (const n of plan.nodes) {
+    if (aliases.has(n.arch)) continue;
+    const help = await runner.run([n.qemu[0]!, "-machine", "help"]);
+    aliases.set(n.arch, machineAliases(help.stdout));
+  }
+  return (arch, machine) => aliases.get(arch)?.get(machine) ?? machine;
+}
+
+/**
+ * Why the snapshot's saved states cannot be loaded into this plan's QEMUs (empty: they can).
+ * @throws {RuntimeError} when a state file is missing
+ */
+async function stateRefusals(
+  plan: Plan,
+  manifest: SnapshotManifest,
+  runner: Runner,
+): Promise<string[]> {
+  const dir = snapshotDir(plan.paths, manifest.name);
+  for (const n of manifest.nodes) {
+    if (!exists(stateIn(dir, n.name))) {
+      throw new RuntimeError(`Snapshot "${manifest.name}" lacks ${stateIn(dir, n.name)}`);
+    }
+  }
+  return stateDifferences(manifest, plan, await machineResolver(plan, runner));
+}
+
 /**
  * Step 1 (the unit still runs). An unfinished restore's journal is rolled back first.
- * @throws {RuntimeError} exit 2 for an unknown snapshot or one made from another plan
+ * @param memory the saved states too, when the snapshot has them (false: --disk-only)
+ * @throws {RuntimeError} exit 2 for an unknown snapshot, one made from another plan, or
+ *   saved states that this plan's QEMUs cannot load
  */
-export async function stageRestore(plan: Plan, name: string, log: Logger): Promise<void> {
+export async function stageRestore(
+  plan: Plan,
+  name: string,
+  deps: { log: Logger; runner: Runner },
+  memory: boolean,
+): Promise<Staged> {
+  const { log } = deps;
   const manifest = readManifest(plan, name);
   const images = new Map<string, FileIdentity>();
   for (const n of plan.nodes) {
@@ -105,6 +158,20 @@ export async function stageRestore(plan: Plan, name: string, log: Logger): Promi
     throw new RuntimeError(
       `Snapshot "${name}" was made from another plan:\n  ${differences.join("\n  ")}`,
       { hint: "restore it with the configuration and images it was made from", permanent: true },
+    );
+  }
+  const resume = memory && manifest.memory === true;
+  const refusals = resume ? await stateRefusals(plan, manifest, deps.runner) : [];
+  if (refusals.length > 0) {
+    throw new RuntimeError(
+      `The guests' saved memory in snapshot "${name}" does not fit this plan:\n  ${
+        refusals.join("\n  ")
+      }`,
+      {
+        hint:
+          `restore its disks alone (the guests boot): aos-unit snapshot restore --disk-only ${name}`,
+        permanent: true,
+      },
     );
   }
   await withSnapshotLock(plan, () => {
@@ -126,6 +193,7 @@ export async function stageRestore(plan: Plan, name: string, log: Logger): Promi
       throw error;
     }
   });
+  return { memory: resume };
 }
 
 /** Step 2 (every node stopped): each swap is journaled before it is made. */

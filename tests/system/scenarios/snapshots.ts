@@ -1,6 +1,7 @@
 /** Tier-3 scenario "snapshots": whole-unit snapshots on the stock-like images. */
 
 import assert from "node:assert/strict";
+import { waitFor } from "../../lib/proc.ts";
 import { NODES, type Scenario } from "../system_bed.ts";
 
 export const snapshots: Scenario = {
@@ -134,8 +135,43 @@ export const snapshots: Scenario = {
     );
 
     await t.step(
-      "snapshot save --memory: every guest's RAM and devices, written by the service user through each node's sandbox; the guests run on",
+      "snapshot save --memory, then restore: the guests resume at the saved instant (no boot, counters and a TCP stream carry on), a restart adopts them, a crashed one boots, a changed mem: is refused",
       async () => {
+        // Each guest writes a sequence number to its disk every 100 ms, and the secondary
+        // holds one TCP connection open to main (nc -l takes a single one), a line per 200 ms.
+        const main = await serial("main");
+        const secondary = await serial("secondary");
+        for (const c of [main, secondary]) {
+          await c.probe("aos-probe seq-start", /AOSTEST seq started/);
+        }
+        await main.probe(
+          // (busybox's nc ends at the end of its input: it gets one that never ends)
+          "sleep 100000 | nc -l -p 7000 >/run/stream.log 2>&1 & echo AOSTEST listening",
+          /AOSTEST listening/,
+        );
+        await secondary.probe(
+          "(n=0; while :; do n=$((n+1)); echo tick $n; sleep 0.2; done) | nc main 7000 " +
+            ">/dev/null 2>&1 & echo AOSTEST streaming",
+          /AOSTEST streaming/,
+        );
+        await new Promise((r) => setTimeout(r, 1500));
+        const seqOf = async (c: typeof main) =>
+          Number(
+            (await c.probe(
+              `echo "AOSTEST seq now=$(aos-probe seq-read)"`,
+              /AOSTEST seq now=(\d+)/,
+            ))[1],
+          );
+        const ticks = async (c: typeof main) =>
+          Number(
+            (await c.probe(
+              `echo "AOSTEST ticks=$(tail -n 1 /run/stream.log | tr -dc 0-9)"`,
+              /AOSTEST ticks=(\d+)/,
+            ))[1],
+          );
+        const before = { main: await seqOf(main), secondary: await seqOf(secondary) };
+        const ticksBefore = await ticks(main);
+        assert.ok(ticksBefore > 0, "the stream runs");
         const invocation = await show("aos-node-main.service", "InvocationID");
         const r = await bed.exec(["aos-unit", "snapshot", "save", "--memory", "live"]);
         assert.equal(r.code, 0, r.stderr);
@@ -161,6 +197,93 @@ export const snapshots: Scenario = {
         // The same guests, running on.
         assert.deepEqual(await show("aos-node-main.service", "InvocationID"), invocation);
         assert.equal(await fetchFromHost("main.aos-unit", 8089), "aos-main name=main");
+
+        // The guests move on; their writers stop, so the disks keep values past the save's.
+        const after = { main: await seqOf(main), secondary: await seqOf(secondary) };
+        for (const c of [main, secondary]) {
+          await c.probe("aos-probe seq-stop; echo AOSTEST stopped", /AOSTEST stopped/);
+        }
+        main.close();
+        secondary.close();
+        const bootsBefore = await boots();
+
+        // A change to a node's memory: the saved RAM no longer fits, nothing stops.
+        await sh("sed -i '0,/mem: 8G/s//mem: 6G/' /etc/aos-unit/unit_config.yaml");
+        const refused = await bed.exec(["aos-unit", "snapshot", "restore", "live"]);
+        await sh("sed -i '0,/mem: 6G/s//mem: 8G/' /etc/aos-unit/unit_config.yaml");
+        assert.equal(refused.code, 2, refused.stderr);
+        assert.match(refused.stderr, /node main: memory 8192 MiB -> 6144 MiB/);
+        assert.match(refused.stderr, /--disk-only/);
+        assert.deepEqual(await show("aos-node-main.service", "InvocationID"), invocation);
+
+        // The restore: every guest back at the saved instant, running, without a boot.
+        const started = performance.now();
+        const restored = await bed.exec(["aos-unit", "snapshot", "restore", "live"]);
+        assert.equal(restored.code, 0, restored.stderr + restored.stdout);
+        console.log(
+          `snapshot restore with memory (${suite}): ${
+            Math.round(performance.now() - started)
+          } ms to READY: ${restored.stdout.trim()}`,
+        );
+        assert.match(restored.stdout, /the guests resumed, no boot/);
+        await stockRunning();
+        assert.deepEqual(await boots(), bootsBefore, "no guest booted");
+        const mainNow = await serial("main");
+        const secondaryNow = await serial("secondary");
+        const resumed = { main: await seqOf(mainNow), secondary: await seqOf(secondaryNow) };
+        const ticksResumed = await ticks(mainNow);
+        await new Promise((r) => setTimeout(r, 1000));
+        const later = { main: await seqOf(mainNow), secondary: await seqOf(secondaryNow) };
+        console.log(
+          `seq (${suite}): saved between ${JSON.stringify(before)} and ${
+            JSON.stringify(after)
+          }; resumed ${JSON.stringify(resumed)}, 1 s later ${JSON.stringify(later)}; ` +
+            `stream ticks ${ticksBefore} -> ${ticksResumed} -> ${await ticks(mainNow)}`,
+        );
+        for (const n of NODES) {
+          const k = n as "main" | "secondary";
+          assert.ok(resumed[k] >= before[k], `${n}'s counter continues from its saved value`);
+          assert.ok(later[k] > resumed[k], `${n}'s writer runs on: its memory came back`);
+        }
+        assert.ok(ticksResumed >= ticksBefore, "the stream's lines as saved");
+        assert.ok(await ticks(mainNow) > ticksResumed, "the same TCP stream carries on");
+        assert.equal(await fetchFromHost("main.aos-unit", 8089), "aos-main name=main");
+
+        // A restart adopts the restored guests: none boots, none is replaced.
+        const restoredInvocation = await show("aos-node-main.service", "InvocationID");
+        mainNow.close();
+        secondaryNow.close();
+        await sh("systemctl restart aos-unit");
+        await stockRunning();
+        assert.deepEqual(await boots(), bootsBefore, "no guest booted on the restart");
+        assert.deepEqual(await show("aos-node-main.service", "InvocationID"), restoredInvocation);
+
+        // A restored QEMU that crashes is started again by systemd, waiting for a state nobody
+        // sends: the manager hands it back, and the unit's next start boots main (alone).
+        const secondaryInvocation = await show("aos-node-secondary.service", "InvocationID");
+        await sh("systemctl kill -s KILL aos-node-main.service");
+        await waitFor(
+          "main booted again",
+          async () => (await boots()).main === bootsBefore.main! + 1 ? true : undefined,
+          90_000,
+          250,
+        );
+        await stockRunning();
+        assert.deepEqual(
+          await show("aos-node-secondary.service", "InvocationID"),
+          secondaryInvocation,
+          "the secondary runs on",
+        );
+        assert.equal((await boots()).secondary, bootsBefore.secondary);
+        assert.match(
+          await sh("journalctl -u aos-unit.service --no-pager -n 200"),
+          /Node main started again after a snapshot restore/,
+        );
+        for (const n of NODES) {
+          const c = await serial(n);
+          await c.probe("aos-probe seq-stop; killall nc; echo AOSTEST stopped", /AOSTEST stopped/);
+          c.close();
+        }
         assert.equal((await bed.exec(["aos-unit", "snapshot", "delete", "live"])).code, 0);
       },
     );
