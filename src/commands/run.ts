@@ -44,7 +44,7 @@ import { answers, READY_PORT } from "../net/probe.ts";
 import { mappedAddress } from "../plan/isolation.ts";
 import { INCOMING_ENV } from "../plan/units.ts";
 import { readResuming } from "../host/resume_record.ts";
-import { resumeNodes, waitsForState } from "../vm/resume.ts";
+import { resumeNodes, resumeTimeoutMs, waitsForState } from "../vm/resume.ts";
 import type { CommandContext } from "./_context.ts";
 import type { CommandSpec } from "./_spec.ts";
 import { takeStartupError } from "../host/startup_error.ts";
@@ -517,6 +517,8 @@ class Manager {
     )).flat();
     const snapshot = readResuming(plan.paths);
     if (snapshot !== undefined) {
+      // Loading large guests takes a while: systemd's start timeout must not cut it short.
+      await this.running.notifier.send(`EXTEND_TIMEOUT_USEC=${resumeTimeoutMs(plan) * 1000}`);
       const r = await resumeNodes(plan, snapshot);
       this.log.info(
         `Resumed ${plan.nodes.length} node(s) from snapshot ${snapshot} in ${r.totalMs} ms ` +

@@ -108,7 +108,8 @@ async function stage(ctx: CommandContext, o: SnapshotOptions): Promise<[number, 
   if (r.code !== EXIT_OK) return [r.code, false];
   const answer = r.stdout.trim().split("\n").at(-1) ?? "";
   try {
-    return [EXIT_OK, (JSON.parse(answer) as { memory?: unknown }).memory === true];
+    const memory = (JSON.parse(answer) as { memory?: unknown }).memory === true;
+    return [EXIT_OK, memory && !o.diskOnly];
   } catch {
     throw new RuntimeError(`The restore's first step gave no answer (${JSON.stringify(answer)})`);
   }
@@ -210,12 +211,18 @@ async function restoreLocked(ctx: CommandContext, o: SnapshotOptions): Promise<n
       return await back(`Cannot stop the unit: ${(error as Error).message}`);
     }
     if (await step(ctx, o, "swap") !== EXIT_OK) return await back("The swap failed");
-    // The broker's next start makes every node wait for its saved state; the manager loads
-    // them and resumes every guest at once.
-    if (memory) requestResume(ctx.paths, o.name!);
     ctx.err(`Starting ${manager} on snapshot ${o.name}...`);
-    const result = await systemd.startUnit(manager, 10 * 60_000);
-    dropResume(ctx.paths);
+    let result: string;
+    try {
+      // The broker's next start makes every node wait for its saved state; the manager
+      // loads them and resumes every guest at once.
+      if (memory) requestResume(ctx.paths, o.name!);
+      result = await systemd.startUnit(manager, 10 * 60_000);
+    } catch (error) {
+      result = (error as Error).message;
+    } finally {
+      dropResume(ctx.paths);
+    }
     if (result !== "done") return await back(`${manager} did not start (${result})`);
     await step(ctx, o, "finish");
     ctx.out(

@@ -88,7 +88,7 @@ import type { Paths, Plan } from "../plan/types.ts";
 import { connectSystemBus } from "../systemd/bus.ts";
 import { reconcileUnit, stopStale, wouldAdopt } from "../systemd/reconcile.ts";
 import { takeResume } from "../host/resume_record.ts";
-import { withIncoming } from "../plan/units.ts";
+import { INCOMING_ENV, withIncoming } from "../plan/units.ts";
 import { Systemd } from "../systemd/systemd1.ts";
 import { preparationNeeded } from "../vm/disk.ts";
 import { dhcpPreparationNeeded } from "../vm/prepare.ts";
@@ -209,7 +209,9 @@ async function adoptedNodes(
   const adopted = new Set<string>();
   if (resume !== undefined) return adopted;
   await Promise.all(plan.nodes.map(async (n) => {
-    if (await wouldAdopt(systemd, n.unit)) adopted.add(n.name);
+    if (await wouldAdopt(systemd, n.unit) && !await waitsInVain(systemd, n.unit.name)) {
+      adopted.add(n.name);
+    }
   }));
   return adopted;
 }
@@ -309,6 +311,19 @@ async function checkSubnetStillFree(ctx: CommandContext, runner: Runner, loaded:
 }
 
 /**
+ * A node unit made to load a saved state whose QEMU systemd started again (it crashed): it
+ * waits for a state nobody sends, so it is made anew (its fingerprint alone would adopt it).
+ */
+async function waitsInVain(systemd: Systemd, unit: string): Promise<boolean> {
+  try {
+    if (await systemd.environmentValue(unit, INCOMING_ENV) === undefined) return false;
+    return ((await systemd.unitState(unit))?.nRestarts ?? 0) > 0;
+  } catch {
+    return false; // no such unit
+  }
+}
+
+/**
  * Each node's unit, made or adopted (a node whose tap was made anew starts again). A memory
  * restore (`resume`: the snapshot) makes every node anew, waiting to load its saved state.
  */
@@ -327,9 +342,11 @@ async function startNodes(
         log,
         newTaps.includes(n.name)
           ? `its tap ${n.tap} was gone`
-          : resume === undefined
-          ? undefined
-          : `it loads snapshot ${resume}`,
+          : resume !== undefined
+          ? `it loads snapshot ${resume}`
+          : await waitsInVain(systemd, n.unit.name)
+          ? "it was started again after a snapshot restore and waits for a state nobody sends"
+          : undefined,
       )}`
     ),
   );

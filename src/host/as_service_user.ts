@@ -60,6 +60,25 @@ async function spawnAs(
     stderr: "inherit",
   }).spawn();
   if (stdout === "inherit") return { code: (await child.status).code, stdout: "" };
-  const [out, status] = await Promise.all([new Response(child.stdout).text(), child.status]);
+  const [out, status] = await Promise.all([boundedText(child.stdout), child.status]);
   return { code: status.code, stdout: out };
+}
+
+/** An answer to root is a line or two: what comes past this is read and dropped. */
+const ANSWER_MAX = 4096;
+
+async function boundedText(stream: ReadableStream<Uint8Array>): Promise<string> {
+  const kept: Uint8Array[] = [];
+  let bytes = 0;
+  for await (const chunk of stream) {
+    if (bytes < ANSWER_MAX) kept.push(chunk.subarray(0, ANSWER_MAX - bytes));
+    bytes += chunk.length;
+  }
+  const all = new Uint8Array(Math.min(bytes, ANSWER_MAX));
+  let at = 0;
+  for (const c of kept) {
+    all.set(c, at);
+    at += c.length;
+  }
+  return new TextDecoder().decode(all);
 }

@@ -1,13 +1,13 @@
 /**
- * A memory restore's records in the unit's runtime directory (plan/snapshot.ts,
- * resumeRequest and resumingRecord). Both are root's: the directory is root's and sticky,
- * so once root made one, the service user can neither replace nor remove it. One the
- * service user made itself is never read, and a root reader never opens it (it could be
- * swapped for a FIFO between a look and an open).
+ * A memory restore's records (plan/snapshot.ts, resumeRequest and resumingRecord), in
+ * root's own directory: nobody else can add, replace or remove anything there. Where that
+ * directory is not root's (development, everything as one user), a record must still be
+ * this process's user's or root's.
  */
 
 import { writeFileAtomic } from "./atomic.ts";
-import { readSmallFile } from "./safe_file.ts";
+import { type OpenFile, openRegular } from "./safe_file.ts";
+import { brokerDir } from "../plan/layout.ts";
 import {
   formatResumeRecord,
   parseResumeRecord,
@@ -30,19 +30,23 @@ function removeQuietly(path: string): void {
  * everything runs as one) made it.
  */
 function readOwned(path: string): ResumeRecord | undefined {
-  let st: Deno.FileInfo;
+  let file: OpenFile;
   try {
-    st = Deno.lstatSync(path);
+    file = openRegular(path);
   } catch {
-    return undefined;
+    return undefined; // none, or not a plain file: no record
   }
-  if (!st.isFile || (st.uid !== 0 && st.uid !== Deno.uid())) return undefined;
-  const text = readSmallFile(path, RECORD_MAX);
-  return text === undefined ? undefined : parseResumeRecord(text);
+  try {
+    if ((file.uid !== 0 && file.uid !== Deno.uid()) || file.size > RECORD_MAX) return undefined;
+    return parseResumeRecord(new TextDecoder().decode(file.read(0, RECORD_MAX)));
+  } finally {
+    file.close();
+  }
 }
 
 /** The restore's request (root, after the swap): the next start loads snapshot's states. */
 export function requestResume(paths: Paths, snapshot: string): void {
+  Deno.mkdirSync(brokerDir(paths), { recursive: true, mode: 0o755 });
   writeFileAtomic(resumeRequest(paths), formatResumeRecord({ snapshot }), 0o644);
 }
 

@@ -11,7 +11,7 @@
  * disk nor change its own.
  */
 
-import { join } from "./layout.ts";
+import { brokerDir, join } from "./layout.ts";
 import type { NodePlan, Paths, Plan } from "./types.ts";
 
 /** A snapshot name: a file name of its own in every node's directory. */
@@ -128,13 +128,14 @@ export function restoreJournal(paths: Paths): string {
 }
 
 /**
- * A memory restore's request to the broker (root's, in the unit's runtime directory, which
- * only root can replace): start every node to load snapshot NAME's state. The broker takes
- * it at the next start, renaming it to resumingRecord(): one start uses it, never a later one
- * (whose guests' disks have moved on from the saved memory).
+ * A memory restore's request to the broker: start every node to load snapshot NAME's
+ * state. It lives in root's own directory (brokerDir: nobody else can add, replace or
+ * plant anything there), one per unit. The broker takes it at the next start, renaming it
+ * to resumingRecord(): one start uses it, never a later one (whose guests' disks have
+ * moved on from the saved memory).
  */
 export function resumeRequest(paths: Paths): string {
-  return join(paths.runtimeDir, "resume.json");
+  return join(brokerDir(paths), `${resumeBase(paths)}.json`);
 }
 
 /**
@@ -142,7 +143,12 @@ export function resumeRequest(paths: Paths): string {
  * broker removes it at every start, so a manager started again never loads them twice.
  */
 export function resumingRecord(paths: Paths): string {
-  return join(paths.runtimeDir, "resuming.json");
+  return join(brokerDir(paths), `${resumeBase(paths)}.taken.json`);
+}
+
+/** The unit's own name for its records in the directory every unit's broker shares. */
+function resumeBase(paths: Paths): string {
+  return paths.unit === undefined ? "resume" : `resume@${paths.unit}`;
 }
 
 export interface ResumeRecord {

@@ -18,6 +18,7 @@ import {
   stateDifferences,
 } from "./snapshot.ts";
 import type { Plan } from "./types.ts";
+import { FHS_PATHS, unitPaths } from "../host/paths.ts";
 
 function imagesOf(plan: Plan): Map<string, FileIdentity> {
   return new Map(plan.nodes.map((n) => [n.name, {
@@ -207,8 +208,11 @@ Deno.test("a restore's resume record names a snapshot and nothing else", () => {
     assert.equal(parseResumeRecord(bad), undefined, bad);
   }
   const { plan } = planCase("default");
-  assert.equal(resumeRequest(plan.paths), "/run/aos-unit/resume.json");
-  assert.equal(resumingRecord(plan.paths), "/run/aos-unit/resuming.json");
+  // Root's own directory, which every unit's broker shares: a name per unit.
+  assert.equal(resumeRequest(plan.paths), "/run/aos-unit-root/resume.json");
+  assert.equal(resumingRecord(plan.paths), "/run/aos-unit-root/resume.taken.json");
+  const lab = unitPaths({ ...FHS_PATHS }, "lab");
+  assert.equal(resumeRequest(lab), "/run/aos-unit-root/resume@lab.json");
   const main = plan.nodes[0]!;
   assert.equal(incomingSocket(main), `${main.runDir}/incoming.sock`);
 });

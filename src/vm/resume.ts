@@ -22,6 +22,11 @@ export interface Resumed {
   totalMs: number;
 }
 
+/** The longest a resume of this plan's nodes may take (the start timeout is extended by it). */
+export function resumeTimeoutMs(plan: Plan): number {
+  return QMP_WAIT_MS + Math.max(0, ...plan.nodes.map((n) => stateTimeoutMs(n.memMiB)));
+}
+
 /** Connects once the QEMU that was just started listens (its socket appears with it). */
 async function openWhenListening(node: NodePlan, deadline: number): Promise<QmpSession> {
   while (true) {
@@ -48,10 +53,13 @@ export async function resumeNodes(plan: Plan, snapshot: string): Promise<Resumed
     const loads = await Promise.allSettled(plan.nodes.map(async (n) => {
       const session = await openWhenListening(n, started + QMP_WAIT_MS);
       sessions.set(n.name, session);
+      // The QEMU that answered as this node owns its QMP socket: its state socket must be
+      // that uid's too.
       return await loadState(
         session,
         { socket: incomingSocket(n), file: stateIn(dir, n.name) },
         stateTimeoutMs(n.memMiB),
+        Deno.lstatSync(n.qmpSocket).uid ?? undefined,
       );
     }));
     const failed = loads.find((r) => r.status === "rejected");

@@ -158,6 +158,8 @@ export async function loadState(
   session: QmpSession,
   files: StateFiles,
   timeoutMs: number,
+  /** The uid the socket must belong to: the QEMU's own (a socket planted by another is not). */
+  owner?: number,
 ): Promise<number> {
   const started = performance.now();
   const deadline = started + timeoutMs;
@@ -169,13 +171,24 @@ export async function loadState(
   }
   removeSocket(files.socket);
   await session.execute("migrate-incoming", { uri: `unix:${files.socket}` });
+  const st = Deno.lstatSync(files.socket);
+  if (!st.isSocket || (owner !== undefined && st.uid !== owner)) {
+    throw new QmpError(`${files.socket} is not the socket QEMU listens on`);
+  }
   const file = await Deno.open(files.file, { read: true });
   try {
-    const conn = await Deno.connect({ transport: "unix", path: files.socket });
+    const conn = await within(
+      Deno.connect({ transport: "unix", path: files.socket }),
+      deadline,
+      "QEMU did not accept the state",
+    );
+    // Cut at the deadline whatever QEMU does: a node cannot keep the restore waiting.
+    const cut = setTimeout(() => closeQuietly(conn), Math.max(0, deadline - performance.now()));
     try {
       await file.readable.pipeTo(conn.writable, { preventClose: true });
       await conn.closeWrite();
     } finally {
+      clearTimeout(cut);
       closeQuietly(conn);
     }
   } finally {

@@ -127,8 +127,14 @@ async function stateRefusals(
 ): Promise<string[]> {
   const dir = snapshotDir(plan.paths, manifest.name);
   for (const n of manifest.nodes) {
-    if (!exists(stateIn(dir, n.name))) {
-      throw new RuntimeError(`Snapshot "${manifest.name}" lacks ${stateIn(dir, n.name)}`);
+    const file = stateIn(dir, n.name);
+    if (!exists(file)) throw new RuntimeError(`Snapshot "${manifest.name}" lacks ${file}`);
+    // Found short (or grown) before anything stops, not by a QEMU that exits on it.
+    const size = Deno.lstatSync(file).size;
+    if (n.state && size !== n.state.bytes) {
+      throw new RuntimeError(
+        `Snapshot "${manifest.name}": ${file} has ${size} bytes, ${n.state.bytes} were saved`,
+      );
     }
   }
   return stateDifferences(manifest, plan, await machineResolver(plan, runner));

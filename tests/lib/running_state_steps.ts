@@ -130,6 +130,8 @@ export async function runningStateSteps(t: Deno.TestContext, b: RunningStateBed)
           // Where the node's QEMU may listen: its runtime directory.
           { socket: `${n.runDir}/state.sock`, file: `${dir}/${n.name}.state` },
           60_000,
+          // The socket must be the QEMU's own: the uid that owns its QMP socket.
+          Deno.lstatSync(n.qmpSocket).uid!,
         )
       ));
       for (const s of qmp.values()) {
