@@ -94,7 +94,7 @@ async function benchSuite(suite: Suite, work: string, deb: string) {
     await topo.create();
     await bed.up({ flavour: "base", netns: topo.host });
     const rows: [string, string][] = [
-      ["QEMU", (await sh("qemu-system-x86_64 --version | head -n1")).split(" ")[3] ?? "?"],
+      ["QEMU", /version (\S+)/.exec(await sh("qemu-system-x86_64 --version"))?.[1] ?? "?"],
     ];
     await installWithImages(bed, [deb], `${work}/images`, NODES);
     for (const count of COUNTS) {
