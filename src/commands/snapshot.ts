@@ -127,12 +127,14 @@ async function stopAll(ctx: CommandContext, systemd: Systemd, discard: boolean):
       .filter((u) => names.ownsNodeUnit(u.name));
   if (discard) {
     ctx.err(`Stopping ${manager} (the running guests are discarded)...`);
-    // The manager's stop first: it then takes the killed nodes for stopped, not failed.
+    // The manager's stop first (its job is queued before the signals): it then takes the
+    // ended nodes for stopped, not failed. QEMU alone (not a stop hook already running)
+    // ends on SIGTERM at once, exit 0, without asking its guest: no crash record, no
+    // automatic restart.
     const stopping = systemd.stopUnit(manager, 10 * 60_000);
-    await Promise.all((await ours()).map(async (u) => {
-      await systemd.enqueueStop(u.name).catch(() => {});
-      await systemd.killUnit(u.name, "SIGKILL").catch(() => {});
-    }));
+    await Promise.all(
+      (await ours()).map((u) => systemd.killUnit(u.name, "SIGTERM", "main").catch(() => {})),
+    );
     await stopping;
   } else {
     ctx.err(`Stopping ${manager} (every guest gets the ACPI power button)...`);

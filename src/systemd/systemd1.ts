@@ -178,11 +178,15 @@ export class Systemd {
   }
 
   /** KillUnit: a signal to every process of the unit (polkit verb "kill"). */
-  async killUnit(name: string, signal: "SIGTERM" | "SIGKILL"): Promise<void> {
+  async killUnit(
+    name: string,
+    signal: "SIGTERM" | "SIGKILL",
+    whom: "all" | "main" = "all",
+  ): Promise<void> {
     await this.#manager(
       "KillUnit",
       "ssi",
-      [name, "all", signal === "SIGTERM" ? 15 : 9],
+      [name, whom, signal === "SIGTERM" ? 15 : 9],
       `send ${signal} to ${name}`,
     ).catch((e) => {
       if (!isNoSuchUnit(e)) throw e;

@@ -59,8 +59,9 @@ export async function powerDownNode(
   // QEMU is on its way out: its unit ends by itself (no ExecStop= run needed).
   if (result === "exited" && await waitInactive(systemd, node.unit, 5000, changed)) return;
   // Ends QEMU if the guest did not go by itself (ExecStop= then finds nothing to ask), and
-  // cancels a pending automatic restart.
-  await systemd.killUnit(node.unit, "SIGTERM").catch(() => {});
+  // cancels a pending automatic restart. QEMU alone: a stop hook killed with it would make
+  // the stop a failure (systemd runs ExecStop= after a main process that ended too).
+  await systemd.killUnit(node.unit, "SIGTERM", "main").catch(() => {});
   await systemd.stopUnit(node.unit, (stopTimeoutSec + 10) * 1000).catch((e) =>
     log.warning(`Cannot stop ${node.unit}: ${(e as Error).message}`)
   );

@@ -180,6 +180,42 @@ export const units: Scenario = {
     );
 
     await t.step(
+      "a memory snapshot of lab1, restored with --unit: lab1's guests resume without a boot, the default unit's run on as they were",
+      async () => {
+        const boots = () =>
+          c.sh("cat /var/log/aos-units/lab1/*-serial.log | grep -c 'AOSTEST boot' || true");
+        const before = await boots();
+        const others = await Promise.all(nodeUnits().map((u) => c.show(u, "InvocationID")));
+        const save = await c.bed.exec([
+          "aos-unit",
+          "snapshot",
+          "save",
+          "--memory",
+          "--unit",
+          "lab1",
+          "live",
+        ]);
+        assert.equal(save.code, 0, save.stderr);
+        const r = await c.bed.exec(["aos-unit", "snapshot", "restore", "--unit", "lab1", "live"]);
+        assert.equal(r.code, 0, r.stderr + r.stdout);
+        assert.match(r.stdout, /the guests resumed, no boot/);
+        assert.equal(await boots(), before, "no guest of lab1 booted");
+        assert.deepEqual(
+          await Promise.all(nodeUnits().map((u) => c.show(u, "InvocationID"))),
+          others,
+          "the default unit's nodes are the same",
+        );
+        await answers(c, "main.lab1.aos-unit");
+        // lab1's request and record are its own, and gone.
+        assert.equal((await c.sh("ls /run/aos-unit-root | grep -c resume || true")).trim(), "0");
+        assert.equal(
+          (await c.bed.exec(["aos-unit", "snapshot", "delete", "--unit", "lab1", "live"])).code,
+          0,
+        );
+      },
+    );
+
+    await t.step(
       "attack as lab1's manager (its uid, groups and mount namespace): no node or sidecar of the default unit is stopped, no other manager signalled, no other unit's guest socket reached; and the reverse",
       async () => {
         const manager = async (unit: string) => {
