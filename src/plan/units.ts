@@ -315,7 +315,9 @@ export function withIncoming(unit: TransientUnit, snapshot: string): TransientUn
     properties: unit.properties.map(([key, sig, value]): UnitProperty => {
       if (key === "ExecStart") {
         const [path, argv, ignore] = (value as [string, string[], boolean][])[0]!;
-        return [key, sig, [[path, [...argv, "-incoming", "defer"], ignore]]];
+        // -S: paused once loaded, whatever the guest was when saved (a live save records
+        // the first guest as running), until the manager resumes them all at once.
+        return [key, sig, [[path, [...argv, "-S", "-incoming", "defer"], ignore]]];
       }
       if (key === "Environment") {
         return [key, sig, [...(value as string[]), `${INCOMING_ENV}=${snapshot}`]];

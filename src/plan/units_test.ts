@@ -65,7 +65,7 @@ Deno.test("a node made to load a saved state waits for it, and keeps the plain u
   const incoming = withIncoming(plain, "live");
   const prop = (u: typeof plain, key: string) => u.properties.find(([k]) => k === key)![2];
   const argv = (u: typeof plain) => (prop(u, "ExecStart") as [string, string[], boolean][])[0]![1];
-  assert.deepEqual(argv(incoming), [...argv(plain), "-incoming", "defer"]);
+  assert.deepEqual(argv(incoming), [...argv(plain), "-S", "-incoming", "defer"]);
   assert.equal(incoming.hash, plain.hash, "adopted by a later start: never booted again");
   const env = prop(incoming, "Environment") as string[];
   assert.ok(env.includes(`${INCOMING_ENV}=live`));

@@ -9,11 +9,12 @@
  * Deno cannot do. A unix socket works on every release, and the file is made
  * and read by the service user, never by the node.
  *
- * The guest is paused when its state is saved (the caller pauses every node at
- * one instant, which is what makes the cut consistent across nodes): QEMU then
- * sends each page once, and its zero pages as a few bytes each. A load leaves
- * the guest paused where the save found it, for the caller to resume every node
- * at once.
+ * A save copies the guest's RAM while it runs (live), QEMU pausing it once the
+ * rest fits in a short pause; the caller pauses every other node at that instant,
+ * which is what makes the cut consistent across nodes, and the rest of each stream
+ * is sent while they are all paused. Zero pages take a few bytes each. A load
+ * leaves the guest paused (its QEMU runs with -S), for the caller to resume every
+ * node at once.
  */
 
 import { RuntimeError } from "../base/errors.ts";
@@ -21,6 +22,8 @@ import { QmpError, type QmpSession } from "./qmp.ts";
 
 /** A local copy: QEMU's default cap (128 MiB/s in 7.2) would make a save take seconds. */
 const BANDWIDTH = 8 * 1024 ** 3;
+/** The pause a live save aims at, in milliseconds (QEMU's downtime-limit). */
+const LIVE_DOWNTIME_MS = 50;
 /** How often the migration's status is asked for. */
 const POLL_MS = 20;
 
@@ -47,6 +50,7 @@ export interface StateFiles {
 
 interface MigrationInfo {
   status?: string;
+  ram?: { "dirty-sync-count"?: number };
   "error-desc"?: string;
 }
 
@@ -67,11 +71,7 @@ function removeSocket(path: string): void {
 async function migrationEnd(session: QmpSession, deadline: number): Promise<MigrationInfo> {
   while (true) {
     const info = await session.execute("query-migrate") as MigrationInfo;
-    if (
-      !["setup", "active", "device", "wait-unplug", "pre-switchover"].includes(info.status ?? "")
-    ) {
-      return info;
-    }
+    if (!UNDER_WAY.includes(info.status ?? "")) return info;
     if (performance.now() > deadline) {
       await session.execute("migrate_cancel").catch(() => {});
       throw new QmpError(`the migration did not end in time (${info.status})`);
@@ -96,6 +96,152 @@ async function receive(conn: Deno.Conn, file: Deno.FsFile, limit: number): Promi
   return bytes;
 }
 
+/** The states of a migration that is under way (pre-switchover: paused, waiting for us). */
+const UNDER_WAY = ["setup", "active", "device", "wait-unplug", "pre-switchover"];
+
+/**
+ * One node's migration stream into a file, from its start to its end. Live: the guest
+ * runs on while its RAM is copied, and QEMU pauses it (pause-before-switchover) once the
+ * rest fits in a short pause; the caller then pauses every other guest at that instant,
+ * and lets each stream finish while they are all paused. Not live: the guest is paused
+ * already, and each page is sent once.
+ */
+export class StateSave {
+  #ok = false;
+
+  private constructor(
+    private readonly session: QmpSession,
+    private readonly files: StateFiles,
+    private readonly listener: Deno.Listener,
+    private readonly file: Deno.FsFile,
+    /** The bytes QEMU sent, once it closed the stream (rejects on a failed copy). */
+    private readonly copied: Promise<number>,
+    private readonly deadline: number,
+    private readonly started: number,
+  ) {}
+
+  /**
+   * Starts QEMU's migration into `files.file` (made new, 0640).
+   * @param limit the most bytes the stream may take (the guest's RAM and its devices)
+   */
+  static async start(
+    session: QmpSession,
+    files: StateFiles,
+    o: { limit: number; timeoutMs: number; live: boolean },
+  ): Promise<StateSave> {
+    const started = performance.now();
+    const deadline = started + o.timeoutMs;
+    removeSocket(files.socket);
+    const listener = Deno.listen({ transport: "unix", path: files.socket });
+    // The node's QEMU runs as a uid of its own in the service user's group.
+    Deno.chmodSync(files.socket, 0o660);
+    let file: Deno.FsFile | undefined;
+    try {
+      file = await Deno.open(files.file, { write: true, createNew: true, mode: 0o640 });
+      const into = file;
+      const accepting = listener.accept();
+      accepting.catch(() => {}); // a migrate refused never connects: the close ends the wait
+      // QEMU closes the stream when it is done: the copy ends with it. The connection is
+      // closed at the deadline whatever the node's QEMU says or sends: it cannot keep the
+      // save (and every guest paused for it) waiting.
+      const copied = within(accepting, deadline, "QEMU did not connect").then(async (conn) => {
+        const cut = setTimeout(() => closeQuietly(conn), Math.max(0, deadline - performance.now()));
+        try {
+          return await receive(conn, into, o.limit);
+        } finally {
+          clearTimeout(cut);
+          closeQuietly(conn);
+        }
+      });
+      copied.catch(() => {}); // awaited by finish()
+      await session.execute("migrate-set-capabilities", {
+        capabilities: [{ capability: "pause-before-switchover", state: o.live }],
+      });
+      await session.execute("migrate-set-parameters", {
+        "max-bandwidth": BANDWIDTH,
+        // Live: no pause until the caller allows one (allowPause), once every guest's RAM
+        // has been copied once; not live: QEMU's default, the guest is paused anyway.
+        "downtime-limit": o.live ? 1 : 300,
+      });
+      await session.execute("migrate", { uri: `unix:${files.socket}` });
+      return new StateSave(session, files, listener, into, copied, deadline, started);
+    } catch (error) {
+      if (file) closeQuietly(file);
+      listener.close();
+      removeSocket(files.socket);
+      if (file) await Deno.remove(files.file).catch(() => {});
+      throw error;
+    }
+  }
+
+  /** The migration's status (active while a live guest runs; pre-switchover once paused). */
+  async status(): Promise<string> {
+    return (await this.progress()).status;
+  }
+
+  /** The status, and how many passes over the guest's RAM QEMU has begun. */
+  async progress(): Promise<{ status: string; passes: number }> {
+    const info = await this.session.execute("query-migrate") as MigrationInfo;
+    return { status: String(info.status), passes: info.ram?.["dirty-sync-count"] ?? 0 };
+  }
+
+  /**
+   * A live guest may be paused once the rest of its RAM takes LIVE_DOWNTIME_MS to send
+   * (QEMU's default, 300 ms, would make every pause about that long).
+   */
+  async allowPause(): Promise<void> {
+    await this.session.execute("migrate-set-parameters", { "downtime-limit": LIVE_DOWNTIME_MS });
+  }
+
+  /**
+   * Lets the stream end (a live one is waited for until its guest is paused, then let go)
+   * and keeps the file; or removes it, when QEMU's migration or the copy failed.
+   * @throws {QmpError} when QEMU's migration fails
+   */
+  async finish(): Promise<SavedState> {
+    try {
+      let status = await this.status();
+      while (status === "setup" || status === "active") {
+        if (performance.now() > this.deadline) throw new QmpError("the guest never paused");
+        await new Promise((r) => setTimeout(r, POLL_MS));
+        status = await this.status();
+      }
+      if (status === "pre-switchover") {
+        await this.session.execute("migrate-continue", { state: "pre-switchover" });
+      }
+      // Both are waited for, so the session is never used by two commands at once.
+      const [copied, ended] = await Promise.allSettled([
+        this.copied,
+        migrationEnd(this.session, this.deadline),
+      ]);
+      if (copied.status === "rejected") throw copied.reason;
+      if (ended.status === "rejected") throw ended.reason;
+      const info = ended.value;
+      if (info.status !== "completed") {
+        throw new QmpError(`the state was not saved: ${info["error-desc"] ?? info.status}`);
+      }
+      // Not flushed here: the guests wait for this; syncState() once they run again.
+      this.#ok = true;
+      return { bytes: copied.value, ms: Math.round(performance.now() - this.started) };
+    } finally {
+      await this.#close();
+    }
+  }
+
+  /** Stops the migration (a live guest paused by it resumes) and removes the file. */
+  async cancel(): Promise<void> {
+    await this.session.execute("migrate_cancel").catch(() => {});
+    await this.#close();
+  }
+
+  async #close(): Promise<void> {
+    closeQuietly(this.file);
+    closeQuietly(this.listener);
+    removeSocket(this.files.socket);
+    if (!this.#ok) await Deno.remove(this.files.file).catch(() => {});
+  }
+}
+
 /**
  * Saves a paused guest's RAM and device state into `files.file` (made new, 0640).
  * @param limit the most bytes the stream may take (the guest's RAM and its devices)
@@ -107,45 +253,19 @@ export async function saveState(
   limit: number,
   timeoutMs: number,
 ): Promise<SavedState> {
-  const started = performance.now();
-  const deadline = started + timeoutMs;
-  removeSocket(files.socket);
-  const listener = Deno.listen({ transport: "unix", path: files.socket });
-  // The node's QEMU runs as a uid of its own in the service user's group.
-  Deno.chmodSync(files.socket, 0o660);
-  const file = await Deno.open(files.file, { write: true, createNew: true, mode: 0o640 });
-  let ok = false;
+  const save = await StateSave.start(session, files, { limit, timeoutMs, live: false });
+  const saved = await save.finish();
+  syncState(files.file);
+  return saved;
+}
+
+/** A saved state on disk for good (after its guest runs again: it may take a while). */
+export function syncState(path: string): void {
+  const file = Deno.openSync(path, { read: true });
   try {
-    const accepting = listener.accept();
-    accepting.catch(() => {}); // a migrate refused never connects: the close ends the wait
-    await session.execute("migrate-set-parameters", { "max-bandwidth": BANDWIDTH });
-    await session.execute("migrate", { uri: `unix:${files.socket}` });
-    const conn = await within(accepting, deadline, "QEMU did not connect");
-    // QEMU closes the stream when it is done: the copy ends with it. A copy that fails
-    // closes it early, and QEMU's migration fails with it: both are waited for, so the
-    // session is never used by two commands at once. The connection is closed at the
-    // deadline whatever the node's QEMU says or sends: it cannot keep the save (and every
-    // guest paused for it) waiting.
-    const cut = setTimeout(() => closeQuietly(conn), Math.max(0, deadline - performance.now()));
-    const [copied, ended] = await Promise.allSettled([
-      receive(conn, file, limit).finally(() => closeQuietly(conn)),
-      migrationEnd(session, deadline),
-    ]).finally(() => clearTimeout(cut));
-    if (copied.status === "rejected") throw copied.reason;
-    if (ended.status === "rejected") throw ended.reason;
-    const info = ended.value;
-    if (info.status !== "completed") {
-      throw new QmpError(`the state was not saved: ${info["error-desc"] ?? info.status}`);
-    }
-    const bytes = copied.value;
-    await file.sync();
-    ok = true;
-    return { bytes, ms: Math.round(performance.now() - started) };
+    file.syncSync();
   } finally {
-    closeQuietly(file);
-    listener.close();
-    removeSocket(files.socket);
-    if (!ok) await Deno.remove(files.file).catch(() => {});
+    file.close();
   }
 }
 

@@ -38,7 +38,7 @@ import {
   stateIn,
   stateSocket,
 } from "../plan/snapshot.ts";
-import { saveState, stateTimeoutMs } from "./running_state.ts";
+import { StateSave, stateTimeoutMs, syncState } from "./running_state.ts";
 import type { NodePlan, Plan } from "../plan/types.ts";
 import { createOverlay } from "./disk.ts";
 import { QmpError, QmpSession } from "./qmp.ts";
@@ -171,37 +171,90 @@ async function settle(session: QmpSession, node: NodePlan, log: Logger): Promise
   }
 }
 
+/** How long the guests run while their RAM is copied, before they are paused anyway. */
+const CONVERGE_MS = 10_000;
+
+/** A node's state being saved, and what a QEMU must match to load it. */
+interface Saving {
+  node: NodePlan;
+  save: StateSave;
+  machine: string;
+}
+
 /**
- * A paused guest's RAM and devices, into the snapshot, with what a QEMU must match to
- * load them. Every node's save is waited for before a failure is reported: a session is
- * never used by two commands at once (the guests are resumed next).
+ * Every running guest's RAM starts streaming into the snapshot while the guest runs on
+ * (vm/running_state.ts, StateSave). A failure cancels the ones started.
  */
-async function saveStates(
+async function startSaves(
   nodes: NodePlan[],
   dir: string,
   sessions: Map<string, QmpSession>,
-): Promise<Map<string, NodeState>> {
-  const results = await Promise.allSettled(nodes.map(async (n): Promise<[string, NodeState]> => {
-    const session = sessions.get(n.name)!;
-    const type = String(
-      await session.execute("qom-get", { path: "/machine", property: "type" }),
-    ).replace(/-machine$/, "");
-    if (!MACHINE_TYPE.test(type)) throw new QmpError(`Node ${n.name}: no machine type`);
-    const saved = await saveState(
-      session,
-      { socket: stateSocket(n), file: stateIn(dir, n.name) },
-      (n.memMiB + 256) * MIB,
-      stateTimeoutMs(n.memMiB),
-    );
-    return [n.name, {
-      bytes: saved.bytes,
-      memMiB: n.memMiB,
-      cpu: n.cpu,
-      cpuType: n.cpuType,
-      accel: n.accel,
-      machine: type,
-    }];
-  }));
+): Promise<Saving[]> {
+  const saving: Saving[] = [];
+  try {
+    for (const n of nodes) {
+      const session = sessions.get(n.name)!;
+      const machine = String(
+        await session.execute("qom-get", { path: "/machine", property: "type" }),
+      ).replace(/-machine$/, "");
+      if (!MACHINE_TYPE.test(machine)) throw new QmpError(`Node ${n.name}: no machine type`);
+      const save = await StateSave.start(
+        session,
+        { socket: stateSocket(n), file: stateIn(dir, n.name) },
+        { limit: (n.memMiB + 256) * MIB, timeoutMs: stateTimeoutMs(n.memMiB), live: true },
+      );
+      saving.push({ node: n, save, machine });
+    }
+    return saving;
+  } catch (error) {
+    await Promise.allSettled(saving.map((s) => s.save.cancel()));
+    throw error;
+  }
+}
+
+/**
+ * Waits until every guest's RAM was copied once (QEMU begins its second pass), lets each
+ * pause once the rest is small, and waits until the first one's has (QEMU paused it), or
+ * CONVERGE_MS passed. A guest paused at its own moment before the others had their RAM
+ * copied would keep every other one paused for the rest of theirs.
+ * @returns when that guest may have paused: the previous look (an upper bound of the pause)
+ */
+async function firstPaused(saving: Saving[]): Promise<number> {
+  const giveUp = performance.now() + CONVERGE_MS;
+  let looked = performance.now();
+  let allowed = false;
+  while (performance.now() < giveUp) {
+    const now = performance.now();
+    const progress = await Promise.all(saving.map((s) => s.save.progress()));
+    if (progress.some((p) => p.status !== "setup" && p.status !== "active")) return looked;
+    if (!allowed && progress.every((p) => p.passes >= 2)) {
+      allowed = true;
+      await Promise.all(saving.map((s) => s.save.allowPause()));
+    }
+    looked = now;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return performance.now();
+}
+
+/**
+ * Every stream ends while the guests are paused. Each is waited for before a failure is
+ * reported: a session is never used by two commands at once (the guests are resumed next).
+ */
+async function finishSaves(saving: Saving[]): Promise<Map<string, NodeState>> {
+  const results = await Promise.allSettled(
+    saving.map(async ({ node: n, save, machine }): Promise<[string, NodeState]> => {
+      const saved = await save.finish();
+      return [n.name, {
+        bytes: saved.bytes,
+        memMiB: n.memMiB,
+        cpu: n.cpu,
+        cpuType: n.cpuType,
+        accel: n.accel,
+        machine,
+      }];
+    }),
+  );
   const failed = results.find((r) => r.status === "rejected");
   if (failed) throw failed.reason;
   return new Map(results.map((r) => (r as PromiseFulfilledResult<[string, NodeState]>).value));
@@ -210,8 +263,10 @@ async function saveStates(
 /**
  * The instant: every running guest paused together, its writes moved to a pending overlay
  * (each such node is added to `moved`, to be committed back), every node's UEFI variables
- * copied (bounded, refusing anything but a regular file), with `states` every guest's RAM
- * and devices saved, every guest resumed, whatever failed meanwhile.
+ * copied (bounded, refusing anything but a regular file), every guest resumed, whatever
+ * failed meanwhile. With `states`, every guest's RAM was copied while it ran, and the
+ * instant is when the first guest's copy caught up: QEMU pauses that guest, and every other
+ * one is paused with it; the rest of each copy and the devices are saved in the pause.
  * @returns how long the guests were paused, in milliseconds
  */
 async function captureInstant(
@@ -222,9 +277,11 @@ async function captureInstant(
   states?: Map<string, NodeState>,
 ): Promise<number> {
   const running = plan.nodes.filter((n) => sessions.has(n.name));
-  const started = performance.now();
-  await Promise.all(running.map((n) => sessions.get(n.name)!.execute("stop")));
+  const saving = states ? await startSaves(running, dir, sessions) : [];
+  let started = performance.now();
   try {
+    if (states) started = await firstPaused(saving);
+    await Promise.all(running.map((n) => sessions.get(n.name)!.execute("stop")));
     await Promise.all(running.map(async (n) => {
       await sessions.get(n.name)!.execute("blockdev-snapshot-sync", {
         device: DRIVE,
@@ -238,11 +295,12 @@ async function captureInstant(
       if (n.efiVars) copyRegular(n.efiVars.path, efiVarsIn(dir, n.name), EFIVARS_MAX);
     }
     if (states) {
-      for (const [name, state] of await saveStates(running, dir, sessions)) {
-        states.set(name, state);
-      }
+      for (const [name, state] of await finishSaves(saving.splice(0))) states.set(name, state);
     }
   } finally {
+    // Streams not finished (a failure before) are cancelled first: a guest QEMU paused
+    // for its switchover resumes only so.
+    await Promise.allSettled(saving.map((s) => s.save.cancel()));
     await Promise.allSettled(running.map((n) => sessions.get(n.name)!.execute("cont")));
   }
   return Math.round(performance.now() - started);
@@ -301,6 +359,8 @@ export async function saveSnapshot(
       const time = new Date().toISOString();
       const states = memory ? new Map<string, NodeState>() : undefined;
       const pauseMs = await captureInstant(plan, dir, sessions, moved, states);
+      // The states on disk, now that the guests run again (before the manifest says so).
+      for (const n of states ? plan.nodes : []) syncState(stateIn(dir, n.name));
       const manifest = finishSave(
         plan,
         name,

@@ -93,10 +93,10 @@ async function benchSuite(suite: Suite, work: string, deb: string) {
   try {
     await topo.create();
     await bed.up({ flavour: "base", netns: topo.host });
+    await installWithImages(bed, [deb], `${work}/images`, NODES);
     const rows: [string, string][] = [
       ["QEMU", /version (\S+)/.exec(await sh("qemu-system-x86_64 --version"))?.[1] ?? "?"],
     ];
-    await installWithImages(bed, [deb], `${work}/images`, NODES);
     for (const count of COUNTS) {
       const more = await benchCount(sh, count);
       for (const [k, v] of more) console.log(`  [${suite}] ${k}: ${v}`);
