@@ -4,6 +4,7 @@
  * failure log, and each node's disks and serial log (see disk.ts).
  */
 
+import { allSettledOrThrow } from "../base/settled.ts";
 import type { Runner } from "../host/runner.ts";
 import type { Logger } from "../log.ts";
 import type { Paths, Plan } from "../plan/types.ts";
@@ -150,12 +151,10 @@ export async function prepareFiles(runner: Runner, prep: Preparation, log: Logge
   Deno.writeFileSync(prep.failureLog, new Uint8Array(), { append: true, mode: 0o640 });
   // Nodes are independent (each its own directory and files): made at once, and every one
   // finished before a failure is reported (no qemu-img left running behind it).
-  const results = await Promise.allSettled(prep.nodes.map(async (node) => {
+  await allSettledOrThrow(prep.nodes.map(async (node) => {
     const created = await prepareDisks(runner, node);
     if (created.length > 0) log.info(`Node ${node.name}: created ${created.join(", ")}`);
     const opened = openToNode(node, node.spool);
     if (opened.length > 0) log.info(`Node ${node.name}: opened to its QEMU ${opened.join(", ")}`);
   }));
-  const failed = results.find((r) => r.status === "rejected");
-  if (failed) throw failed.reason;
 }

@@ -9,6 +9,7 @@
 
 import { incomingSocket, snapshotDir, stateIn } from "../plan/snapshot.ts";
 import type { NodePlan, Plan } from "../plan/types.ts";
+import { allSettledOrThrow } from "../base/settled.ts";
 import { QmpError, QmpSession } from "./qmp.ts";
 import { loadState, stateTimeoutMs } from "./running_state.ts";
 
@@ -64,7 +65,7 @@ export async function resumeNodes(plan: Plan, snapshot: string): Promise<Resumed
     }));
     const failed = loads.find((r) => r.status === "rejected");
     if (failed) throw failed.reason;
-    await Promise.all([...sessions.values()].map((s) => s.execute("cont")));
+    await allSettledOrThrow([...sessions.values()].map((s) => s.execute("cont")));
     return {
       loadMs: Math.max(0, ...loads.map((r) => (r as PromiseFulfilledResult<number>).value)),
       totalMs: Math.round(performance.now() - started),

@@ -104,25 +104,29 @@ const UNDER_WAY = ["setup", "active", "device", "wait-unplug", "pre-switchover"]
  * runs on while its RAM is copied, and QEMU pauses it (pause-before-switchover) once the
  * rest fits in a short pause; the caller then pauses every other guest at that instant,
  * and lets each stream finish while they are all paused. Not live: the guest is paused
- * already, and each page is sent once.
+ * already, and each page is sent once. A stream that does not finish is cancelled, and
+ * waited for until QEMU's migration is over: a guest is never left frozen by it.
  */
 export class StateSave {
   #ok = false;
+  #conn: Deno.Conn | undefined;
 
   private constructor(
     private readonly session: QmpSession,
     private readonly files: StateFiles,
     private readonly listener: Deno.Listener,
     private readonly file: Deno.FsFile,
-    /** The bytes QEMU sent, once it closed the stream (rejects on a failed copy). */
-    private readonly copied: Promise<number>,
     private readonly deadline: number,
     private readonly started: number,
+    private readonly limit: number,
   ) {}
+
+  /** The bytes QEMU sent, once it closed the stream (rejects on a failed copy). */
+  #copied: Promise<number> = Promise.resolve(0);
 
   /**
    * Starts QEMU's migration into `files.file` (made new, 0640).
-   * @param limit the most bytes the stream may take (the guest's RAM and its devices)
+   * @param limit the most bytes the stream may take (a live copy sends changed pages again)
    */
   static async start(
     session: QmpSession,
@@ -130,7 +134,6 @@ export class StateSave {
     o: { limit: number; timeoutMs: number; live: boolean },
   ): Promise<StateSave> {
     const started = performance.now();
-    const deadline = started + o.timeoutMs;
     removeSocket(files.socket);
     const listener = Deno.listen({ transport: "unix", path: files.socket });
     // The node's QEMU runs as a uid of its own in the service user's group.
@@ -138,39 +141,57 @@ export class StateSave {
     let file: Deno.FsFile | undefined;
     try {
       file = await Deno.open(files.file, { write: true, createNew: true, mode: 0o640 });
-      const into = file;
-      const accepting = listener.accept();
-      accepting.catch(() => {}); // a migrate refused never connects: the close ends the wait
-      // QEMU closes the stream when it is done: the copy ends with it. The connection is
-      // closed at the deadline whatever the node's QEMU says or sends: it cannot keep the
-      // save (and every guest paused for it) waiting.
-      const copied = within(accepting, deadline, "QEMU did not connect").then(async (conn) => {
-        const cut = setTimeout(() => closeQuietly(conn), Math.max(0, deadline - performance.now()));
-        try {
-          return await receive(conn, into, o.limit);
-        } finally {
-          clearTimeout(cut);
-          closeQuietly(conn);
-        }
-      });
-      copied.catch(() => {}); // awaited by finish()
+      const save = new StateSave(
+        session,
+        files,
+        listener,
+        file,
+        started + o.timeoutMs,
+        started,
+        o.limit,
+      );
+      save.#copied = save.#copy();
+      save.#copied.catch(() => {}); // awaited by finish()
       await session.execute("migrate-set-capabilities", {
         capabilities: [{ capability: "pause-before-switchover", state: o.live }],
       });
       await session.execute("migrate-set-parameters", {
         "max-bandwidth": BANDWIDTH,
-        // Live: no pause until the caller allows one (allowPause), once every guest's RAM
-        // has been copied once; not live: QEMU's default, the guest is paused anyway.
+        // Live: a near-zero pause, so that a guest pauses itself only when almost nothing
+        // is left, until the caller allows LIVE_DOWNTIME_MS (allowPause) once every guest's
+        // RAM was copied once. Not live: QEMU's default; the guest is paused anyway.
         "downtime-limit": o.live ? 1 : 300,
       });
       await session.execute("migrate", { uri: `unix:${files.socket}` });
-      return new StateSave(session, files, listener, into, copied, deadline, started);
+      return save;
     } catch (error) {
       if (file) closeQuietly(file);
       listener.close();
       removeSocket(files.socket);
       if (file) await Deno.remove(files.file).catch(() => {});
       throw error;
+    }
+  }
+
+  /**
+   * QEMU's stream into the file. QEMU closes it when it is done: the copy ends with it. The
+   * connection is closed at the deadline whatever the node's QEMU says or sends: it cannot
+   * keep the save (and every guest paused for it) waiting.
+   */
+  async #copy(): Promise<number> {
+    const accepting = this.listener.accept();
+    accepting.catch(() => {}); // a migrate refused never connects: the close ends the wait
+    const conn = await within(accepting, this.deadline, "QEMU did not connect");
+    this.#conn = conn;
+    const cut = setTimeout(
+      () => closeQuietly(conn),
+      Math.max(0, this.deadline - performance.now()),
+    );
+    try {
+      return await receive(conn, this.file, this.limit);
+    } finally {
+      clearTimeout(cut);
+      closeQuietly(conn);
     }
   }
 
@@ -195,7 +216,8 @@ export class StateSave {
 
   /**
    * Lets the stream end (a live one is waited for until its guest is paused, then let go)
-   * and keeps the file; or removes it, when QEMU's migration or the copy failed.
+   * and keeps the file; or cancels it and removes the file, when QEMU's migration or the
+   * copy failed.
    * @throws {QmpError} when QEMU's migration fails
    */
   async finish(): Promise<SavedState> {
@@ -209,37 +231,72 @@ export class StateSave {
       if (status === "pre-switchover") {
         await this.session.execute("migrate-continue", { state: "pre-switchover" });
       }
-      // Both are waited for, so the session is never used by two commands at once.
-      const [copied, ended] = await Promise.allSettled([
-        this.copied,
-        migrationEnd(this.session, this.deadline),
-      ]);
-      if (copied.status === "rejected") throw copied.reason;
+      // A migration that ends without completing closes the stream: the copy does not
+      // wait for a QEMU that will never send. Both are waited for, so the session is never
+      // used by two commands at once.
+      const ending = migrationEnd(this.session, this.deadline).then((info) => {
+        if (info.status !== "completed") this.#stopCopy();
+        return info;
+      });
+      const [copied, ended] = await Promise.allSettled([this.#copied, ending]);
       if (ended.status === "rejected") throw ended.reason;
       const info = ended.value;
       if (info.status !== "completed") {
         throw new QmpError(`the state was not saved: ${info["error-desc"] ?? info.status}`);
       }
+      if (copied.status === "rejected") throw copied.reason;
       // Not flushed here: the guests wait for this; syncState() once they run again.
       this.#ok = true;
       return { bytes: copied.value, ms: Math.round(performance.now() - this.started) };
     } finally {
+      if (!this.#ok) await this.#cancelMigration();
       await this.#close();
     }
   }
 
-  /** Stops the migration (a live guest paused by it resumes) and removes the file. */
+  /** Stops the migration and waits until it is over (a guest it paused resumes), then cleans up. */
   async cancel(): Promise<void> {
-    await this.session.execute("migrate_cancel").catch(() => {});
+    await this.#cancelMigration();
     await this.#close();
   }
 
-  async #close(): Promise<void> {
-    closeQuietly(this.file);
+  async #cancelMigration(): Promise<void> {
+    this.#stopCopy();
+    await cancelMigration(this.session);
+  }
+
+  #stopCopy(): void {
     closeQuietly(this.listener);
+    if (this.#conn) closeQuietly(this.#conn);
+  }
+
+  async #close(): Promise<void> {
+    this.#stopCopy();
+    closeQuietly(this.file);
     removeSocket(this.files.socket);
     if (!this.#ok) await Deno.remove(this.files.file).catch(() => {});
   }
+}
+
+/** How long a cancelled migration may take to be over. */
+const CANCEL_MS = 10_000;
+
+/**
+ * Cancels the node's migration, if one is under way, and waits until it is over: only then
+ * does QEMU take `cont` (a guest frozen at its switchover refuses it).
+ * @returns whether one was under way
+ */
+export async function cancelMigration(session: QmpSession): Promise<boolean> {
+  const info = await session.execute("query-migrate").catch(() => ({})) as MigrationInfo;
+  if (!UNDER_WAY.includes(info.status ?? "")) return false;
+  await session.execute("migrate_cancel").catch(() => {});
+  const deadline = performance.now() + CANCEL_MS;
+  while (performance.now() < deadline) {
+    const now = await session.execute("query-migrate").catch(() => ({})) as MigrationInfo;
+    if (![...UNDER_WAY, "cancelling"].includes(now.status ?? "")) break;
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+  return true;
 }
 
 /**

@@ -38,7 +38,8 @@ import {
   stateIn,
   stateSocket,
 } from "../plan/snapshot.ts";
-import { StateSave, stateTimeoutMs, syncState } from "./running_state.ts";
+import { cancelMigration, StateSave, stateTimeoutMs, syncState } from "./running_state.ts";
+import { allSettledOrThrow } from "../base/settled.ts";
 import type { NodePlan, Plan } from "../plan/types.ts";
 import { createOverlay } from "./disk.ts";
 import { QmpError, QmpSession } from "./qmp.ts";
@@ -154,8 +155,13 @@ async function commitBack(session: QmpSession, node: NodePlan): Promise<void> {
  * its overlay since).
  */
 async function settle(session: QmpSession, node: NodePlan, log: Logger): Promise<void> {
+  // A save killed while it copied the guest's RAM left QEMU's migration under way (its
+  // guest maybe frozen at the switchover): over first, or the guest cannot be resumed.
+  if (await cancelMigration(session)) {
+    log.warning(`Node ${node.name}: cancelled the state copy an interrupted save left`);
+  }
   const state = await session.execute("query-status") as { status?: string };
-  if (state.status === "paused") {
+  if (state.status === "paused" || state.status === "postmigrate") {
     await session.execute("cont");
     log.warning(`Node ${node.name} was paused (an interrupted save): resumed`);
   }
@@ -181,6 +187,9 @@ interface Saving {
   machine: string;
 }
 
+/** A live copy sends pages the guest changes again: its stream may be this many RAMs. */
+const LIVE_STREAM_RAMS = 4;
+
 /**
  * Every running guest's RAM starts streaming into the snapshot while the guest runs on
  * (vm/running_state.ts, StateSave). A failure cancels the ones started.
@@ -201,7 +210,11 @@ async function startSaves(
       const save = await StateSave.start(
         session,
         { socket: stateSocket(n), file: stateIn(dir, n.name) },
-        { limit: (n.memMiB + 256) * MIB, timeoutMs: stateTimeoutMs(n.memMiB), live: true },
+        {
+          limit: (LIVE_STREAM_RAMS * n.memMiB + 256) * MIB,
+          timeoutMs: stateTimeoutMs(n.memMiB),
+          live: true,
+        },
       );
       saving.push({ node: n, save, machine });
     }
@@ -225,11 +238,14 @@ async function firstPaused(saving: Saving[]): Promise<number> {
   let allowed = false;
   while (performance.now() < giveUp) {
     const now = performance.now();
-    const progress = await Promise.all(saving.map((s) => s.save.progress()));
-    if (progress.some((p) => p.status !== "setup" && p.status !== "active")) return looked;
+    const progress = await allSettledOrThrow(saving.map((s) => s.save.progress()));
+    const ended = progress.find((p) => p.status !== "setup" && p.status !== "active");
+    if (ended?.status === "pre-switchover") return looked;
+    // Failed, or anything but the pause it was set up for: nothing is paused for it.
+    if (ended) throw new QmpError(`a guest's state copy ended: ${ended.status}`);
     if (!allowed && progress.every((p) => p.passes >= 2)) {
       allowed = true;
-      await Promise.all(saving.map((s) => s.save.allowPause()));
+      await allSettledOrThrow(saving.map((s) => s.save.allowPause()));
     }
     looked = now;
     await new Promise((r) => setTimeout(r, 20));
@@ -242,8 +258,10 @@ async function firstPaused(saving: Saving[]): Promise<number> {
  * reported: a session is never used by two commands at once (the guests are resumed next).
  */
 async function finishSaves(saving: Saving[]): Promise<Map<string, NodeState>> {
-  const results = await Promise.allSettled(
-    saving.map(async ({ node: n, save, machine }): Promise<[string, NodeState]> => {
+  return new Map(
+    await allSettledOrThrow(saving.map(async ({ node: n, save, machine }): Promise<
+      [string, NodeState]
+    > => {
       const saved = await save.finish();
       return [n.name, {
         bytes: saved.bytes,
@@ -253,11 +271,8 @@ async function finishSaves(saving: Saving[]): Promise<Map<string, NodeState>> {
         accel: n.accel,
         machine,
       }];
-    }),
+    })),
   );
-  const failed = results.find((r) => r.status === "rejected");
-  if (failed) throw failed.reason;
-  return new Map(results.map((r) => (r as PromiseFulfilledResult<[string, NodeState]>).value));
 }
 
 /**
@@ -281,8 +296,8 @@ async function captureInstant(
   let started = performance.now();
   try {
     if (states) started = await firstPaused(saving);
-    await Promise.all(running.map((n) => sessions.get(n.name)!.execute("stop")));
-    await Promise.all(running.map(async (n) => {
+    await allSettledOrThrow(running.map((n) => sessions.get(n.name)!.execute("stop")));
+    await allSettledOrThrow(running.map(async (n) => {
       await sessions.get(n.name)!.execute("blockdev-snapshot-sync", {
         device: DRIVE,
         "snapshot-file": pendingOverlay(n),
@@ -298,8 +313,8 @@ async function captureInstant(
       for (const [name, state] of await finishSaves(saving.splice(0))) states.set(name, state);
     }
   } finally {
-    // Streams not finished (a failure before) are cancelled first: a guest QEMU paused
-    // for its switchover resumes only so.
+    // Streams not finished (a failure before) are cancelled, and over, first: a guest QEMU
+    // paused for its switchover takes `cont` only then.
     await Promise.allSettled(saving.map((s) => s.save.cancel()));
     await Promise.allSettled(running.map((n) => sessions.get(n.name)!.execute("cont")));
   }

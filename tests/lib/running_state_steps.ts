@@ -9,6 +9,7 @@
 
 import assert from "node:assert/strict";
 import type { Plan } from "../../src/plan/types.ts";
+import { waitFor } from "./proc.ts";
 import { QmpSession } from "../../src/vm/qmp.ts";
 import { loadState, saveState } from "../../src/vm/running_state.ts";
 import type { DevUnit } from "./aos.ts";
@@ -116,6 +117,57 @@ export async function runningStateSteps(t: Deno.TestContext, b: RunningStateBed)
     assert.equal((await b.unit.cli("snapshot", "delete", "live")).code, 0);
     assert.equal((await b.unit.cli("snapshot", "list", "--memory")).code, 2, "--memory is save's");
   });
+
+  await t.step(
+    "a save killed while the guest waited at its switchover leaves nothing frozen: the next save resumes it",
+    async () => {
+      const plan = b.plan();
+      const n = plan.nodes[0]!;
+      const c = b.consoles.get(n.name)!;
+      // What a killed `snapshot save --memory` leaves: QEMU paused the guest for the rest
+      // of a live copy and waits for a `migrate-continue` nobody sends.
+      const socket = `${n.dir}/state.sock`;
+      const listener = Deno.listen({ transport: "unix", path: socket });
+      Deno.chmodSync(socket, 0o660);
+      let stream: Deno.Conn | undefined;
+      const drained = listener.accept().then(async (conn) => {
+        stream = conn;
+        for await (const _ of conn.readable) { /* dropped */ }
+      }).catch(() => {});
+      const s = await QmpSession.open(n.qmpSocket, 5000, n.name);
+      try {
+        await s.execute("migrate-set-capabilities", {
+          capabilities: [{ capability: "pause-before-switchover", state: true }],
+        });
+        await s.execute("migrate-set-parameters", { "max-bandwidth": 8 * 1024 ** 3 });
+        await s.execute("migrate", { uri: `unix:${socket}` });
+        await waitFor(
+          "QEMU paused the guest at its switchover",
+          async () =>
+            (await s.execute("query-migrate") as { status: string }).status === "pre-switchover"
+              ? true
+              : undefined,
+          30_000,
+          50,
+        );
+      } finally {
+        // The saver is gone: its session, its listener (and socket file), its stream.
+        s.close();
+        listener.close();
+        try {
+          stream?.close();
+        } catch { /* closed by QEMU */ }
+      }
+      await drained;
+      const r = await b.unit.cli("snapshot", "save", "after-kill");
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, /cancelled the state copy an interrupted save left/);
+      const first = await seqOf(c);
+      await new Promise((r) => setTimeout(r, 600));
+      assert.ok((await seqOf(c)) > first, `${n.name} runs again`);
+      assert.equal((await b.unit.cli("snapshot", "delete", "after-kill")).code, 0);
+    },
+  );
 
   await t.step("running state: new QEMUs load it and the guests go on without a boot", async () => {
     const plan = b.plan();
