@@ -9,12 +9,11 @@
  * Deno cannot do. A unix socket works on every release, and the file is made
  * and read by the service user, never by the node.
  *
- * A save copies the guest's RAM while it runs (live), QEMU pausing it once the
- * rest fits in a short pause; the caller pauses every other node at that instant,
- * which is what makes the cut consistent across nodes, and the rest of each stream
- * is sent while they are all paused. Zero pages take a few bytes each. A load
- * leaves the guest paused (its QEMU runs with -S), for the caller to resume every
- * node at once.
+ * The guest is paused when its state is saved (the caller pauses every node at
+ * one instant, which is what makes the cut consistent across nodes): QEMU then
+ * sends each page once, and its zero pages as a few bytes each. The file is
+ * flushed once the guests run again. A load leaves the guest paused (its QEMU
+ * runs with -S), for the caller to resume every node at once.
  */
 
 import { RuntimeError } from "../base/errors.ts";
@@ -22,8 +21,6 @@ import { QmpError, type QmpSession } from "./qmp.ts";
 
 /** A local copy: QEMU's default cap (128 MiB/s in 7.2) would make a save take seconds. */
 const BANDWIDTH = 8 * 1024 ** 3;
-/** The pause a live save aims at, in milliseconds (QEMU's downtime-limit). */
-const LIVE_DOWNTIME_MS = 50;
 /** How often the migration's status is asked for. */
 const POLL_MS = 20;
 
@@ -50,7 +47,6 @@ export interface StateFiles {
 
 interface MigrationInfo {
   status?: string;
-  ram?: { "dirty-sync-count"?: number };
   "error-desc"?: string;
 }
 
@@ -100,12 +96,9 @@ async function receive(conn: Deno.Conn, file: Deno.FsFile, limit: number): Promi
 const UNDER_WAY = ["setup", "active", "device", "wait-unplug", "pre-switchover"];
 
 /**
- * One node's migration stream into a file, from its start to its end. Live: the guest
- * runs on while its RAM is copied, and QEMU pauses it (pause-before-switchover) once the
- * rest fits in a short pause; the caller then pauses every other guest at that instant,
- * and lets each stream finish while they are all paused. Not live: the guest is paused
- * already, and each page is sent once. A stream that does not finish is cancelled, and
- * waited for until QEMU's migration is over: a guest is never left frozen by it.
+ * One node's migration stream into a file, from its start to its end, its guest paused
+ * (each page is sent once). A stream that does not finish is cancelled, and waited for
+ * until QEMU's migration is over: only then does QEMU take `cont`.
  */
 export class StateSave {
   #ok = false;
@@ -126,12 +119,12 @@ export class StateSave {
 
   /**
    * Starts QEMU's migration into `files.file` (made new, 0640).
-   * @param limit the most bytes the stream may take (a live copy sends changed pages again)
+   * @param limit the most bytes the stream may take (the guest's RAM and its devices)
    */
   static async start(
     session: QmpSession,
     files: StateFiles,
-    o: { limit: number; timeoutMs: number; live: boolean },
+    o: { limit: number; timeoutMs: number },
   ): Promise<StateSave> {
     const started = performance.now();
     removeSocket(files.socket);
@@ -152,16 +145,11 @@ export class StateSave {
       );
       save.#copied = save.#copy();
       save.#copied.catch(() => {}); // awaited by finish()
+      // No pause of its own at the switchover (left set by an older release's save).
       await session.execute("migrate-set-capabilities", {
-        capabilities: [{ capability: "pause-before-switchover", state: o.live }],
+        capabilities: [{ capability: "pause-before-switchover", state: false }],
       });
-      await session.execute("migrate-set-parameters", {
-        "max-bandwidth": BANDWIDTH,
-        // Live: a near-zero pause, so that a guest pauses itself only when almost nothing
-        // is left, until the caller allows LIVE_DOWNTIME_MS (allowPause) once every guest's
-        // RAM was copied once. Not live: QEMU's default; the guest is paused anyway.
-        "downtime-limit": o.live ? 1 : 300,
-      });
+      await session.execute("migrate-set-parameters", { "max-bandwidth": BANDWIDTH });
       await session.execute("migrate", { uri: `unix:${files.socket}` });
       return save;
     } catch (error) {
@@ -195,36 +183,24 @@ export class StateSave {
     }
   }
 
-  /** The migration's status (active while a live guest runs; pre-switchover once paused). */
+  /** The migration's status. */
   async status(): Promise<string> {
-    return (await this.progress()).status;
-  }
-
-  /** The status, and how many passes over the guest's RAM QEMU has begun. */
-  async progress(): Promise<{ status: string; passes: number }> {
-    const info = await this.session.execute("query-migrate") as MigrationInfo;
-    return { status: String(info.status), passes: info.ram?.["dirty-sync-count"] ?? 0 };
+    return String((await this.session.execute("query-migrate") as MigrationInfo).status);
   }
 
   /**
-   * A live guest may be paused once the rest of its RAM takes LIVE_DOWNTIME_MS to send
-   * (QEMU's default, 300 ms, would make every pause about that long).
-   */
-  async allowPause(): Promise<void> {
-    await this.session.execute("migrate-set-parameters", { "downtime-limit": LIVE_DOWNTIME_MS });
-  }
-
-  /**
-   * Lets the stream end (a live one is waited for until its guest is paused, then let go)
-   * and keeps the file; or cancels it and removes the file, when QEMU's migration or the
-   * copy failed.
+   * Lets the stream end (one at its switchover, left there by an older save's settings, is
+   * let go) and keeps the file; or cancels it and removes the file, when QEMU's migration
+   * or the copy failed.
    * @throws {QmpError} when QEMU's migration fails
    */
   async finish(): Promise<SavedState> {
     try {
       let status = await this.status();
       while (status === "setup" || status === "active") {
-        if (performance.now() > this.deadline) throw new QmpError("the guest never paused");
+        if (performance.now() > this.deadline) {
+          throw new QmpError("the migration did not end in time");
+        }
         await new Promise((r) => setTimeout(r, POLL_MS));
         status = await this.status();
       }
@@ -310,7 +286,7 @@ export async function saveState(
   limit: number,
   timeoutMs: number,
 ): Promise<SavedState> {
-  const save = await StateSave.start(session, files, { limit, timeoutMs, live: false });
+  const save = await StateSave.start(session, files, { limit, timeoutMs });
   const saved = await save.finish();
   syncState(files.file);
   return saved;

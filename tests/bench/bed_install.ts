@@ -1,8 +1,9 @@
 /** What the bed-based benchmarks share: the package built, then installed with its images. */
 
 import { buildGuests, ROOT } from "../lib/aos.ts";
-import type { Bed } from "../lib/bed.ts";
+import { Bed } from "../lib/bed.ts";
 import { run, waitFor } from "../lib/proc.ts";
+import { Topology } from "../lib/topology.ts";
 
 /** Builds the .deb (gzip: quick) into `out`, with this SOURCE_DATE_EPOCH; returns its path. */
 export async function buildDeb(
@@ -87,5 +88,46 @@ export async function benchReleases<Suite extends string>(
     }
   } finally {
     await Deno.remove(work, { recursive: true }).catch(() => {});
+  }
+}
+
+/** A shell in the bed: stdout trimmed, a failure thrown with its stderr. */
+export type BedShell = (script: string) => Promise<string>;
+
+/**
+ * A bed of release `suite` (named after `prefix`) with the package installed and the
+ * images of `nodes` in place: `counts` are measured in turn (each printed as it comes), and
+ * the bed and its network go whatever happens.
+ * @returns the rows of `first` and of every count
+ */
+export async function benchCounts<Suite extends "bookworm" | "trixie">(
+  o: { suite: Suite; work: string; deb: string; prefix: string; nodes: string[] },
+  counts: readonly number[],
+  first: (sh: BedShell) => Promise<[string, string][]>,
+  each: (sh: BedShell, count: number) => Promise<[string, string][]>,
+): Promise<[string, string][]> {
+  const tag = `${o.prefix}${o.suite.slice(0, 1)}${Deno.pid % 1000}`;
+  const topo = new Topology(tag, `${o.work}/${o.suite}`);
+  const bed = new Bed(`aos${tag}`, o.suite);
+  await Deno.mkdir(`${o.work}/${o.suite}`, { recursive: true });
+  const sh = async (script: string) => {
+    const r = await bed.sh(script);
+    if (r.code !== 0) throw new Error(`${script}: ${r.stderr}`);
+    return r.stdout.trim();
+  };
+  try {
+    await topo.create();
+    await bed.up({ flavour: "base", netns: topo.host });
+    await installWithImages(bed, [o.deb], `${o.work}/images`, o.nodes);
+    const rows = await first(sh);
+    for (const count of counts) {
+      const more = await each(sh, count);
+      for (const [k, v] of more) console.log(`  [${o.suite}] ${k}: ${v}`);
+      rows.push(...more);
+    }
+    return rows;
+  } finally {
+    await bed.down();
+    await topo.destroy();
   }
 }

@@ -12,17 +12,15 @@
  *   BENCH_SUITES=trixie BENCH_NODES=2 bash tests/bench/run.sh memsnap
  */
 
-import { Bed } from "../lib/bed.ts";
 import { waitFor } from "../lib/proc.ts";
-import { Topology } from "../lib/topology.ts";
-import { benchReleases, installWithImages } from "./bed_install.ts";
+import { type BedShell, benchCounts, benchReleases } from "./bed_install.ts";
 
 type Suite = "bookworm" | "trixie";
 const SUITES = (Deno.env.get("BENCH_SUITES") ?? "bookworm,trixie").split(",") as Suite[];
 const COUNTS = (Deno.env.get("BENCH_NODES") ?? "1,2,4").split(",").map(Number);
 const NODES = ["n1", "n2", "n3", "n4"];
 
-type Sh = (script: string) => Promise<string>;
+type Sh = BedShell;
 
 function config(count: number): string {
   return "unit:\n  node_configs:\n" +
@@ -81,32 +79,15 @@ async function benchCount(sh: Sh, count: number): Promise<[string, string][]> {
   ];
 }
 
-async function benchSuite(suite: Suite, work: string, deb: string) {
-  const topo = new Topology(`bm${suite.slice(0, 1)}${Deno.pid % 1000}`, `${work}/${suite}`);
-  const bed = new Bed(`aosbm${suite.slice(0, 1)}${Deno.pid % 1000}`, suite);
-  await Deno.mkdir(`${work}/${suite}`, { recursive: true });
-  const sh = async (script: string) => {
-    const r = await bed.sh(script);
-    if (r.code !== 0) throw new Error(`${script}: ${r.stderr}`);
-    return r.stdout.trim();
-  };
-  try {
-    await topo.create();
-    await bed.up({ flavour: "base", netns: topo.host });
-    await installWithImages(bed, [deb], `${work}/images`, NODES);
-    const rows: [string, string][] = [
+function benchSuite(suite: Suite, work: string, deb: string) {
+  return benchCounts(
+    { suite, work, deb, prefix: "bm", nodes: NODES },
+    COUNTS,
+    async (sh) => [
       ["QEMU", /version (\S+)/.exec(await sh("qemu-system-x86_64 --version"))?.[1] ?? "?"],
-    ];
-    for (const count of COUNTS) {
-      const more = await benchCount(sh, count);
-      for (const [k, v] of more) console.log(`  [${suite}] ${k}: ${v}`);
-      rows.push(...more);
-    }
-    return rows;
-  } finally {
-    await bed.down();
-    await topo.destroy();
-  }
+    ],
+    benchCount,
+  );
 }
 
 await benchReleases("memsnap", SUITES, NODES, benchSuite);

@@ -12,10 +12,8 @@
  *   BENCH_SUITES=trixie BENCH_UNITS=1,2,4 bash tests/bench/run.sh units
  */
 
-import { Bed } from "../lib/bed.ts";
 import { waitFor } from "../lib/proc.ts";
-import { Topology } from "../lib/topology.ts";
-import { benchReleases, installWithImages } from "./bed_install.ts";
+import { benchCounts, benchReleases } from "./bed_install.ts";
 
 type Suite = "bookworm" | "trixie";
 const SUITES = (Deno.env.get("BENCH_SUITES") ?? "bookworm,trixie").split(",") as Suite[];
@@ -79,32 +77,13 @@ function mean(values: number[]): number {
   return values.reduce((a, b) => a + b, 0) / Math.max(1, values.length);
 }
 
-async function benchSuite(suite: Suite, work: string, deb: string) {
-  const topo = new Topology(`bu${suite.slice(0, 1)}${Deno.pid % 1000}`, `${work}/${suite}`);
-  const bed = new Bed(`aosbu${suite.slice(0, 1)}${Deno.pid % 1000}`, suite);
-  await Deno.mkdir(`${work}/${suite}`, { recursive: true });
-  const sh = async (script: string) => {
-    const r = await bed.sh(script);
-    if (r.code !== 0) throw new Error(`${script}: ${r.stderr}`);
-    return r.stdout.trim();
-  };
-  try {
-    await topo.create();
-    await bed.up({ flavour: "base", netns: topo.host });
-    const rows: [string, string][] = [
-      ["systemd", (await sh("systemctl --version | head -n1")).split(" ")[1]!],
-    ];
-    await installWithImages(bed, [deb], `${work}/images`, NODES);
-    for (const count of COUNTS) {
-      const more = await benchCount(sh, count);
-      for (const [k, v] of more) console.log(`  [${suite}] ${k}: ${v}`);
-      rows.push(...more);
-    }
-    return rows;
-  } finally {
-    await bed.down();
-    await topo.destroy();
-  }
+function benchSuite(suite: Suite, work: string, deb: string) {
+  return benchCounts(
+    { suite, work, deb, prefix: "bu", nodes: NODES },
+    COUNTS,
+    async (sh) => [["systemd", (await sh("systemctl --version | head -n1")).split(" ")[1]!]],
+    benchCount,
+  );
 }
 
 await benchReleases("units", SUITES, NODES, benchSuite);
