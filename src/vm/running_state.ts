@@ -183,30 +183,13 @@ export class StateSave {
     }
   }
 
-  /** The migration's status. */
-  async status(): Promise<string> {
-    return String((await this.session.execute("query-migrate") as MigrationInfo).status);
-  }
-
   /**
-   * Lets the stream end (one at its switchover, left there by an older save's settings, is
-   * let go) and keeps the file; or cancels it and removes the file, when QEMU's migration
-   * or the copy failed.
+   * Lets the stream end and keeps the file; or cancels it and removes the file, when QEMU's
+   * migration or the copy failed.
    * @throws {QmpError} when QEMU's migration fails
    */
   async finish(): Promise<SavedState> {
     try {
-      let status = await this.status();
-      while (status === "setup" || status === "active") {
-        if (performance.now() > this.deadline) {
-          throw new QmpError("the migration did not end in time");
-        }
-        await new Promise((r) => setTimeout(r, POLL_MS));
-        status = await this.status();
-      }
-      if (status === "pre-switchover") {
-        await this.session.execute("migrate-continue", { state: "pre-switchover" });
-      }
       // A migration that ends without completing closes the stream: the copy does not
       // wait for a QEMU that will never send. Both are waited for, so the session is never
       // used by two commands at once.
